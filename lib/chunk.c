@@ -1,0 +1,2 @@
+/* chunk.c - placeholder until implemented. */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* manifest.c - placeholder until implemented. */
+#include "internal.h"

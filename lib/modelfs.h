@@ -1,0 +1,406 @@
+/*
+ * modelfs.h - the public interface of libmodelfs.
+ *
+ * libmodelfs writes, validates and reads modelfs containers (one model per
+ * file: named n-dimensional arrays plus a JSON metadata document; see
+ * FORMAT.md) and produces/parses NPY headers.
+ *
+ * Conventions for every function below:
+ *  - Functions returning int return 0 (or a documented non-negative value)
+ *    on success and a negative errno on failure.  -EBADMSG always means "the
+ *    container (or .npy file) is malformed"; -EIO means a checksum mismatch
+ *    or an I/O error.
+ *  - After a failure, mfs_last_error() returns a message for the calling
+ *    thread naming the file, the field and the violated bound.
+ *  - Unless stated otherwise a function is thread-safe for distinct objects;
+ *    read-only functions on one mfs_container may be called from several
+ *    threads at once (the container is immutable once opened).
+ */
+#ifndef MODELFS_H
+#define MODELFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MODELFS_VERSION_MAJOR 0
+#define MODELFS_VERSION_MINOR 1
+#define MODELFS_VERSION_PATCH 0
+#define MODELFS_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define MFS_API __attribute__((visibility("default")))
+#else
+#define MFS_API
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Limits (the validation bounds of FORMAT.md)                         */
+/* ------------------------------------------------------------------ */
+
+/** Page size arrays are aligned to in a container and in a .npy view. */
+#define MFS_PAGE_SIZE 4096u
+/** Size of the NPY header the mount serves: data starts at this offset. */
+#define MFS_NPY_HEADER_SIZE 4096u
+/** Most dimensions an array may have (NumPy's own limit). */
+#define MFS_MAX_NDIM 32u
+/** Longest array name in bytes; "<name>.npy" must fit in NAME_MAX. */
+#define MFS_MAX_NAME_LEN 200u
+/** Longest model key in bytes. */
+#define MFS_MAX_KEY_LEN 128u
+/** Most arrays in one container. */
+#define MFS_MAX_ARRAYS 65536u
+/** Largest metadata document in bytes. */
+#define MFS_MAX_METADATA (16u << 20)
+/** Chunk sizes are powers of two within these bounds. */
+#define MFS_MIN_CHUNK_SIZE (4u << 10)
+#define MFS_MAX_CHUNK_SIZE (64u << 20)
+/** Default chunk size (see FORMAT.md, "Choosing the chunk size"). */
+#define MFS_DEFAULT_CHUNK_SIZE (256u << 10)
+
+/* ------------------------------------------------------------------ */
+/* Version and errors                                                  */
+/* ------------------------------------------------------------------ */
+
+/** Returns the library version as "MAJOR.MINOR.PATCH" (static storage). */
+MFS_API const char *mfs_version(void);
+
+/**
+ * Returns the message of the last failure on the calling thread, or "" if
+ * none.  The string is thread-local and valid until the next libmodelfs
+ * call on this thread.
+ */
+MFS_API const char *mfs_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Types                                                               */
+/* ------------------------------------------------------------------ */
+
+/** Element types.  Values are stored in the container: never renumber. */
+typedef enum mfs_dtype {
+	MFS_DTYPE_INVALID = 0,
+	MFS_DTYPE_BOOL = 1,
+	MFS_DTYPE_INT8 = 2,
+	MFS_DTYPE_INT16 = 3,
+	MFS_DTYPE_INT32 = 4,
+	MFS_DTYPE_INT64 = 5,
+	MFS_DTYPE_UINT8 = 6,
+	MFS_DTYPE_UINT16 = 7,
+	MFS_DTYPE_UINT32 = 8,
+	MFS_DTYPE_UINT64 = 9,
+	MFS_DTYPE_FLOAT16 = 10,
+	MFS_DTYPE_BFLOAT16 = 11,
+	MFS_DTYPE_FLOAT32 = 12,
+	MFS_DTYPE_FLOAT64 = 13,
+	MFS_DTYPE_COMPLEX64 = 14,
+	MFS_DTYPE_COMPLEX128 = 15,
+} mfs_dtype;
+#define MFS_DTYPE_COUNT 16
+
+/** Memory order of a multi-dimensional array. Stored: never renumber. */
+typedef enum mfs_order { MFS_ORDER_C = 0, MFS_ORDER_F = 1 } mfs_order;
+
+/** Chunk codec of an array. Stored: never renumber. */
+typedef enum mfs_codec { MFS_CODEC_NONE = 0, MFS_CODEC_LZ4 = 1 } mfs_codec;
+
+/** Size in bytes of one element, or 0 if @p dt is not a valid dtype. */
+MFS_API size_t mfs_dtype_size(mfs_dtype dt);
+/** Canonical name ("float32", "bfloat16", ...), or NULL if invalid. */
+MFS_API const char *mfs_dtype_name(mfs_dtype dt);
+/** Parses a canonical name. Returns 0, or -EINVAL for an unknown name. */
+MFS_API int mfs_dtype_from_name(const char *name, mfs_dtype *out);
+/** NPY descr string ("<f4", "|b1", ...; bfloat16 is "<u2"), or NULL. */
+MFS_API const char *mfs_dtype_npy_descr(mfs_dtype dt);
+/** "none" or "lz4", or NULL if invalid. */
+MFS_API const char *mfs_codec_name(mfs_codec codec);
+
+/**
+ * Checks an array name: 1..MFS_MAX_NAME_LEN bytes of [A-Za-z0-9._-], not
+ * starting with '.'.  Returns 0 or -EINVAL (message set).
+ */
+MFS_API int mfs_check_array_name(const char *name);
+/**
+ * Checks a model key: [A-Za-z0-9][A-Za-z0-9._-]{0,127}.
+ * Returns 0 or -EINVAL (message set).
+ */
+MFS_API int mfs_check_key(const char *key);
+
+/**
+ * Checks that @p json (@p len bytes, no NUL needed) is valid UTF-8 JSON
+ * whose top level is an object, at most MFS_MAX_METADATA bytes.
+ * Returns 0, or -EINVAL with a message giving line/column of the problem.
+ */
+MFS_API int mfs_check_metadata(const char *json, size_t len);
+
+/** Description of an array to write. */
+typedef struct mfs_array_spec {
+	const char *name;             /**< checked by mfs_check_array_name */
+	mfs_dtype dtype;
+	uint32_t ndim;                /**< 0..MFS_MAX_NDIM (0 = scalar) */
+	uint64_t shape[MFS_MAX_NDIM]; /**< first ndim entries used */
+	mfs_order order;
+	mfs_codec codec;
+	uint32_t chunk_size; /**< 0 = MFS_DEFAULT_CHUNK_SIZE */
+} mfs_array_spec;
+
+/** Description of a stored array, as read back from a container. */
+typedef struct mfs_array_info {
+	const char *name; /**< owned by the container; valid until close */
+	mfs_dtype dtype;
+	uint32_t ndim;
+	uint64_t shape[MFS_MAX_NDIM];
+	mfs_order order;
+	mfs_codec codec;
+	uint32_t chunk_size;    /**< raw bytes per chunk (last may be short) */
+	uint64_t chunk_count;   /**< ceil(raw_length / chunk_size) */
+	uint64_t raw_length;    /**< product(shape) * itemsize */
+	uint64_t stored_length; /**< bytes occupied in the file */
+	uint64_t data_offset;   /**< file offset, multiple of MFS_PAGE_SIZE */
+} mfs_array_info;
+
+/** One chunk of a stored array. */
+typedef struct mfs_chunk_info {
+	uint64_t raw_offset;    /**< offset of the chunk in the raw array */
+	uint32_t raw_length;    /**< decoded size (chunk_size, last shorter) */
+	uint32_t stored_length; /**< bytes in the file; == raw_length: verbatim */
+	uint64_t file_offset;   /**< absolute offset in the container file */
+	uint64_t checksum;      /**< XXH3-64 of the stored bytes */
+} mfs_chunk_info;
+
+/* ------------------------------------------------------------------ */
+/* Writing containers                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct mfs_writer mfs_writer;
+
+/**
+ * Data source for an array: copy up to @p len bytes into @p buf and return
+ * how many were copied (0 only at end of data), or a negative errno.  The
+ * writer calls it until it has raw_length bytes; a short total is -EINVAL.
+ */
+typedef ssize_t (*mfs_source_fn)(void *ctx, void *buf, size_t len);
+
+/**
+ * Starts a container that will be published at @p path.  Data goes to a
+ * temporary file "<dir>/.<basename>.tmp.XXXXXX" in the same directory;
+ * nothing is visible at @p path before mfs_writer_commit succeeds.
+ * Returns 0, -ENAMETOOLONG, or the errno of creating the temporary file.
+ * A writer is used by one thread at a time.
+ */
+MFS_API int mfs_writer_create(mfs_writer **out, const char *path);
+
+/**
+ * Sets the metadata document (copied; checked by mfs_check_metadata).
+ * Default is "{}".  May be called any time before commit.
+ */
+MFS_API int mfs_writer_set_metadata(mfs_writer *w, const char *json,
+				    size_t len);
+
+/**
+ * Appends an array whose raw bytes (raw_length = product(shape)*itemsize,
+ * in the spec's order) are pulled from @p src in pieces, so an array may
+ * be larger than memory.  Checks the spec (name, duplicate name, dtype,
+ * ndim, chunk size, codec, size overflow) before reading anything.
+ * Returns 0, -EINVAL (bad spec or short source, message set), -EEXIST
+ * (duplicate name), -E2BIG (too many arrays), or the source's/I/O errno.
+ * After a failure the writer can only be aborted.
+ */
+MFS_API int mfs_writer_add_array(mfs_writer *w, const mfs_array_spec *spec,
+				 mfs_source_fn src, void *ctx);
+/** As mfs_writer_add_array, from memory; @p len must equal raw_length. */
+MFS_API int mfs_writer_add_array_buffer(mfs_writer *w,
+					const mfs_array_spec *spec,
+					const void *data, size_t len);
+/** As mfs_writer_add_array, reading raw_length bytes of @p fd at @p off. */
+MFS_API int mfs_writer_add_array_fd(mfs_writer *w, const mfs_array_spec *spec,
+				    int fd, off_t off);
+
+/**
+ * Writes the index and header, fsyncs the file, renames it onto the final
+ * path (replacing any file there atomically) and fsyncs the directory.
+ * Frees @p w whatever the outcome; on failure the temporary file is
+ * removed and nothing at the final path changed.
+ */
+MFS_API int mfs_writer_commit(mfs_writer *w);
+
+/** Discards the temporary file and frees @p w (NULL is a no-op). */
+MFS_API void mfs_writer_abort(mfs_writer *w);
+
+/* ------------------------------------------------------------------ */
+/* Reading containers                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct mfs_container mfs_container;
+
+/**
+ * Opens and fully validates the container at @p path (every structural
+ * rule of FORMAT.md; chunk data checksums are checked when chunks are
+ * read, or by mfs_container_verify).  Returns 0, -EBADMSG (malformed,
+ * message names file, field and bound), or the errno of open/read.
+ */
+MFS_API int mfs_container_open(mfs_container **out, const char *path);
+
+/**
+ * As mfs_container_open on an open, readable descriptor.  @p label names
+ * the file in messages.  On success the container owns @p fd and closes it
+ * in mfs_container_close; on failure the caller still owns it.
+ */
+MFS_API int mfs_container_open_fd(mfs_container **out, int fd,
+				  const char *label);
+
+/** Closes the file and frees everything (NULL is a no-op). */
+MFS_API void mfs_container_close(mfs_container *c);
+
+/** The backing descriptor (owned by the container). */
+MFS_API int mfs_container_fd(const mfs_container *c);
+/** Size of the container file in bytes. */
+MFS_API uint64_t mfs_container_file_size(const mfs_container *c);
+/** The label given at open (the path for mfs_container_open). */
+MFS_API const char *mfs_container_label(const mfs_container *c);
+
+/** The metadata document, NUL-terminated; length in *@p len if non-NULL. */
+MFS_API const char *mfs_container_metadata(const mfs_container *c,
+					   size_t *len);
+
+/** Number of arrays. */
+MFS_API size_t mfs_container_array_count(const mfs_container *c);
+
+/** Fills @p out for array @p index. Returns 0 or -ERANGE. */
+MFS_API int mfs_container_array(const mfs_container *c, size_t index,
+				mfs_array_info *out);
+
+/** Finds an array by name. Returns 0 (index in *@p index) or -ENOENT. */
+MFS_API int mfs_container_find(const mfs_container *c, const char *name,
+			       size_t *index);
+
+/** Fills @p out for chunk @p chunk of array @p array; 0 or -ERANGE. */
+MFS_API int mfs_container_chunk(const mfs_container *c, size_t array,
+				uint64_t chunk, mfs_chunk_info *out);
+
+/**
+ * Reads chunk @p chunk of array @p array from the file, checks its XXH3-64
+ * checksum and decodes it into @p buf (@p buf_len >= the chunk's
+ * raw_length).  Returns the raw length, -ERANGE, -ENOBUFS (buffer too
+ * small), -EIO (checksum mismatch or read error; message names file,
+ * array and chunk) or -EBADMSG (undecodable LZ4 stream).
+ */
+MFS_API ssize_t mfs_container_read_chunk(const mfs_container *c, size_t array,
+					 uint64_t chunk, void *buf,
+					 size_t buf_len);
+
+/**
+ * Checks and decodes one chunk whose stored bytes the caller already has
+ * (@p stored, ch->stored_length bytes) into @p out (@p out_len >=
+ * ch->raw_length).  @p codec is the array's codec; @p label, @p array_name
+ * name the chunk in messages.  Returns raw length, -ENOBUFS, -EIO
+ * (checksum) or -EBADMSG (bad LZ4 stream or wrong decoded size).
+ */
+MFS_API ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
+				 const void *stored, void *out, size_t out_len,
+				 const char *label, const char *array_name,
+				 uint64_t chunk_index);
+
+/**
+ * Copies @p len raw bytes of array @p array starting at raw offset @p off
+ * into @p buf, decoding and checking every chunk it touches.  Returns the
+ * number of bytes copied (short only at the end of the array), or an error
+ * as mfs_container_read_chunk.
+ */
+MFS_API ssize_t mfs_container_read(const mfs_container *c, size_t array,
+				   uint64_t off, void *buf, size_t len);
+
+/** Flags for mfs_container_map. */
+#define MFS_MAP_VERIFY 1u /**< check every chunk's checksum first */
+
+/**
+ * Maps a raw (codec none) array read-only and shared, zero-copy.  An empty
+ * array yields *data == NULL, *len == 0.  Returns 0, -ENOTSUP for an LZ4
+ * array, -EIO (MFS_MAP_VERIFY and a bad chunk) or the errno of mmap.
+ * Unmap with munmap(*data, *len) or mfs_unmap.
+ */
+MFS_API int mfs_container_map(const mfs_container *c, size_t array,
+			      unsigned flags, const void **data, size_t *len);
+/** Unmaps what mfs_container_map returned (NULL/0 is a no-op). */
+MFS_API void mfs_unmap(const void *data, size_t len);
+
+/** Called by mfs_container_verify for each bad chunk. */
+typedef void (*mfs_verify_fn)(void *ctx, size_t array, uint64_t chunk,
+			      int err, const char *message);
+
+/**
+ * Reads, checks and decodes every chunk of every array.  Calls @p cb (may
+ * be NULL) for each bad chunk and continues.  Returns the number of bad
+ * chunks (0 = all good) or a negative errno for an error that stopped it.
+ */
+MFS_API int64_t mfs_container_verify(const mfs_container *c, mfs_verify_fn cb,
+				     void *ctx);
+
+/**
+ * Builds the manifest JSON of the container served as model @p key:
+ * {"key", "format_version", "file_size", "total_raw_size",
+ *  "total_stored_size", "arrays": [{"name", "file", "dtype", "npy_descr",
+ *  "shape", "order", "codec", "raw_size", "stored_size", "data_offset"
+ *  (4096: the offset of data in the .npy view), "container_offset",
+ *  "chunk_size", "chunks", "chunk_checksums" (hex XXH3-64)}]}.
+ * *@p out is malloc'd and NUL-terminated; caller frees.  Returns 0 or
+ * -ENOMEM.
+ */
+MFS_API int mfs_container_manifest(const mfs_container *c, const char *key,
+				   char **out, size_t *len);
+
+/* ------------------------------------------------------------------ */
+/* NPY                                                                 */
+/* ------------------------------------------------------------------ */
+
+/** What an NPY header says. */
+typedef struct mfs_npy_info {
+	mfs_dtype dtype; /**< "<u2" parses as UINT16 (bfloat16 is not marked) */
+	uint32_t ndim;
+	uint64_t shape[MFS_MAX_NDIM];
+	mfs_order order;
+	uint32_t version;     /**< major version: 1, 2 or 3 */
+	uint64_t data_offset; /**< where the array data starts in the file */
+	uint64_t data_length; /**< product(shape) * itemsize (checked) */
+} mfs_npy_info;
+
+/**
+ * Writes the NPY v1.0 header for the array into @p out: magic, version,
+ * header length, the dict {'descr', 'fortran_order', 'shape'} exactly as
+ * NumPy formats it, padded with spaces and ending in '\n' so that it is
+ * exactly MFS_NPY_HEADER_SIZE bytes.  @p out_len must be at least that.
+ * Returns MFS_NPY_HEADER_SIZE, -EINVAL (bad dtype/ndim) or -ENOBUFS.
+ */
+MFS_API int mfs_npy_header(mfs_dtype dtype, uint32_t ndim,
+			   const uint64_t *shape, mfs_order order, char *out,
+			   size_t out_len);
+
+/** Largest NPY header mfs_npy_parse accepts (bytes, including preamble). */
+#define MFS_NPY_MAX_HEADER (1u << 20)
+
+/**
+ * Parses an NPY header (versions 1.0, 2.0, 3.0) from the first @p len
+ * bytes of a file.  Accepts C and Fortran order and every dtype of this
+ * library in little-endian or byte-order-free form.  Rejects object
+ * ('|O'), structured and big-endian dtypes, and pickled data, with a
+ * message saying so.  Returns 0, -EAGAIN (need more bytes: *@p need, if
+ * non-NULL, says how many), -ENOTSUP (valid NPY, unsupported dtype) or
+ * -EBADMSG (malformed; message names the field).  @p label names the file.
+ */
+MFS_API int mfs_npy_parse(const void *buf, size_t len, const char *label,
+			  mfs_npy_info *out, size_t *need);
+
+/**
+ * Reads and parses the header of the .npy file open on @p fd (offset 0,
+ * by pread) and checks that the file holds exactly data_offset +
+ * data_length bytes.  Errors as mfs_npy_parse, plus I/O errnos.
+ */
+MFS_API int mfs_npy_read_fd(int fd, const char *label, mfs_npy_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MODELFS_H */

@@ -1,0 +1,2 @@
+/* npy.c - placeholder until implemented. */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* reader.c - placeholder until implemented. */
+#include "internal.h"

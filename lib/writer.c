@@ -1,0 +1,2 @@
+/* writer.c - placeholder until implemented. */
+#include "internal.h"
