@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# bootstrap.sh - install modelfs's build dependencies (Debian 12), build it,
+# and then either run the demo or run every test.
+#
+#   tools/bootstrap.sh demo     deps + build + mount a generated demo store
+#   tools/bootstrap.sh test     deps + build + every test suite
+#   tools/bootstrap.sh deps     only install dependencies
+#
+# Environment: BUILD_DIR (default build), MESON_ARGS (extra setup args).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+BUILD_DIR=${BUILD_DIR:-build}
+
+# Everything modelfs builds, tests and demos with; all from Debian's archive.
+DEPS=(gcc clang libclang-rt-14-dev pkg-config meson ninja-build
+      liblz4-dev libxxhash-dev libjansson-dev libcmocka-dev
+      libfuse3-dev fuse3 python3 python3-numpy)
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_deps() {
+	local missing=()
+	for p in "${DEPS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "bootstrap: installing ${missing[*]}"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build() {
+	if [ -f "$BUILD_DIR/build.ninja" ]; then
+		meson setup --reconfigure "$BUILD_DIR" ${MESON_ARGS:-} >/dev/null
+	else
+		meson setup "$BUILD_DIR" ${MESON_ARGS:-}
+	fi
+	ninja -C "$BUILD_DIR"
+}
+
+case "${1:-}" in
+deps)
+	install_deps ;;
+demo)
+	install_deps
+	build
+	exec "$here/tools/demo.sh" "$BUILD_DIR" ;;
+test)
+	install_deps
+	build
+	meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 ;;
+*)
+	echo "usage: $0 demo|test|deps" >&2
+	exit 2 ;;
+esac

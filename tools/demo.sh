@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# demo.sh BUILD_DIR - generate a demo store, mount it, and show it.
+#
+# Two models: "itemknn" (an item-item similarity matrix in CSR form plus an
+# item index, LZ4-compressed) and "embeddings" (float32 item and user
+# factors, raw).  Mounted at /run/models when run as root, else at
+# $HOME/modelfs-demo/mnt.  Unmount with: fusermount3 -u MOUNTPOINT
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$here/build}" && pwd)
+modelctl="$build/tools/modelctl"
+modelfs="$build/fs/modelfs"
+py=/usr/bin/python3
+
+if [ "$(id -u)" = 0 ]; then
+	base=/var/lib/modelfs-demo
+	mnt=/run/models
+else
+	base=$HOME/modelfs-demo
+	mnt=$base/mnt
+fi
+store=$base/store
+src=$base/src
+mkdir -p "$store" "$src" "$mnt"
+
+# Unmount a previous demo mount so the store can be regenerated.
+if grep -q " $mnt fuse.modelfs " /proc/mounts; then
+	fusermount3 -u "$mnt"
+fi
+
+echo "== generating demo arrays in $src"
+"$py" - "$src" <<'PY'
+import json, os, sys
+import numpy as np
+
+out = sys.argv[1]
+rng = np.random.default_rng(42)
+n_items, n_users, k, dim = 20000, 5000, 50, 64
+
+# Item-item similarity in CSR: k neighbours per item, sorted columns.
+indptr = np.arange(0, (n_items + 1) * k, k, dtype=np.int64)
+indices = np.sort(rng.integers(0, n_items, size=(n_items, k), dtype=np.int32), axis=1).ravel()
+data = rng.random(n_items * k, dtype=np.float32)
+item_ids = np.arange(1000, 1000 + n_items, dtype=np.int64)
+knn = os.path.join(out, "itemknn")
+emb = os.path.join(out, "embeddings")
+os.makedirs(knn, exist_ok=True)
+os.makedirs(emb, exist_ok=True)
+np.save(os.path.join(knn, "sim.indptr.npy"), indptr)
+np.save(os.path.join(knn, "sim.indices.npy"), indices)
+np.save(os.path.join(knn, "sim.data.npy"), data)
+np.save(os.path.join(knn, "item_ids.npy"), item_ids)
+np.save(os.path.join(emb, "item_factors.npy"), rng.standard_normal((n_items, dim), dtype=np.float32))
+np.save(os.path.join(emb, "user_factors.npy"), rng.standard_normal((n_users, dim), dtype=np.float32))
+np.save(os.path.join(emb, "item_bias.npy"), rng.standard_normal(n_items).astype(np.float64))
+with open(os.path.join(out, "itemknn.json"), "w") as f:
+    json.dump({"algorithm": "item-knn", "neighbors": k, "items": n_items}, f)
+with open(os.path.join(out, "embeddings.json"), "w") as f:
+    json.dump({"algorithm": "als", "features": dim, "items": n_items, "users": n_users}, f)
+PY
+
+echo "== packing the store $store"
+"$modelctl" pack "$store/itemknn.mfs" --lz4 --metadata "$src/itemknn.json" "$src/itemknn"
+"$modelctl" pack "$store/embeddings.mfs" --metadata "$src/embeddings.json" "$src/embeddings"
+"$modelctl" inspect "$store/itemknn.mfs"
+
+echo "== mounting $store at $mnt"
+"$modelfs" "$store" "$mnt"
+for _ in $(seq 50); do
+	grep -q " $mnt fuse.modelfs " /proc/mounts && break
+	sleep 0.1
+done
+
+echo "== ls -l $mnt/itemknn $mnt/embeddings"
+ls -l "$mnt/itemknn" "$mnt/embeddings"
+echo "== cat $mnt/itemknn/metadata.json"
+cat "$mnt/itemknn/metadata.json"; echo
+
+echo "== numpy reads the mounted model zero-copy:"
+cmd="import numpy as np; d = np.load('$mnt/itemknn/sim.data.npy', mmap_mode='r'); e = np.load('$mnt/embeddings/item_factors.npy', mmap_mode='r'); print(d.dtype, d.shape, float(d[:5].sum()), e.shape, float(e[0] @ e[1]))"
+echo "\$ $py -c \"$cmd\""
+"$py" -c "$cmd"
+
+echo
+echo "The demo store stays mounted at $mnt; unmount it with: fusermount3 -u $mnt"
