@@ -1,0 +1,37 @@
+/*
+ * daemon.h - the state one running daemon shares between its modules.
+ */
+#ifndef MFSD_DAEMON_H
+#define MFSD_DAEMON_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "chunkcache.h"
+#include "data.h"
+#include "store.h"
+
+/* Options as given on the command line (immutable once running). */
+struct mfsd_options {
+	const char *store_dir;  /* absolute */
+	const char *mountpoint; /* absolute */
+	bool foreground;
+	bool debug;
+	bool allow_other;
+	unsigned threads;       /* most worker threads */
+	size_t cache_bytes;     /* decoded-chunk cache budget */
+	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
+	unsigned max_read;      /* largest read request, bytes */
+	enum mfsd_io_mode io;
+};
+
+struct mfsd_ctx {
+	struct mfsd_options opt;   /* immutable */
+	struct timespec started;   /* immutable, CLOCK_MONOTONIC */
+	struct mfsd_store *store;  /* own lock */
+	struct mfsd_cache cache;   /* own lock */
+	struct mfsd_stats stats;   /* atomics */
+	struct mfsd_data data;     /* immutable, points into the above */
+};
+
+#endif /* MFSD_DAEMON_H */

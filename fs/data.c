@@ -1,0 +1,423 @@
+/*
+ * data.c - the read path of array files (see data.h).
+ *
+ * A reply is assembled as a short list of pieces: the NPY header (made on
+ * demand), decoded LZ4 chunks pinned in the cache, or a range of the
+ * backing file for raw arrays, which is sent by splice or pread.  Raw
+ * ranges are served from the backing file only after every chunk they
+ * touch has been checksummed once (the verified bitmap); LZ4 chunks are
+ * checked each time they are decoded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "log.h"
+
+#define MFSD_PAGE ((uint64_t)MFS_PAGE_SIZE)
+/* A reply has at most the header piece and one piece per chunk. */
+#define MFSD_EXTRA_PIECES 3u
+
+/* One part of a reply, in file order. */
+struct mfsd_piece {
+	const void *mem; /* memory piece, or NULL for a backing-file range */
+	uint64_t pos;    /* backing file offset of a file piece */
+	size_t len;
+};
+
+struct mfsd_reply {
+	struct mfsd_piece *pieces;
+	size_t npieces;
+	size_t cap;
+	struct mfsd_cache_entry **pins; /* cache entries the pieces point into */
+	size_t npins;
+	char *header;  /* NPY header bytes, if the read covers any */
+	void *rawbuf;  /* pread buffer of the file piece (pread mode) */
+	int fd;        /* backing descriptor of file pieces */
+	uint64_t drop_start; /* backing range to drop after replying */
+	uint64_t drop_end;
+	uint64_t drop_limit; /* end of the array's stored bytes */
+};
+
+/* Raw length of chunk @chunk of an array. */
+static size_t mfsd_chunk_len(const mfs_array_info *ai, uint64_t chunk)
+{
+	uint64_t start = chunk * ai->chunk_size;
+	uint64_t left = ai->raw_length - start;
+
+	return (size_t)(left < ai->chunk_size ? left : ai->chunk_size);
+}
+
+/*
+ * Drops the backing pages of [@start, @end) of an array whose stored
+ * bytes end at @limit.  The page holding @start goes even if it is shared
+ * with the previous chunk (in forward reading that one was served first);
+ * a page shared with the following bytes stays for whoever reads them, and
+ * is dropped then.  Together every page of a forward scan is dropped once.
+ */
+static void mfsd_drop(int fd, uint64_t start, uint64_t end, uint64_t limit)
+{
+	uint64_t s = start & ~(MFSD_PAGE - 1);
+	uint64_t e = end & ~(MFSD_PAGE - 1);
+
+	if (end >= limit)
+		e = (end + MFSD_PAGE - 1) & ~(MFSD_PAGE - 1);
+	if (e > s)
+		(void)posix_fadvise(fd, (off_t)s, (off_t)(e - s),
+				    POSIX_FADV_DONTNEED);
+}
+
+/* Logs and counts a chunk that failed its checksum or decoding, once. */
+static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
+			      size_t index, uint64_t chunk, int err)
+{
+	struct mfsd_array *a = &m->arrays[index];
+
+	if (err != -EIO && err != -EBADMSG)
+		return;
+	if (!mfsd_bit_set(a->reported, chunk))
+		return;
+	atomic_fetch_add_explicit(&d->stats->checksum_failures, 1,
+				  memory_order_relaxed);
+	mfsd_log(MFSD_LOG_ERR, "model %s, array %s, chunk %llu: %s",
+		 m->key, a->info.name, (unsigned long long)chunk,
+		 mfs_last_error());
+}
+
+/* Checks the checksum of raw chunk @chunk and marks it verified. */
+static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
+			     size_t index, uint64_t chunk)
+{
+	struct mfsd_array *a = &m->arrays[index];
+	size_t len = mfsd_chunk_len(&a->info, chunk);
+	void *buf = malloc(len ? len : 1);
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	n = mfs_container_read_chunk(m->container, index, chunk, buf, len);
+	free(buf);
+	if (n < 0) {
+		mfsd_chunk_failed(d, m, index, chunk, (int)n);
+		return (int)n;
+	}
+	if (mfsd_bit_set(a->verified, chunk))
+		atomic_fetch_add_explicit(&d->stats->chunks_verified, 1,
+					  memory_order_relaxed);
+	return 0;
+}
+
+/* Makes sure every chunk of raw range [@roff, @roff + @rlen) is verified. */
+static int mfsd_verify_range(const struct mfsd_data *d, struct mfsd_model *m,
+			     size_t index, uint64_t roff, uint64_t rlen)
+{
+	struct mfsd_array *a = &m->arrays[index];
+	uint64_t first = roff / a->info.chunk_size;
+	uint64_t last = (roff + rlen - 1) / a->info.chunk_size;
+
+	for (uint64_t c = first; c <= last; c++) {
+		int rc;
+
+		if (mfsd_bit_test(a->verified, c))
+			continue;
+		rc = mfsd_verify_chunk(d, m, index, c);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void mfsd_add_piece(struct mfsd_reply *r, const void *mem,
+			   uint64_t pos, size_t len)
+{
+	r->pieces[r->npieces++] = (struct mfsd_piece){mem, pos, len};
+}
+
+/* Adds the part of the NPY header in [@off, @off + @size). */
+static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
+			   uint64_t off, size_t size)
+{
+	size_t n = MFS_NPY_HEADER_SIZE - off;
+	int rc;
+
+	r->header = malloc(MFS_NPY_HEADER_SIZE);
+	if (!r->header)
+		return -ENOMEM;
+	rc = mfs_npy_header(a->info.dtype, a->info.ndim, a->info.shape,
+			    a->info.order, r->header, MFS_NPY_HEADER_SIZE);
+	if (rc < 0)
+		return -EIO;
+	mfsd_add_piece(r, r->header + off, 0, n < size ? n : size);
+	return 0;
+}
+
+/* Adds raw range [@roff, @roff + @rlen) of a codec-none array. */
+static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
+			struct mfsd_model *m, size_t index, uint64_t roff,
+			size_t rlen)
+{
+	const mfs_array_info *ai = &m->arrays[index].info;
+	int rc = mfsd_verify_range(d, m, index, roff, rlen);
+
+	if (rc < 0)
+		return rc;
+	r->fd = mfs_container_fd(m->container);
+	r->drop_start = ai->data_offset + roff;
+	r->drop_end = r->drop_start + rlen;
+	r->drop_limit = ai->data_offset + ai->stored_length;
+	mfsd_add_piece(r, NULL, r->drop_start, rlen);
+	return 0;
+}
+
+/* What the cache loader needs to decode one LZ4 chunk. */
+struct mfsd_load {
+	const struct mfsd_data *d;
+	struct mfsd_model *m;
+	size_t index;
+	uint64_t chunk;
+};
+
+/* mfsd_cache_load_fn: reads, checks and decodes one chunk, then drops
+ * its stored bytes from the page cache (the decoded bytes are what the
+ * mount's own page cache will hold). */
+static ssize_t mfsd_lz4_load(void *arg, void *buf, size_t len)
+{
+	struct mfsd_load *l = arg;
+	const mfs_array_info *ai = &l->m->arrays[l->index].info;
+	mfs_chunk_info ci;
+	ssize_t n = mfs_container_read_chunk(l->m->container, l->index,
+					     l->chunk, buf, len);
+
+	if (n < 0) {
+		mfsd_chunk_failed(l->d, l->m, l->index, l->chunk, (int)n);
+		return n;
+	}
+	atomic_fetch_add_explicit(&l->d->stats->chunks_decoded, 1,
+				  memory_order_relaxed);
+	if (mfs_container_chunk(l->m->container, l->index, l->chunk, &ci) == 0)
+		mfsd_drop(mfs_container_fd(l->m->container), ci.file_offset,
+			  ci.file_offset + ci.stored_length,
+			  ai->data_offset + ai->stored_length);
+	return n;
+}
+
+/* Adds raw range [@roff, @roff + @rlen) of an LZ4 array from pinned
+ * decoded chunks. */
+static int mfsd_add_lz4(const struct mfsd_data *d, struct mfsd_reply *r,
+			struct mfsd_model *m, size_t index, uint64_t roff,
+			size_t rlen)
+{
+	const mfs_array_info *ai = &m->arrays[index].info;
+	uint64_t end = roff + rlen;
+
+	for (uint64_t c = roff / ai->chunk_size; c * ai->chunk_size < end;
+	     c++) {
+		struct mfsd_cache_key key = {m->gen, index, c};
+		struct mfsd_load l = {d, m, index, c};
+		uint64_t cstart = c * ai->chunk_size, from, to;
+		size_t clen = mfsd_chunk_len(ai, c);
+		struct mfsd_cache_entry *e;
+		int rc = mfsd_cache_get(d->cache, &key, clen, mfsd_lz4_load,
+					&l, &e);
+
+		if (rc < 0)
+			return rc;
+		r->pins[r->npins++] = e;
+		from = roff > cstart ? roff : cstart;
+		to = end < cstart + clen ? end : cstart + clen;
+		mfsd_add_piece(r, (const char *)mfsd_cache_data(e) +
+					  (from - cstart),
+			       0, (size_t)(to - from));
+	}
+	return 0;
+}
+
+/* Sizes the piece and pin lists for a read of @size bytes of @a. */
+static int mfsd_reply_init(struct mfsd_reply *r, const struct mfsd_array *a,
+			   size_t size)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	r->cap = size / a->info.chunk_size + MFSD_EXTRA_PIECES;
+	r->pieces = calloc(r->cap, sizeof(*r->pieces));
+	r->pins = calloc(r->cap, sizeof(*r->pins));
+	return r->pieces && r->pins ? 0 : -ENOMEM;
+}
+
+/* Unpins, drops the backing range served, frees. */
+static void mfsd_reply_finish(const struct mfsd_data *d, struct mfsd_reply *r)
+{
+	for (size_t i = 0; i < r->npins; i++)
+		mfsd_cache_put(d->cache, r->pins[i]);
+	if (r->fd >= 0)
+		mfsd_drop(r->fd, r->drop_start, r->drop_end, r->drop_limit);
+	free(r->rawbuf);
+	free(r->header);
+	free(r->pins);
+	free(r->pieces);
+}
+
+/* Turns file pieces into memory pieces by pread (pread mode). */
+static int mfsd_reply_pread(struct mfsd_reply *r)
+{
+	for (size_t i = 0; i < r->npieces; i++) {
+		struct mfsd_piece *p = &r->pieces[i];
+		size_t done = 0;
+
+		if (p->mem)
+			continue;
+		r->rawbuf = malloc(p->len ? p->len : 1);
+		if (!r->rawbuf)
+			return -ENOMEM;
+		while (done < p->len) {
+			ssize_t n = pread(r->fd, (char *)r->rawbuf + done,
+					  p->len - done, (off_t)(p->pos + done));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+			done += (size_t)n;
+		}
+		p->mem = r->rawbuf;
+	}
+	return 0;
+}
+
+/* Sends memory pieces with one writev.  Returns 0 once @req is consumed,
+ * or -ENOMEM (not answered). */
+static int mfsd_reply_iov(fuse_req_t req, struct mfsd_reply *r)
+{
+	struct iovec *iov = calloc(r->npieces ? r->npieces : 1, sizeof(*iov));
+
+	if (!iov)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->npieces; i++)
+		iov[i] = (struct iovec){(void *)r->pieces[i].mem,
+					r->pieces[i].len};
+	fuse_reply_iov(req, iov, (int)r->npieces);
+	free(iov);
+	return 0;
+}
+
+/* Sends pieces with a file range by fuse_reply_data, which splices the
+ * backing bytes when the kernel allows.  Consumes @req. */
+static int mfsd_reply_splice(fuse_req_t req, struct mfsd_reply *r)
+{
+	struct fuse_bufvec *bv = calloc(1, sizeof(*bv) + r->npieces *
+						  sizeof(struct fuse_buf));
+
+	if (!bv)
+		return -ENOMEM;
+	bv->count = r->npieces;
+	for (size_t i = 0; i < r->npieces; i++) {
+		struct mfsd_piece *p = &r->pieces[i];
+		struct fuse_buf *b = &bv->buf[i];
+
+		b->size = p->len;
+		if (p->mem) {
+			b->mem = (void *)p->mem;
+			continue;
+		}
+		b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		b->fd = r->fd;
+		b->pos = (off_t)p->pos;
+	}
+	fuse_reply_data(req, bv, 0);
+	free(bv);
+	return 0;
+}
+
+/* Sends the assembled reply.  Returns 0 once @req is consumed, or a
+ * negative errno (request not answered). */
+static int mfsd_reply_send(const struct mfsd_data *d, fuse_req_t req,
+			   struct mfsd_reply *r)
+{
+	bool has_fd = false;
+	int rc;
+
+	for (size_t i = 0; i < r->npieces; i++)
+		has_fd |= !r->pieces[i].mem;
+	if (has_fd && d->io == MFSD_IO_SPLICE)
+		return mfsd_reply_splice(req, r);
+	if (has_fd) {
+		rc = mfsd_reply_pread(r);
+		if (rc < 0)
+			return rc;
+	}
+	return mfsd_reply_iov(req, r);
+}
+
+/* Fills @r for [@off, @off + @size) of array file @index. */
+static int mfsd_reply_build(const struct mfsd_data *d, struct mfsd_reply *r,
+			    struct mfsd_model *m, size_t index, uint64_t off,
+			    size_t size)
+{
+	const struct mfsd_array *a = &m->arrays[index];
+	uint64_t end = off + size, roff;
+	int rc = mfsd_reply_init(r, a, size);
+
+	if (rc == 0 && off < MFS_NPY_HEADER_SIZE)
+		rc = mfsd_add_header(r, a, off, size);
+	if (rc < 0 || end <= MFS_NPY_HEADER_SIZE)
+		return rc;
+	roff = off > MFS_NPY_HEADER_SIZE ? off - MFS_NPY_HEADER_SIZE : 0;
+	if (a->info.codec == MFS_CODEC_LZ4)
+		return mfsd_add_lz4(d, r, m, index, roff,
+				    (size_t)(end - MFS_NPY_HEADER_SIZE - roff));
+	return mfsd_add_raw(d, r, m, index, roff,
+			    (size_t)(end - MFS_NPY_HEADER_SIZE - roff));
+}
+
+/* FUSE wants a positive errno; decoding and checksum trouble is EIO. */
+static int mfsd_reply_errno(int rc)
+{
+	return rc == -EBADMSG ? EIO : -rc;
+}
+
+void mfsd_data_read(const struct mfsd_data *d, fuse_req_t req,
+		    struct mfsd_model *m, size_t index, size_t size,
+		    off_t off)
+{
+	const struct mfsd_array *a = &m->arrays[index];
+	struct mfsd_reply r;
+	int rc;
+
+	if (off < 0 || (uint64_t)off >= a->file_size || size == 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > a->file_size - (uint64_t)off)
+		size = (size_t)(a->file_size - (uint64_t)off);
+	rc = mfsd_reply_build(d, &r, m, index, (uint64_t)off, size);
+	if (rc == 0)
+		rc = mfsd_reply_send(d, req, &r);
+	if (rc < 0) {
+		atomic_fetch_add_explicit(&d->stats->read_errors, 1,
+					  memory_order_relaxed);
+		fuse_reply_err(req, mfsd_reply_errno(rc));
+	} else {
+		atomic_fetch_add_explicit(&d->stats->bytes_served, size,
+					  memory_order_relaxed);
+	}
+	mfsd_reply_finish(d, &r);
+}
+
+void mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
+			const char *buf, size_t len, size_t size, off_t off)
+{
+	size_t n = 0;
+
+	if (off >= 0 && (uint64_t)off < len) {
+		n = len - (size_t)off;
+		if (n > size)
+			n = size;
+	}
+	fuse_reply_buf(req, n ? buf + off : NULL, n);
+	atomic_fetch_add_explicit(&d->stats->bytes_served, n,
+				  memory_order_relaxed);
+}

@@ -1,0 +1,88 @@
+/*
+ * inode.h - inode numbers and attributes of the mount.
+ *
+ * Inode numbers are computed, not stored: a model's inodes are its
+ * generation (never reused) shifted left by MFSD_SLOT_BITS, plus a slot:
+ * 0 the model's directory, 1 manifest.json, 2 metadata.json, 3 + i array
+ * i.  A replaced model therefore always gets new inode numbers, and an
+ * inode number never names two different contents over the daemon's life.
+ * The kernel's lookup counts are summed per model (store.h).
+ */
+#ifndef MFSD_INODE_H
+#define MFSD_INODE_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "store.h"
+
+#define MFSD_ROOT_INO FUSE_ROOT_ID
+#define MFSD_STATUS_INO ((fuse_ino_t)2)
+#define MFSD_STATUS_NAME ".status"
+#define MFSD_MANIFEST_NAME "manifest.json"
+#define MFSD_METADATA_NAME "metadata.json"
+
+/* Room for MFS_MAX_ARRAYS arrays and the fixed slots. */
+#define MFSD_SLOT_BITS 20u
+#define MFSD_SLOT_MASK ((UINT64_C(1) << MFSD_SLOT_BITS) - 1)
+/* Generations that still fit in an inode number. */
+#define MFSD_MAX_GEN (UINT64_MAX >> MFSD_SLOT_BITS)
+
+enum mfsd_slot {
+	MFSD_SLOT_DIR = 0,
+	MFSD_SLOT_MANIFEST = 1,
+	MFSD_SLOT_METADATA = 2,
+	MFSD_SLOT_ARRAY0 = 3,
+};
+
+/* Optimal I/O size reported in st_blksize: one maximal FUSE request. */
+#define MFSD_BLKSIZE (1u << 20)
+
+static inline fuse_ino_t mfsd_ino(uint64_t gen, uint64_t slot)
+{
+	return (fuse_ino_t)((gen << MFSD_SLOT_BITS) | slot);
+}
+
+/* Generation of a model inode, 0 for the root and .status. */
+static inline uint64_t mfsd_ino_gen(fuse_ino_t ino)
+{
+	return (uint64_t)ino >> MFSD_SLOT_BITS;
+}
+
+static inline uint64_t mfsd_ino_slot(fuse_ino_t ino)
+{
+	return (uint64_t)ino & MFSD_SLOT_MASK;
+}
+
+/* Number of slots (entries besides . and ..) of model @m's directory,
+ * plus the directory itself. */
+static inline uint64_t mfsd_slot_count(const struct mfsd_model *m)
+{
+	return MFSD_SLOT_ARRAY0 + m->narrays;
+}
+
+/* The file name of slot @slot (>= MFSD_SLOT_MANIFEST) of @m, or NULL. */
+const char *mfsd_slot_name(const struct mfsd_model *m, uint64_t slot);
+
+/* Finds the slot named @name in @m's directory.  0 or -ENOENT. */
+int mfsd_slot_find(const struct mfsd_model *m, const char *name,
+		   uint64_t *slot);
+
+/* Attributes of the root, mirroring STORE_DIR read-only. */
+void mfsd_stat_root(const struct mfsd_store *s, struct stat *st);
+
+/* Attributes of /.status. */
+void mfsd_stat_status(const struct mfsd_store *s, struct stat *st);
+
+/* Attributes of slot @slot of @m, mirroring the container file.
+ * 0 or -ENOENT for a slot the model does not have. */
+int mfsd_stat_slot(const struct mfsd_model *m, uint64_t slot,
+		   struct stat *st);
+
+/* Size of the file at @slot (>= MFSD_SLOT_MANIFEST) of @m. */
+uint64_t mfsd_slot_size(const struct mfsd_model *m, uint64_t slot);
+
+#endif /* MFSD_INODE_H */

@@ -1,0 +1,447 @@
+/*
+ * main.c - modelfs: options, start-up, the session loop, shutdown.
+ *
+ *   modelfs [-f] [-d] [-o OPTIONS] [--threads N] STORE_DIR MOUNTPOINT
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <pthread.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "ops.h"
+
+#define MFSD_EXIT_OK 0
+#define MFSD_EXIT_FAIL 1
+#define MFSD_EXIT_USAGE 2
+
+/* Defaults chosen by measurement (see the report in README.md). */
+#define MFSD_DEFAULT_THREADS 4u
+#define MFSD_MAX_THREADS 256u
+#define MFSD_DEFAULT_CACHE_MB 64u
+#define MFSD_DEFAULT_READ_AHEAD_KB 4096u
+/* libfuse's session buffer holds 256 pages of request data. */
+#define MFSD_DEFAULT_MAX_READ (1u << 20)
+#define MFSD_MIN_MAX_READ 4096u
+#define MFSD_MB (1u << 20)
+#define MFSD_FUSE_SUPER_MAGIC 0x65735546
+#define MFSD_SYSFS_PATH_MAX 96
+#define MFSD_MOUNT_OPTS_MAX 512
+
+struct mfsd_ra_thread {
+	pthread_t tid;
+	bool started;
+	const char *mountpoint;
+	unsigned read_ahead_kb;
+};
+
+static void mfsd_usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [-f] [-d] [-o OPTIONS] [--threads N] STORE_DIR "
+		"MOUNTPOINT\n"
+		"\n"
+		"Serves the model containers (*.mfs) of STORE_DIR read-only at\n"
+		"MOUNTPOINT: one directory per model with one .npy file per\n"
+		"array, manifest.json and metadata.json; /.status is JSON.\n"
+		"\n"
+		"  -f              stay in the foreground, log to stderr\n"
+		"  -d              debug: log every FUSE request (implies -f)\n"
+		"  --threads N     most worker threads (default %u)\n"
+		"  -h, --help      this text\n"
+		"  -V, --version   print the version\n"
+		"\n"
+		"  -o allow_other       let other users use the mount\n"
+		"  -o cache_mb=N        decoded LZ4 chunk cache (default %u)\n"
+		"  -o read_ahead_kb=N   kernel readahead of the mount\n"
+		"                       (default %u; 0 leaves the default)\n"
+		"  -o max_read=N        largest read request in bytes "
+		"(default %u)\n"
+		"  -o io=splice|pread   how raw bytes reach the kernel\n"
+		"                       (default splice)\n"
+		"  ro, defaults, nodev, nosuid, noexec, noatime, _netdev,\n"
+		"  nofail, auto, noauto, user, users, x-* are accepted and\n"
+		"  ignored (the mount is always read-only).\n",
+		prog, MFSD_DEFAULT_THREADS, MFSD_DEFAULT_CACHE_MB,
+		MFSD_DEFAULT_READ_AHEAD_KB, MFSD_DEFAULT_MAX_READ);
+}
+
+/* Parses a decimal in [@min, @max].  0 or -EINVAL. */
+static int mfsd_parse_uint(const char *s, unsigned long min,
+			   unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Options mount(8) or fstab may pass that mean nothing here. */
+static bool mfsd_ignored_option(const char *o)
+{
+	static const char *const ignored[] = {
+		"ro", "defaults", "default_permissions", "nodev", "nosuid",
+		"noexec", "noatime", "relatime", "_netdev", "nofail", "auto",
+		"noauto", "user", "users", "async", NULL,
+	};
+
+	if (strncmp(o, "x-", 2) == 0)
+		return true;
+	for (size_t i = 0; ignored[i]; i++) {
+		if (strcmp(o, ignored[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Parses one -o option.  0 or -EINVAL (message printed). */
+static int mfsd_parse_option(struct mfsd_options *opt, const char *o)
+{
+	unsigned long v;
+	const char *val = strchr(o, '=');
+
+	val = val ? val + 1 : NULL;
+	if (strcmp(o, "allow_other") == 0) {
+		opt->allow_other = true;
+	} else if (strncmp(o, "cache_mb=", 9) == 0) {
+		if (mfsd_parse_uint(val, 0, SIZE_MAX / MFSD_MB, &v) < 0)
+			goto bad;
+		opt->cache_bytes = (size_t)v * MFSD_MB;
+	} else if (strncmp(o, "read_ahead_kb=", 14) == 0) {
+		if (mfsd_parse_uint(val, 0, UINT_MAX, &v) < 0)
+			goto bad;
+		opt->read_ahead_kb = (unsigned)v;
+	} else if (strncmp(o, "max_read=", 9) == 0) {
+		if (mfsd_parse_uint(val, MFSD_MIN_MAX_READ,
+				    MFSD_DEFAULT_MAX_READ, &v) < 0)
+			goto bad;
+		opt->max_read = (unsigned)v;
+	} else if (strcmp(o, "io=splice") == 0) {
+		opt->io = MFSD_IO_SPLICE;
+	} else if (strcmp(o, "io=pread") == 0) {
+		opt->io = MFSD_IO_PREAD;
+	} else if (!mfsd_ignored_option(o)) {
+		fprintf(stderr, "modelfs: unknown option '-o %s'\n", o);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "modelfs: bad value in '-o %s'\n", o);
+	return -EINVAL;
+}
+
+/* Parses a comma-separated -o list. */
+static int mfsd_parse_options(struct mfsd_options *opt, const char *list)
+{
+	char *copy = strdup(list), *save = NULL, *tok;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && rc == 0;
+	     tok = strtok_r(NULL, ",", &save))
+		rc = mfsd_parse_option(opt, tok);
+	free(copy);
+	return rc;
+}
+
+enum mfsd_args_result {
+	MFSD_ARGS_RUN,
+	MFSD_ARGS_EXIT_OK,
+	MFSD_ARGS_USAGE,
+};
+
+/* Takes the value of an option that needs one (-o X or -oX). */
+static const char *mfsd_arg_value(int argc, char **argv, int *i, size_t skip)
+{
+	if (argv[*i][skip])
+		return argv[*i] + skip;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+static enum mfsd_args_result mfsd_parse_args(int argc, char **argv,
+					     struct mfsd_options *opt)
+{
+	const char *pos[2];
+	int npos = 0;
+	bool options_done = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		unsigned long n;
+
+		if (options_done || a[0] != '-' || a[1] == '\0') {
+			if (npos == 2) {
+				fprintf(stderr, "modelfs: too many arguments\n");
+				return MFSD_ARGS_USAGE;
+			}
+			pos[npos++] = a;
+		} else if (strcmp(a, "--") == 0) {
+			options_done = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			mfsd_usage(stdout, argv[0]);
+			return MFSD_ARGS_EXIT_OK;
+		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+			printf("modelfs %s (libmodelfs %s, libfuse %s)\n",
+			       MODELFS_VERSION_STRING, mfs_version(),
+			       fuse_pkgversion());
+			return MFSD_ARGS_EXIT_OK;
+		} else if (strcmp(a, "-f") == 0) {
+			opt->foreground = true;
+		} else if (strcmp(a, "-d") == 0) {
+			opt->debug = opt->foreground = true;
+		} else if (strncmp(a, "-o", 2) == 0) {
+			v = mfsd_arg_value(argc, argv, &i, 2);
+			if (!v || mfsd_parse_options(opt, v) < 0) {
+				if (!v)
+					fprintf(stderr, "modelfs: -o needs a value\n");
+				return MFSD_ARGS_USAGE;
+			}
+		} else if (strncmp(a, "--threads", 9) == 0 &&
+			   (a[9] == '\0' || a[9] == '=')) {
+			v = a[9] == '=' ? a + 10 : mfsd_arg_value(argc, argv, &i, 9);
+			if (mfsd_parse_uint(v, 1, MFSD_MAX_THREADS, &n) < 0) {
+				fprintf(stderr, "modelfs: --threads needs a "
+						"number from 1 to %u\n",
+					MFSD_MAX_THREADS);
+				return MFSD_ARGS_USAGE;
+			}
+			opt->threads = (unsigned)n;
+		} else {
+			fprintf(stderr, "modelfs: unknown option '%s'\n", a);
+			return MFSD_ARGS_USAGE;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "modelfs: STORE_DIR and MOUNTPOINT are needed\n");
+		return MFSD_ARGS_USAGE;
+	}
+	opt->store_dir = pos[0];
+	opt->mountpoint = pos[1];
+	return MFSD_ARGS_RUN;
+}
+
+/* Resolves @path to an absolute directory path (the daemon changes to /
+ * when it detaches).  *@out is malloc'd.  0 or -1 (message printed). */
+static int mfsd_check_dir(const char *what, const char *path, char **out)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "modelfs: %s '%s': %s\n", what, path,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "modelfs: %s '%s' is not a directory\n", what,
+			path);
+		return -1;
+	}
+	*out = realpath(path, NULL);
+	if (!*out) {
+		fprintf(stderr, "modelfs: %s '%s': %s\n", what, path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Builds the libfuse argument vector: the mount is always read-only with
+ * kernel permission checks, named modelfs. */
+static int mfsd_fuse_args(const struct mfsd_options *opt, struct fuse_args *a)
+{
+	char mount_opts[MFSD_MOUNT_OPTS_MAX];
+
+	snprintf(mount_opts, sizeof(mount_opts),
+		 "ro,default_permissions,fsname=modelfs,subtype=modelfs,"
+		 "max_read=%u%s",
+		 opt->max_read, opt->allow_other ? ",allow_other" : "");
+	if (fuse_opt_add_arg(a, "modelfs") < 0 ||
+	    fuse_opt_add_arg(a, "-o") < 0 || fuse_opt_add_arg(a, mount_opts) < 0)
+		return -ENOMEM;
+	if (opt->debug && fuse_opt_add_arg(a, "-d") < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Raises the readahead of the mount's backing device info.  Runs in its
+ * own thread: stat() of the mount point needs the session loop to answer,
+ * and the kernel clamps the value when INIT is answered, so it can only
+ * be done once the loop runs.
+ */
+static void *mfsd_ra_main(void *arg)
+{
+	struct mfsd_ra_thread *t = arg;
+	char path[MFSD_SYSFS_PATH_MAX];
+	struct statfs sfs;
+	struct stat st;
+	FILE *f;
+
+	if (stat(t->mountpoint, &st) < 0 || statfs(t->mountpoint, &sfs) < 0 ||
+	    sfs.f_type != MFSD_FUSE_SUPER_MAGIC)
+		return NULL;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major(st.st_dev), minor(st.st_dev));
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%u\n", t->read_ahead_kb) < 0 || fclose(f) != 0) {
+		mfsd_log(MFSD_LOG_INFO, "cannot set %s to %u (%s); keeping "
+			 "the kernel default", path, t->read_ahead_kb,
+			 strerror(errno));
+		return NULL;
+	}
+	mfsd_log(MFSD_LOG_DEBUG, "%s = %u", path, t->read_ahead_kb);
+	return NULL;
+}
+
+static void mfsd_ra_start(struct mfsd_ra_thread *t,
+			  const struct mfsd_options *opt)
+{
+	t->mountpoint = opt->mountpoint;
+	t->read_ahead_kb = opt->read_ahead_kb;
+	if (opt->read_ahead_kb == 0)
+		return;
+	t->started = pthread_create(&t->tid, NULL, mfsd_ra_main, t) == 0;
+}
+
+static void mfsd_ra_join(struct mfsd_ra_thread *t)
+{
+	if (t->started)
+		pthread_join(t->tid, NULL);
+}
+
+/* Runs the multithreaded loop until a signal or unmount. */
+static int mfsd_loop(struct fuse_session *se, const struct mfsd_options *opt)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	int rc;
+
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_max_threads(cfg, opt->threads);
+	/* Keep the workers: creating threads per burst costs more than
+	 * their idle stacks. */
+	fuse_loop_cfg_set_idle_threads(cfg, opt->threads);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
+static int mfsd_ctx_init(struct mfsd_ctx *ctx)
+{
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &ctx->started);
+	rc = mfsd_cache_init(&ctx->cache, ctx->opt.cache_bytes);
+	if (rc < 0)
+		return rc;
+	rc = mfsd_store_open(&ctx->store, ctx->opt.store_dir, &ctx->cache);
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
+			 ctx->opt.store_dir, strerror(-rc));
+		return rc;
+	}
+	ctx->data.cache = &ctx->cache;
+	ctx->data.stats = &ctx->stats;
+	ctx->data.io = ctx->opt.io;
+	return 0;
+}
+
+static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
+{
+	mfsd_store_close(ctx->store);
+	mfsd_cache_destroy(&ctx->cache);
+}
+
+/* Mounts, runs, unmounts.  Returns the exit status. */
+static int mfsd_serve(struct mfsd_ctx *ctx)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct mfsd_ra_thread ra = {0};
+	struct fuse_session *se = NULL;
+	int status = MFSD_EXIT_FAIL;
+
+	if (mfsd_fuse_args(&ctx->opt, &args) < 0)
+		goto out_args;
+	se = fuse_session_new(&args, &mfsd_ops, sizeof(mfsd_ops), ctx);
+	if (!se)
+		goto out_args;
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out_session;
+	if (fuse_session_mount(se, ctx->opt.mountpoint) < 0)
+		goto out_signals;
+	if (fuse_daemonize(ctx->opt.foreground) < 0)
+		goto out_unmount;
+	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads)",
+		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads);
+	mfsd_ra_start(&ra, &ctx->opt);
+	status = mfsd_loop(se, &ctx->opt) == 0 ? MFSD_EXIT_OK : MFSD_EXIT_FAIL;
+out_unmount:
+	fuse_session_unmount(se);
+	/* After the unmount a pending stat() of the readahead thread fails
+	 * instead of waiting for the loop that is gone. */
+	mfsd_ra_join(&ra);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_args:
+	fuse_opt_free_args(&args);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	struct mfsd_ctx ctx = {
+		.opt = {
+			.threads = MFSD_DEFAULT_THREADS,
+			.cache_bytes = (size_t)MFSD_DEFAULT_CACHE_MB * MFSD_MB,
+			.read_ahead_kb = MFSD_DEFAULT_READ_AHEAD_KB,
+			.max_read = MFSD_DEFAULT_MAX_READ,
+			.io = MFSD_IO_SPLICE,
+		},
+	};
+	char *store = NULL, *mnt = NULL;
+	int status = MFSD_EXIT_FAIL;
+
+	switch (mfsd_parse_args(argc, argv, &ctx.opt)) {
+	case MFSD_ARGS_EXIT_OK:
+		return MFSD_EXIT_OK;
+	case MFSD_ARGS_USAGE:
+		mfsd_usage(stderr, argv[0]);
+		return MFSD_EXIT_USAGE;
+	case MFSD_ARGS_RUN:
+		break;
+	}
+	if (mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0 ||
+	    mfsd_check_dir("MOUNTPOINT", ctx.opt.mountpoint, &mnt) < 0)
+		goto out;
+	ctx.opt.store_dir = store;
+	ctx.opt.mountpoint = mnt;
+	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
+	if (mfsd_ctx_init(&ctx) == 0)
+		status = mfsd_serve(&ctx);
+	mfsd_ctx_fini(&ctx);
+	mfsd_log_close();
+out:
+	free(store);
+	free(mnt);
+	return status;
+}

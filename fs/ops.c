@@ -1,0 +1,875 @@
+/*
+ * ops.c - FUSE low-level handlers: a thin adapter from requests to the
+ * model table (store.c), the inode scheme (inode.c), the read path
+ * (data.c) and the status document (status.c).  Every handler replies
+ * exactly once, with a positive errno on failure.  The handler table is
+ * at the end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "daemon.h"
+#include "inode.h"
+#include "log.h"
+#include "ops.h"
+#include "status.h"
+
+/*
+ * The store is immutable per inode (a replaced model gets new inode
+ * numbers, and names that go away will be invalidated by notify), so the
+ * kernel may keep entries, attributes and negative entries for long.
+ */
+#define MFSD_ENTRY_TIMEOUT 86400.0
+#define MFSD_ATTR_TIMEOUT 86400.0
+#define MFSD_NEGATIVE_TIMEOUT 86400.0
+/* .status changes all the time: never cache its attributes. */
+#define MFSD_STATUS_ATTR_TIMEOUT 0.0
+
+#define MFSD_XATTR_DTYPE "user.modelfs.dtype"
+#define MFSD_XATTR_SHAPE "user.modelfs.shape"
+#define MFSD_XATTR_CODEC "user.modelfs.codec"
+#define MFSD_XATTR_HANDLES "user.modelfs.open_handles"
+#define MFSD_XATTR_HOLDERS "user.modelfs.holders"
+/* Longest shape text: MFS_MAX_NDIM numbers of 20 digits and commas. */
+#define MFSD_SHAPE_TEXT_MAX (MFS_MAX_NDIM * 21 + 1)
+#define MFSD_STATFS_BSIZE 4096u
+
+/* Readdir offsets: 1-based positions; "." and ".." come first. */
+#define MFSD_DIR_DOT 0u
+#define MFSD_DIR_DOTDOT 1u
+#define MFSD_DIR_FIRST 2u
+
+enum mfsd_handle_kind {
+	MFSD_H_STATUS,    /* /.status: a snapshot of the document */
+	MFSD_H_FILE,      /* a file of a model directory */
+	MFSD_H_ROOT_DIR,  /* the root: a snapshot of the published keys */
+	MFSD_H_MODEL_DIR, /* a model directory */
+};
+
+/* What fi->fh points to.  Owned by the handle; immutable after open. */
+struct mfsd_handle {
+	enum mfsd_handle_kind kind;
+	struct mfsd_model *m; /* FILE: open handle; MODEL_DIR: busy mark */
+	uint64_t slot;        /* FILE */
+	pid_t pid;            /* FILE: the opener, listed as a holder */
+	char *text;           /* STATUS */
+	size_t text_len;
+	struct mfsd_dirent_model *keys; /* ROOT_DIR */
+	size_t nkeys;
+};
+
+static struct mfsd_ctx *mfsd_ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct mfsd_handle *mfsd_handle(const struct fuse_file_info *fi)
+{
+	return (struct mfsd_handle *)(uintptr_t)fi->fh;
+}
+
+/* ------------------------------------------------------------------ */
+/* Inodes                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Resolves a model inode: *@m gets the model, marked busy (release with
+ * mfsd_store_put), *@slot the slot.  -ENOENT for the root, .status, or an
+ * inode of a model that is gone.
+ */
+static int mfsd_resolve(struct mfsd_ctx *ctx, fuse_ino_t ino,
+			struct mfsd_model **m, uint64_t *slot)
+{
+	uint64_t gen = mfsd_ino_gen(ino);
+
+	if (gen == 0)
+		return -ENOENT;
+	*m = mfsd_store_get_gen(ctx->store, gen);
+	if (!*m)
+		return -ENOENT;
+	*slot = mfsd_ino_slot(ino);
+	if (*slot >= mfsd_slot_count(*m)) {
+		mfsd_store_put(ctx->store, *m);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Attributes of any inode; 0 or -ENOENT.  *@timeout gets the attribute
+ * timeout to give the kernel. */
+static int mfsd_getattr_ino(struct mfsd_ctx *ctx, fuse_ino_t ino,
+			    struct stat *st, double *timeout)
+{
+	struct mfsd_model *m;
+	uint64_t slot;
+	int rc;
+
+	*timeout = MFSD_ATTR_TIMEOUT;
+	if (ino == MFSD_ROOT_INO) {
+		mfsd_stat_root(ctx->store, st);
+		return 0;
+	}
+	if (ino == MFSD_STATUS_INO) {
+		mfsd_stat_status(ctx->store, st);
+		*timeout = MFSD_STATUS_ATTR_TIMEOUT;
+		return 0;
+	}
+	rc = mfsd_resolve(ctx, ino, &m, &slot);
+	if (rc < 0)
+		return rc;
+	rc = mfsd_stat_slot(m, slot, st);
+	mfsd_store_put(ctx->store, m);
+	return rc;
+}
+
+/* Fills an entry for slot @slot of busy model @m and counts the lookup
+ * the kernel takes when it receives it. */
+static void mfsd_entry_model(struct mfsd_ctx *ctx, struct mfsd_model *m,
+			     uint64_t slot, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	mfsd_stat_slot(m, slot, &e->attr);
+	e->ino = e->attr.st_ino;
+	e->generation = m->gen;
+	e->attr_timeout = MFSD_ATTR_TIMEOUT;
+	e->entry_timeout = MFSD_ENTRY_TIMEOUT;
+	mfsd_store_lookup(ctx->store, m, 1);
+}
+
+static void mfsd_entry_status(struct mfsd_ctx *ctx, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	mfsd_stat_status(ctx->store, &e->attr);
+	e->ino = MFSD_STATUS_INO;
+	e->attr_timeout = MFSD_STATUS_ATTR_TIMEOUT;
+	e->entry_timeout = MFSD_ENTRY_TIMEOUT;
+}
+
+/* A negative entry the kernel caches, so misses cost one request. */
+static void mfsd_reply_negative(fuse_req_t req)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = MFSD_NEGATIVE_TIMEOUT;
+	fuse_reply_entry(req, &e);
+}
+
+static void mfsd_lookup_root(fuse_req_t req, const char *name)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct fuse_entry_param e;
+	struct mfsd_model *m;
+
+	if (strcmp(name, MFSD_STATUS_NAME) == 0) {
+		mfsd_entry_status(ctx, &e);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	m = mfsd_store_get_key(ctx->store, name);
+	if (!m) {
+		mfsd_reply_negative(req);
+		return;
+	}
+	mfsd_entry_model(ctx, m, MFSD_SLOT_DIR, &e);
+	fuse_reply_entry(req, &e);
+	mfsd_store_put(ctx->store, m);
+}
+
+static void mfsd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct fuse_entry_param e;
+	struct mfsd_model *m;
+	uint64_t dslot, slot;
+
+	if (parent == MFSD_ROOT_INO) {
+		mfsd_lookup_root(req, name);
+		return;
+	}
+	if (mfsd_resolve(ctx, parent, &m, &dslot) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (dslot != MFSD_SLOT_DIR)
+		fuse_reply_err(req, ENOTDIR);
+	else if (mfsd_slot_find(m, name, &slot) < 0)
+		mfsd_reply_negative(req);
+	else {
+		mfsd_entry_model(ctx, m, slot, &e);
+		fuse_reply_entry(req, &e);
+	}
+	mfsd_store_put(ctx->store, m);
+}
+
+static void mfsd_forget_one(struct mfsd_ctx *ctx, fuse_ino_t ino,
+			    uint64_t nlookup)
+{
+	uint64_t gen = mfsd_ino_gen(ino);
+
+	/* The root and .status are not counted: they never go away. */
+	if (gen != 0)
+		mfsd_store_forget(ctx->store, gen, nlookup);
+}
+
+static void mfsd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	mfsd_forget_one(mfsd_ctx(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void mfsd_forget_multi(fuse_req_t req, size_t count,
+			      struct fuse_forget_data *forgets)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+
+	for (size_t i = 0; i < count; i++)
+		mfsd_forget_one(ctx, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void mfsd_getattr(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct stat st;
+	double timeout;
+	int rc = mfsd_getattr_ino(mfsd_ctx(req), ino, &st, &timeout);
+
+	(void)fi;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, timeout);
+}
+
+/* ------------------------------------------------------------------ */
+/* Files                                                               */
+/* ------------------------------------------------------------------ */
+
+static void mfsd_handle_free(struct mfsd_handle *h)
+{
+	if (!h)
+		return;
+	free(h->text);
+	mfsd_store_free_list(h->keys, h->nkeys);
+	free(h);
+}
+
+/* Ends what a handle holds on its model, then frees it. */
+static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
+{
+	if (h->kind == MFSD_H_FILE)
+		mfsd_store_release_handle(ctx->store, h->m, h->pid);
+	else if (h->kind == MFSD_H_MODEL_DIR)
+		mfsd_store_put(ctx->store, h->m);
+	mfsd_handle_free(h);
+}
+
+/* Replies to an open with @h; if the opener was interrupted meanwhile,
+ * the kernel will never release it, so it is closed here. */
+static void mfsd_reply_open(fuse_req_t req, struct fuse_file_info *fi,
+			    struct mfsd_handle *h)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		mfsd_handle_close(ctx, h);
+}
+
+static int mfsd_open_status(struct mfsd_ctx *ctx, struct mfsd_handle *h,
+			    struct fuse_file_info *fi)
+{
+	h->kind = MFSD_H_STATUS;
+	/* Each open sees one consistent snapshot; reads bypass the page
+	 * cache so the next open sees a fresh one. */
+	fi->direct_io = 1;
+	return mfsd_status_snapshot(ctx, &h->text, &h->text_len);
+}
+
+/* Opens a file of busy model @m; the handle keeps the model alive. */
+static int mfsd_open_file(fuse_req_t req, struct mfsd_model *m, uint64_t slot,
+			  struct mfsd_handle *h, struct fuse_file_info *fi)
+{
+	if (slot == MFSD_SLOT_DIR)
+		return -EISDIR;
+	h->kind = MFSD_H_FILE;
+	h->m = m;
+	h->slot = slot;
+	h->pid = fuse_req_ctx(req)->pid;
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	return mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid);
+}
+
+static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h;
+	struct mfsd_model *m = NULL;
+	uint64_t slot;
+	int rc;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (ino == MFSD_ROOT_INO) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (ino == MFSD_STATUS_INO)
+		rc = mfsd_open_status(ctx, h, fi);
+	else {
+		rc = mfsd_resolve(ctx, ino, &m, &slot);
+		if (rc == 0)
+			rc = mfsd_open_file(req, m, slot, h, fi);
+		if (m)
+			mfsd_store_put(ctx->store, m);
+	}
+	if (rc < 0) {
+		mfsd_handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	mfsd_reply_open(req, fi, h);
+}
+
+static void mfsd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h = mfsd_handle(fi);
+	struct mfsd_model *m = h->m;
+
+	(void)ino;
+	if (h->kind == MFSD_H_STATUS)
+		mfsd_data_read_mem(&ctx->data, req, h->text, h->text_len, size,
+				   off);
+	else if (h->kind != MFSD_H_FILE)
+		fuse_reply_err(req, EISDIR);
+	else if (h->slot == MFSD_SLOT_MANIFEST)
+		mfsd_data_read_mem(&ctx->data, req, m->manifest,
+				   m->manifest_len, size, off);
+	else if (h->slot == MFSD_SLOT_METADATA)
+		mfsd_data_read_mem(&ctx->data, req, m->metadata,
+				   m->metadata_len, size, off);
+	else
+		mfsd_data_read(&ctx->data, req, m, h->slot - MFSD_SLOT_ARRAY0,
+			       size, off);
+}
+
+static void mfsd_release(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	(void)ino;
+	mfsd_handle_close(mfsd_ctx(req), mfsd_handle(fi));
+	fuse_reply_err(req, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Directories                                                         */
+/* ------------------------------------------------------------------ */
+
+static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h = calloc(1, sizeof(*h));
+	uint64_t slot;
+	ssize_t n;
+	int rc = 0;
+
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (ino == MFSD_ROOT_INO) {
+		h->kind = MFSD_H_ROOT_DIR;
+		n = mfsd_store_list(ctx->store, &h->keys);
+		rc = n < 0 ? (int)n : 0;
+		h->nkeys = n < 0 ? 0 : (size_t)n;
+	} else if (ino == MFSD_STATUS_INO) {
+		rc = -ENOTDIR;
+	} else {
+		h->kind = MFSD_H_MODEL_DIR;
+		rc = mfsd_resolve(ctx, ino, &h->m, &slot);
+		if (rc == 0 && slot != MFSD_SLOT_DIR) {
+			mfsd_store_put(ctx->store, h->m);
+			rc = -ENOTDIR;
+		}
+	}
+	if (rc < 0) {
+		mfsd_handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	mfsd_reply_open(req, fi, h);
+}
+
+/* One directory entry to emit. */
+struct mfsd_dirent {
+	const char *name;
+	struct fuse_entry_param e; /* e.ino 0: no lookup is taken */
+	struct mfsd_model *m;      /* busy model whose lookup is counted */
+};
+
+/* Fills entry @pos of the root listing.  false past the end. */
+static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
+			    uint64_t pos, bool plus, struct mfsd_dirent *d)
+{
+	const struct mfsd_dirent_model *k;
+
+	memset(d, 0, sizeof(*d));
+	if (pos == MFSD_DIR_DOT || pos == MFSD_DIR_DOTDOT) {
+		d->name = pos == MFSD_DIR_DOT ? "." : "..";
+		mfsd_stat_root(ctx->store, &d->e.attr);
+		return true;
+	}
+	if (pos == MFSD_DIR_FIRST) {
+		d->name = MFSD_STATUS_NAME;
+		mfsd_entry_status(ctx, &d->e);
+		return true;
+	}
+	if (pos - MFSD_DIR_FIRST - 1 >= h->nkeys)
+		return false;
+	k = &h->keys[pos - MFSD_DIR_FIRST - 1];
+	d->name = k->key;
+	d->e.attr.st_ino = mfsd_ino(k->gen, MFSD_SLOT_DIR);
+	d->e.attr.st_mode = S_IFDIR;
+	if (plus) {
+		/* A model removed since opendir is listed without
+		 * attributes (ino 0 takes no lookup). */
+		d->m = mfsd_store_get_gen(ctx->store, k->gen);
+		if (d->m) {
+			mfsd_stat_slot(d->m, MFSD_SLOT_DIR, &d->e.attr);
+			d->e.ino = d->e.attr.st_ino;
+			d->e.generation = d->m->gen;
+			d->e.attr_timeout = MFSD_ATTR_TIMEOUT;
+			d->e.entry_timeout = MFSD_ENTRY_TIMEOUT;
+		}
+	}
+	return true;
+}
+
+/* Fills entry @pos of a model directory listing.  false past the end. */
+static bool mfsd_model_entry(struct mfsd_handle *h, uint64_t pos, bool plus,
+			     struct mfsd_dirent *d)
+{
+	struct mfsd_model *m = h->m;
+	uint64_t slot = pos - MFSD_DIR_FIRST + MFSD_SLOT_MANIFEST;
+
+	memset(d, 0, sizeof(*d));
+	if (pos == MFSD_DIR_DOT || pos == MFSD_DIR_DOTDOT) {
+		d->name = pos == MFSD_DIR_DOT ? "." : "..";
+		mfsd_stat_slot(m, MFSD_SLOT_DIR, &d->e.attr);
+		if (pos == MFSD_DIR_DOTDOT)
+			d->e.attr.st_ino = MFSD_ROOT_INO;
+		return true;
+	}
+	if (slot >= mfsd_slot_count(m))
+		return false;
+	d->name = mfsd_slot_name(m, slot);
+	mfsd_stat_slot(m, slot, &d->e.attr);
+	if (plus) {
+		d->e.ino = d->e.attr.st_ino;
+		d->e.generation = m->gen;
+		d->e.attr_timeout = MFSD_ATTR_TIMEOUT;
+		d->e.entry_timeout = MFSD_ENTRY_TIMEOUT;
+		d->m = m;
+	}
+	return true;
+}
+
+/* Adds @d at @buf (@room bytes left); returns the bytes it takes, more
+ * than @room if it did not fit (and then was not added). */
+static size_t mfsd_add_dirent(fuse_req_t req, char *buf, size_t room,
+			      const struct mfsd_dirent *d, uint64_t next,
+			      bool plus)
+{
+	if (plus)
+		return fuse_add_direntry_plus(req, buf, room, d->name, &d->e,
+					      (off_t)next);
+	return fuse_add_direntry(req, buf, room, d->name, &d->e.attr,
+				 (off_t)next);
+}
+
+static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
+				struct fuse_file_info *fi, bool plus)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h = mfsd_handle(fi);
+	char *buf = malloc(size ? size : 1);
+	size_t used = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (uint64_t pos = (uint64_t)off;; pos++) {
+		struct mfsd_dirent d;
+		bool more = h->kind == MFSD_H_ROOT_DIR
+				    ? mfsd_root_entry(ctx, h, pos, plus, &d)
+				    : mfsd_model_entry(h, pos, plus, &d);
+		size_t n;
+
+		if (!more)
+			break;
+		n = mfsd_add_dirent(req, buf + used, size - used, &d, pos + 1,
+				    plus);
+		/* The kernel takes a lookup of every entry it receives
+		 * with a non-zero ino. */
+		if (n <= size - used && d.e.ino != 0 && d.m)
+			mfsd_store_lookup(ctx->store, d.m, 1);
+		if (d.m && h->kind == MFSD_H_ROOT_DIR)
+			mfsd_store_put(ctx->store, d.m);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void mfsd_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			 off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	mfsd_readdir_common(req, size, off, fi, false);
+}
+
+static void mfsd_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	mfsd_readdir_common(req, size, off, fi, true);
+}
+
+static void mfsd_releasedir(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	(void)ino;
+	mfsd_handle_close(mfsd_ctx(req), mfsd_handle(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_model **models;
+	struct statvfs sv;
+	uint64_t raw = 0;
+	ssize_t n = mfsd_store_get_all(ctx->store, &models);
+
+	(void)ino;
+	if (n < 0) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++)
+		raw += models[i]->raw_size;
+	mfsd_store_put_all(ctx->store, models, (size_t)n);
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = MFSD_STATFS_BSIZE;
+	sv.f_frsize = MFSD_STATFS_BSIZE;
+	sv.f_blocks = (fsblkcnt_t)((raw + MFSD_STATFS_BSIZE - 1) /
+				   MFSD_STATFS_BSIZE);
+	sv.f_files = (fsfilcnt_t)n;
+	sv.f_namemax = NAME_MAX;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ------------------------------------------------------------------ */
+/* Extended attributes                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Names listed per kind of inode, each with its NUL. */
+static const char mfsd_array_xattrs[] = MFSD_XATTR_DTYPE "\0" MFSD_XATTR_SHAPE
+	"\0" MFSD_XATTR_CODEC "";
+static const char mfsd_dir_xattrs[] = MFSD_XATTR_HANDLES "\0" MFSD_XATTR_HOLDERS
+	"";
+
+static void mfsd_shape_text(const mfs_array_info *ai, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (uint32_t i = 0; i < ai->ndim && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%llu",
+					 i ? "," : "",
+					 (unsigned long long)ai->shape[i]);
+}
+
+/* The value of xattr @name of slot @slot of busy @m, malloc'd in *@out.
+ * 0, -ENODATA or -ENOMEM. */
+static int mfsd_xattr_value(struct mfsd_ctx *ctx, struct mfsd_model *m,
+			    uint64_t slot, const char *name, char **out)
+{
+	char text[MFSD_SHAPE_TEXT_MAX];
+	unsigned long long nopen;
+	const mfs_array_info *ai;
+	char *holders;
+
+	if (slot == MFSD_SLOT_DIR) {
+		if (strcmp(name, MFSD_XATTR_HOLDERS) != 0 &&
+		    strcmp(name, MFSD_XATTR_HANDLES) != 0)
+			return -ENODATA;
+		if (mfsd_status_holders(ctx->store, m, &holders, &nopen) < 0)
+			return -ENOMEM;
+		if (strcmp(name, MFSD_XATTR_HOLDERS) == 0) {
+			*out = holders;
+			return 0;
+		}
+		free(holders);
+		snprintf(text, sizeof(text), "%llu", nopen);
+	} else if (slot >= MFSD_SLOT_ARRAY0) {
+		ai = &m->arrays[slot - MFSD_SLOT_ARRAY0].info;
+		if (strcmp(name, MFSD_XATTR_DTYPE) == 0)
+			snprintf(text, sizeof(text), "%s",
+				 mfs_dtype_name(ai->dtype));
+		else if (strcmp(name, MFSD_XATTR_CODEC) == 0)
+			snprintf(text, sizeof(text), "%s",
+				 mfs_codec_name(ai->codec));
+		else if (strcmp(name, MFSD_XATTR_SHAPE) == 0)
+			mfsd_shape_text(ai, text, sizeof(text));
+		else
+			return -ENODATA;
+	} else {
+		return -ENODATA;
+	}
+	*out = strdup(text);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Replies with @len bytes of @val: the size if @size is 0, ERANGE if it
+ * does not fit. */
+static void mfsd_reply_xattr_bytes(fuse_req_t req, const char *val,
+				   size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+}
+
+static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  size_t size)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_model *m;
+	uint64_t slot;
+	char *val = NULL;
+	int rc = mfsd_resolve(ctx, ino, &m, &slot);
+
+	if (rc < 0) {
+		/* The root and .status exist but have no attributes. */
+		fuse_reply_err(req, mfsd_ino_gen(ino) == 0 ? ENODATA : -rc);
+		return;
+	}
+	rc = mfsd_xattr_value(ctx, m, slot, name, &val);
+	mfsd_store_put(ctx->store, m);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		mfsd_reply_xattr_bytes(req, val, strlen(val), size);
+	free(val);
+}
+
+static void mfsd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_model *m;
+	uint64_t slot;
+
+	if (mfsd_resolve(ctx, ino, &m, &slot) < 0) {
+		if (mfsd_ino_gen(ino) == 0)
+			mfsd_reply_xattr_bytes(req, "", 0, size);
+		else
+			fuse_reply_err(req, ENOENT);
+		return;
+	}
+	mfsd_store_put(ctx->store, m);
+	if (slot == MFSD_SLOT_DIR)
+		mfsd_reply_xattr_bytes(req, mfsd_dir_xattrs,
+				       sizeof(mfsd_dir_xattrs), size);
+	else if (slot >= MFSD_SLOT_ARRAY0)
+		mfsd_reply_xattr_bytes(req, mfsd_array_xattrs,
+				       sizeof(mfsd_array_xattrs), size);
+	else
+		mfsd_reply_xattr_bytes(req, "", 0, size);
+}
+
+/* ------------------------------------------------------------------ */
+/* Everything that would write: EROFS                                  */
+/* ------------------------------------------------------------------ */
+
+static void mfsd_erofs(fuse_req_t req)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void mfsd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			 int to_set, struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	mfsd_erofs(req);
+}
+
+static void mfsd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	mfsd_erofs(req);
+}
+
+static void mfsd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	mfsd_erofs(req);
+}
+
+static void mfsd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	mfsd_erofs(req);
+}
+
+static void mfsd_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			 const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	mfsd_erofs(req);
+}
+
+static void mfsd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			fuse_ino_t newparent, const char *newname,
+			unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	mfsd_erofs(req);
+}
+
+static void mfsd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		      const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	mfsd_erofs(req);
+}
+
+static void mfsd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		       size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	mfsd_erofs(req);
+}
+
+static void mfsd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			  const char *value, size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	mfsd_erofs(req);
+}
+
+static void mfsd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	mfsd_erofs(req);
+}
+
+static void mfsd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	mfsd_erofs(req);
+}
+
+static void mfsd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			   off_t offset, off_t length, struct fuse_file_info *fi)
+{
+	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
+	mfsd_erofs(req);
+}
+
+static void mfsd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
+				 off_t off_in, struct fuse_file_info *fi_in,
+				 fuse_ino_t ino_out, off_t off_out,
+				 struct fuse_file_info *fi_out, size_t len,
+				 int flags)
+{
+	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out;
+	(void)fi_out, (void)len, (void)flags;
+	mfsd_erofs(req);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session                                                             */
+/* ------------------------------------------------------------------ */
+
+static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct mfsd_ctx *ctx = userdata;
+
+	/* Requests as large as the session buffer allows; max_write also
+	 * sets the kernel's max_pages, which bounds reads and readahead. */
+	conn->max_read = ctx->opt.max_read;
+	conn->max_write = ctx->opt.max_read;
+	conn->max_readahead = UINT_MAX;
+	/* Contents never change under an inode: no invalidation on mtime. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (ctx->opt.io == MFSD_IO_SPLICE &&
+	    (conn->capable & FUSE_CAP_SPLICE_WRITE))
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	mfsd_log(MFSD_LOG_DEBUG,
+		 "init: protocol %u.%u, max_read %u, max_readahead %u, "
+		 "capable 0x%x, want 0x%x",
+		 conn->proto_major, conn->proto_minor, conn->max_read,
+		 conn->max_readahead, conn->capable, conn->want);
+}
+
+const struct fuse_lowlevel_ops mfsd_ops = {
+	.init = mfsd_init,
+	.lookup = mfsd_lookup,
+	.forget = mfsd_forget,
+	.forget_multi = mfsd_forget_multi,
+	.getattr = mfsd_getattr,
+	.setattr = mfsd_setattr,
+	.mknod = mfsd_mknod,
+	.mkdir = mfsd_mkdir,
+	.unlink = mfsd_unlink,
+	.rmdir = mfsd_unlink,
+	.symlink = mfsd_symlink,
+	.rename = mfsd_rename,
+	.link = mfsd_link,
+	.open = mfsd_open,
+	.read = mfsd_read,
+	.write = mfsd_write,
+	.release = mfsd_release,
+	.opendir = mfsd_opendir,
+	.readdir = mfsd_readdir,
+	.readdirplus = mfsd_readdirplus,
+	.releasedir = mfsd_releasedir,
+	.statfs = mfsd_statfs,
+	.setxattr = mfsd_setxattr,
+	.getxattr = mfsd_getxattr,
+	.listxattr = mfsd_listxattr,
+	.removexattr = mfsd_removexattr,
+	.create = mfsd_create,
+	.fallocate = mfsd_fallocate,
+	.copy_file_range = mfsd_copy_file_range,
+};

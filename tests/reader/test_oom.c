@@ -1,0 +1,220 @@
+/*
+ * test_oom.c - allocation failure injected at every allocation of open,
+ * of the scratch buffers and of the manifest: each must fail cleanly with
+ * -ENOMEM (no crash, no leak under ASan) and succeed once memory returns.
+ *
+ * The library's malloc/calloc/realloc are redirected here at link time
+ * (-Wl,--wrap); jansson's allocations through json_set_alloc_funcs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "fixture.h"
+
+/* No test needs more allocations than this; a loop reaching it is a bug. */
+#define MAX_INJECTIONS 1000
+
+/* Which allocation fails (-1: none) and how many have been made.  Set by
+ * the main thread only while no other thread allocates. */
+static long fail_at = -1;
+static long calls;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static int inject(void)
+{
+	return fail_at >= 0 && calls++ == fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	return inject() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return inject() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+	return inject() ? NULL : __real_realloc(p, n);
+}
+
+static void *json_failing_malloc(size_t n)
+{
+	return __wrap_malloc(n);
+}
+
+static void arm(long n)
+{
+	calls = 0;
+	fail_at = n;
+}
+
+/* True if the armed failure was reached (and disarms). */
+static int disarm(void)
+{
+	int hit = calls > fail_at;
+
+	fail_at = -1;
+	return hit;
+}
+
+static void test_open_oom(void **state)
+{
+	struct enc_file f;
+	long n;
+
+	(void)state;
+	std_build(&f);
+	for (n = 0; n < MAX_INJECTIONS; n++) {
+		mfs_container *c;
+		int rc;
+
+		arm(n);
+		rc = open_buf(f.buf, f.len, &c);
+		if (!disarm()) {
+			assert_int_equal(rc, 0);
+			mfs_container_close(c);
+			break;
+		}
+		expect_error(rc, -ENOMEM, STD_LABEL ": out of memory");
+	}
+	/* label, container, index, metadata, entries, names, lookup table */
+	assert_true(n >= 7 && n < MAX_INJECTIONS);
+	enc_free(&f);
+}
+
+struct scratch_case {
+	mfs_container *c;
+	int which;
+	long rc;
+	char msg[256];
+};
+
+/* Runs one read in a fresh thread, whose scratch buffers are empty. */
+static void *scratch_thread(void *p)
+{
+	struct scratch_case *s = p;
+	static uint8_t chunk[STD_CHUNK];
+	uint8_t buf[64];
+
+	switch (s->which) {
+	case 0: /* compressed chunk: needs the stored-bytes buffer */
+		s->rc = mfs_container_read_chunk(s->c, STD_SIM, 0, chunk,
+						 sizeof(chunk));
+		break;
+	case 1: /* part of a chunk: needs the whole-chunk buffer */
+		s->rc = mfs_container_read(s->c, STD_EMB, 10, buf, sizeof(buf));
+		break;
+	default:
+		s->rc = mfs_container_verify(s->c, NULL, NULL);
+		break;
+	}
+	strncpy(s->msg, mfs_last_error(), sizeof(s->msg) - 1);
+	return NULL;
+}
+
+static void run_scratch(struct scratch_case *s)
+{
+	pthread_t th;
+
+	assert_int_equal(pthread_create(&th, NULL, scratch_thread, s), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+}
+
+static void test_scratch_oom(void **state)
+{
+	struct enc_file f;
+	mfs_container *c;
+
+	(void)state;
+	std_build(&f);
+	assert_int_equal(open_buf(f.buf, f.len, &c), 0);
+	for (int which = 0; which < 3; which++) {
+		struct scratch_case s = {.c = c, .which = which};
+
+		arm(0);
+		run_scratch(&s);
+		assert_true(disarm());
+		if (s.rc != -ENOMEM)
+			print_error("case %d: %ld %s\n", which, s.rc, s.msg);
+		assert_int_equal(s.rc, -ENOMEM);
+		assert_non_null(strstr(s.msg, "out of memory for a"));
+		run_scratch(&s);
+		assert_true(s.rc >= 0);
+	}
+	mfs_container_close(c);
+	enc_free(&f);
+}
+
+/*
+ * jansson tolerates a few failed allocations inside json_dumps (its loop
+ * detection table), so a failure may also end in the complete document.
+ */
+static void test_manifest_oom(void **state)
+{
+	struct enc_file f;
+	mfs_container *c;
+	char *want;
+	long n, tolerated = 0;
+
+	(void)state;
+	std_build(&f);
+	assert_int_equal(open_buf(f.buf, f.len, &c), 0);
+	assert_int_equal(mfs_container_manifest(c, "k", &want, NULL), 0);
+	json_set_alloc_funcs(json_failing_malloc, free);
+	for (n = 0; n < MAX_INJECTIONS; n++) {
+		char *text = NULL;
+		int rc;
+
+		arm(n);
+		rc = mfs_container_manifest(c, "k", &text, NULL);
+		if (!disarm()) {
+			assert_int_equal(rc, 0);
+			assert_string_equal(text, want);
+			free(text);
+			break;
+		}
+		if (rc == 0) {
+			assert_string_equal(text, want);
+			free(text);
+			tolerated++;
+			continue;
+		}
+		expect_error(rc, -ENOMEM, STD_LABEL ": out of memory");
+		assert_null(text);
+	}
+	json_set_alloc_funcs(malloc, free);
+	assert_true(n > 50 && n < MAX_INJECTIONS);
+	assert_true(tolerated < n / 10);
+	free(want);
+	mfs_container_close(c);
+	enc_free(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_oom),
+		cmocka_unit_test(test_scratch_oom),
+		cmocka_unit_test(test_manifest_oom),
+	};
+
+	return cmocka_run_group_tests_name("reader_oom", tests, NULL, NULL);
+}
