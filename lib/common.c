@@ -196,6 +196,14 @@ bool mfs_shape_bytes(mfs_dtype dtype, uint32_t ndim, const uint64_t *shape,
 {
 	uint64_t n = mfs_dtype_size(dtype);
 
+	/* An empty array holds no bytes whatever its other dimensions are,
+	 * so (huge, 0) must not be refused where (0, huge) is accepted. */
+	for (uint32_t i = 0; i < ndim; i++) {
+		if (shape[i] == 0) {
+			*out = 0;
+			return true;
+		}
+	}
 	for (uint32_t i = 0; i < ndim; i++) {
 		if (__builtin_mul_overflow(n, shape[i], &n))
 			return false;

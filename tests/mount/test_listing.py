@@ -314,12 +314,23 @@ def main(work):
                 errors.append("alpha: open_handles %d, none open" %
                               handles_of(m.p("alpha")))
             stj = m.status()
-            pids_in_status = set(v for _p, v in h.find_numbers(
-                stj, lambda k: True)) | set(
-                int(x) for x in re.findall(r"\d+", json.dumps(stj)))
-            if mine not in pids_in_status or child not in pids_in_status:
-                errors.append(".status does not name holder pids %d, %d: %s"
-                              % (mine, child, json.dumps(stj)[:600]))
+            ent = [x for x in stj.get("models", []) if x.get("key") == "beta"]
+            if len(ent) != 1:
+                errors.append(".status models has %d entries for beta: %s" %
+                              (len(ent), json.dumps(stj)[:600]))
+            else:
+                ent = ent[0]
+                hold = {x.get("pid"): x.get("handles")
+                        for x in ent.get("holders", [])}
+                if ent.get("open_handles") != 3 or \
+                        hold != {mine: 2, child: 1}:
+                    errors.append(".status beta: open_handles %r, holders %r;"
+                                  " expected 3 and {%d: 2, %d: 1}" %
+                                  (ent.get("open_handles"), hold, mine,
+                                   child))
+            if stj.get("totals", {}).get("open_handles") != 3:
+                errors.append(".status totals.open_handles %r, expected 3" %
+                              stj.get("totals", {}).get("open_handles"))
         finally:
             os.close(w)
             os.waitpid(child, 0)
