@@ -392,7 +392,9 @@ static int mfsd_serve(struct mfsd_ctx *ctx)
 	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads)",
 		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads);
 	mfsd_ra_start(&ra, &ctx->opt);
-	status = mfsd_loop(se, &ctx->opt) == 0 ? MFSD_EXIT_OK : MFSD_EXIT_FAIL;
+	/* The loop returns the number of the signal that ended it, which is
+	 * a clean shutdown, or a negative errno. */
+	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_EXIT_FAIL : MFSD_EXIT_OK;
 out_unmount:
 	fuse_session_unmount(se);
 	/* After the unmount a pending stat() of the readahead thread fails

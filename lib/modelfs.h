@@ -188,7 +188,9 @@ typedef ssize_t (*mfs_source_fn)(void *ctx, void *buf, size_t len);
  * Starts a container that will be published at @p path.  Data goes to a
  * temporary file "<dir>/.<basename>.tmp.XXXXXX" in the same directory;
  * nothing is visible at @p path before mfs_writer_commit succeeds.
- * Returns 0, -ENAMETOOLONG, or the errno of creating the temporary file.
+ * Returns 0, -EINVAL (NULL argument, or a path without a file name such as
+ * "dir/", "." or ".."), -ENAMETOOLONG, or the errno of creating the
+ * temporary file.
  * A writer is used by one thread at a time.
  */
 MFS_API int mfs_writer_create(mfs_writer **out, const char *path);
@@ -223,7 +225,9 @@ MFS_API int mfs_writer_add_array_fd(mfs_writer *w, const mfs_array_spec *spec,
  * Writes the index and header, fsyncs the file, renames it onto the final
  * path (replacing any file there atomically) and fsyncs the directory.
  * Frees @p w whatever the outcome; on failure the temporary file is
- * removed and nothing at the final path changed.
+ * removed and nothing at the final path changed, with one exception: if
+ * the rename succeeded but the directory fsync failed, the new container
+ * is in place (not yet durable) and the error is still returned.
  */
 MFS_API int mfs_writer_commit(mfs_writer *w);
 

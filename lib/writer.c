@@ -635,7 +635,8 @@ static int mfs_store_chunk(mfs_writer *w, struct mfs_warray *arr,
 		}
 	} else if (mfs_all_zero(w->raw_buf, len)) {
 		/* A hole reads back as zeros and costs no disk. */
-		return mfs_push_chunk(w, arr, len, mfs_checksum(w->raw_buf, len));
+		return mfs_push_chunk(w, arr, len,
+				      mfs_checksum(w->raw_buf, len));
 	}
 	rc = mfs_pwrite_full(w->fd, stored, stored_len, file_offset);
 	if (rc < 0)

@@ -100,17 +100,22 @@ def mount_type(path):
 
 
 def _unmount(path):
-    """Unmounts @path; returns True if it is no longer a mountpoint."""
+    """Unmounts @path: fusermount3 -u, falling back to lazy unmounts.
+    Returns (gone, lazy): whether it is no longer a mountpoint, and whether
+    the plain unmount failed (the mount was busy)."""
+    lazy = False
     for args in (["fusermount3", "-u", path], ["fusermount3", "-uz", path],
                  ["umount", "-l", path]):
         if mount_type(path) is None:
-            return True
+            return True, lazy
+        if args[1] != "-u":
+            lazy = True
         try:
             subprocess.run(args, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    return mount_type(path) is None
+    return mount_type(path) is None, lazy
 
 
 def _stop(proc, grace=5.0):
@@ -286,8 +291,8 @@ def mounted(work, store, options=(), args=(), name="mnt"):
         yield m
         ok = True
     finally:
-        gone = _unmount(mnt)
-        rc = _stop(proc, grace=5.0 if ok else 1.0)
+        gone, lazy = _unmount(mnt)
+        rc = _stop(proc, grace=5.0 if ok and not lazy else 1.0)
         text = m.log()
         if gone:
             _our_mountpoints.discard(os.path.realpath(mnt))
@@ -297,6 +302,8 @@ def mounted(work, store, options=(), args=(), name="mnt"):
                 pass
         if ok:
             check(gone, "could not unmount %s" % mnt)
+            check(not lazy, "%s was busy at unmount (the test still holds"
+                  " a file or mapping; lazily unmounted)" % mnt)
             check(rc == 0, "daemon exit status %s after unmount (expected 0);"
                   " log:\n%s" % (rc, text))
             marks = [s for s in SANITIZER_MARKS if s in text]
@@ -555,6 +562,18 @@ def expect_errno(expected, fn, *args, what=None, **kw):
         os.close(r)
     return "%s: expected %s, but it succeeded" % (
         what, errno.errorcode[expected])
+
+
+def load_matches(path, a):
+    """np.load(@path, mmap_mode="r") equals Array @a bit for bit; the map
+    is dropped before returning (a live map keeps the mount busy)."""
+    mm = np.load(path, mmap_mode="r")
+    try:
+        return (mm.dtype == a.data.dtype and mm.shape == a.data.shape and
+                np.asarray(mm).tobytes(order="A" if a.fortran else "C") ==
+                a.raw)
+    finally:
+        del mm
 
 
 def read_file(path):

@@ -1,10 +1,15 @@
 /*
- * test_oom.c - allocation failure injected at every allocation of open,
- * of the scratch buffers and of the manifest: each must fail cleanly with
- * -ENOMEM (no crash, no leak under ASan) and succeed once memory returns.
+ * test_faults.c - failures the file system and the allocator rarely give:
+ *  - allocation failure injected at every allocation of open, of the
+ *    scratch buffers and of the manifest: each must fail cleanly with
+ *    -ENOMEM (no crash, no leak under ASan) and succeed once memory
+ *    returns;
+ *  - pread failing for the header, the index and a chunk; mmap failing;
+ *    no thread-specific key for the scratch buffers.
  *
- * The library's malloc/calloc/realloc are redirected here at link time
- * (-Wl,--wrap); jansson's allocations through json_set_alloc_funcs.
+ * The library's malloc/calloc/realloc, pread64, mmap64 and
+ * pthread_setspecific are redirected here at link time (-Wl,--wrap);
+ * jansson's allocations through json_set_alloc_funcs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -53,6 +60,56 @@ void *__wrap_calloc(size_t n, size_t size)
 void *__wrap_realloc(void *p, size_t n)
 {
 	return inject() ? NULL : __real_realloc(p, n);
+}
+
+/* Which pread/mmap/pthread_setspecific call fails (-1: none), and how. */
+static long io_fail_at = -1;
+static long io_calls;
+static int io_errno = EIO;
+
+ssize_t __real_pread64(int fd, void *buf, size_t n, off_t off);
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off);
+void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off_t off);
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off_t off);
+int __real_pthread_setspecific(pthread_key_t key, const void *value);
+int __wrap_pthread_setspecific(pthread_key_t key, const void *value);
+
+static int io_inject(void)
+{
+	return io_fail_at >= 0 && io_calls++ == io_fail_at;
+}
+
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off)
+{
+	if (io_inject()) {
+		errno = io_errno;
+		return -1;
+	}
+	return __real_pread64(fd, buf, n, off);
+}
+
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off_t off)
+{
+	if (io_inject()) {
+		errno = io_errno;
+		return MAP_FAILED;
+	}
+	return __real_mmap64(addr, len, prot, flags, fd, off);
+}
+
+int __wrap_pthread_setspecific(pthread_key_t key, const void *value)
+{
+	return io_inject() ? io_errno : __real_pthread_setspecific(key, value);
+}
+
+static void io_arm(long n, int err)
+{
+	io_calls = 0;
+	io_fail_at = n;
+	io_errno = err;
 }
 
 static void *json_failing_malloc(size_t n)
@@ -208,13 +265,81 @@ static void test_manifest_oom(void **state)
 	enc_free(&f);
 }
 
+/* pread failing for the header (call 0) and for the index (call 1). */
+static void test_open_read_errors(void **state)
+{
+	struct enc_file f;
+	mfs_container *c;
+
+	(void)state;
+	std_build(&f);
+	io_arm(0, EIO);
+	expect_error(open_buf(f.buf, f.len, &c), -EIO,
+		     STD_LABEL ": reading the header: Input/output error");
+	io_arm(1, ENOMEM);
+	expect_error(open_buf(f.buf, f.len, &c), -ENOMEM,
+		     STD_LABEL ": reading the index (");
+	io_fail_at = -1;
+	enc_free(&f);
+}
+
+static void test_chunk_read_and_map_errors(void **state)
+{
+	struct enc_file f;
+	mfs_container *c;
+	static uint8_t buf[STD_CHUNK];
+	const void *data;
+	size_t len;
+
+	(void)state;
+	std_build(&f);
+	assert_int_equal(open_buf(f.buf, f.len, &c), 0);
+	io_arm(0, EINTR); /* retried, not an error */
+	assert_int_equal(mfs_container_read_chunk(c, STD_EMB, 0, buf,
+						  sizeof(buf)), STD_CHUNK);
+	io_arm(0, EIO);
+	expect_error(mfs_container_read_chunk(c, STD_EMB, 1, buf, sizeof(buf)),
+		     -EIO, "array 'emb' chunk 1: reading 4096 bytes at file "
+			   "offset 8192");
+	io_arm(0, ENOMEM);
+	expect_error(mfs_container_map(c, STD_EMB, 0, &data, &len), -ENOMEM,
+		     "array 'emb': mmap of 20000 bytes at 4096: Cannot allocate");
+	io_fail_at = -1;
+	mfs_container_close(c);
+	enc_free(&f);
+}
+
+/* Without a thread-specific slot the scratch buffer would leak: refused. */
+static void test_scratch_key_error(void **state)
+{
+	struct enc_file f;
+	struct scratch_case s = {.which = 0};
+
+	(void)state;
+	std_build(&f);
+	assert_int_equal(open_buf(f.buf, f.len, &s.c), 0);
+	/* The buffer is registered (call 0) before the chunk is read. */
+	io_arm(0, ENOMEM);
+	run_scratch(&s);
+	io_fail_at = -1;
+	assert_int_equal(s.rc, -ENOMEM);
+	assert_non_null(strstr(s.msg, "no thread-specific key"));
+	run_scratch(&s);
+	assert_int_equal(s.rc, STD_CHUNK);
+	mfs_container_close(s.c);
+	enc_free(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_oom),
 		cmocka_unit_test(test_scratch_oom),
 		cmocka_unit_test(test_manifest_oom),
+		cmocka_unit_test(test_open_read_errors),
+		cmocka_unit_test(test_chunk_read_and_map_errors),
+		cmocka_unit_test(test_scratch_key_error),
 	};
 
-	return cmocka_run_group_tests_name("reader_oom", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("reader_faults", tests, NULL, NULL);
 }
