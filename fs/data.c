@@ -53,17 +53,27 @@ static size_t mfsd_chunk_len(const mfs_array_info *ai, uint64_t chunk)
 }
 
 /*
+ * Reaching back this far when dropping backing pages covers the page cache's
+ * largest folios (a PMD, 2 MiB on x86-64): the kernel only drops a folio
+ * that lies entirely inside the range, and readahead builds large folios
+ * that straddle the ranges of successive requests.
+ */
+#define MFSD_DROP_BACK ((uint64_t)4 << 20)
+
+/*
  * Drops the backing pages of [@start, @end) of an array whose stored
- * bytes end at @limit.  The page holding @start goes even if it is shared
- * with the previous chunk (in forward reading that one was served first);
- * a page shared with the following bytes stays for whoever reads them, and
- * is dropped then.  Together every page of a forward scan is dropped once.
+ * bytes end at @limit, together with the MFSD_DROP_BACK bytes before
+ * @start (served earlier in a forward scan; at worst re-read from the
+ * disk).  The page holding @end stays for whoever reads the bytes after
+ * it, unless the array ends there.  Together every page of a forward scan
+ * is dropped once it has been served.
  */
 static void mfsd_drop(int fd, uint64_t start, uint64_t end, uint64_t limit)
 {
-	uint64_t s = start & ~(MFSD_PAGE - 1);
+	uint64_t s = start > MFSD_DROP_BACK ? start - MFSD_DROP_BACK : 0;
 	uint64_t e = end & ~(MFSD_PAGE - 1);
 
+	s &= ~(MFSD_PAGE - 1);
 	if (end >= limit)
 		e = (end + MFSD_PAGE - 1) & ~(MFSD_PAGE - 1);
 	if (e > s)

@@ -17,6 +17,8 @@
 
 /* Room for one formatted detail before the label and array are added. */
 #define MFS_DETAIL_MAX 512
+/* Bytes of one shape dimension in an entry. */
+#define MFS_DIM_SIZE sizeof(uint64_t)
 /* Label used in messages when the caller gives none. */
 #define MFS_NO_LABEL "(container)"
 
@@ -405,6 +407,8 @@ static int mfs_parse_name(struct mfs_parse *p, struct mfs_array_rec *a)
 
 	if (rc < 0)
 		return rc;
+	/* Unterminated bytes in the index until mfs_index_names copies them. */
+	a->name = (const char *)name;
 	memcpy(p->name, name, a->name_length);
 	p->name[a->name_length] = '\0';
 	/* A NUL inside the name would hide the rest from the check. */
@@ -430,7 +434,7 @@ static int mfs_check_sizes(struct mfs_parse *p, struct mfs_array_rec *a)
 	uint64_t bytes, count;
 
 	for (uint32_t d = 0; d < a->ndim; d++)
-		shape[d] = mfs_get64(a->shape + 8 * d);
+		shape[d] = mfs_get64(a->shape + MFS_DIM_SIZE * d);
 	if (!mfs_shape_bytes((mfs_dtype)a->dtype, a->ndim, shape, &bytes))
 		return mfs_entry_fail(p, "shape product x itemsize overflows "
 				      "64 bits");
@@ -554,7 +558,7 @@ static int mfs_parse_entry(struct mfs_parse *p, struct mfs_array_rec *a)
 	if (rc == 0)
 		rc = mfs_check_entry_fixed(p, e, a);
 	if (rc == 0)
-		rc = mfs_take_field(p, (uint64_t)a->ndim * sizeof(uint64_t),
+		rc = mfs_take_field(p, (uint64_t)a->ndim * MFS_DIM_SIZE,
 				    "shape", &a->shape);
 	if (rc == 0)
 		rc = mfs_parse_name(p, a);
@@ -649,8 +653,6 @@ static int mfs_parse_index(mfs_container *c, const struct mfs_header *h)
 		rc = mfs_parse_entry(&p, a);
 		if (rc < 0)
 			return rc;
-		/* Temporarily points at the unterminated bytes in the index. */
-		a->name = (const char *)a->shape + 8 * a->ndim;
 		name_bytes += a->name_length + 1;
 	}
 	c->array_count = h->array_count;
@@ -827,7 +829,7 @@ int mfs_container_array(const mfs_container *c, size_t index,
 	out->dtype = (mfs_dtype)a->dtype;
 	out->ndim = a->ndim;
 	for (uint32_t d = 0; d < a->ndim; d++)
-		out->shape[d] = mfs_get64(a->shape + 8 * d);
+		out->shape[d] = mfs_get64(a->shape + MFS_DIM_SIZE * d);
 	out->order = (mfs_order)a->order;
 	out->codec = (mfs_codec)a->codec;
 	out->chunk_size = a->chunk_size;

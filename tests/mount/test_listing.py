@@ -221,6 +221,21 @@ def main(work):
                         len(head) != 200:
                     errors.append("%s/%s.npy: head -c 200 gave %r" %
                                   (key, a.name, head[:16]))
+                # reads at and across the end of the file
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    tail = os.pread(fd, 100, size - 50)
+                    past = os.pread(fd, 100, size)
+                    far = os.pread(fd, 100, size + 12345)
+                finally:
+                    os.close(fd)
+                # the header ends in space padding and "\n" (NPY format)
+                want_tail = (b" " * 49 + b"\n" + a.raw)[-50:]
+                if tail != want_tail or past != b"" or far != b"":
+                    errors.append("%s/%s.npy: reads at the end gave %d, %d, "
+                                  "%d bytes (expected 50 right ones, 0, 0)"
+                                  % (key, a.name, len(tail), len(past),
+                                     len(far)))
                 # xattrs
                 try:
                     names_x = set(os.listxattr(p))
