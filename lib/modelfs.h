@@ -277,7 +277,8 @@ MFS_API size_t mfs_container_array_count(const mfs_container *c);
 MFS_API int mfs_container_array(const mfs_container *c, size_t index,
 				mfs_array_info *out);
 
-/** Finds an array by name. Returns 0 (index in *@p index) or -ENOENT. */
+/** Finds an array by name. Returns 0 (index in *@p index) or -ENOENT
+ * (also for a NULL name). */
 MFS_API int mfs_container_find(const mfs_container *c, const char *name,
 			       size_t *index);
 
@@ -290,7 +291,8 @@ MFS_API int mfs_container_chunk(const mfs_container *c, size_t array,
  * checksum and decodes it into @p buf (@p buf_len >= the chunk's
  * raw_length).  Returns the raw length, -ERANGE, -ENOBUFS (buffer too
  * small), -EIO (checksum mismatch or read error; message names file,
- * array and chunk) or -EBADMSG (undecodable LZ4 stream).
+ * array and chunk), -EBADMSG (undecodable LZ4 stream) or -ENOMEM (the
+ * per-thread scratch buffer for LZ4 chunks).
  */
 MFS_API ssize_t mfs_container_read_chunk(const mfs_container *c, size_t array,
 					 uint64_t chunk, void *buf,
@@ -312,7 +314,7 @@ MFS_API ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
  * Copies @p len raw bytes of array @p array starting at raw offset @p off
  * into @p buf, decoding and checking every chunk it touches.  Returns the
  * number of bytes copied (short only at the end of the array), or an error
- * as mfs_container_read_chunk.
+ * as mfs_container_read_chunk (including -ENOMEM).
  */
 MFS_API ssize_t mfs_container_read(const mfs_container *c, size_t array,
 				   uint64_t off, void *buf, size_t len);
@@ -322,8 +324,9 @@ MFS_API ssize_t mfs_container_read(const mfs_container *c, size_t array,
 
 /**
  * Maps a raw (codec none) array read-only and shared, zero-copy.  An empty
- * array yields *data == NULL, *len == 0.  Returns 0, -ENOTSUP for an LZ4
- * array, -EIO (MFS_MAP_VERIFY and a bad chunk) or the errno of mmap.
+ * array yields *data == NULL, *len == 0.  Returns 0, -ERANGE (bad index),
+ * -EINVAL (unknown flags), -ENOTSUP for an LZ4 array, -EIO
+ * (MFS_MAP_VERIFY and a bad chunk) or the errno of mmap.
  * Unmap with munmap(*data, *len) or mfs_unmap.
  */
 MFS_API int mfs_container_map(const mfs_container *c, size_t array,
@@ -338,7 +341,8 @@ typedef void (*mfs_verify_fn)(void *ctx, size_t array, uint64_t chunk,
 /**
  * Reads, checks and decodes every chunk of every array.  Calls @p cb (may
  * be NULL) for each bad chunk and continues.  Returns the number of bad
- * chunks (0 = all good) or a negative errno for an error that stopped it.
+ * chunks (0 = all good) or a negative errno for an error that stopped it
+ * (-ENOMEM for the scratch buffer).
  */
 MFS_API int64_t mfs_container_verify(const mfs_container *c, mfs_verify_fn cb,
 				     void *ctx);
@@ -350,7 +354,8 @@ MFS_API int64_t mfs_container_verify(const mfs_container *c, mfs_verify_fn cb,
  *  "shape", "order", "codec", "raw_size", "stored_size", "data_offset"
  *  (4096: the offset of data in the .npy view), "container_offset",
  *  "chunk_size", "chunks", "chunk_checksums" (hex XXH3-64)}]}.
- * *@p out is malloc'd and NUL-terminated; caller frees.  Returns 0 or
+ * *@p out is malloc'd and NUL-terminated; caller frees.  A NULL @p key
+ * gives "key": null.  Returns 0, -EINVAL (key fails mfs_check_key) or
  * -ENOMEM.
  */
 MFS_API int mfs_container_manifest(const mfs_container *c, const char *key,
