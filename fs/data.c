@@ -35,6 +35,8 @@ struct mfsd_reply {
 	size_t cap;
 	struct mfsd_cache_entry **pins; /* cache entries the pieces point into */
 	size_t npins;
+	char **bufs; /* freshly verified raw chunks the pieces point into */
+	size_t nbufs;
 	char *header;  /* NPY header bytes, if the read covers any */
 	void *rawbuf;  /* pread buffer of the file piece (pread mode) */
 	int fd;        /* backing descriptor of file pieces */
@@ -98,19 +100,18 @@ static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
 		 mfs_last_error());
 }
 
-/* Checks the checksum of raw chunk @chunk and marks it verified. */
+/*
+ * Reads raw chunk @chunk into @buf (its raw length), checks its checksum
+ * and marks it verified.  0 or a negative errno (failure logged once).
+ */
 static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
-			     size_t index, uint64_t chunk)
+			     size_t index, uint64_t chunk, void *buf,
+			     size_t len)
 {
 	struct mfsd_array *a = &m->arrays[index];
-	size_t len = mfsd_chunk_len(&a->info, chunk);
-	void *buf = malloc(len ? len : 1);
-	ssize_t n;
+	ssize_t n = mfs_container_read_chunk(m->container, index, chunk, buf,
+					     len);
 
-	if (!buf)
-		return -ENOMEM;
-	n = mfs_container_read_chunk(m->container, index, chunk, buf, len);
-	free(buf);
 	if (n < 0) {
 		mfsd_chunk_failed(d, m, index, chunk, (int)n);
 		return (int)n;
@@ -121,29 +122,16 @@ static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 	return 0;
 }
 
-/* Makes sure every chunk of raw range [@roff, @roff + @rlen) is verified. */
-static int mfsd_verify_range(const struct mfsd_data *d, struct mfsd_model *m,
-			     size_t index, uint64_t roff, uint64_t rlen)
-{
-	struct mfsd_array *a = &m->arrays[index];
-	uint64_t first = roff / a->info.chunk_size;
-	uint64_t last = (roff + rlen - 1) / a->info.chunk_size;
-
-	for (uint64_t c = first; c <= last; c++) {
-		int rc;
-
-		if (mfsd_bit_test(a->verified, c))
-			continue;
-		rc = mfsd_verify_chunk(d, m, index, c);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
-}
-
 static void mfsd_add_piece(struct mfsd_reply *r, const void *mem,
 			   uint64_t pos, size_t len)
 {
+	struct mfsd_piece *last = r->npieces ? &r->pieces[r->npieces - 1] : NULL;
+
+	/* Adjacent backing-file ranges travel as one. */
+	if (!mem && last && !last->mem && last->pos + last->len == pos) {
+		last->len += len;
+		return;
+	}
 	r->pieces[r->npieces++] = (struct mfsd_piece){mem, pos, len};
 }
 
@@ -165,21 +153,48 @@ static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
 	return 0;
 }
 
-/* Adds raw range [@roff, @roff + @rlen) of a codec-none array. */
+/*
+ * Adds raw range [@roff, @roff + @rlen) of a codec-none array.  Chunks
+ * verified before are served from the backing file; a chunk touched for
+ * the first time is read whole to check it, and its bytes are served
+ * from that buffer instead of being read a second time.
+ */
 static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 			struct mfsd_model *m, size_t index, uint64_t roff,
 			size_t rlen)
 {
-	const mfs_array_info *ai = &m->arrays[index].info;
-	int rc = mfsd_verify_range(d, m, index, roff, rlen);
+	struct mfsd_array *a = &m->arrays[index];
+	const mfs_array_info *ai = &a->info;
+	uint64_t end = roff + rlen;
 
-	if (rc < 0)
-		return rc;
 	r->fd = mfs_container_fd(m->container);
 	r->drop_start = ai->data_offset + roff;
-	r->drop_end = r->drop_start + rlen;
+	r->drop_end = ai->data_offset + end;
 	r->drop_limit = ai->data_offset + ai->stored_length;
-	mfsd_add_piece(r, NULL, r->drop_start, rlen);
+	for (uint64_t c = roff / ai->chunk_size; c * ai->chunk_size < end;
+	     c++) {
+		uint64_t cstart = c * ai->chunk_size;
+		size_t clen = mfsd_chunk_len(ai, c);
+		uint64_t from = roff > cstart ? roff : cstart;
+		uint64_t to = end < cstart + clen ? end : cstart + clen;
+		char *buf;
+		int rc;
+
+		if (mfsd_bit_test(a->verified, c)) {
+			mfsd_add_piece(r, NULL, ai->data_offset + from,
+				       (size_t)(to - from));
+			continue;
+		}
+		buf = malloc(clen ? clen : 1);
+		if (!buf)
+			return -ENOMEM;
+		r->bufs[r->nbufs++] = buf;
+		rc = mfsd_verify_chunk(d, m, index, c, buf, clen);
+		if (rc < 0)
+			return rc;
+		mfsd_add_piece(r, buf + (from - cstart), 0,
+			       (size_t)(to - from));
+	}
 	return 0;
 }
 
@@ -255,7 +270,8 @@ static int mfsd_reply_init(struct mfsd_reply *r, const struct mfsd_array *a,
 	r->cap = size / a->info.chunk_size + MFSD_EXTRA_PIECES;
 	r->pieces = calloc(r->cap, sizeof(*r->pieces));
 	r->pins = calloc(r->cap, sizeof(*r->pins));
-	return r->pieces && r->pins ? 0 : -ENOMEM;
+	r->bufs = calloc(r->cap, sizeof(*r->bufs));
+	return r->pieces && r->pins && r->bufs ? 0 : -ENOMEM;
 }
 
 /* Unpins, drops the backing range served, frees. */
@@ -265,35 +281,56 @@ static void mfsd_reply_finish(const struct mfsd_data *d, struct mfsd_reply *r)
 		mfsd_cache_put(d->cache, r->pins[i]);
 	if (r->fd >= 0)
 		mfsd_drop(r->fd, r->drop_start, r->drop_end, r->drop_limit);
+	for (size_t i = 0; i < r->nbufs; i++)
+		free(r->bufs[i]);
+	free(r->bufs);
 	free(r->rawbuf);
 	free(r->header);
 	free(r->pins);
 	free(r->pieces);
 }
 
-/* Turns file pieces into memory pieces by pread (pread mode). */
+/* Reads @len bytes at @pos of @fd into @buf, all of them.  0 or -errno. */
+static int mfsd_pread_full(int fd, char *buf, size_t len, uint64_t pos)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done,
+				  (off_t)(pos + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Turns file pieces into memory pieces by pread (pread mode), into one
+ * buffer for all of them. */
 static int mfsd_reply_pread(struct mfsd_reply *r)
 {
+	size_t total = 0, used = 0;
+
+	for (size_t i = 0; i < r->npieces; i++)
+		total += r->pieces[i].mem ? 0 : r->pieces[i].len;
+	r->rawbuf = malloc(total ? total : 1);
+	if (!r->rawbuf)
+		return -ENOMEM;
 	for (size_t i = 0; i < r->npieces; i++) {
 		struct mfsd_piece *p = &r->pieces[i];
-		size_t done = 0;
+		char *dst = (char *)r->rawbuf + used;
+		int rc;
 
 		if (p->mem)
 			continue;
-		r->rawbuf = malloc(p->len ? p->len : 1);
-		if (!r->rawbuf)
-			return -ENOMEM;
-		while (done < p->len) {
-			ssize_t n = pread(r->fd, (char *)r->rawbuf + done,
-					  p->len - done, (off_t)(p->pos + done));
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return n < 0 ? -errno : -EIO;
-			done += (size_t)n;
-		}
-		p->mem = r->rawbuf;
+		rc = mfsd_pread_full(r->fd, dst, p->len, p->pos);
+		if (rc < 0)
+			return rc;
+		p->mem = dst;
+		used += p->len;
 	}
 	return 0;
 }

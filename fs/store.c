@@ -224,6 +224,15 @@ static int mfsd_model_load(struct mfsd_store *s, int dirfd,
 		goto fail;
 	}
 	fd = -1; /* owned by the container now */
+	/*
+	 * No readahead on the backing file: requests can be served out of
+	 * order by several threads, and readahead behind a late one would
+	 * bring back pages already served and dropped, leaving a second
+	 * copy in the page cache.  The mount's own readahead still makes
+	 * the requests large.
+	 */
+	(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
+			    POSIX_FADV_RANDOM);
 	rc = mfsd_model_fill(m, why);
 	if (rc < 0)
 		goto fail;

@@ -409,6 +409,354 @@ MFS_API int mfs_npy_parse(const void *buf, size_t len, const char *label,
  */
 MFS_API int mfs_npy_read_fd(int fd, const char *label, mfs_npy_info *out);
 
+/* ------------------------------------------------------------------ */
+/* Client API: builders, sharing mode, stores, clients, shared models  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The model-sharing API (the C counterpart of lenskit.sharing).  A program
+ * builds a model with an mfs_builder, puts it into a store (mfs_store_put
+ * returns a key), and hands the store's client spec and the key to worker
+ * processes; each worker opens a client from the spec, gets the model
+ * (zero-copy where the store allows it), reads its arrays, and releases
+ * it.
+ *
+ * Store kinds:
+ *  - mount store: a directory served by a running modelfs daemon.  Puts
+ *    are published into the daemon's store directory (read from the
+ *    mount's root xattr "user.modelfs.store_dir", else from "store_dir"
+ *    in MOUNT/.status) and waited for (at most 2 s) until MOUNT/KEY is
+ *    visible.  Models are read through MOUNT/KEY/<array>.npy, mapped.
+ *  - directory store: a store directory of KEY.mfs containers and no
+ *    daemon.  Raw arrays are mapped straight from the container
+ *    (zero-copy, every chunk checksum checked first); LZ4 arrays are
+ *    decoded into private memory.  On /dev/shm this is a shared-memory
+ *    store.
+ *  - in-process store: no file and no copy; keys resolve to the
+ *    builders' own arrays.  Usable only inside the process that made it.
+ *
+ * Client spec syntax (mfs_store_client_spec, mfs_client_open):
+ *    "mount:/ABS/PATH"      a modelfs mount
+ *    "dir:/ABS/PATH"        a store directory
+ *    "inproc:0xADDR:PID"    an in-process store; refused in any process
+ *                           other than PID
+ *    "/ABS/PATH"            (accepted by mfs_client_open) a mount if a
+ *                           modelfs daemon serves PATH, else a directory
+ *
+ * Keys follow mfs_check_key.  A put without a key gets a content-derived
+ * key of 16 lowercase hex digits, so putting the same model twice gives
+ * the same key: for mount and directory stores it is the container's
+ * index checksum (XXH3-64 of the index, which covers the metadata, every
+ * array's name, dtype, shape, order, codec and every chunk checksum); for
+ * in-process stores it is XXH3-64 of the metadata and of every array's
+ * name, dtype, order, shape and raw bytes.
+ *
+ * Thread-safety: a builder is used by one thread at a time until an
+ * in-process put freezes it.  Share context and the store stack are per
+ * thread.  Stores, clients and models may be used from any number of
+ * threads at once; each handle is released (closed) once, after which it
+ * must not be used, though a second release is detected and refused with
+ * -EINVAL.  Pointers got from a model stay valid until it is released.
+ */
+
+/* Model building ---------------------------------------------------- */
+
+typedef struct mfs_builder mfs_builder;
+
+/** Flags of mfs_builder_add and mfs_builder_add_reader. */
+/** A derived array (cache, inverse index): kept when the model is put
+ *  into a store or written in share context, dropped by mfs_builder_write
+ *  outside share context. */
+#define MFS_ARRAY_DERIVED 1u
+/** Copy the data now (mfs_builder_add only); the builder owns the copy. */
+#define MFS_ARRAY_COPY 2u
+
+/**
+ * Positional reader of an array's raw bytes: copy up to @p len bytes
+ * starting at raw offset @p off into @p buf; return how many were copied
+ * (0 only at or past the end) or a negative errno.  It may be called
+ * several times for the same offsets (once per write or put), always
+ * from the thread writing or putting the model.
+ */
+typedef ssize_t (*mfs_read_at_fn)(void *ctx, uint64_t off, void *buf,
+				  size_t len);
+
+/**
+ * Creates an empty builder (metadata "{}", no arrays) holding one
+ * reference, the caller's.  Returns 0 or -EINVAL (NULL @p out) or -ENOMEM.
+ * A builder is used by one thread at a time (puts and writes count as
+ * use) until it is put into an in-process store, which freezes it:
+ * from then on it is read-only and safe to share.
+ */
+MFS_API int mfs_builder_new(mfs_builder **out);
+
+/**
+ * Adds an array described by @p spec (name, dtype, ndim, shape, order,
+ * codec, chunk_size) whose raw bytes, product(shape) * itemsize of them
+ * in the spec's order, are at @p data (may be NULL only when empty).
+ * The data is borrowed and must stay valid and unchanged while the
+ * builder lives, and, for a builder put into an in-process store, until
+ * every model got from it is released; with MFS_ARRAY_COPY it is copied
+ * now instead.  @p flags: MFS_ARRAY_DERIVED, MFS_ARRAY_COPY.
+ * Returns 0, -EINVAL (NULL builder or spec, bad name, dtype, ndim, order,
+ * codec, chunk size, size overflow, NULL data, unknown flag), -EEXIST
+ * (duplicate name), -E2BIG (more than MFS_MAX_ARRAYS), -EBUSY (frozen by
+ * an in-process put) or -ENOMEM.  Nothing is added on failure.
+ */
+MFS_API int mfs_builder_add(mfs_builder *b, const mfs_array_spec *spec,
+			    const void *data, unsigned flags);
+
+/**
+ * As mfs_builder_add, but the bytes are pulled from @p fn (with @p ctx)
+ * whenever the model is written or put, so an array may be larger than
+ * memory (an in-process put reads it into memory once).  @p flags:
+ * MFS_ARRAY_DERIVED.  @p fn and @p ctx must stay valid while the builder
+ * lives.  Errors as mfs_builder_add (-EINVAL for a NULL @p fn).
+ */
+MFS_API int mfs_builder_add_reader(mfs_builder *b, const mfs_array_spec *spec,
+				   mfs_read_at_fn fn, void *ctx,
+				   unsigned flags);
+
+/**
+ * Sets the metadata document (copied; checked by mfs_check_metadata).
+ * Returns 0, -EINVAL (NULL builder, bad JSON), -EBUSY (frozen), -ENOMEM.
+ */
+MFS_API int mfs_builder_set_metadata(mfs_builder *b, const char *json,
+				     size_t len);
+
+/**
+ * Writes the model as a container at @p path (atomically, as
+ * mfs_writer_commit).  Derived arrays are written only when the calling
+ * thread is in share context (mfs_in_share_context), else dropped.
+ * Returns 0, -EINVAL (NULL argument, a reader returning more than asked
+ * or too few bytes) or the errno of the writer or of a reader callback.
+ */
+MFS_API int mfs_builder_write(const mfs_builder *b, const char *path);
+
+/**
+ * Drops the caller's reference (NULL is a no-op).  An in-process store
+ * and the models got from it keep their own references, so the arrays
+ * they use stay until they are done.
+ */
+MFS_API void mfs_builder_free(mfs_builder *b);
+
+/* Sharing mode -------------------------------------------------------- */
+
+/**
+ * Enters share context on the calling thread (nestable: each begin needs
+ * one end).  Share context means "this model is being shared, keep its
+ * derived arrays".  Thread-local: other threads are not affected.
+ */
+MFS_API void mfs_sharing_begin(void);
+
+/** Leaves one level of share context.  Returns 0, or -EINVAL if the
+ *  calling thread is not in share context. */
+MFS_API int mfs_sharing_end(void);
+
+/** 1 if the calling thread is in share context, else 0. */
+MFS_API int mfs_in_share_context(void);
+
+/* Stores -------------------------------------------------------------- */
+
+typedef struct mfs_store mfs_store;
+
+/** Flags of mfs_store_get. */
+/** Do not return the active store of this thread; make or find a new one. */
+#define MFS_STORE_NO_REUSE 1u
+/** Make an in-process store (unless an active store is reused). */
+#define MFS_STORE_IN_PROCESS 2u
+
+/** Default mountpoint of the daemon when MODELFS_MOUNT is not set. */
+#define MFS_DEFAULT_MOUNT "/run/models"
+/** Most store acquisitions one thread may hold at once (its stack). */
+#define MFS_STORE_STACK_MAX 64u
+/** How long a put through a mount store waits for MOUNT/KEY (ms). */
+#define MFS_MOUNT_WAIT_MS 2000u
+/** Size of a key buffer: the longest key and its NUL. */
+#define MFS_KEY_BUFSIZE (MFS_MAX_KEY_LEN + 1u)
+
+/**
+ * Acquires a store, in this order of priority:
+ *  1. unless MFS_STORE_NO_REUSE: the active store, i.e. the top of this
+ *     thread's store stack (the store acquired last and not released);
+ *  2. with MFS_STORE_IN_PROCESS: a new in-process store;
+ *  3. a mount store on $MODELFS_MOUNT (default MFS_DEFAULT_MOUNT; empty
+ *     means none) if a modelfs daemon serves it (a fuse.modelfs entry in
+ *     /proc/self/mountinfo);
+ *  4. a directory store on $MODELFS_STORE (created if missing), else on a
+ *     new private directory $TMPDIR/modelfs-XXXXXX (TMPDIR default /tmp)
+ *     which is removed at shutdown if only ephemeral models were in it.
+ * Every acquisition (also by the mfs_store_open_* functions) counts one
+ * reference and pushes the store onto the calling thread's stack; release
+ * each with mfs_store_release.  Returns 0, -EINVAL (NULL @p out, unknown
+ * flag), -EOVERFLOW (this thread already holds MFS_STORE_STACK_MAX),
+ * or the errors of the mfs_store_open_* function used.
+ * Thread-safe; the stack is per thread.
+ */
+MFS_API int mfs_store_get(mfs_store **out, unsigned flags);
+
+/**
+ * Opens a mount store on @p mountpoint.  Returns 0, -EINVAL (NULL
+ * argument), -ENODEV (no modelfs daemon serves it), -ENOTSUP (the daemon
+ * does not tell its store directory), -EOVERFLOW (stack full), -ENOMEM,
+ * or the errno of resolving the paths.  Thread-safe, as are the other
+ * mfs_store_open_* functions.
+ */
+MFS_API int mfs_store_open_mount(mfs_store **out, const char *mountpoint);
+
+/**
+ * Opens a directory store on @p dir, creating the directory (one level)
+ * if it does not exist.  Returns 0, -EINVAL, -ENOTDIR, -EOVERFLOW,
+ * -ENOMEM, or the errno of mkdir/realpath.
+ */
+MFS_API int mfs_store_open_dir(mfs_store **out, const char *dir);
+
+/** Makes an in-process store.  Returns 0, -EINVAL, -EOVERFLOW, -ENOMEM. */
+MFS_API int mfs_store_new_in_process(mfs_store **out);
+
+/** Flags of mfs_store_put and mfs_store_put_file. */
+/** Keep the model after the store shuts down (default: ephemeral). */
+#define MFS_PUT_PERSISTENT 1u
+/** mfs_store_put_file: decode and rewrite a container instead of
+ *  publishing its bytes as they are. */
+#define MFS_PUT_RESERIALIZE 2u
+
+/**
+ * Puts the model of @p b into @p s, in share context (derived arrays are
+ * kept), under @p key, or under its content-derived key if @p key is
+ * NULL; the key is copied to @p key_out (MFS_KEY_BUFSIZE bytes; may be
+ * NULL).  An existing model under the key is replaced atomically.  The
+ * model is ephemeral (removed when the store shuts down) unless
+ * MFS_PUT_PERSISTENT is given, or the key was already in the store
+ * directory before this put (it may belong to someone else).  An
+ * in-process store freezes @p b and keeps a reference to it.
+ * Returns 0, -EINVAL (NULL store or builder, bad key, unknown flag, store
+ * handle not open), -ETIMEDOUT (mount store: MOUNT/KEY did not appear in
+ * MFS_MOUNT_WAIT_MS; the container is published in the store directory
+ * and counted as put; a key already on the mount counts as appeared),
+ * -ENOMEM, or the errors of mfs_builder_write.  Thread-safe.
+ */
+MFS_API int mfs_store_put(mfs_store *s, mfs_builder *b, const char *key,
+			  unsigned flags, char *key_out);
+
+/**
+ * Imports the model at @p path into @p s: a container file, a .npy file
+ * (one array named after the file), or a directory of .npy files (one
+ * array per non-hidden *.npy, plus metadata.json if present; a mounted
+ * model directory is one).  A container is copied into the store and
+ * validated there (structure and every chunk checksum) before it is
+ * published as is, unless MFS_PUT_RESERIALIZE asks to decode and rewrite
+ * it; .npy input is always written as a new container.  In an in-process
+ * store the arrays are read into memory.  Key, flags and key_out as
+ * mfs_store_put.  Returns 0, -EINVAL, -ENOENT (no such path), -EBADMSG
+ * (not a container or .npy file, or malformed), -EIO (bad chunk or I/O
+ * error), -ETIMEDOUT, -ENOMEM or another errno of the files.
+ */
+MFS_API int mfs_store_put_file(mfs_store *s, const char *path,
+			       const char *key, unsigned flags,
+			       char *key_out);
+
+/**
+ * Removes model @p key from @p s (processes that hold it keep reading
+ * it).  Returns 0, -EINVAL (bad key or store), -ENOENT (no such model),
+ * or the errno of unlink.  Thread-safe.
+ */
+MFS_API int mfs_store_remove(mfs_store *s, const char *key);
+
+/**
+ * The client spec of @p s (see the syntax above), owned by the store and
+ * valid until its last release, or NULL for a NULL store.  Thread-safe.
+ */
+MFS_API const char *mfs_store_client_spec(const mfs_store *s);
+
+/**
+ * Releases one acquisition of @p s and removes the topmost occurrence of
+ * @p s from the calling thread's store stack (release on the thread that
+ * acquired; a store released elsewhere is skipped and dropped by the
+ * acquiring thread's next mfs_store_get).  The last release shuts the
+ * store down: the ephemeral models it put are removed (never persistent
+ * ones nor models other stores put), a private directory is removed if
+ * it is then empty, an in-process store drops its models (models already
+ * got stay valid).  The handle must not be used after its last release.
+ * Returns 0, -EINVAL (NULL, not an open store, or released more often
+ * than acquired), or the first error of removing files at shutdown (the
+ * store is shut down anyway).  Thread-safe.
+ */
+MFS_API int mfs_store_release(mfs_store *s);
+
+/* Clients and shared models ------------------------------------------ */
+
+typedef struct mfs_client mfs_client;
+typedef struct mfs_model mfs_model;
+
+/**
+ * Opens a client from a spec string (syntax above).  A client of an
+ * in-process store keeps the store's memory alive until closed (the
+ * store still shuts down at its last release).  Returns 0, -EINVAL
+ * (NULL or malformed spec), -ENOENT (no such directory, no such
+ * in-process store), -ENOTDIR, -ENODEV ("mount:" path not served by a
+ * modelfs daemon), -EXDEV (in-process spec of another process), -ENOMEM.
+ * A client is immutable: every function may use it from any thread.
+ */
+MFS_API int mfs_client_open(mfs_client **out, const char *spec);
+
+/**
+ * Closes @p c.  Models got from it stay valid until released.
+ * Returns 0, or -EINVAL (NULL or not an open client: closed twice).
+ */
+MFS_API int mfs_client_close(mfs_client *c);
+
+/**
+ * Gets model @p key: maps its arrays (mount: each MOUNT/KEY/<array>.npy;
+ * directory: raw arrays from the container, LZ4 arrays decoded; in-process:
+ * the builder's arrays) into *@p out.  Returns 0, -EINVAL (NULL argument,
+ * bad key, client not open), -ENOENT (unknown key), -EBADMSG (malformed
+ * container, .npy or manifest), -EIO (checksum mismatch or I/O error),
+ * -ENOMEM, or the errno of open/mmap.  Thread-safe.
+ */
+MFS_API int mfs_get_model(mfs_client *c, const char *key, mfs_model **out);
+
+/** One array of a shared model. */
+typedef struct mfs_array_view {
+	const char *name; /**< owned by the model */
+	const void *data; /**< read-only; NULL when nbytes is 0 */
+	mfs_dtype dtype;
+	uint32_t ndim;
+	uint64_t shape[MFS_MAX_NDIM];
+	mfs_order order;
+	size_t nbytes; /**< product(shape) * itemsize */
+} mfs_array_view;
+
+/** Fills @p out for the array named @p name.  Returns 0, -EINVAL (NULL
+ *  argument) or -ENOENT.  Thread-safe. */
+MFS_API int mfs_model_array(const mfs_model *m, const char *name,
+			    mfs_array_view *out);
+
+/** Number of arrays of @p m (0 for NULL). */
+MFS_API size_t mfs_model_array_count(const mfs_model *m);
+
+/** Fills @p out for array @p index (in store order).  Returns 0, -EINVAL
+ *  or -ERANGE. */
+MFS_API int mfs_model_array_at(const mfs_model *m, size_t index,
+			       mfs_array_view *out);
+
+/** The metadata document, NUL-terminated, length in *@p len if non-NULL;
+ *  owned by the model.  NULL for a NULL model. */
+MFS_API const char *mfs_model_metadata(const mfs_model *m, size_t *len);
+
+/** The key the model was got under, owned by the model. */
+MFS_API const char *mfs_model_key(const mfs_model *m);
+
+/**
+ * Releases @p m: its mappings are unmapped, or, if MODELFS_DEBUG=1 was
+ * set when it was got, replaced by PROT_NONE guard regions (never
+ * reused, so a stray pointer into the model faults at once; in-process
+ * models have no mappings and are not guarded).  Every pointer from the
+ * model becomes invalid.  Returns 0, or -EINVAL (NULL or not a live
+ * model: released twice).  May be called from any thread, once.
+ */
+MFS_API int mfs_model_release(mfs_model *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,1214 @@
+/*
+ * store.c - model stores: mount stores (a modelfs daemon serves the store
+ * directory), directory stores (containers in a directory, no daemon) and
+ * in-process stores (the builders themselves); mfs_store_get's priority;
+ * publishing and removing models; reference counting and shutdown.
+ *
+ * Lock order: mfs_stores_lock, then a live set's lock, then a store's
+ * lock.  Publishing (writing, renaming, fsyncing) happens under no lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "layout.h"
+#include "store_internal.h"
+
+/* Where the mount table of this process is, and the daemon's fs type. */
+#define MFS_MOUNTINFO "/proc/self/mountinfo"
+#define MFS_FSTYPE "fuse.modelfs"
+/* Field of a mountinfo line holding the mount point (1-based). */
+#define MFS_MOUNTINFO_MOUNTPOINT 5
+/* Separator of the optional fields from the fs type in mountinfo. */
+#define MFS_MOUNTINFO_SEP " - "
+/* Octal escape width of mountinfo ("\040" is a space). */
+#define MFS_OCTAL_ESCAPE_LEN 4
+#define MFS_OCTAL_BASE 8
+/* Where the daemon tells its store directory. */
+#define MFS_XATTR_STORE_DIR "user.modelfs.store_dir"
+#define MFS_STATUS_FILE ".status"
+#define MFS_STATUS_STORE_DIR "store_dir"
+/* Environment of mfs_store_get. */
+#define MFS_ENV_MOUNT "MODELFS_MOUNT"
+#define MFS_ENV_STORE "MODELFS_STORE"
+#define MFS_ENV_TMPDIR "TMPDIR"
+#define MFS_DEFAULT_TMPDIR "/tmp"
+#define MFS_PRIVATE_TEMPLATE "modelfs-XXXXXX"
+/* Spec prefixes (modelfs.h documents the syntax). */
+#define MFS_SPEC_MOUNT "mount:"
+#define MFS_SPEC_DIR "dir:"
+#define MFS_SPEC_INPROC "inproc:"
+/* A model's file in a store directory. */
+#define MFS_CONTAINER_SUFFIX ".mfs"
+/* Hidden names of files being published (readers ignore '.' names). */
+#define MFS_STAGING_FORMAT "%s/.put-%ld-%lu" MFS_CONTAINER_SUFFIX
+#define MFS_IMPORT_TEMPLATE "%s/.import.tmp.XXXXXX"
+/* Mode of a published container before the umask, like the writer's. */
+#define MFS_FILE_MODE 0666
+#define MFS_DIR_MODE 0777
+/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
+#define MFS_PROC_STATUS "/proc/self/status"
+#define MFS_UMASK_TAG "Umask:"
+#define MFS_STATUS_LINE_MAX 256
+/* Poll interval while waiting for a put to appear on a mount. */
+#define MFS_MOUNT_POLL_NS 10000000L
+#define MFS_NS_PER_MS 1000000L
+#define MFS_MS_PER_S 1000L
+/* Bytes copied per step when copy_file_range cannot be used. */
+#define MFS_COPY_BUF (1u << 20)
+/* First capacity of the ephemeral and entry tables. */
+#define MFS_INITIAL_KEYS 8u
+/* Room for the first bad chunk's message of an import. */
+#define MFS_VERIFY_MSG_MAX 512
+
+enum mfs_store_kind {
+	MFS_KIND_DIR,
+	MFS_KIND_MOUNT,
+	MFS_KIND_INPROC,
+};
+
+/* A model of an in-process store. */
+struct mfs_inproc_entry {
+	char *key;            /* owned */
+	mfs_builder *builder; /* one reference */
+};
+
+struct mfs_store {
+	/* Immutable after creation: */
+	enum mfs_store_kind kind;
+	char *dir;        /* store directory (dir, mount); NULL in-process */
+	char *mount;      /* mount point (mount kind), else NULL */
+	char *spec;       /* client spec */
+	bool private_dir; /* made by mfs_store_get: removed at shutdown */
+
+	/* Protected by mfs_stores_lock: */
+	unsigned handles; /* acquisitions not yet released */
+	unsigned clients; /* in-process clients attached */
+	bool shut_down;   /* the last handle was released */
+
+	pthread_mutex_t lock;
+	/* Protected by lock: keys this store put as ephemeral (dir, mount). */
+	char **ephemeral;
+	size_t n_ephemeral;
+	size_t cap_ephemeral;
+	/* Protected by lock: the models of an in-process store. */
+	struct mfs_inproc_entry *entries;
+	size_t n_entries;
+	size_t cap_entries;
+};
+
+/* Serializes handle counts, shutdown and freeing of every store. */
+static pthread_mutex_t mfs_stores_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Stores not yet freed (released twice = not in here). */
+static struct mfs_live_set mfs_live_stores = MFS_LIVE_SET_INIT;
+/* Numbers the staging files of this process. */
+static atomic_ulong mfs_staging_seq;
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+/* ------------------------------------------------------------------ */
+
+/* "DIR/KEY.mfs" into @buf (PATH_MAX): 0 or -ENAMETOOLONG. */
+static int mfs_model_path(const mfs_store *s, const char *key, char *buf)
+{
+	int n = snprintf(buf, PATH_MAX, "%s/%s" MFS_CONTAINER_SUFFIX, s->dir,
+			 key);
+
+	if (n < 0 || n >= PATH_MAX)
+		/* The bound first: a long directory fills the message. */
+		return mfs_fail(-ENAMETOOLONG, "model '%s': its path is longer "
+				"than %d bytes in store '%s'", key,
+				PATH_MAX - 1, s->dir);
+	return 0;
+}
+
+static int mfs_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		rc = mfs_fail(-errno, "store '%s': fsync of the directory: %s",
+			      dir, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* The process umask, read without changing it (see writer.c). */
+static mode_t mfs_umask(void)
+{
+	char line[MFS_STATUS_LINE_MAX];
+	FILE *f = fopen(MFS_PROC_STATUS, "re");
+	unsigned int mask;
+	mode_t old;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
+			fclose(f);
+			return (mode_t)mask;
+		}
+	}
+	if (f)
+		fclose(f);
+	old = umask(0);
+	umask(old);
+	return old;
+}
+
+static void mfs_copy_key(char *key_out, const char *key)
+{
+	if (key_out)
+		snprintf(key_out, MFS_KEY_BUFSIZE, "%s", key);
+}
+
+/* ------------------------------------------------------------------ */
+/* Mount detection                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Decodes mountinfo's octal escapes ("\040") in place. */
+static void mfs_unescape(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r;) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
+		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)strtol((char[]){r[1], r[2], r[3], 0}, NULL,
+					    MFS_OCTAL_BASE);
+			r += MFS_OCTAL_ESCAPE_LEN;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+/* Mount point and fs type of one mountinfo line (modified in place);
+ * false if the line is malformed. */
+static bool mfs_parse_mountinfo(char *line, char **mnt, char **fstype)
+{
+	char *sep = strstr(line, MFS_MOUNTINFO_SEP), *save = NULL, *tok;
+
+	if (!sep)
+		return false;
+	*sep = '\0';
+	tok = strtok_r(line, " ", &save);
+	for (int f = 1; tok && f < MFS_MOUNTINFO_MOUNTPOINT; f++)
+		tok = strtok_r(NULL, " ", &save);
+	if (!tok)
+		return false;
+	*mnt = tok;
+	mfs_unescape(*mnt);
+	*fstype = strtok_r(sep + strlen(MFS_MOUNTINFO_SEP), " ", &save);
+	return *fstype != NULL;
+}
+
+bool mfs_is_modelfs_mount(const char *path)
+{
+	char real[PATH_MAX], *line = NULL, *mnt, *fstype;
+	size_t cap = 0;
+	bool served = false;
+	FILE *f;
+
+	if (!path || !*path || !realpath(path, real))
+		return false;
+	f = fopen(MFS_MOUNTINFO, "re");
+	if (!f)
+		return false;
+	/* The last entry on a mount point is the one on top. */
+	while (getline(&line, &cap, f) > 0) {
+		line[strcspn(line, "\n")] = '\0';
+		if (mfs_parse_mountinfo(line, &mnt, &fstype) &&
+		    strcmp(mnt, real) == 0)
+			served = strcmp(fstype, MFS_FSTYPE) == 0;
+	}
+	free(line);
+	fclose(f);
+	return served;
+}
+
+/* The daemon's store directory (@out: PATH_MAX bytes), from its xattr
+ * or its .status file. */
+static int mfs_mount_store_dir(const char *mount, char *out)
+{
+	char status[PATH_MAX];
+	ssize_t n = getxattr(mount, MFS_XATTR_STORE_DIR, out, PATH_MAX - 1);
+	json_t *root;
+	const char *dir;
+	int len = -1;
+
+	if (n > 0) {
+		out[n] = '\0';
+		return 0;
+	}
+	/* Daemons before the xattr tell it only in .status. */
+	if (snprintf(status, sizeof(status), "%s/" MFS_STATUS_FILE, mount) >=
+	    (int)sizeof(status))
+		return mfs_fail(-ENAMETOOLONG, "mount '%s': path too long",
+				mount);
+	root = json_load_file(status, 0, NULL);
+	dir = json_string_value(json_object_get(root, MFS_STATUS_STORE_DIR));
+	if (dir)
+		len = snprintf(out, PATH_MAX, "%s", dir);
+	json_decref(root);
+	if (len < 0 || len >= PATH_MAX)
+		return mfs_fail(-ENOTSUP, "mount '%s': the daemon does not tell "
+				"its store directory (no %s xattr on the root, "
+				"no \"%s\" in %s)", mount, MFS_XATTR_STORE_DIR,
+				MFS_STATUS_STORE_DIR, MFS_STATUS_FILE);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Creation, registration, release                                     */
+/* ------------------------------------------------------------------ */
+
+static void mfs_store_destroy(mfs_store *s)
+{
+	for (size_t i = 0; i < s->n_ephemeral; i++)
+		free(s->ephemeral[i]);
+	free(s->ephemeral);
+	free(s->entries);
+	pthread_mutex_destroy(&s->lock);
+	free(s->spec);
+	free(s->mount);
+	free(s->dir);
+	free(s);
+}
+
+/* A store of @kind on copies of @dir and @mount (either may be NULL);
+ * NULL when out of memory. */
+static mfs_store *mfs_store_alloc(enum mfs_store_kind kind, const char *dir,
+				  const char *mount)
+{
+	mfs_store *s = calloc(1, sizeof(*s));
+	int n = -1;
+
+	if (!s)
+		return NULL;
+	s->kind = kind;
+	pthread_mutex_init(&s->lock, NULL);
+	s->dir = dir ? strdup(dir) : NULL;
+	s->mount = mount ? strdup(mount) : NULL;
+	if ((dir && !s->dir) || (mount && !s->mount)) {
+		mfs_store_destroy(s);
+		return NULL;
+	}
+	if (kind == MFS_KIND_MOUNT)
+		n = asprintf(&s->spec, MFS_SPEC_MOUNT "%s", mount);
+	else if (kind == MFS_KIND_DIR)
+		n = asprintf(&s->spec, MFS_SPEC_DIR "%s", dir);
+	else
+		n = asprintf(&s->spec, MFS_SPEC_INPROC "0x%" PRIxPTR ":%ld",
+			     (uintptr_t)s, (long)getpid());
+	if (n < 0) {
+		s->spec = NULL;
+		mfs_store_destroy(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Shuts @s down (mfs_stores_lock held): removes what it put ephemeral. */
+static int mfs_store_shutdown(mfs_store *s)
+{
+	char path[PATH_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < s->n_entries; i++) {
+		free(s->entries[i].key);
+		mfs_builder_unref(s->entries[i].builder);
+	}
+	s->n_entries = 0;
+	for (size_t i = 0; i < s->n_ephemeral; i++) {
+		if (mfs_model_path(s, s->ephemeral[i], path) == 0 &&
+		    unlink(path) < 0 && errno != ENOENT && rc == 0)
+			rc = mfs_fail(-errno, "store '%s': removing ephemeral "
+				      "model '%s': %s", s->dir,
+				      s->ephemeral[i], strerror(errno));
+	}
+	if (s->n_ephemeral > 0 && !s->private_dir) {
+		int frc = mfs_fsync_dir(s->dir);
+		rc = rc ? rc : frc;
+	}
+	/* A private directory still holding persistent models stays. */
+	if (s->private_dir && rmdir(s->dir) < 0 && errno != ENOTEMPTY &&
+	    errno != EEXIST && rc == 0)
+		rc = mfs_fail(-errno, "store '%s': removing the private "
+			      "directory: %s", s->dir, strerror(errno));
+	s->shut_down = true;
+	return rc;
+}
+
+/* Makes new store @s live with one handle on this thread's stack; frees
+ * it on failure. */
+static int mfs_store_register(mfs_store *s, mfs_store **out)
+{
+	int rc;
+
+	s->handles = 1; /* nobody else knows @s yet: no lock needed */
+	rc = mfs_stack_push(s);
+
+	if (rc == 0 && mfs_live_add(&mfs_live_stores, s) < 0) {
+		mfs_stack_remove(s);
+		rc = mfs_fail(-ENOMEM, "store: out of memory");
+	}
+	if (rc < 0) {
+		if (s->private_dir)
+			rmdir(s->dir);
+		mfs_store_destroy(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+/* 0 if @s is an open store handle, else -EINVAL naming @fn. */
+static int mfs_store_check(const mfs_store *s, const char *fn)
+{
+	bool ok;
+
+	if (!s)
+		return mfs_fail(-EINVAL, "%s: NULL store", fn);
+	pthread_mutex_lock(&mfs_stores_lock);
+	ok = mfs_live_has(&mfs_live_stores, s) && s->handles > 0;
+	pthread_mutex_unlock(&mfs_stores_lock);
+	if (!ok)
+		return mfs_fail(-EINVAL, "%s: store %p is not open (used after "
+				"its last release?)", fn, (const void *)s);
+	return 0;
+}
+
+/* Frees @s if nothing holds it any more (mfs_stores_lock held). */
+static bool mfs_store_unused(mfs_store *s)
+{
+	if (s->handles > 0 || s->clients > 0)
+		return false;
+	mfs_live_remove(&mfs_live_stores, s);
+	return true;
+}
+
+int mfs_store_release(mfs_store *s)
+{
+	bool free_it = false;
+	int rc = 0;
+
+	mfs_clear_error();
+	if (!s)
+		return mfs_fail(-EINVAL, "mfs_store_release: NULL store");
+	pthread_mutex_lock(&mfs_stores_lock);
+	if (!mfs_live_has(&mfs_live_stores, s) || s->handles == 0) {
+		pthread_mutex_unlock(&mfs_stores_lock);
+		return mfs_fail(-EINVAL, "mfs_store_release: store %p is not "
+				"open (released more often than acquired)",
+				(void *)s);
+	}
+	mfs_stack_remove(s);
+	if (--s->handles == 0) {
+		rc = mfs_store_shutdown(s);
+		free_it = mfs_store_unused(s);
+	}
+	pthread_mutex_unlock(&mfs_stores_lock);
+	if (free_it)
+		mfs_store_destroy(s);
+	return rc;
+}
+
+const char *mfs_store_client_spec(const mfs_store *s)
+{
+	return s ? s->spec : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Opening stores                                                      */
+/* ------------------------------------------------------------------ */
+
+int mfs_store_open_mount(mfs_store **out, const char *mountpoint)
+{
+	char real[PATH_MAX], dir[PATH_MAX], real_dir[PATH_MAX];
+	mfs_store *s;
+	int rc;
+
+	mfs_clear_error();
+	if (!out || !mountpoint)
+		return mfs_fail(-EINVAL, "mfs_store_open_mount: NULL argument");
+	if (!mfs_is_modelfs_mount(mountpoint))
+		return mfs_fail(-ENODEV, "'%s' is not served by a modelfs daemon "
+				"(no %s mount there in %s)", mountpoint,
+				MFS_FSTYPE, MFS_MOUNTINFO);
+	if (!realpath(mountpoint, real))
+		return mfs_fail(-errno, "mount '%s': %s", mountpoint,
+				strerror(errno));
+	rc = mfs_mount_store_dir(real, dir);
+	if (rc < 0)
+		return rc;
+	if (!realpath(dir, real_dir))
+		return mfs_fail(-errno, "mount '%s': store directory '%s': %s",
+				real, dir, strerror(errno));
+	s = mfs_store_alloc(MFS_KIND_MOUNT, real_dir, real);
+	if (!s)
+		return mfs_fail(-ENOMEM, "mount '%s': out of memory", real);
+	return mfs_store_register(s, out);
+}
+
+/* Creates @dir (one level) unless it exists; it must be a directory. */
+static int mfs_ensure_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, MFS_DIR_MODE) < 0 && errno != EEXIST)
+		return mfs_fail(-errno, "store directory '%s': mkdir: %s", dir,
+				strerror(errno));
+	if (stat(dir, &st) < 0)
+		return mfs_fail(-errno, "store directory '%s': %s", dir,
+				strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return mfs_fail(-ENOTDIR, "store directory '%s' is not a "
+				"directory", dir);
+	return 0;
+}
+
+/* A directory store on existing @dir. */
+static int mfs_store_dir_at(mfs_store **out, const char *dir, bool private_dir)
+{
+	char real[PATH_MAX];
+	mfs_store *s;
+
+	if (!realpath(dir, real))
+		return mfs_fail(-errno, "store directory '%s': %s", dir,
+				strerror(errno));
+	s = mfs_store_alloc(MFS_KIND_DIR, real, NULL);
+	if (!s)
+		return mfs_fail(-ENOMEM, "store directory '%s': out of memory",
+				dir);
+	s->private_dir = private_dir;
+	return mfs_store_register(s, out);
+}
+
+int mfs_store_open_dir(mfs_store **out, const char *dir)
+{
+	int rc;
+
+	mfs_clear_error();
+	if (!out || !dir || !*dir)
+		return mfs_fail(-EINVAL, "mfs_store_open_dir: NULL argument or "
+				"empty path");
+	rc = mfs_ensure_dir(dir);
+	return rc < 0 ? rc : mfs_store_dir_at(out, dir, false);
+}
+
+int mfs_store_new_in_process(mfs_store **out)
+{
+	mfs_store *s;
+
+	mfs_clear_error();
+	if (!out)
+		return mfs_fail(-EINVAL, "mfs_store_new_in_process: NULL "
+				"argument");
+	s = mfs_store_alloc(MFS_KIND_INPROC, NULL, NULL);
+	if (!s)
+		return mfs_fail(-ENOMEM, "in-process store: out of memory");
+	return mfs_store_register(s, out);
+}
+
+/* A directory store on a new private directory under $TMPDIR. */
+static int mfs_store_new_private(mfs_store **out)
+{
+	const char *tmp = getenv(MFS_ENV_TMPDIR);
+	char path[PATH_MAX];
+	int rc;
+
+	if (!tmp || !*tmp)
+		tmp = MFS_DEFAULT_TMPDIR;
+	if (snprintf(path, sizeof(path), "%s/" MFS_PRIVATE_TEMPLATE, tmp) >=
+	    (int)sizeof(path))
+		return mfs_fail(-ENAMETOOLONG, "TMPDIR '%s' is too long", tmp);
+	if (!mkdtemp(path))
+		return mfs_fail(-errno, "private store under '%s': mkdtemp: %s",
+				tmp, strerror(errno));
+	rc = mfs_store_dir_at(out, path, true);
+	if (rc < 0)
+		rmdir(path);
+	return rc;
+}
+
+/* Another handle on the active store @s: 0, or -ENOENT if it is going. */
+static int mfs_store_reuse(mfs_store *s, mfs_store **out)
+{
+	bool ok;
+	int rc;
+
+	pthread_mutex_lock(&mfs_stores_lock);
+	ok = mfs_live_has(&mfs_live_stores, s) && s->handles > 0;
+	if (ok)
+		s->handles++;
+	pthread_mutex_unlock(&mfs_stores_lock);
+	if (!ok)
+		return -ENOENT;
+	rc = mfs_stack_push(s);
+	if (rc < 0) {
+		pthread_mutex_lock(&mfs_stores_lock);
+		s->handles--; /* >= 1: the stack still holds one */
+		pthread_mutex_unlock(&mfs_stores_lock);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int mfs_store_get(mfs_store **out, unsigned flags)
+{
+	const unsigned known = MFS_STORE_NO_REUSE | MFS_STORE_IN_PROCESS;
+	const char *mount = getenv(MFS_ENV_MOUNT), *dir;
+	mfs_store *top = mfs_stack_top();
+	int rc;
+
+	mfs_clear_error();
+	if (!out)
+		return mfs_fail(-EINVAL, "mfs_store_get: NULL argument");
+	if (flags & ~known)
+		return mfs_fail(-EINVAL, "mfs_store_get: unknown flags 0x%x "
+				"(allowed 0x%x)", flags & ~known, known);
+	/* A store released on another thread may linger on this stack:
+	 * skip (and drop) it. */
+	for (; !(flags & MFS_STORE_NO_REUSE) && top; top = mfs_stack_top()) {
+		rc = mfs_store_reuse(top, out);
+		if (rc != -ENOENT)
+			return rc;
+		mfs_stack_remove(top);
+	}
+	if (flags & MFS_STORE_IN_PROCESS)
+		return mfs_store_new_in_process(out);
+	if (!mount)
+		mount = MFS_DEFAULT_MOUNT;
+	if (*mount && mfs_is_modelfs_mount(mount))
+		return mfs_store_open_mount(out, mount);
+	dir = getenv(MFS_ENV_STORE);
+	if (dir && *dir)
+		return mfs_store_open_dir(out, dir);
+	return mfs_store_new_private(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bookkeeping of ephemeral keys                                       */
+/* ------------------------------------------------------------------ */
+
+/* Index of @key among the ephemeral keys (s->lock held), or -1. */
+static ssize_t mfs_find_ephemeral(const mfs_store *s, const char *key)
+{
+	for (size_t i = 0; i < s->n_ephemeral; i++)
+		if (strcmp(s->ephemeral[i], key) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void mfs_drop_ephemeral(mfs_store *s, const char *key)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&s->lock);
+	i = mfs_find_ephemeral(s, key);
+	if (i >= 0) {
+		free(s->ephemeral[i]);
+		s->ephemeral[i] = s->ephemeral[--s->n_ephemeral];
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Records a put of @key: ephemeral unless @persistent or the key was in
+ * the directory before (@existed) and not put ephemeral by this store.
+ */
+static int mfs_note_put(mfs_store *s, const char *key, bool persistent,
+			bool existed)
+{
+	char *copy;
+	void *p;
+	int rc = 0;
+
+	if (persistent) {
+		mfs_drop_ephemeral(s, key);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (!existed && mfs_find_ephemeral(s, key) < 0) {
+		if (s->n_ephemeral == s->cap_ephemeral) {
+			size_t cap = s->cap_ephemeral ? 2 * s->cap_ephemeral
+						      : MFS_INITIAL_KEYS;
+			p = realloc(s->ephemeral, cap * sizeof(*s->ephemeral));
+			if (p) {
+				s->ephemeral = p;
+				s->cap_ephemeral = cap;
+			}
+		}
+		copy = s->n_ephemeral < s->cap_ephemeral ? strdup(key) : NULL;
+		if (copy)
+			s->ephemeral[s->n_ephemeral++] = copy;
+		else
+			rc = mfs_fail(-ENOMEM, "store '%s': out of memory "
+				      "recording ephemeral model '%s'", s->dir,
+				      key);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Publishing into a store directory                                   */
+/* ------------------------------------------------------------------ */
+
+/* Content key of the container at @fd: its index checksum in hex. */
+static int mfs_container_key(int fd, const char *label, char *key)
+{
+	uint8_t h[MFS_HDR_SIZE];
+	int rc = mfs_pread_full(fd, h, sizeof(h), 0);
+
+	if (rc < 0)
+		return mfs_fail(rc, "%s: reading the header: %s", label,
+				strerror(-rc));
+	snprintf(key, MFS_CONTENT_KEY_LEN + 1, "%016" PRIx64,
+		 mfs_get64(h + MFS_HDR_INDEX_CHECKSUM));
+	return 0;
+}
+
+static int mfs_file_key(const char *path, char *key)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+	rc = mfs_container_key(fd, path, key);
+	close(fd);
+	return rc;
+}
+
+/* Waits until MOUNT/KEY is visible, at most MFS_MOUNT_WAIT_MS. */
+static int mfs_mount_wait(const mfs_store *s, const char *key)
+{
+	const struct timespec step = {0, MFS_MOUNT_POLL_NS};
+	struct timespec start, now;
+	char path[PATH_MAX];
+	struct stat st;
+	long waited;
+
+	if (snprintf(path, sizeof(path), "%s/%s", s->mount, key) >=
+	    (int)sizeof(path))
+		return mfs_fail(-ENAMETOOLONG, "mount '%s': path of model '%s' "
+				"is too long", s->mount, key);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (stat(path, &st) == 0)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * MFS_MS_PER_S +
+			 (now.tv_nsec - start.tv_nsec) / MFS_NS_PER_MS;
+		if (waited >= (long)MFS_MOUNT_WAIT_MS)
+			return mfs_fail(-ETIMEDOUT, "store '%s': model '%s' is "
+					"published but did not appear on mount "
+					"'%s' within %u ms (does the daemon "
+					"watch its store directory?)", s->dir,
+					key, s->mount, MFS_MOUNT_WAIT_MS);
+		nanosleep(&step, NULL);
+	}
+}
+
+/* What follows a successful publish: bookkeeping, then the mount. */
+static int mfs_after_publish(mfs_store *s, const char *key, unsigned flags,
+			     bool existed, char *key_out)
+{
+	int rc = mfs_note_put(s, key, flags & MFS_PUT_PERSISTENT, existed);
+
+	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
+		rc = mfs_mount_wait(s, key);
+	if (rc == 0)
+		mfs_copy_key(key_out, key);
+	return rc;
+}
+
+/* Renames staged file @from onto the model path of @key, durably. */
+static int mfs_publish_rename(mfs_store *s, const char *from, const char *key,
+			      bool *existed)
+{
+	char path[PATH_MAX];
+	int rc = mfs_model_path(s, key, path);
+
+	if (rc < 0)
+		return rc;
+	*existed = access(path, F_OK) == 0;
+	if (rename(from, path) < 0)
+		return mfs_fail(-errno, "store '%s': publishing model '%s': "
+				"rename: %s", s->dir, key, strerror(errno));
+	return mfs_fsync_dir(s->dir);
+}
+
+/* Puts @b (share context) into a directory or mount store. */
+static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
+		       unsigned flags, char *key_out)
+{
+	char path[PATH_MAX], staged[PATH_MAX], content[MFS_KEY_BUFSIZE];
+	bool existed;
+	int rc;
+
+	if (key) {
+		rc = mfs_model_path(s, key, path);
+		if (rc < 0)
+			return rc;
+		existed = access(path, F_OK) == 0;
+		rc = mfs_builder_write_as(b, path, true);
+		return rc < 0 ? rc
+			      : mfs_after_publish(s, key, flags, existed,
+						  key_out);
+	}
+	/* The key is known only once the container is written: stage it
+	 * under a hidden name, which readers and the daemon ignore. */
+	if (snprintf(staged, sizeof(staged), MFS_STAGING_FORMAT, s->dir,
+		     (long)getpid(), atomic_fetch_add(&mfs_staging_seq, 1)) >=
+	    (int)sizeof(staged))
+		return mfs_fail(-ENAMETOOLONG, "store '%s': path too long",
+				s->dir);
+	rc = mfs_builder_write_as(b, staged, true);
+	if (rc == 0)
+		rc = mfs_file_key(staged, content);
+	if (rc == 0)
+		rc = mfs_publish_rename(s, staged, content, &existed);
+	if (rc < 0) {
+		unlink(staged);
+		return rc;
+	}
+	return mfs_after_publish(s, content, flags, existed, key_out);
+}
+
+/* ------------------------------------------------------------------ */
+/* In-process models                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Index of @key among the entries (s->lock held), or -1. */
+static ssize_t mfs_find_entry(const mfs_store *s, const char *key)
+{
+	for (size_t i = 0; i < s->n_entries; i++)
+		if (strcmp(s->entries[i].key, key) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Adds or replaces entry @key -> @b (s->lock held); *@old gets a replaced
+ * builder to unref after unlocking. */
+static int mfs_set_entry(mfs_store *s, const char *key, mfs_builder *b,
+			 mfs_builder **old)
+{
+	ssize_t i = mfs_find_entry(s, key);
+	char *copy;
+	void *p;
+
+	if (i >= 0) {
+		*old = s->entries[i].builder;
+		s->entries[i].builder = b;
+		return 0;
+	}
+	if (s->n_entries == s->cap_entries) {
+		size_t cap = s->cap_entries ? 2 * s->cap_entries
+					    : MFS_INITIAL_KEYS;
+		p = realloc(s->entries, cap * sizeof(*s->entries));
+		if (!p)
+			return -ENOMEM;
+		s->entries = p;
+		s->cap_entries = cap;
+	}
+	copy = strdup(key);
+	if (!copy)
+		return -ENOMEM;
+	s->entries[s->n_entries].key = copy;
+	s->entries[s->n_entries++].builder = b;
+	return 0;
+}
+
+static int mfs_inproc_put(mfs_store *s, mfs_builder *b, const char *key,
+			  char *key_out)
+{
+	char content[MFS_KEY_BUFSIZE];
+	mfs_builder *old = NULL;
+	int rc = mfs_builder_freeze(b);
+
+	if (rc < 0)
+		return rc;
+	if (!key) {
+		mfs_builder_content_key(b, content);
+		key = content;
+	}
+	mfs_builder_ref(b);
+	pthread_mutex_lock(&s->lock);
+	rc = mfs_set_entry(s, key, b, &old);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		mfs_builder_unref(b);
+		return mfs_fail(rc, "in-process store: out of memory putting "
+				"model '%s'", key);
+	}
+	mfs_builder_unref(old);
+	mfs_copy_key(key_out, key);
+	return 0;
+}
+
+int mfs_inproc_attach(uintptr_t addr, mfs_store **out)
+{
+	mfs_store *s = (mfs_store *)addr;
+	bool ok;
+
+	pthread_mutex_lock(&mfs_stores_lock);
+	ok = mfs_live_has(&mfs_live_stores, s) && s->kind == MFS_KIND_INPROC &&
+	     !s->shut_down;
+	if (ok)
+		s->clients++;
+	pthread_mutex_unlock(&mfs_stores_lock);
+	if (!ok)
+		return mfs_fail(-ENOENT, "no open in-process store at 0x%" PRIxPTR
+				" in this process (released?)", addr);
+	*out = s;
+	return 0;
+}
+
+void mfs_inproc_detach(mfs_store *s)
+{
+	bool free_it;
+
+	pthread_mutex_lock(&mfs_stores_lock);
+	s->clients--;
+	free_it = mfs_store_unused(s);
+	pthread_mutex_unlock(&mfs_stores_lock);
+	if (free_it)
+		mfs_store_destroy(s);
+}
+
+int mfs_inproc_lookup(mfs_store *s, const char *key, mfs_builder **out)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&s->lock);
+	i = mfs_find_entry(s, key);
+	if (i >= 0) {
+		*out = s->entries[i].builder;
+		mfs_builder_ref(*out);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (i < 0)
+		return mfs_fail(-ENOENT, "no model '%s' in in-process store "
+				"%s", key, s->spec);
+	return 0;
+}
+
+static int mfs_inproc_remove(mfs_store *s, const char *key)
+{
+	mfs_builder *b = NULL;
+	ssize_t i;
+
+	pthread_mutex_lock(&s->lock);
+	i = mfs_find_entry(s, key);
+	if (i >= 0) {
+		b = s->entries[i].builder;
+		free(s->entries[i].key);
+		s->entries[i] = s->entries[--s->n_entries];
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (i < 0)
+		return mfs_fail(-ENOENT, "no model '%s' in in-process store "
+				"%s", key, s->spec);
+	mfs_builder_unref(b);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public put and remove                                               */
+/* ------------------------------------------------------------------ */
+
+/* Common checks of the put functions. */
+static int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
+			 unsigned flags, unsigned allowed)
+{
+	int rc = mfs_store_check(s, fn);
+
+	if (rc < 0)
+		return rc;
+	if (flags & ~allowed)
+		return mfs_fail(-EINVAL, "%s: unknown flags 0x%x (allowed 0x%x)",
+				fn, flags & ~allowed, allowed);
+	return key ? mfs_check_key(key) : 0;
+}
+
+/* Puts @b in share context, as every put into a store is. */
+static int mfs_put_builder(mfs_store *s, mfs_builder *b, const char *key,
+			   unsigned flags, char *key_out)
+{
+	int rc;
+
+	mfs_sharing_begin();
+	if (s->kind == MFS_KIND_INPROC)
+		rc = mfs_inproc_put(s, b, key, key_out);
+	else
+		rc = mfs_dir_put(s, b, key, flags, key_out);
+	mfs_sharing_end();
+	return rc;
+}
+
+int mfs_store_put(mfs_store *s, mfs_builder *b, const char *key,
+		  unsigned flags, char *key_out)
+{
+	int rc;
+
+	mfs_clear_error();
+	rc = mfs_check_put(s, "mfs_store_put", key, flags, MFS_PUT_PERSISTENT);
+	if (rc < 0)
+		return rc;
+	if (!b)
+		return mfs_fail(-EINVAL, "mfs_store_put: NULL builder");
+	return mfs_put_builder(s, b, key, flags, key_out);
+}
+
+int mfs_store_remove(mfs_store *s, const char *key)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	mfs_clear_error();
+	rc = mfs_store_check(s, "mfs_store_remove");
+	if (rc == 0)
+		rc = mfs_check_key(key);
+	if (rc < 0)
+		return rc;
+	if (s->kind == MFS_KIND_INPROC)
+		return mfs_inproc_remove(s, key);
+	rc = mfs_model_path(s, key, path);
+	if (rc < 0)
+		return rc;
+	if (unlink(path) < 0) {
+		if (errno == ENOENT)
+			return mfs_fail(-ENOENT, "no model '%s' in store '%s'",
+					key, s->dir);
+		return mfs_fail(-errno, "store '%s': removing model '%s': %s",
+				s->dir, key, strerror(errno));
+	}
+	mfs_drop_ephemeral(s, key);
+	return mfs_fsync_dir(s->dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Importing files                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Copies all of @src into @dst (both at offset 0, @dst empty). */
+static int mfs_copy_fd(int src, int dst)
+{
+	static const size_t step = MFS_COPY_BUF;
+	char *buf = NULL;
+	ssize_t n;
+	off_t off = 0;
+
+	for (;;) {
+		n = copy_file_range(src, NULL, dst, NULL, step, 0);
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			break;
+		off += n;
+	}
+	if (errno != EXDEV && errno != ENOSYS && errno != EINVAL &&
+	    errno != EOPNOTSUPP)
+		return -errno;
+	/* Not possible between these files: copy through a buffer. */
+	buf = malloc(step);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		n = pread(src, buf, step, off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (mfs_pwrite_full(dst, buf, (size_t)n, (uint64_t)off) < 0) {
+			n = -1;
+			break;
+		}
+		off += n;
+	}
+	free(buf);
+	return n < 0 ? -errno : 0;
+}
+
+/* The first bad chunk's message of a verify run. */
+struct mfs_verify_note {
+	char msg[MFS_VERIFY_MSG_MAX];
+	bool seen;
+};
+
+static void mfs_verify_cb(void *ctx, size_t array, uint64_t chunk, int err,
+			  const char *message)
+{
+	struct mfs_verify_note *note = ctx;
+
+	(void)array;
+	(void)chunk;
+	(void)err;
+	if (!note->seen)
+		snprintf(note->msg, sizeof(note->msg), "%s", message);
+	note->seen = true;
+}
+
+/* Validates the copy at @fd (structure, every chunk) as @label. */
+static int mfs_validate_copy(int fd, const char *label)
+{
+	struct mfs_verify_note note = {.seen = false};
+	mfs_container *c;
+	int64_t bad;
+	int dupfd = dup(fd), rc;
+
+	if (dupfd < 0)
+		return mfs_fail(-errno, "%s: dup: %s", label, strerror(errno));
+	rc = mfs_container_open_fd(&c, dupfd, label);
+	if (rc < 0) {
+		close(dupfd);
+		return rc;
+	}
+	bad = mfs_container_verify(c, mfs_verify_cb, &note);
+	mfs_container_close(c);
+	if (bad > 0)
+		return mfs_fail(-EIO, "%s: %lld bad chunk(s), not imported; "
+				"first: %s", label, (long long)bad, note.msg);
+	return bad < 0 ? (int)bad : 0;
+}
+
+/* Copies the container @path into the store, validates the copy, and
+ * publishes it as is. */
+static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
+			   unsigned flags, char *key_out)
+{
+	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
+	int src, dst, rc;
+	bool existed;
+
+	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, s->dir) >=
+	    (int)sizeof(tmp))
+		return mfs_fail(-ENAMETOOLONG, "store '%s': path too long",
+				s->dir);
+	src = open(path, O_RDONLY | O_CLOEXEC);
+	if (src < 0)
+		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+	dst = mkostemp(tmp, O_CLOEXEC);
+	if (dst < 0) {
+		rc = mfs_fail(-errno, "store '%s': creating '%s': %s", s->dir,
+			      tmp, strerror(errno));
+		close(src);
+		return rc;
+	}
+	rc = mfs_copy_fd(src, dst);
+	if (rc < 0)
+		rc = mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
+			      strerror(-rc));
+	else if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
+		rc = mfs_fail(-errno, "store '%s': '%s': %s", s->dir, tmp,
+			      strerror(errno));
+	if (rc == 0)
+		rc = mfs_validate_copy(dst, path);
+	if (rc == 0 && !key)
+		rc = mfs_container_key(dst, path, content);
+	if (rc == 0)
+		rc = mfs_publish_rename(s, tmp, key ? key : content, &existed);
+	close(dst);
+	close(src);
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	return mfs_after_publish(s, key ? key : content, flags, existed,
+				 key_out);
+}
+
+/* What mfs_store_put_file was given. */
+enum mfs_input { MFS_INPUT_CONTAINER, MFS_INPUT_NPY, MFS_INPUT_NPY_DIR };
+
+static int mfs_input_kind(const char *path, enum mfs_input *kind)
+{
+	static const char npy_magic[] = "\x93NUMPY";
+	uint8_t head[MFS_MAGIC_LEN] = {0};
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) < 0)
+		return mfs_fail(-errno, "%s: %s", path, strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		*kind = MFS_INPUT_NPY_DIR;
+		return 0;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+	/* A short file leaves zeros, which match neither magic. */
+	if (pread(fd, head, sizeof(head), 0) < 0) {
+		close(fd);
+		return mfs_fail(-errno, "%s: read: %s", path, strerror(errno));
+	}
+	close(fd);
+	if (memcmp(head, MFS_MAGIC, MFS_MAGIC_LEN) == 0)
+		*kind = MFS_INPUT_CONTAINER;
+	else if (memcmp(head, npy_magic, sizeof(npy_magic) - 1) == 0)
+		*kind = MFS_INPUT_NPY;
+	else
+		return mfs_fail(-EBADMSG, "%s: neither a modelfs container nor "
+				"an .npy file (first bytes match neither magic)",
+				path);
+	return 0;
+}
+
+/* Imports through a builder: decoded, checked and rewritten. */
+static int mfs_import_rewrite(mfs_store *s, const char *path,
+			      enum mfs_input kind, const char *key,
+			      unsigned flags, char *key_out)
+{
+	mfs_container *c;
+	mfs_builder *b;
+	int rc;
+
+	if (kind == MFS_INPUT_CONTAINER) {
+		rc = mfs_container_open(&c, path);
+		if (rc == 0)
+			rc = mfs_builder_from_container(&b, c);
+	} else {
+		rc = mfs_builder_from_npy(&b, path, kind == MFS_INPUT_NPY_DIR);
+	}
+	if (rc < 0)
+		return rc;
+	rc = mfs_put_builder(s, b, key, flags, key_out);
+	mfs_builder_free(b);
+	return rc;
+}
+
+int mfs_store_put_file(mfs_store *s, const char *path, const char *key,
+		       unsigned flags, char *key_out)
+{
+	enum mfs_input kind;
+	int rc;
+
+	mfs_clear_error();
+	rc = mfs_check_put(s, "mfs_store_put_file", key, flags,
+			   MFS_PUT_PERSISTENT | MFS_PUT_RESERIALIZE);
+	if (rc < 0)
+		return rc;
+	if (!path)
+		return mfs_fail(-EINVAL, "mfs_store_put_file: NULL path");
+	rc = mfs_input_kind(path, &kind);
+	if (rc < 0)
+		return rc;
+	if (kind == MFS_INPUT_CONTAINER && s->kind != MFS_KIND_INPROC &&
+	    !(flags & MFS_PUT_RESERIALIZE))
+		return mfs_import_copy(s, path, key, flags, key_out);
+	return mfs_import_rewrite(s, path, kind, key, flags, key_out);
+}

@@ -1,0 +1,293 @@
+/*
+ * test_dir.c - directory stores: the shared cases on disk and on /dev/shm,
+ * then what only a directory store does: corrupt containers in the store,
+ * refused imports (nothing left behind), over-long paths, and file-system
+ * errors of remove, put and shutdown.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cases.h"
+
+/* Longest component used to build an over-long store path. */
+#define CT_LONG_COMPONENT 200
+/* Store paths are built up to this length: a 128-byte key and ".mfs"
+ * then pass PATH_MAX (4096). */
+#define CT_LONG_PATH 4000
+/* A header byte inside file_size (FORMAT.md: offset 16..23). */
+#define CT_HEADER_BYTE 20
+#define CT_FLIP 0x40
+
+static char ct_base[PATH_MAX];
+
+/* Per-test state: a scratch directory with a store in "store". */
+struct ct_dir {
+	char root[PATH_MAX];
+	char store[PATH_MAX];
+	mfs_store *s;
+	mfs_client *c;
+};
+
+static int ct_dir_setup(void **state)
+{
+	struct ct_dir *d = calloc(1, sizeof(*d));
+
+	ct_scratch(ct_base, d->root);
+	assert_true(snprintf(d->store, sizeof(d->store), "%s/store", d->root) <
+		    (int)sizeof(d->store));
+	assert_int_equal(mfs_store_open_dir(&d->s, d->store), 0);
+	assert_int_equal(mfs_client_open(&d->c, mfs_store_client_spec(d->s)),
+			 0);
+	*state = d;
+	return 0;
+}
+
+static int ct_dir_teardown(void **state)
+{
+	struct ct_dir *d = *state;
+
+	mfs_client_close(d->c);
+	mfs_store_release(d->s);
+	ct_rmtree(d->root);
+	free(d);
+	return 0;
+}
+
+/* "DIR/KEY.mfs" (a ct_path buffer). */
+static const char *ct_container(const char *dir, const char *key)
+{
+	char name[MFS_KEY_BUFSIZE + sizeof(".mfs")];
+
+	snprintf(name, sizeof(name), "%s.mfs", key);
+	return ct_path(dir, name);
+}
+
+/* Writes the standard model (with derived array) to @path. */
+static void ct_write_std(const char *path, unsigned v)
+{
+	mfs_builder *b = ct_std_builder(v);
+
+	mfs_sharing_begin();
+	assert_int_equal(mfs_builder_write(b, path), 0);
+	assert_int_equal(mfs_sharing_end(), 0);
+	mfs_builder_free(b);
+}
+
+/* Container offset of the first data byte of array @name. */
+static uint64_t ct_data_offset(const char *path, const char *name)
+{
+	mfs_container *c;
+	mfs_array_info ai;
+	size_t i;
+
+	assert_int_equal(mfs_container_open(&c, path), 0);
+	assert_int_equal(mfs_container_find(c, name, &i), 0);
+	assert_int_equal(mfs_container_array(c, i, &ai), 0);
+	mfs_container_close(c);
+	return ai.data_offset;
+}
+
+/* Corrupt containers in the store: structure -EBADMSG, data -EIO. */
+static void test_corrupt_in_store(void **state)
+{
+	struct ct_dir *d = *state;
+	const char *hdr = ct_path(d->store, "hdr.mfs");
+	const char *raw = ct_path(d->store, "raw.mfs");
+	const char *lz4 = ct_path(d->store, "lz4.mfs");
+	mfs_model *m;
+
+	ct_write_std(hdr, 1);
+	ct_write_std(raw, 1);
+	ct_write_std(lz4, 1);
+	ct_flip_byte(hdr, CT_HEADER_BYTE, CT_FLIP);
+	ct_flip_byte(raw, ct_data_offset(raw, "emb") + 1, CT_FLIP);
+	ct_flip_byte(lz4, ct_data_offset(lz4, "sim.data") + 1, CT_FLIP);
+	ct_expect(mfs_get_model(d->c, "hdr", &m), -EBADMSG, "hdr.mfs");
+	ct_expect(mfs_get_model(d->c, "raw", &m), -EIO, "emb");
+	ct_expect(mfs_get_model(d->c, "lz4", &m), -EIO, "sim.data");
+	/* A directory where a container should be. */
+	assert_int_equal(mkdir(ct_path(d->store, "dir.mfs"), 0755), 0);
+	ct_expect(mfs_get_model(d->c, "dir", &m), -EISDIR, "dir.mfs");
+}
+
+/* Refused imports leave nothing in the store, not even temporary files. */
+static void test_refused_imports(void **state)
+{
+	struct ct_dir *d = *state;
+	const char *hdr = ct_path(d->root, "hdr.mfs");
+	const char *data = ct_path(d->root, "data.mfs");
+	const char *text = ct_path(d->root, "text.mfs");
+	const char *npy = ct_path(d->root, "short.npy");
+	char key[MFS_KEY_BUFSIZE];
+
+	ct_write_std(hdr, 1);
+	ct_write_std(data, 1);
+	ct_flip_byte(hdr, CT_HEADER_BYTE, CT_FLIP);
+	ct_flip_byte(data, ct_data_offset(data, "big") + 1, CT_FLIP);
+	ct_write_file(text, "hello, world\n", strlen("hello, world\n"));
+	ct_write_npy(npy, CT_EMB, 1);
+	assert_int_equal(truncate(npy, MFS_NPY_HEADER_SIZE + 1), 0);
+
+	ct_expect(mfs_store_put_file(d->s, hdr, NULL, 0, key), -EBADMSG,
+		  "hdr.mfs");
+	ct_expect(mfs_store_put_file(d->s, data, NULL, 0, key), -EIO,
+		  "bad chunk");
+	ct_expect(mfs_store_put_file(d->s, data, NULL, MFS_PUT_RESERIALIZE,
+				     key),
+		  -EIO, "big");
+	ct_expect(mfs_store_put_file(d->s, hdr, NULL, MFS_PUT_RESERIALIZE,
+				     key),
+		  -EBADMSG, "hdr.mfs");
+	ct_expect(mfs_store_put_file(d->s, text, NULL, 0, key), -EBADMSG,
+		  "neither");
+	ct_expect(mfs_store_put_file(d->s, npy, NULL, 0, key), -EBADMSG,
+		  "short.npy");
+	ct_expect(mfs_store_put_file(d->s, hdr, "bad key", 0, key), -EINVAL,
+		  "bad key");
+	assert_int_equal(ct_count_entries(d->store), 0);
+}
+
+/* Directory imports with a bad metadata.json or a bad array name. */
+static void test_refused_npy_dirs(void **state)
+{
+	struct ct_dir *d = *state;
+	const char *meta = ct_path(d->root, "meta");
+	const char *name = ct_path(d->root, "name");
+	char key[MFS_KEY_BUFSIZE];
+
+	assert_int_equal(mkdir(meta, 0755), 0);
+	assert_int_equal(mkdir(name, 0755), 0);
+	ct_write_npy(ct_path(meta, "emb.npy"), CT_EMB, 1);
+	ct_write_file(ct_path(meta, "metadata.json"), "[1, 2]", 6);
+	ct_write_npy(ct_path(name, "bad name.npy"), CT_EMB, 1);
+	ct_expect(mfs_store_put_file(d->s, meta, NULL, 0, key), -EBADMSG,
+		  "object");
+	ct_expect(mfs_store_put_file(d->s, name, NULL, 0, key), -EINVAL,
+		  "bad name");
+	assert_int_equal(ct_count_entries(d->store), 0);
+}
+
+/* A store path so long that a 128-byte key no longer fits. */
+static void test_name_too_long(void **state)
+{
+	struct ct_dir *d = *state;
+	char path[PATH_MAX], part[CT_LONG_COMPONENT + 1], key[MFS_MAX_KEY_LEN + 1];
+	mfs_builder *b = ct_std_builder(1);
+	mfs_store *s;
+	mfs_client *c;
+	mfs_model *m;
+
+	memset(part, 'p', CT_LONG_COMPONENT);
+	part[CT_LONG_COMPONENT] = '\0';
+	memset(key, 'k', MFS_MAX_KEY_LEN);
+	key[MFS_MAX_KEY_LEN] = '\0';
+	snprintf(path, sizeof(path), "%s", d->root);
+	while (strlen(path) < CT_LONG_PATH) {
+		size_t len = strlen(path), room = CT_LONG_PATH - len - 1;
+		size_t n = room < CT_LONG_COMPONENT ? room + 1
+						    : CT_LONG_COMPONENT;
+		path[len] = '/';
+		memcpy(path + len + 1, part, n);
+		path[len + 1 + n] = '\0';
+		assert_int_equal(mkdir(path, 0755), 0);
+	}
+	assert_int_equal(mfs_store_open_dir(&s, path), 0);
+	ct_expect(mfs_store_put(s, b, key, 0, NULL), -ENAMETOOLONG, "longer");
+	ct_expect(mfs_store_remove(s, key), -ENAMETOOLONG, "longer");
+	assert_int_equal(mfs_client_open(&c, mfs_store_client_spec(s)), 0);
+	ct_expect(mfs_get_model(c, key, &m), -ENAMETOOLONG, "longer");
+	assert_int_equal(mfs_client_close(c), 0);
+	assert_int_equal(mfs_store_release(s), 0);
+	mfs_builder_free(b);
+}
+
+/* File-system errors: remove of a directory, put into a vanished store,
+ * and a shutdown that cannot remove an ephemeral model. */
+static void test_fs_errors(void **state)
+{
+	struct ct_dir *d = *state;
+	char key[MFS_KEY_BUFSIZE], gone[PATH_MAX];
+	mfs_builder *b = ct_std_builder(1);
+	mfs_store *s;
+
+	assert_int_equal(mkdir(ct_path(d->store, "weird.mfs"), 0755), 0);
+	ct_expect(mfs_store_remove(d->s, "weird"), -EISDIR, "weird");
+	assert_int_equal(rmdir(ct_path(d->store, "weird.mfs")), 0);
+
+	assert_true(snprintf(gone, sizeof(gone), "%s/gone", d->root) <
+		    (int)sizeof(gone));
+	assert_int_equal(mfs_store_open_dir(&s, gone), 0);
+	assert_int_equal(rmdir(gone), 0);
+	ct_expect(mfs_store_put(s, b, NULL, 0, key), -ENOENT, "gone");
+	ct_expect(mfs_store_put(s, b, "named", 0, key), -ENOENT, "gone");
+	assert_int_equal(mfs_store_release(s), 0);
+
+	assert_int_equal(mfs_store_open_dir(&s, d->store), 0);
+	assert_int_equal(mfs_store_put(s, b, NULL, 0, key), 0);
+	assert_int_equal(unlink(ct_container(d->store, key)), 0);
+	assert_int_equal(mkdir(ct_container(d->store, key), 0755), 0);
+	ct_write_file(ct_path(ct_container(d->store, key), "x"), "x", 1);
+	ct_expect(mfs_store_release(s), -EISDIR, "ephemeral");
+	ct_expect(mfs_store_release(s), -EINVAL, "not open");
+	mfs_builder_free(b);
+}
+
+/* Open errors of directory stores. */
+static void test_open_errors(void **state)
+{
+	struct ct_dir *d = *state;
+	mfs_store *s;
+
+	ct_write_file(ct_path(d->root, "file"), "x", 1);
+	ct_expect(mfs_store_open_dir(&s, ct_path(d->root, "file")), -ENOTDIR,
+		  "file");
+	ct_expect(mfs_store_open_dir(&s, ct_path(d->root, "a/b")), -ENOENT,
+		  "a/b");
+	ct_expect(mfs_store_open_dir(&s, ""), -EINVAL, "empty");
+	ct_expect(mfs_store_open_dir(NULL, d->root), -EINVAL, "NULL");
+	ct_expect(mfs_store_open_mount(&s, d->root), -ENODEV, d->root);
+	ct_expect(mfs_store_open_mount(&s, NULL), -EINVAL, "NULL");
+	ct_expect(mfs_store_new_in_process(NULL), -EINVAL, "NULL");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_corrupt_in_store,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_refused_imports,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_refused_npy_dirs,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_name_too_long,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_fs_errors, ct_dir_setup,
+						ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_open_errors, ct_dir_setup,
+						ct_dir_teardown),
+	};
+	struct ct_kind dir = {.name = "dir", .open = ct_open_dir,
+			      .cross_process = true};
+	struct ct_kind shm = {.name = "shm", .open = ct_open_dir,
+			      .cross_process = true};
+	int fails;
+
+	ct_scratch("/var/tmp", ct_base);
+	ct_scratch(ct_base, dir.location);
+	snprintf(dir.store_dir, sizeof(dir.store_dir), "%s", dir.location);
+	ct_scratch("/dev/shm", shm.location);
+	snprintf(dir.scratch, sizeof(dir.scratch), "%s", ct_base);
+	snprintf(shm.scratch, sizeof(shm.scratch), "%s", ct_base);
+	snprintf(shm.store_dir, sizeof(shm.store_dir), "%s", shm.location);
+	fails = ct_run_cases("dir-store", &dir);
+	fails += ct_run_cases("shm-store", &shm);
+	fails += cmocka_run_group_tests_name("dir-store-only", tests, NULL,
+					     NULL);
+	ct_rmtree(shm.location);
+	ct_rmtree(ct_base);
+	return fails ? 1 : 0;
+}
