@@ -2,11 +2,11 @@
  * data.c - the read path of array files (see data.h).
  *
  * A reply is assembled as a short list of pieces: the NPY header (made on
- * demand), decoded LZ4 chunks pinned in the cache, or a range of the
- * backing file for raw arrays, which is sent by splice or pread.  Raw
- * ranges are served from the backing file only after every chunk they
- * touch has been checksummed once (the verified bitmap); LZ4 chunks are
- * checked each time they are decoded.
+ * demand), decoded LZ4 chunks pinned in the cache, raw chunks just read
+ * to check their checksum, or a range of the backing file for raw chunks
+ * checked before (the verified bitmap), sent by splice or pread.  LZ4
+ * chunks are checked each time they are decoded.  After the reply the
+ * backing pages read are dropped: the mount's page cache holds the bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +19,8 @@
 #include "log.h"
 
 #define MFSD_PAGE ((uint64_t)MFS_PAGE_SIZE)
-/* A reply has at most the header piece and one piece per chunk. */
+/* A reply has the header piece and one piece per chunk at most; a range
+ * of N bytes touches at most N / chunk_size + 2 chunks. */
 #define MFSD_EXTRA_PIECES 3u
 
 /* One part of a reply, in file order. */

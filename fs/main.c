@@ -133,32 +133,44 @@ static bool mfsd_ignored_option(const char *o)
 	return false;
 }
 
+/* The value of option @o if it is "@name=VALUE", else NULL. */
+static const char *mfsd_opt_value(const char *o, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(o, name, n) != 0 || o[n] != '=')
+		return NULL;
+	return o + n + 1;
+}
+
 /* Parses one -o option.  0 or -EINVAL (message printed). */
 static int mfsd_parse_option(struct mfsd_options *opt, const char *o)
 {
 	unsigned long v;
-	const char *val = strchr(o, '=');
+	const char *val;
 
-	val = val ? val + 1 : NULL;
 	if (strcmp(o, "allow_other") == 0) {
 		opt->allow_other = true;
-	} else if (strncmp(o, "cache_mb=", 9) == 0) {
+	} else if ((val = mfsd_opt_value(o, "cache_mb"))) {
 		if (mfsd_parse_uint(val, 0, SIZE_MAX / MFSD_MB, &v) < 0)
 			goto bad;
 		opt->cache_bytes = (size_t)v * MFSD_MB;
-	} else if (strncmp(o, "read_ahead_kb=", 14) == 0) {
+	} else if ((val = mfsd_opt_value(o, "read_ahead_kb"))) {
 		if (mfsd_parse_uint(val, 0, UINT_MAX, &v) < 0)
 			goto bad;
 		opt->read_ahead_kb = (unsigned)v;
-	} else if (strncmp(o, "max_read=", 9) == 0) {
+	} else if ((val = mfsd_opt_value(o, "max_read"))) {
 		if (mfsd_parse_uint(val, MFSD_MIN_MAX_READ, MFSD_MAX_MAX_READ,
 				    &v) < 0)
 			goto bad;
 		opt->max_read = (unsigned)v;
-	} else if (strcmp(o, "io=splice") == 0) {
-		opt->io = MFSD_IO_SPLICE;
-	} else if (strcmp(o, "io=pread") == 0) {
-		opt->io = MFSD_IO_PREAD;
+	} else if ((val = mfsd_opt_value(o, "io"))) {
+		if (strcmp(val, "splice") == 0)
+			opt->io = MFSD_IO_SPLICE;
+		else if (strcmp(val, "pread") == 0)
+			opt->io = MFSD_IO_PREAD;
+		else
+			goto bad;
 	} else if (!mfsd_ignored_option(o)) {
 		fprintf(stderr, "modelfs: unknown option '-o %s'\n", o);
 		return -EINVAL;
@@ -190,7 +202,8 @@ enum mfsd_args_result {
 	MFSD_ARGS_USAGE,
 };
 
-/* Takes the value of an option that needs one (-o X or -oX). */
+/* Takes the value of an option that needs one: the rest of argv[*i]
+ * after its first @skip characters (-oX), else the next argument. */
 static const char *mfsd_arg_value(int argc, char **argv, int *i, size_t skip)
 {
 	if (argv[*i][skip])
@@ -231,16 +244,18 @@ static enum mfsd_args_result mfsd_parse_args(int argc, char **argv,
 			opt->foreground = true;
 		} else if (strcmp(a, "-d") == 0) {
 			opt->debug = opt->foreground = true;
-		} else if (strncmp(a, "-o", 2) == 0) {
-			v = mfsd_arg_value(argc, argv, &i, 2);
+		} else if (strncmp(a, "-o", strlen("-o")) == 0) {
+			v = mfsd_arg_value(argc, argv, &i, strlen("-o"));
 			if (!v || mfsd_parse_options(opt, v) < 0) {
 				if (!v)
 					fprintf(stderr, "modelfs: -o needs a value\n");
 				return MFSD_ARGS_USAGE;
 			}
-		} else if (strncmp(a, "--threads", 9) == 0 &&
-			   (a[9] == '\0' || a[9] == '=')) {
-			v = a[9] == '=' ? a + 10 : mfsd_arg_value(argc, argv, &i, 9);
+		} else if (strcmp(a, "--threads") == 0 ||
+			   mfsd_opt_value(a, "--threads")) {
+			v = mfsd_opt_value(a, "--threads");
+			if (!v)
+				v = i + 1 < argc ? argv[++i] : NULL;
 			if (mfsd_parse_uint(v, 1, MFSD_MAX_THREADS, &n) < 0) {
 				fprintf(stderr, "modelfs: --threads needs a "
 						"number from 1 to %u\n",
@@ -325,13 +340,18 @@ static void *mfsd_ra_main(void *arg)
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
 		 major(st.st_dev), minor(st.st_dev));
 	f = fopen(path, "w");
-	if (!f || fprintf(f, "%u\n", t->read_ahead_kb) < 0 || fclose(f) != 0) {
-		mfsd_log(MFSD_LOG_INFO, "cannot set %s to %u (%s); keeping "
-			 "the kernel default", path, t->read_ahead_kb,
-			 strerror(errno));
-		return NULL;
+	if (f) {
+		bool ok = fprintf(f, "%u\n", t->read_ahead_kb) > 0;
+
+		if (fclose(f) == 0 && ok) {
+			mfsd_log(MFSD_LOG_DEBUG, "%s = %u", path,
+				 t->read_ahead_kb);
+			return NULL;
+		}
 	}
-	mfsd_log(MFSD_LOG_DEBUG, "%s = %u", path, t->read_ahead_kb);
+	/* Not root, or no sysfs: the kernel's default still works. */
+	mfsd_log(MFSD_LOG_INFO, "cannot set %s to %u (%s)", path,
+		 t->read_ahead_kb, strerror(errno));
 	return NULL;
 }
 

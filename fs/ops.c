@@ -597,10 +597,10 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ------------------------------------------------------------------ */
 
 /* Names listed per kind of inode, each with its NUL. */
-static const char mfsd_array_xattrs[] = MFSD_XATTR_DTYPE "\0" MFSD_XATTR_SHAPE
-	"\0" MFSD_XATTR_CODEC "";
-static const char mfsd_dir_xattrs[] = MFSD_XATTR_HANDLES "\0" MFSD_XATTR_HOLDERS
-	"";
+static const char mfsd_array_xattrs[] =
+	MFSD_XATTR_DTYPE "\0" MFSD_XATTR_SHAPE "\0" MFSD_XATTR_CODEC;
+static const char mfsd_dir_xattrs[] =
+	MFSD_XATTR_HANDLES "\0" MFSD_XATTR_HOLDERS;
 
 static void mfsd_shape_text(const mfs_array_info *ai, char *buf, size_t len)
 {

@@ -355,7 +355,7 @@ static int mfsd_store_add_file(struct mfsd_store *s, int dirfd,
 		mfsd_model_free(s, m);
 		return rc;
 	}
-	mfsd_log(MFSD_LOG_INFO, "serving %s: %zu arrays, %llu raw bytes", key,
+	mfsd_log(MFSD_LOG_DEBUG, "serving %s: %zu arrays, %llu raw bytes", key,
 		 m->narrays, (unsigned long long)m->raw_size);
 	return 0;
 }
@@ -400,6 +400,8 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 	rc = mfsd_store_scan(s, dirfd);
 	if (rc < 0)
 		goto fail;
+	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
+		 s->npublished, dir_path, s->nskipped);
 	close(dirfd);
 	*out = s;
 	return 0;
@@ -617,11 +619,11 @@ int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 	usage->nholders = m->nholders;
 	usage->holders = malloc((m->nholders ? m->nholders : 1) *
 				sizeof(*usage->holders));
-	if (usage->holders)
+	if (!usage->holders)
+		rc = -ENOMEM;
+	else if (m->nholders)
 		memcpy(usage->holders, m->holders,
 		       m->nholders * sizeof(*usage->holders));
-	else
-		rc = -ENOMEM;
 	pthread_mutex_unlock(&s->lock);
 	if (rc == 0)
 		qsort(usage->holders, usage->nholders, sizeof(*usage->holders),

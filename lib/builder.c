@@ -34,6 +34,10 @@
 #define MFS_NPY_SUFFIX ".npy"
 /* Metadata file of an imported .npy directory (as the mount shows it). */
 #define MFS_METADATA_FILE "metadata.json"
+/* Where dtype and order go in the 64-bit word the content key hashes
+ * per array (ndim takes the low byte). */
+#define MFS_KEY_DTYPE_SHIFT 32
+#define MFS_KEY_ORDER_SHIFT 8
 /* Room for a reader's message kept across the writer's own. */
 #define MFS_CURSOR_MSG_MAX 512
 
@@ -143,9 +147,11 @@ static size_t mfs_name_slot(const mfs_builder *b, const char *name)
 /* Index of the array called @name, or -1. */
 static ssize_t mfs_find_name(const mfs_builder *b, const char *name)
 {
+	size_t mask = b->slot_count - 1;
+
 	if (b->slot_count == 0)
 		return -1;
-	for (size_t s = mfs_name_slot(b, name);; s = (s + 1) & (b->slot_count - 1)) {
+	for (size_t s = mfs_name_slot(b, name);; s = (s + 1) & mask) {
 		uint32_t v = b->name_slots[s];
 		if (v == 0)
 			return -1;
@@ -501,8 +507,9 @@ void mfs_builder_content_key(const mfs_builder *b, char *key)
 	for (size_t i = 0; i < b->count; i++) {
 		const struct mfs_barray *a = &b->arrays[i];
 		mfs_hash_field(&st, a->name, strlen(a->name));
-		mfs_put64(le, ((uint64_t)a->spec.dtype << 32) |
-				      ((uint64_t)a->spec.order << 8) |
+		mfs_put64(le, ((uint64_t)a->spec.dtype << MFS_KEY_DTYPE_SHIFT) |
+				      ((uint64_t)a->spec.order
+				       << MFS_KEY_ORDER_SHIFT) |
 				      a->spec.ndim);
 		XXH3_64bits_update(&st, le, sizeof(le));
 		for (uint32_t d = 0; d < a->spec.ndim; d++) {
@@ -642,9 +649,10 @@ int mfs_builder_from_container(mfs_builder **out, mfs_container *c)
 		if (imp)
 			free(imp->srcs);
 		free(imp);
+		rc = mfs_fail(-ENOMEM, "%s: out of memory importing",
+			      mfs_container_label(c));
 		mfs_container_close(c);
-		return mfs_fail(-ENOMEM, "%s: out of memory importing",
-				mfs_container_label(c));
+		return rc;
 	}
 	imp->c = c;
 	b->cleanup = mfs_container_import_free;

@@ -25,6 +25,7 @@
 #define MFS_SPEC_DIR "dir:"
 #define MFS_SPEC_INPROC "inproc:"
 #define MFS_HEX_BASE 16
+#define MFS_HEX_PREFIX "0x"
 #define MFS_DEC_BASE 10
 /* Files of a model on a mount and of a model in a store directory. */
 #define MFS_MANIFEST_FILE "manifest.json"
@@ -122,7 +123,8 @@ static int mfs_client_inproc(struct mfs_client *cl, const char *spec,
 
 	errno = 0;
 	addr = (uintptr_t)strtoull(rest, &end, MFS_HEX_BASE);
-	if (errno || end == rest || *end != ':' || strncmp(rest, "0x", 2))
+	if (errno || end == rest || *end != ':' ||
+	    strncmp(rest, MFS_HEX_PREFIX, strlen(MFS_HEX_PREFIX)) != 0)
 		return mfs_fail(-EINVAL, "client spec '%s': expected "
 				MFS_SPEC_INPROC "0xADDR:PID", spec);
 	rest = end + 1;
@@ -166,18 +168,9 @@ static void mfs_client_free(struct mfs_client *cl)
 	free(cl);
 }
 
-int mfs_client_open(mfs_client **out, const char *spec)
+/* Registers @cl (parsed with outcome @rc) or frees it. */
+static int mfs_client_finish(struct mfs_client *cl, int rc, mfs_client **out)
 {
-	struct mfs_client *cl;
-	int rc;
-
-	mfs_clear_error();
-	if (!out || !spec)
-		return mfs_fail(-EINVAL, "mfs_client_open: NULL argument");
-	cl = calloc(1, sizeof(*cl));
-	if (!cl)
-		return mfs_fail(-ENOMEM, "client: out of memory");
-	rc = mfs_client_parse(cl, spec);
 	if (rc == 0 && mfs_live_add(&mfs_live_clients, cl) < 0)
 		rc = mfs_fail(-ENOMEM, "client: out of memory");
 	if (rc < 0) {
@@ -186,6 +179,31 @@ int mfs_client_open(mfs_client **out, const char *spec)
 	}
 	*out = cl;
 	return 0;
+}
+
+int mfs_client_open(mfs_client **out, const char *spec)
+{
+	struct mfs_client *cl;
+
+	mfs_clear_error();
+	if (!out || !spec)
+		return mfs_fail(-EINVAL, "mfs_client_open: NULL argument");
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return mfs_fail(-ENOMEM, "client: out of memory");
+	return mfs_client_finish(cl, mfs_client_parse(cl, spec), out);
+}
+
+int mfs_client_open_layout(mfs_client **out, const char *dir)
+{
+	struct mfs_client *cl = calloc(1, sizeof(*cl));
+	int rc;
+
+	if (!cl)
+		return mfs_fail(-ENOMEM, "client: out of memory");
+	rc = mfs_client_path(cl, dir, dir, false);
+	cl->kind = MFS_CLIENT_MOUNT;
+	return mfs_client_finish(cl, rc, out);
 }
 
 int mfs_client_close(mfs_client *c)
@@ -636,6 +654,7 @@ static int mfs_load_manifest(const char *kdir, char *label, json_t **doc)
 		rc = mfs_fail(-EBADMSG, "%s: not a manifest (%s)", label,
 			      *doc ? "no \"arrays\" list" : jerr.text);
 		json_decref(*doc);
+		*doc = NULL;
 		return rc;
 	}
 	return 0;

@@ -590,7 +590,8 @@ typedef struct mfs_store mfs_store;
  * reference and pushes the store onto the calling thread's stack; release
  * each with mfs_store_release.  Returns 0, -EINVAL (NULL @p out, unknown
  * flag), -EOVERFLOW (this thread already holds MFS_STORE_STACK_MAX),
- * or the errors of the mfs_store_open_* function used.
+ * -ENAMETOOLONG (TMPDIR too long), the errno of mkdtemp, or the errors
+ * of the mfs_store_open_* function used.
  * Thread-safe; the stack is per thread.
  */
 MFS_API int mfs_store_get(mfs_store **out, unsigned flags);
@@ -634,7 +635,9 @@ MFS_API int mfs_store_new_in_process(mfs_store **out);
  * handle not open), -ETIMEDOUT (mount store: MOUNT/KEY did not appear in
  * MFS_MOUNT_WAIT_MS; the container is published in the store directory
  * and counted as put; a key already on the mount counts as appeared),
- * -ENOMEM, or the errors of mfs_builder_write.  Thread-safe.
+ * -ENAMETOOLONG (the model's path would pass PATH_MAX), -ENOMEM, the
+ * errors of mfs_builder_write, or the errno of publishing (rename, fsync
+ * of the directory).  Thread-safe.
  */
 MFS_API int mfs_store_put(mfs_store *s, mfs_builder *b, const char *key,
 			  unsigned flags, char *key_out);
@@ -648,9 +651,12 @@ MFS_API int mfs_store_put(mfs_store *s, mfs_builder *b, const char *key,
  * published as is, unless MFS_PUT_RESERIALIZE asks to decode and rewrite
  * it; .npy input is always written as a new container.  In an in-process
  * store the arrays are read into memory.  Key, flags and key_out as
- * mfs_store_put.  Returns 0, -EINVAL, -ENOENT (no such path), -EBADMSG
- * (not a container or .npy file, or malformed), -EIO (bad chunk or I/O
- * error), -ETIMEDOUT, -ENOMEM or another errno of the files.
+ * mfs_store_put.  Returns 0, -EINVAL (as mfs_store_put, NULL path, a
+ * file name that is no valid array name), -ENOENT (no such path),
+ * -EBADMSG (not a container or .npy file, or malformed; metadata.json not
+ * a JSON object or too large), -ENOTSUP (an .npy dtype this library does
+ * not know), -EIO (bad chunk or I/O error), -ETIMEDOUT, -ENAMETOOLONG,
+ * -ENOMEM, or another errno of the files (e.g. -EISDIR).  Thread-safe.
  */
 MFS_API int mfs_store_put_file(mfs_store *s, const char *path,
 			       const char *key, unsigned flags,
@@ -659,7 +665,8 @@ MFS_API int mfs_store_put_file(mfs_store *s, const char *path,
 /**
  * Removes model @p key from @p s (processes that hold it keep reading
  * it).  Returns 0, -EINVAL (bad key or store), -ENOENT (no such model),
- * or the errno of unlink.  Thread-safe.
+ * -ENAMETOOLONG, or the errno of unlink or of the directory's fsync.
+ * Thread-safe.
  */
 MFS_API int mfs_store_remove(mfs_store *s, const char *key);
 
@@ -712,7 +719,8 @@ MFS_API int mfs_client_close(mfs_client *c);
  * the builder's arrays) into *@p out.  Returns 0, -EINVAL (NULL argument,
  * bad key, client not open), -ENOENT (unknown key), -EBADMSG (malformed
  * container, .npy or manifest), -EIO (checksum mismatch or I/O error),
- * -ENOMEM, or the errno of open/mmap.  Thread-safe.
+ * -ENOTSUP (an .npy of a dtype this library does not know),
+ * -ENAMETOOLONG, -ENOMEM, or the errno of open/mmap.  Thread-safe.
  */
 MFS_API int mfs_get_model(mfs_client *c, const char *key, mfs_model **out);
 

@@ -13,6 +13,8 @@
 #define MFS_LIVE_LOAD_DEN 2u
 /* Multiplier of Fibonacci hashing (2^64 / golden ratio). */
 #define MFS_FIB_MULT 0x9E3779B97F4A7C15ull
+/* The product's high half is the well-mixed one. */
+#define MFS_FIB_SHIFT 32
 
 /* Depth of share context of this thread: begin adds one, end takes one. */
 static _Thread_local size_t mfs_share_depth;
@@ -85,7 +87,8 @@ mfs_store *mfs_stack_top(void)
 
 static size_t mfs_live_home(const struct mfs_live_set *set, uintptr_t p)
 {
-	return (size_t)(((uint64_t)p * MFS_FIB_MULT) >> 32) & (set->cap - 1);
+	return (size_t)(((uint64_t)p * MFS_FIB_MULT) >> MFS_FIB_SHIFT) &
+	       (set->cap - 1);
 }
 
 /* Slot of @p, or set->cap if absent. */

@@ -102,6 +102,7 @@ struct mfs_store {
 	char **ephemeral;
 	size_t n_ephemeral;
 	size_t cap_ephemeral;
+	size_t n_reserved; /* puts in flight holding room in the list */
 	/* Protected by lock: the models of an in-process store. */
 	struct mfs_inproc_entry *entries;
 	size_t n_entries;
@@ -255,8 +256,9 @@ static int mfs_mount_store_dir(const char *mount, char *out)
 	/* Daemons before the xattr tell it only in .status. */
 	if (snprintf(status, sizeof(status), "%s/" MFS_STATUS_FILE, mount) >=
 	    (int)sizeof(status))
-		return mfs_fail(-ENAMETOOLONG, "mount '%s': path too long",
-				mount);
+		return mfs_fail(-ENAMETOOLONG, "path of %s is too long (%d "
+				"bytes at most) in mount '%s'", MFS_STATUS_FILE,
+				PATH_MAX - 1, mount);
 	root = json_load_file(status, 0, NULL);
 	dir = json_string_value(json_object_get(root, MFS_STATUS_STORE_DIR));
 	if (dir)
@@ -533,7 +535,9 @@ static int mfs_store_new_private(mfs_store **out)
 		tmp = MFS_DEFAULT_TMPDIR;
 	if (snprintf(path, sizeof(path), "%s/" MFS_PRIVATE_TEMPLATE, tmp) >=
 	    (int)sizeof(path))
-		return mfs_fail(-ENAMETOOLONG, "TMPDIR '%s' is too long", tmp);
+		return mfs_fail(-ENAMETOOLONG, "private store: path too long "
+				"(%d bytes at most) under TMPDIR '%s'",
+				PATH_MAX - 1, tmp);
 	if (!mkdtemp(path))
 		return mfs_fail(-errno, "private store under '%s': mkdtemp: %s",
 				tmp, strerror(errno));
@@ -626,41 +630,125 @@ static void mfs_drop_ephemeral(mfs_store *s, const char *key)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/*
- * Records a put of @key: ephemeral unless @persistent or the key was in
- * the directory before (@existed) and not put ephemeral by this store.
- */
-static int mfs_note_put(mfs_store *s, const char *key, bool persistent,
-			bool existed)
+/* Waits until MOUNT/KEY is visible, at most MFS_MOUNT_WAIT_MS. */
+static int mfs_mount_wait(const mfs_store *s, const char *key)
 {
-	char *copy;
-	void *p;
-	int rc = 0;
+	const struct timespec step = {0, MFS_MOUNT_POLL_NS};
+	struct timespec start, now;
+	char path[PATH_MAX];
+	struct stat st;
+	long waited;
 
-	if (persistent) {
-		mfs_drop_ephemeral(s, key);
+	if (snprintf(path, sizeof(path), "%s/%s", s->mount, key) >=
+	    (int)sizeof(path))
+		return mfs_fail(-ENAMETOOLONG, "model '%s': its path is longer "
+				"than %d bytes on mount '%s'", key,
+				PATH_MAX - 1, s->mount);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		if (stat(path, &st) == 0)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * MFS_MS_PER_S +
+			 (now.tv_nsec - start.tv_nsec) / MFS_NS_PER_MS;
+		if (waited >= (long)MFS_MOUNT_WAIT_MS)
+			return mfs_fail(-ETIMEDOUT, "store '%s': model '%s' is "
+					"published but did not appear on mount "
+					"'%s' within %u ms (does the daemon "
+					"watch its store directory?)", s->dir,
+					key, s->mount, MFS_MOUNT_WAIT_MS);
+		nanosleep(&step, NULL);
+	}
+}
+
+/*
+ * One put into a store directory, from before its file is published to
+ * its record: the ephemeral record is reserved first so that nothing can
+ * fail once the model is visible.
+ */
+struct mfs_put {
+	mfs_store *s;
+	char key[MFS_KEY_BUFSIZE];
+	char *record;   /* the key's copy, with room reserved for it */
+	bool existed;   /* KEY.mfs was there before: not this store's */
+	bool published; /* our file is at KEY.mfs now */
+};
+
+/* Reserves room in the ephemeral list (s->lock held): 0 or -ENOMEM. */
+static int mfs_reserve_ephemeral(mfs_store *s)
+{
+	size_t cap;
+	void *p;
+
+	if (s->n_ephemeral + s->n_reserved < s->cap_ephemeral)
 		return 0;
-	}
+	cap = s->cap_ephemeral ? 2 * s->cap_ephemeral : MFS_INITIAL_KEYS;
+	p = realloc(s->ephemeral, cap * sizeof(*s->ephemeral));
+	if (!p)
+		return -ENOMEM;
+	s->ephemeral = p;
+	s->cap_ephemeral = cap;
+	return 0;
+}
+
+/* Starts a put of @key into @s. */
+static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	p->s = s;
+	snprintf(p->key, sizeof(p->key), "%s", key);
+	rc = mfs_model_path(s, key, path);
+	if (rc < 0)
+		return rc;
+	p->existed = access(path, F_OK) == 0;
+	p->record = strdup(key);
 	pthread_mutex_lock(&s->lock);
-	if (!existed && mfs_find_ephemeral(s, key) < 0) {
-		if (s->n_ephemeral == s->cap_ephemeral) {
-			size_t cap = s->cap_ephemeral ? 2 * s->cap_ephemeral
-						      : MFS_INITIAL_KEYS;
-			p = realloc(s->ephemeral, cap * sizeof(*s->ephemeral));
-			if (p) {
-				s->ephemeral = p;
-				s->cap_ephemeral = cap;
-			}
-		}
-		copy = s->n_ephemeral < s->cap_ephemeral ? strdup(key) : NULL;
-		if (copy)
-			s->ephemeral[s->n_ephemeral++] = copy;
-		else
-			rc = mfs_fail(-ENOMEM, "store '%s': out of memory "
-				      "recording ephemeral model '%s'", s->dir,
-				      key);
-	}
+	rc = p->record ? mfs_reserve_ephemeral(s) : -ENOMEM;
+	if (rc == 0)
+		s->n_reserved++;
 	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		free(p->record);
+		p->record = NULL;
+		return mfs_fail(-ENOMEM, "store '%s': out of memory putting "
+				"model '%s'", s->dir, key);
+	}
+	return 0;
+}
+
+/*
+ * Ends a put with outcome @rc: records a published model (ephemeral
+ * unless persistent, or the key was there before and is not one this
+ * store put), waits for it on a mount, copies the key out.
+ */
+static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
+		       char *key_out)
+{
+	mfs_store *s = p->s;
+	bool keep = !(flags & MFS_PUT_PERSISTENT) && !p->existed;
+	ssize_t i;
+
+	if (p->record) {
+		pthread_mutex_lock(&s->lock);
+		s->n_reserved--;
+		i = mfs_find_ephemeral(s, p->key);
+		if (p->published && (flags & MFS_PUT_PERSISTENT) && i >= 0) {
+			free(s->ephemeral[i]);
+			s->ephemeral[i] = s->ephemeral[--s->n_ephemeral];
+		} else if (p->published && keep && i < 0) {
+			s->ephemeral[s->n_ephemeral++] = p->record;
+			p->record = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+		free(p->record);
+	}
+	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
+		rc = mfs_mount_wait(s, p->key);
+	if (rc == 0)
+		mfs_copy_key(key_out, p->key);
 	return rc;
 }
 
@@ -693,63 +781,21 @@ static int mfs_file_key(const char *path, char *key)
 	return rc;
 }
 
-/* Waits until MOUNT/KEY is visible, at most MFS_MOUNT_WAIT_MS. */
-static int mfs_mount_wait(const mfs_store *s, const char *key)
-{
-	const struct timespec step = {0, MFS_MOUNT_POLL_NS};
-	struct timespec start, now;
-	char path[PATH_MAX];
-	struct stat st;
-	long waited;
 
-	if (snprintf(path, sizeof(path), "%s/%s", s->mount, key) >=
-	    (int)sizeof(path))
-		return mfs_fail(-ENAMETOOLONG, "mount '%s': path of model '%s' "
-				"is too long", s->mount, key);
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (stat(path, &st) == 0)
-			return 0;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (now.tv_sec - start.tv_sec) * MFS_MS_PER_S +
-			 (now.tv_nsec - start.tv_nsec) / MFS_NS_PER_MS;
-		if (waited >= (long)MFS_MOUNT_WAIT_MS)
-			return mfs_fail(-ETIMEDOUT, "store '%s': model '%s' is "
-					"published but did not appear on mount "
-					"'%s' within %u ms (does the daemon "
-					"watch its store directory?)", s->dir,
-					key, s->mount, MFS_MOUNT_WAIT_MS);
-		nanosleep(&step, NULL);
-	}
-}
-
-/* What follows a successful publish: bookkeeping, then the mount. */
-static int mfs_after_publish(mfs_store *s, const char *key, unsigned flags,
-			     bool existed, char *key_out)
-{
-	int rc = mfs_note_put(s, key, flags & MFS_PUT_PERSISTENT, existed);
-
-	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
-		rc = mfs_mount_wait(s, key);
-	if (rc == 0)
-		mfs_copy_key(key_out, key);
-	return rc;
-}
-
-/* Renames staged file @from onto the model path of @key, durably. */
-static int mfs_publish_rename(mfs_store *s, const char *from, const char *key,
-			      bool *existed)
+/* Renames staged file @from onto the model path of @p's key, durably. */
+static int mfs_publish_rename(struct mfs_put *p, const char *from)
 {
 	char path[PATH_MAX];
-	int rc = mfs_model_path(s, key, path);
+	int rc = mfs_model_path(p->s, p->key, path);
 
 	if (rc < 0)
 		return rc;
-	*existed = access(path, F_OK) == 0;
 	if (rename(from, path) < 0)
 		return mfs_fail(-errno, "store '%s': publishing model '%s': "
-				"rename: %s", s->dir, key, strerror(errno));
-	return mfs_fsync_dir(s->dir);
+				"rename: %s", p->s->dir, p->key,
+				strerror(errno));
+	p->published = true;
+	return mfs_fsync_dir(p->s->dir);
 }
 
 /* Puts @b (share context) into a directory or mount store. */
@@ -757,36 +803,39 @@ static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
 		       unsigned flags, char *key_out)
 {
 	char path[PATH_MAX], staged[PATH_MAX], content[MFS_KEY_BUFSIZE];
-	bool existed;
+	struct mfs_put p;
 	int rc;
 
 	if (key) {
-		rc = mfs_model_path(s, key, path);
-		if (rc < 0)
-			return rc;
-		existed = access(path, F_OK) == 0;
-		rc = mfs_builder_write_as(b, path, true);
-		return rc < 0 ? rc
-			      : mfs_after_publish(s, key, flags, existed,
-						  key_out);
+		rc = mfs_put_begin(&p, s, key);
+		if (rc == 0)
+			rc = mfs_model_path(s, key, path);
+		if (rc == 0)
+			rc = mfs_builder_write_as(b, path, true);
+		p.published = rc == 0;
+		return mfs_put_end(&p, rc, flags, key_out);
 	}
 	/* The key is known only once the container is written: stage it
 	 * under a hidden name, which readers and the daemon ignore. */
 	if (snprintf(staged, sizeof(staged), MFS_STAGING_FORMAT, s->dir,
 		     (long)getpid(), atomic_fetch_add(&mfs_staging_seq, 1)) >=
 	    (int)sizeof(staged))
-		return mfs_fail(-ENAMETOOLONG, "store '%s': path too long",
-				s->dir);
+		return mfs_fail(-ENAMETOOLONG, "path of a file being "
+				"published is too long (%d bytes at most) in "
+				"store '%s'", PATH_MAX - 1, s->dir);
 	rc = mfs_builder_write_as(b, staged, true);
 	if (rc == 0)
 		rc = mfs_file_key(staged, content);
-	if (rc == 0)
-		rc = mfs_publish_rename(s, staged, content, &existed);
 	if (rc < 0) {
 		unlink(staged);
 		return rc;
 	}
-	return mfs_after_publish(s, content, flags, existed, key_out);
+	rc = mfs_put_begin(&p, s, content);
+	if (rc == 0)
+		rc = mfs_publish_rename(&p, staged);
+	if (!p.published)
+		unlink(staged);
+	return mfs_put_end(&p, rc, flags, key_out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1092,13 +1141,14 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 			   unsigned flags, char *key_out)
 {
 	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
+	struct mfs_put p = {.s = s};
 	int src, dst, rc;
-	bool existed;
 
 	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, s->dir) >=
 	    (int)sizeof(tmp))
-		return mfs_fail(-ENAMETOOLONG, "store '%s': path too long",
-				s->dir);
+		return mfs_fail(-ENAMETOOLONG, "path of a file being "
+				"published is too long (%d bytes at most) in "
+				"store '%s'", PATH_MAX - 1, s->dir);
 	src = open(path, O_RDONLY | O_CLOEXEC);
 	if (src < 0)
 		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
@@ -1120,16 +1170,15 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 		rc = mfs_validate_copy(dst, path);
 	if (rc == 0 && !key)
 		rc = mfs_container_key(dst, path, content);
-	if (rc == 0)
-		rc = mfs_publish_rename(s, tmp, key ? key : content, &existed);
 	close(dst);
 	close(src);
-	if (rc < 0) {
+	if (rc == 0)
+		rc = mfs_put_begin(&p, s, key ? key : content);
+	if (rc == 0)
+		rc = mfs_publish_rename(&p, tmp);
+	if (!p.published)
 		unlink(tmp);
-		return rc;
-	}
-	return mfs_after_publish(s, key ? key : content, flags, existed,
-				 key_out);
+	return mfs_put_end(&p, rc, flags, key_out);
 }
 
 /* What mfs_store_put_file was given. */

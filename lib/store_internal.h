@@ -128,4 +128,16 @@ MFS_INTERNAL void mfs_inproc_detach(mfs_store *s);
 MFS_INTERNAL int mfs_inproc_lookup(mfs_store *s, const char *key,
 				   mfs_builder **out);
 
+/* ------------------------------------------------------------------ */
+/* client.c                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Opens a client that reads @dir as a mount is laid out (KEY/manifest.json,
+ * KEY/metadata.json, KEY/<array>.npy) without checking that a daemon
+ * serves it, so the mount reader can be tested on crafted files.
+ * Errors as mfs_client_open.
+ */
+MFS_INTERNAL int mfs_client_open_layout(mfs_client **out, const char *dir);
+
 #endif /* MFS_STORE_INTERNAL_H */

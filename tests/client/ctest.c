@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -335,6 +336,62 @@ void ct_write_npy(const char *path, int i, unsigned v)
 	close(fd);
 }
 
+/* Writes array @i of @c as "<name>.npy" into @dir. */
+static void ct_export_npy(mfs_container *c, size_t i, const char *dir)
+{
+	char header[MFS_NPY_HEADER_SIZE], file[PATH_MAX];
+	mfs_array_info ai;
+	uint8_t *data;
+	int fd;
+
+	assert_int_equal(mfs_container_array(c, i, &ai), 0);
+	assert_int_equal(mfs_npy_header(ai.dtype, ai.ndim, ai.shape, ai.order,
+					header, sizeof(header)),
+			 (int)MFS_NPY_HEADER_SIZE);
+	data = malloc(ai.raw_length ? ai.raw_length : 1);
+	assert_non_null(data);
+	assert_int_equal(mfs_container_read(c, i, 0, data, ai.raw_length),
+			 (ssize_t)ai.raw_length);
+	assert_true(snprintf(file, sizeof(file), "%s/%s.npy", dir, ai.name) <
+		    (int)sizeof(file));
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, header, sizeof(header)),
+			 (ssize_t)sizeof(header));
+	if (ai.raw_length)
+		assert_int_equal(write(fd, data, ai.raw_length),
+				 (ssize_t)ai.raw_length);
+	close(fd);
+	free(data);
+}
+
+void ct_export_layout(const char *path, const char *dir)
+{
+	mfs_container *c;
+	const char *meta;
+	char *manifest;
+	size_t len;
+
+	if (!ct_exists(path)) {
+		mfs_builder *b = ct_std_builder(1);
+		mfs_sharing_begin();
+		assert_int_equal(mfs_builder_write(b, path), 0);
+		assert_int_equal(mfs_sharing_end(), 0);
+		mfs_builder_free(b);
+	}
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(mfs_container_open(&c, path), 0);
+	assert_int_equal(mfs_container_manifest(c, "m", &manifest, &len),
+			 0);
+	ct_write_file(ct_path(dir, "manifest.json"), manifest, len);
+	free(manifest);
+	meta = mfs_container_metadata(c, &len);
+	ct_write_file(ct_path(dir, "metadata.json"), meta, len);
+	for (size_t i = 0; i < mfs_container_array_count(c); i++)
+		ct_export_npy(c, i, dir);
+	mfs_container_close(c);
+}
+
 /* ------------------------------------------------------------------ */
 /* Processes                                                           */
 /* ------------------------------------------------------------------ */
@@ -496,6 +553,9 @@ static void ct_daemon_exec(const struct ct_daemon *d)
 {
 	int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 
+	/* If the test dies in a way no handler sees (SIGKILL), the daemon
+	 * gets SIGTERM, on which it unmounts and exits. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (log >= 0) {
 		dup2(log, STDOUT_FILENO);
 		dup2(log, STDERR_FILENO);
@@ -523,6 +583,8 @@ int ct_daemon_start(struct ct_daemon *d, const char *scratch,
 		atexit(ct_daemon_atexit);
 		signal(SIGTERM, ct_daemon_signal);
 		signal(SIGINT, ct_daemon_signal);
+		signal(SIGHUP, ct_daemon_signal);
+		signal(SIGPIPE, ct_daemon_signal);
 		hooked = true;
 	}
 	fflush(NULL);

@@ -86,6 +86,13 @@ void ct_expect(long rc, int err, const char *needle);
 /* Writes an .npy file for standard array @i, variant @v, at @path. */
 void ct_write_npy(const char *path, int i, unsigned v);
 
+/*
+ * Writes the standard model (variant 1, with the derived array) to
+ * container @path unless it exists, then shows it in @dir the way the
+ * daemon does: manifest.json, metadata.json and one <array>.npy each.
+ */
+void ct_export_layout(const char *path, const char *dir);
+
 /* ------------------------------------------------------------------ */
 /* Processes                                                           */
 /* ------------------------------------------------------------------ */

@@ -15,9 +15,9 @@
 
 /* Longest component used to build an over-long store path. */
 #define CT_LONG_COMPONENT 200
-/* Store paths are built up to this length: a 128-byte key and ".mfs"
- * then pass PATH_MAX (4096). */
-#define CT_LONG_PATH 4000
+/* Store paths are built up to this length: a 128-byte key, a staged or
+ * an imported file's name then pass PATH_MAX (4096). */
+#define CT_LONG_PATH 4080
 /* A header byte inside file_size (FORMAT.md: offset 16..23). */
 #define CT_HEADER_BYTE 20
 #define CT_FLIP 0x40
@@ -151,24 +151,73 @@ static void test_refused_imports(void **state)
 	assert_int_equal(ct_count_entries(d->store), 0);
 }
 
-/* Directory imports with a bad metadata.json or a bad array name. */
+/* A directory @name under @d->root holding emb.npy. */
+static const char *ct_npy_dir(const struct ct_dir *d, const char *name)
+{
+	const char *dir = ct_path(d->root, name);
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	ct_write_npy(ct_path(dir, "emb.npy"), CT_EMB, 1);
+	return dir;
+}
+
+/* Directory imports with a bad metadata.json, a bad array name or a
+ * dangling .npy link. */
 static void test_refused_npy_dirs(void **state)
 {
 	struct ct_dir *d = *state;
-	const char *meta = ct_path(d->root, "meta");
-	const char *name = ct_path(d->root, "name");
-	char key[MFS_KEY_BUFSIZE];
+	char meta[PATH_MAX], big[PATH_MAX], dirm[PATH_MAX], name[PATH_MAX];
+	char link[PATH_MAX], key[MFS_KEY_BUFSIZE];
+	char *text = calloc(1, MFS_MAX_METADATA + 1);
 
-	assert_int_equal(mkdir(meta, 0755), 0);
-	assert_int_equal(mkdir(name, 0755), 0);
-	ct_write_npy(ct_path(meta, "emb.npy"), CT_EMB, 1);
+	assert_non_null(text);
+	snprintf(meta, sizeof(meta), "%s", ct_npy_dir(d, "meta"));
+	snprintf(big, sizeof(big), "%s", ct_npy_dir(d, "big"));
+	snprintf(dirm, sizeof(dirm), "%s", ct_npy_dir(d, "dirm"));
+	snprintf(name, sizeof(name), "%s", ct_npy_dir(d, "name"));
+	snprintf(link, sizeof(link), "%s", ct_npy_dir(d, "link"));
 	ct_write_file(ct_path(meta, "metadata.json"), "[1, 2]", 6);
+	ct_write_file(ct_path(big, "metadata.json"), text,
+		      MFS_MAX_METADATA + 1);
+	assert_int_equal(mkdir(ct_path(dirm, "metadata.json"), 0755), 0);
 	ct_write_npy(ct_path(name, "bad name.npy"), CT_EMB, 1);
+	assert_int_equal(symlink("nowhere.npy", ct_path(link, "gone.npy")), 0);
 	ct_expect(mfs_store_put_file(d->s, meta, NULL, 0, key), -EBADMSG,
 		  "object");
+	ct_expect(mfs_store_put_file(d->s, big, NULL, 0, key), -EBADMSG,
+		  "metadata limit");
+	ct_expect(mfs_store_put_file(d->s, dirm, NULL, 0, key), -EISDIR,
+		  "metadata.json");
 	ct_expect(mfs_store_put_file(d->s, name, NULL, 0, key), -EINVAL,
 		  "bad name");
+	ct_expect(mfs_store_put_file(d->s, link, NULL, 0, key), -ENOENT,
+		  "gone.npy");
 	assert_int_equal(ct_count_entries(d->store), 0);
+	free(text);
+}
+
+/* A directory where the model's file goes: the publishing rename fails
+ * and the staged file is removed. */
+static void test_publish_blocked(void **state)
+{
+	struct ct_dir *d = *state;
+	const char *file = ct_path(d->root, "std.mfs");
+	char key[MFS_KEY_BUFSIZE], blocker[PATH_MAX];
+	mfs_builder *b = ct_std_builder(1);
+
+	ct_write_std(file, 1);
+	/* The content key of the standard model, from a first put. */
+	assert_int_equal(mfs_store_put(d->s, b, NULL, 0, key), 0);
+	assert_int_equal(mfs_store_remove(d->s, key), 0);
+	snprintf(blocker, sizeof(blocker), "%s", ct_container(d->store, key));
+	assert_int_equal(mkdir(blocker, 0755), 0);
+	ct_write_file(ct_path(blocker, "x"), "x", 1);
+	ct_expect(mfs_store_put(d->s, b, NULL, 0, key), -EISDIR, "rename");
+	ct_expect(mfs_store_put_file(d->s, file, NULL, 0, key), -EISDIR,
+		  "rename");
+	assert_int_equal(ct_count_entries(d->store), 1); /* the blocker */
+	ct_rmtree(blocker);
+	mfs_builder_free(b);
 }
 
 /* A store path so long that a 128-byte key no longer fits. */
@@ -195,8 +244,14 @@ static void test_name_too_long(void **state)
 		path[len + 1 + n] = '\0';
 		assert_int_equal(mkdir(path, 0755), 0);
 	}
+	ct_write_std(ct_path(d->root, "x.mfs"), 1);
 	assert_int_equal(mfs_store_open_dir(&s, path), 0);
 	ct_expect(mfs_store_put(s, b, key, 0, NULL), -ENAMETOOLONG, "longer");
+	ct_expect(mfs_store_put(s, b, NULL, 0, NULL), -ENAMETOOLONG,
+		  "too long");
+	ct_expect(mfs_store_put_file(s, ct_path(d->root, "x.mfs"), NULL, 0,
+				     NULL),
+		  -ENAMETOOLONG, "too long");
 	ct_expect(mfs_store_remove(s, key), -ENAMETOOLONG, "longer");
 	assert_int_equal(mfs_client_open(&c, mfs_store_client_spec(s)), 0);
 	ct_expect(mfs_get_model(c, key, &m), -ENAMETOOLONG, "longer");
@@ -262,6 +317,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused_imports,
 						ct_dir_setup, ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_refused_npy_dirs,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_publish_blocked,
 						ct_dir_setup, ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_name_too_long,
 						ct_dir_setup, ct_dir_teardown),

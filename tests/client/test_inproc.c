@@ -111,7 +111,16 @@ static ssize_t ct_failing_reader(void *ctx, uint64_t off, void *buf,
 	return off > 0 ? -EIO : (ssize_t)len / 2;
 }
 
-/* A reader failing while the put reads it: nothing is put. */
+static ssize_t ct_short_reader(void *ctx, uint64_t off, void *buf,
+			       size_t len)
+{
+	(void)ctx;
+	memset(buf, 0, len);
+	return off > 0 ? 0 : (ssize_t)len / 2;
+}
+
+/* A reader failing (or ending early) while the put reads it: nothing is
+ * put. */
 static void test_reader_failure(void **state)
 {
 	mfs_builder *b;
@@ -126,6 +135,12 @@ static void test_reader_failure(void **state)
 			 0);
 	assert_int_equal(mfs_store_new_in_process(&s), 0);
 	ct_expect(mfs_store_put(s, b, "k", 0, NULL), -EIO, "emb");
+	mfs_builder_free(b);
+	assert_int_equal(mfs_builder_new(&b), 0);
+	assert_int_equal(mfs_builder_add_reader(b, ct_std_spec(CT_EMB),
+						ct_short_reader, NULL, 0),
+			 0);
+	ct_expect(mfs_store_put(s, b, "k", 0, NULL), -EINVAL, "reader ended");
 	assert_int_equal(mfs_client_open(&c, mfs_store_client_spec(s)), 0);
 	ct_expect(mfs_get_model(c, "k", &m), -ENOENT, "k");
 	assert_int_equal(mfs_client_close(c), 0);

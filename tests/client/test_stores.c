@@ -66,6 +66,11 @@ static void test_private_dir(void **state)
 	ct_rmtree(dir);
 	ct_setenv("TMPDIR", ct_path(ct_base, "no/such"));
 	ct_expect(mfs_store_get(&s, 0), -ENOENT, "mkdtemp");
+	memset(dir, 'd', sizeof(dir) - 1);
+	dir[0] = '/';
+	dir[sizeof(dir) - 1] = '\0';
+	ct_setenv("TMPDIR", dir);
+	ct_expect(mfs_store_get(&s, 0), -ENAMETOOLONG, "too long");
 	mfs_builder_free(b);
 }
 
