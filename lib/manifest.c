@@ -24,6 +24,17 @@ static json_t *mfs_json_u64(uint64_t v)
 	return json_integer((json_int_t)v);
 }
 
+/* Offset of the data in the array's .npy view: the length of the header
+ * mfs_npy_header gives it (4096, shorter for arrays with no elements). */
+static json_t *mfs_manifest_npy_offset(const mfs_array_info *ai)
+{
+	char hdr[MFS_NPY_HEADER_SIZE];
+	int n = mfs_npy_header(ai->dtype, ai->ndim, ai->shape, ai->order, hdr,
+			       sizeof(hdr));
+
+	return n < 0 ? NULL : mfs_json_u64((uint64_t)n);
+}
+
 /* Sets @key of @obj to @value (stolen); false when either is missing. */
 static bool mfs_json_put(json_t *obj, const char *key, json_t *value)
 {
@@ -89,7 +100,7 @@ static json_t *mfs_manifest_array(const mfs_container *c, size_t i)
 	     mfs_json_put(a, "codec", json_string(mfs_codec_name(ai.codec))) &&
 	     mfs_json_put(a, "raw_size", mfs_json_u64(ai.raw_length)) &&
 	     mfs_json_put(a, "stored_size", mfs_json_u64(ai.stored_length)) &&
-	     mfs_json_put(a, "data_offset", mfs_json_u64(MFS_NPY_HEADER_SIZE)) &&
+	     mfs_json_put(a, "data_offset", mfs_manifest_npy_offset(&ai)) &&
 	     mfs_json_put(a, "container_offset", mfs_json_u64(ai.data_offset)) &&
 	     mfs_json_put(a, "chunk_size", mfs_json_u64(ai.chunk_size)) &&
 	     mfs_json_put(a, "chunks", mfs_json_u64(ai.chunk_count)) &&

@@ -380,8 +380,12 @@ typedef struct mfs_npy_info {
  * Writes the NPY v1.0 header for the array into @p out: magic, version,
  * header length, the dict {'descr', 'fortran_order', 'shape'} exactly as
  * NumPy formats it, padded with spaces and ending in '\n' so that it is
- * exactly MFS_NPY_HEADER_SIZE bytes.  @p out_len must be at least that.
- * Returns MFS_NPY_HEADER_SIZE, -EINVAL (bad dtype/ndim) or -ENOBUFS.
+ * exactly MFS_NPY_HEADER_SIZE bytes and the data is page-aligned.  An array
+ * with no elements gets NumPy's compact header instead (a multiple of 64
+ * bytes, under MFS_NPY_HEADER_SIZE), because NumPy cannot memory-map a file
+ * whose data offset is its page-aligned end.  @p out_len must be at least
+ * MFS_NPY_HEADER_SIZE.  Returns the header length, -EINVAL (bad
+ * dtype/ndim/order/shape) or -ENOBUFS.
  */
 MFS_API int mfs_npy_header(mfs_dtype dtype, uint32_t ndim,
 			   const uint64_t *shape, mfs_order order, char *out,
@@ -690,6 +694,37 @@ MFS_API const char *mfs_store_client_spec(const mfs_store *s);
  * store is shut down anyway).  Thread-safe.
  */
 MFS_API int mfs_store_release(mfs_store *s);
+
+/* Temporaries of killed writers ------------------------------------- */
+
+/*
+ * Every mfs_writer (so every put and mfs_builder_write) writes into a
+ * hidden temporary "<dir>/.<name>.tmp.XXXXXX" and holds an exclusive
+ * flock(2) on it from creation until the file is renamed into place or
+ * removed.  A writer killed in between leaves the temporary behind
+ * (never a partial model: readers and the daemon ignore names starting
+ * with '.'), unlocked once the process is gone.
+ */
+
+/** Called by mfs_store_gc with the name (in the directory) of each
+ *  temporary file it removed. */
+typedef void (*mfs_gc_fn)(void *ctx, const char *name);
+
+/**
+ * Removes from directory @p dir every regular file whose name matches
+ * ".*.tmp.*" and whose flock(2) it can take at once (LOCK_EX|LOCK_NB):
+ * temporaries of writers that died.  Files a live writer holds are kept,
+ * as are symlinks, directories and names that change while checked.
+ * Calls @p cb (may be NULL) for each removed file and stores the count
+ * in *@p removed (may be NULL; set also on failure).  Goes on past a
+ * file it cannot check or remove and then returns the first such error.
+ * Returns 0, -EINVAL (NULL @p dir), or the errno of opendir/readdir or
+ * of open/flock/unlink of a temporary file (message names it).
+ * Thread-safe; safe against concurrent writers and gc runs in any
+ * process.
+ */
+MFS_API int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb,
+			 void *ctx);
 
 /* Clients and shared models ------------------------------------------ */
 

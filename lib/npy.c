@@ -26,6 +26,12 @@
 #define MFS_NPY_HLEN_OFF 8u
 /* v1.0 stores the header length as u16, v2.0 and v3.0 as u32. */
 #define MFS_NPY_PREAMBLE_V1 10u
+/* NumPy aligns the data of the headers it writes to this many bytes. */
+#define MFS_NPY_COMPACT_ALIGN 64u
+/* numpy.lib.format.GROWTH_AXIS_MAX_DIGITS: room NumPy leaves after the dict
+ * for the growth axis of the shape (> the 20 digits of any uint64). */
+#define MFS_NPY_GROWTH_AXIS_MAX_DIGITS 21u
+#define MFS_NPY_DECIMAL_BASE 10u
 #define MFS_NPY_PREAMBLE_V2 12u
 #define MFS_NPY_MAX_MAJOR 3u
 
@@ -104,12 +110,34 @@ static bool mfs_npy_dict_text(struct mfs_npy_out *o, const char *descr,
 	return ok && mfs_npy_append(o, "), }");
 }
 
+/*
+ * Spaces NumPy (>= 1.24) reserves after the dict so the growth axis can be
+ * rewritten in place: GROWTH_AXIS_MAX_DIGITS minus the digits of that
+ * axis.  Counted so a compact header is byte-identical to NumPy's.
+ */
+static size_t mfs_npy_growth_room(uint32_t ndim, const uint64_t *shape,
+				  mfs_order order)
+{
+	uint64_t axis;
+	size_t digits = 1;
+
+	if (ndim == 0)
+		return 0;
+	axis = shape[order == MFS_ORDER_F ? ndim - 1 : 0];
+	while (axis >= MFS_NPY_DECIMAL_BASE) {
+		axis /= MFS_NPY_DECIMAL_BASE;
+		digits++;
+	}
+	return MFS_NPY_GROWTH_AXIS_MAX_DIGITS - digits;
+}
+
 int mfs_npy_header(mfs_dtype dtype, uint32_t ndim, const uint64_t *shape,
 		   mfs_order order, char *out, size_t out_len)
 {
 	const char *descr = mfs_dtype_npy_descr(dtype);
 	struct mfs_npy_out o;
 	uint64_t bytes;
+	uint32_t total;
 
 	mfs_clear_error();
 	if (!descr)
@@ -137,8 +165,6 @@ int mfs_npy_header(mfs_dtype dtype, uint32_t ndim, const uint64_t *shape,
 	memcpy(out, MFS_NPY_MAGIC, MFS_NPY_MAGIC_LEN);
 	out[MFS_NPY_MAJOR_OFF] = 1;
 	out[MFS_NPY_MINOR_OFF] = 0;
-	mfs_put16((uint8_t *)out + MFS_NPY_HLEN_OFF,
-		  MFS_NPY_HEADER_SIZE - MFS_NPY_PREAMBLE_V1);
 	/* The last byte is the '\n' NumPy ends every header with. */
 	o.p = out + MFS_NPY_PREAMBLE_V1;
 	o.len = 0;
@@ -147,9 +173,23 @@ int mfs_npy_header(mfs_dtype dtype, uint32_t ndim, const uint64_t *shape,
 	if (!mfs_npy_dict_text(&o, descr, ndim, shape, order))
 		return mfs_fail(-ENOBUFS, "NPY header: dict does not fit in %u "
 				"bytes", MFS_NPY_HEADER_SIZE);
-	memset(o.p + o.len, ' ', o.cap - o.len);
-	out[MFS_NPY_HEADER_SIZE - 1] = '\n';
-	return (int)MFS_NPY_HEADER_SIZE;
+	total = MFS_NPY_HEADER_SIZE;
+	/*
+	 * With no data, page alignment buys nothing, and a data offset equal
+	 * to a page-aligned file size breaks np.load(mmap_mode="r") (Python's
+	 * mmap refuses an offset at the end of the file), so empty arrays get
+	 * NumPy's own compact header, padded to its 64-byte alignment.
+	 */
+	if (bytes == 0)
+		total = (uint32_t)((MFS_NPY_PREAMBLE_V1 + o.len +
+				    mfs_npy_growth_room(ndim, shape, order) +
+				    1 + MFS_NPY_COMPACT_ALIGN - 1) &
+				   ~(size_t)(MFS_NPY_COMPACT_ALIGN - 1));
+	mfs_put16((uint8_t *)out + MFS_NPY_HLEN_OFF,
+		  (uint16_t)(total - MFS_NPY_PREAMBLE_V1));
+	memset(o.p + o.len, ' ', total - MFS_NPY_PREAMBLE_V1 - 1 - o.len);
+	out[total - 1] = '\n';
+	return (int)total;
 }
 
 /* ------------------------------------------------------------------ */

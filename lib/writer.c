@@ -7,12 +7,15 @@
  * fsyncs, renames the file onto its final name and fsyncs the directory,
  * so a reader sees either the old file or the complete new one.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +26,11 @@
 
 /* mkostemp's template suffix and the marker in front of it. */
 #define MFS_TMP_SUFFIX ".tmp.XXXXXX"
+/* What mfs_store_gc removes: temporaries of writers and imports. */
+#define MFS_TMP_PATTERN ".*.tmp.*"
+/* Temporary files a writer makes before giving up when a gc keeps
+ * removing them between creation and lock (each race needs a gc run). */
+#define MFS_TMP_ATTEMPTS 8
 /* Mode a published container gets before the umask: like open(2) gives. */
 #define MFS_FILE_MODE 0666
 /* Default metadata document. */
@@ -231,41 +239,89 @@ static int mfs_split_path(const char *path, char **dir, char **base)
 	return 0;
 }
 
-/* Creates the temporary file in @dir; fills w->fd and w->tmp_name. */
+/*
+ * Takes the exclusive flock that marks @fd's temporary file as being
+ * written (mfs_store_gc removes only temporaries it can lock), waiting
+ * while a gc holds it.  Returns 0 when locked and still linked, 1 when a
+ * gc removed the file before the lock was ours (make another), or -errno.
+ */
+static int mfs_lock_tmp(int fd)
+{
+	struct stat st;
+
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* gc unlinks only while holding the lock, so nlink is final here. */
+	return st.st_nlink == 0 ? 1 : 0;
+}
+
+/*
+ * One attempt at the temporary file "<dir>/.<final_name>.tmp.XXXXXX"
+ * (template @tmpl, rewritten by mkostemp): created, locked, given its
+ * mode.  Returns 0 (w->fd, w->tmp_name set), 1 (a gc removed it before it
+ * was locked: try again, nothing is left behind) or a negative errno.
+ */
+static int mfs_create_tmp_once(mfs_writer *w, char *tmpl, size_t len,
+			       const char *dir, mode_t mode)
+{
+	int rc;
+
+	snprintf(tmpl, len, "%s/.%s" MFS_TMP_SUFFIX, dir, w->final_name);
+	w->fd = mkostemp(tmpl, O_CLOEXEC);
+	if (w->fd < 0)
+		return mfs_fail(-errno,
+				"writer '%s': creating temporary file '%s': %s",
+				w->path, tmpl, strerror(errno));
+	rc = mfs_lock_tmp(w->fd);
+	if (rc != 0) {
+		close(w->fd);
+		w->fd = -1;
+		if (rc == 1)
+			return 1;
+		unlink(tmpl);
+		return mfs_fail(rc, "writer '%s': locking temporary file "
+				"'%s': %s", w->path, tmpl, strerror(-rc));
+	}
+	w->tmp_name = strdup(strrchr(tmpl, '/') + 1);
+	if (!w->tmp_name) {
+		unlink(tmpl);
+		return mfs_fail(-ENOMEM, "writer '%s': out of memory", w->path);
+	}
+	/* mkostemp gives 0600; a published model gets ordinary permissions. */
+	if (fchmod(w->fd, mode) < 0)
+		return mfs_fail(-errno, "writer '%s': fchmod of '%s' to %04o: %s",
+				w->path, tmpl, (unsigned)mode, strerror(errno));
+	return 0;
+}
+
+/*
+ * Creates the temporary file in @dir; fills w->fd and w->tmp_name.  The
+ * file stays flock'ed until mfs_writer_free closes it (after the rename
+ * or the unlink), so a concurrent mfs_store_gc never removes it.
+ */
 static int mfs_create_tmp(mfs_writer *w, const char *dir)
 {
 	size_t len = strlen(dir) + strlen(w->final_name) +
 		     strlen(MFS_TMP_SUFFIX) + 3; /* '/', '.', NUL */
 	char *tmpl = malloc(len);
 	mode_t mode = MFS_FILE_MODE & ~mfs_current_umask();
-	int rc;
+	int rc = 1;
 
 	if (!tmpl)
 		return mfs_fail(-ENOMEM, "writer '%s': out of memory", w->path);
-	snprintf(tmpl, len, "%s/.%s" MFS_TMP_SUFFIX, dir, w->final_name);
-	w->fd = mkostemp(tmpl, O_CLOEXEC);
-	if (w->fd < 0) {
-		rc = mfs_fail(-errno,
-			      "writer '%s': creating temporary file '%s': %s",
-			      w->path, tmpl, strerror(errno));
-		free(tmpl);
-		return rc;
-	}
-	w->tmp_name = strdup(strrchr(tmpl, '/') + 1);
-	if (!w->tmp_name) {
-		unlink(tmpl);
-		free(tmpl);
-		return mfs_fail(-ENOMEM, "writer '%s': out of memory", w->path);
-	}
-	/* mkostemp gives 0600; a published model gets ordinary permissions. */
-	if (fchmod(w->fd, mode) < 0) {
-		rc = mfs_fail(-errno, "writer '%s': fchmod of '%s' to %04o: %s",
-			      w->path, tmpl, (unsigned)mode, strerror(errno));
-		free(tmpl);
-		return rc;
-	}
+	for (int i = 0; rc == 1 && i < MFS_TMP_ATTEMPTS; i++)
+		rc = mfs_create_tmp_once(w, tmpl, len, dir, mode);
+	if (rc == 1)
+		rc = mfs_fail(-EAGAIN, "writer '%s': %d temporary files in '%s' "
+			      "were removed by a concurrent gc before they "
+			      "could be locked", w->path, MFS_TMP_ATTEMPTS,
+			      dir);
 	free(tmpl);
-	return 0;
+	return rc;
 }
 
 /* Releases everything @w owns; removes the temporary file if @unlink_tmp. */
@@ -999,5 +1055,86 @@ int mfs_writer_commit(mfs_writer *w)
 
 fail:
 	mfs_writer_free(w, true);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Temporaries of dead writers                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Removes temporary @name of directory @dfd if no live writer holds its
+ * flock and the name still refers to the file locked.  Returns 1 when
+ * removed, 0 when kept (live, gone, not a regular file), or -errno.
+ */
+static int mfs_gc_one(int dfd, const char *name)
+{
+	struct stat locked, now;
+	int fd, rc = 0;
+
+	/* O_NONBLOCK: never hang on a FIFO someone named like a temporary. */
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+				       O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ELOOP ? 0 : -errno;
+	if (fstat(fd, &locked) < 0) {
+		rc = -errno;
+	} else if (!S_ISREG(locked.st_mode)) {
+		rc = 0;
+	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		/* EWOULDBLOCK: a live writer holds it. */
+		rc = errno == EWOULDBLOCK ? 0 : -errno;
+	} else if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
+		   now.st_dev != locked.st_dev || now.st_ino != locked.st_ino) {
+		/* Renamed away (a writer committed before we locked) or
+		 * replaced by another file: not ours to judge. */
+		rc = 0;
+	} else if (unlinkat(dfd, name, 0) < 0) {
+		rc = errno == ENOENT ? 0 : -errno;
+	} else {
+		rc = 1;
+	}
+	close(fd);
+	return rc;
+}
+
+int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb, void *ctx)
+{
+	struct dirent *de;
+	size_t count = 0;
+	int rc = 0;
+	DIR *d;
+
+	mfs_clear_error();
+	if (removed)
+		*removed = 0;
+	if (!dir)
+		return mfs_fail(-EINVAL, "mfs_store_gc: NULL directory");
+	d = opendir(dir);
+	if (!d)
+		return mfs_fail(-errno, "store '%s': opendir: %s", dir,
+				strerror(errno));
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		int one;
+
+		if (fnmatch(MFS_TMP_PATTERN, de->d_name, 0) != 0)
+			continue;
+		one = mfs_gc_one(dirfd(d), de->d_name);
+		if (one == 1) {
+			count++;
+			if (cb)
+				cb(ctx, de->d_name);
+		} else if (one < 0 && rc == 0) {
+			/* Keep going: one stuck file must not shield others. */
+			rc = mfs_fail(one, "store '%s': temporary file '%s': %s",
+				      dir, de->d_name, strerror(-one));
+		}
+	}
+	if (errno != 0 && rc == 0)
+		rc = mfs_fail(-errno, "store '%s': readdir: %s", dir,
+			      strerror(errno));
+	closedir(d);
+	if (removed)
+		*removed = count;
 	return rc;
 }

@@ -6,7 +6,8 @@
 #   tools/bootstrap.sh test     deps + build + every test suite
 #   tools/bootstrap.sh deps     only install dependencies
 #
-# Environment: BUILD_DIR (default build), MESON_ARGS (extra setup args).
+# Environment: BUILD_DIR (default build), MESON_ARGS (extra setup args),
+# TEST_ARGS (extra `meson test` args, e.g. --no-suite bench).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +55,7 @@ demo)
 test)
 	install_deps
 	build
-	meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 ;;
+	meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 ${TEST_ARGS:-} ;;
 *)
 	echo "usage: $0 demo|test|deps" >&2
 	exit 2 ;;

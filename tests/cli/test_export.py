@@ -1,5 +1,8 @@
-"""modelctl export: .npy files numpy maps as they are, metadata verbatim,
-nothing partial left behind on failure."""
+"""modelctl export: .npy files numpy maps as they are (data at 4096, or
+after NumPy's own compact header for an array with no elements, as the
+manifest's data_offset says), metadata verbatim, nothing partial left
+behind on failure."""
+import io
 import os
 import stat
 import subprocess
@@ -20,6 +23,14 @@ def npy_data_offset(path):
         return f.tell()
 
 
+def numpy_header(arr):
+    """The NPY 1.0 header NumPy itself writes for @arr."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, np.lib.format.header_data_from_array_1_0(arr))
+    return buf.getvalue()
+
+
 class TestExport(CliTest):
     def arrays(self):
         rng = np.random.default_rng(3)
@@ -30,6 +41,7 @@ class TestExport(CliTest):
             "z": (rng.standard_normal(33) + 1j).astype(np.complex128),
             "scalar": np.array(-7, dtype=np.int16),
             "empty": np.zeros((4, 0), dtype=np.float64),
+            "empty3": np.zeros((0, 2, 5), dtype=np.uint8),
         }
 
     def pack(self, arrays, *opts, meta=b'{"name": "m"}'):
@@ -40,16 +52,30 @@ class TestExport(CliTest):
                   for n, a in arrays.items()])
         return out
 
-    def check_export(self, arrays, dest, meta):
+    def check_export(self, arrays, dest, meta, mfs):
         self.assertEqual(sorted(os.listdir(dest)),
                          sorted([n + ".npy" for n in arrays] +
                                 ["metadata.json"]))
+        offsets = {a["name"]: a["data_offset"]
+                   for a in self.manifest(mfs)["arrays"]}
         for n, want in arrays.items():
             p = os.path.join(dest, n + ".npy")
-            self.assertEqual(npy_data_offset(p), NPY_HEADER, n)
-            self.assertEqual(os.path.getsize(p), NPY_HEADER + want.nbytes)
-            # numpy cannot map zero bytes; everything else is mapped.
-            got = np.load(p, mmap_mode="r" if want.nbytes else None)
+            off = npy_data_offset(p)
+            if want.size:
+                self.assertEqual(off, NPY_HEADER, n)
+            else:
+                # No elements: NumPy's own header, byte for byte.
+                hdr = numpy_header(want)
+                self.assertLess(len(hdr), NPY_HEADER, n)
+                self.assertEqual(off, len(hdr), n)
+                with open(p, "rb") as f:
+                    self.assertEqual(f.read(), hdr, n)
+            self.assertEqual(offsets[n], off, n)
+            self.assertEqual(os.path.getsize(p), off + want.nbytes)
+            # Every array maps, the empty ones included.
+            got = np.load(p, mmap_mode="r")
+            self.assertIsInstance(got, np.memmap, n)
+            self.assertEqual(got.offset, off, n)
             self.assertEqual(got.dtype, want.dtype, n)
             self.assertEqual(got.shape, want.shape, n)
             self.assertEqual((got.flags.c_contiguous,
@@ -66,7 +92,7 @@ class TestExport(CliTest):
         dest = self.path("out")
         r = self.ok("export", out, dest)
         self.assertEqual((r.out, r.err), ("", ""))
-        self.check_export(arrays, dest, b'{"name": "m"}')
+        self.check_export(arrays, dest, b'{"name": "m"}', out)
         umask = os.umask(0)
         os.umask(umask)
         for n in os.listdir(dest):
@@ -80,7 +106,7 @@ class TestExport(CliTest):
                         meta=b'{"x": [1, 2]}\n')
         dest = self.path("out")
         self.ok("export", out, dest)
-        self.check_export(arrays, dest, b'{"x": [1, 2]}\n')
+        self.check_export(arrays, dest, b'{"x": [1, 2]}\n', out)
 
     def test_existing_dir_replaced_files(self):
         arrays = self.arrays()
@@ -90,7 +116,7 @@ class TestExport(CliTest):
         self.write("out/emb.npy", "stale")
         self.ok("export", out, dest)
         self.ok("export", out, dest)
-        self.check_export(arrays, dest, b'{"name": "m"}')
+        self.check_export(arrays, dest, b'{"name": "m"}', out)
 
     def test_corrupt_chunk_leaves_no_partial_file(self):
         arrays = {"a": np.arange(4 * CHUNK, dtype=np.uint8),

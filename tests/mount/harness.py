@@ -20,6 +20,7 @@ Run with the Python that has numpy (PYTHON_NUMPY, /usr/bin/python3).
 import atexit
 import contextlib
 import errno
+import io
 import json
 import os
 import random
@@ -486,8 +487,25 @@ def inspect(path):
 
 
 def npy_bytes(a):
-    """Bytes a correct mount serves for Array @a after the 4096 header."""
+    """Bytes a correct mount serves for Array @a after its header."""
     return a.raw
+
+
+NPY_HEADER_SIZE = 4096
+
+
+def numpy_npy_header(a):
+    """The NPY 1.0 header NumPy itself writes for Array @a's data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, np.lib.format.header_data_from_array_1_0(a.data))
+    return buf.getvalue()
+
+
+def npy_header_len(a):
+    """Length of the header the mount serves before Array @a's data: 4096,
+    or for an array with no elements NumPy's own compact header."""
+    return NPY_HEADER_SIZE if a.data.size else len(numpy_npy_header(a))
 
 
 # ---------------------------------------------------------------------------

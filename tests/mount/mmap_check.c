@@ -7,7 +7,9 @@
  * Checks, each reported on its own line (exit 1 if any fails):
  *  - the served file is a valid NPY whose data starts at 4096 and whose
  *    size is exactly 4096 + data length (mfs_npy_read_fd), with the same
- *    dtype, shape and order as the original;
+ *    dtype, shape and order as the original -- except for an array with
+ *    no elements, whose header is NumPy's compact one: byte for byte the
+ *    header of the original (written by NumPy), and the whole file;
  *  - a read-only shared mapping of the whole served file shows the
  *    original's data bytes after the header, and two mappings agree;
  *  - open(O_RDWR) and open(O_WRONLY) fail with EROFS;
@@ -88,6 +90,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: cannot read data\n", orig);
 		return 2;
 	}
+	/* The header the mount must serve: 4096 bytes, or for an empty array
+	 * NumPy's own, which is what NumPy wrote for the original. */
+	size_t hlen = MFS_NPY_HEADER_SIZE;
+	unsigned char ohdr[MFS_NPY_HEADER_SIZE];
+	if (oi.data_length == 0) {
+		if (oi.data_offset >= MFS_NPY_HEADER_SIZE ||
+		    read_all(ofd, ohdr, (size_t)oi.data_offset, 0) < 0) {
+			fprintf(stderr, "%s: cannot read its header\n", orig);
+			return 2;
+		}
+		hlen = (size_t)oi.data_offset;
+	}
 	close(ofd);
 
 	int fd = open(served, O_RDONLY | O_CLOEXEC);
@@ -101,9 +115,9 @@ int main(int argc, char **argv)
 		     mfs_last_error());
 		return 1;
 	}
-	if (si.data_offset != MFS_NPY_HEADER_SIZE)
-		FAIL("%s: data offset %llu, expected %u", served,
-		     (unsigned long long)si.data_offset, MFS_NPY_HEADER_SIZE);
+	if (si.data_offset != hlen)
+		FAIL("%s: data offset %llu, expected %zu", served,
+		     (unsigned long long)si.data_offset, hlen);
 	if (si.version != 1)
 		FAIL("%s: NPY version %u, expected 1", served, si.version);
 	if (si.dtype != oi.dtype || si.ndim != oi.ndim ||
@@ -121,12 +135,12 @@ int main(int argc, char **argv)
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 ||
-	    (uint64_t)st.st_size != MFS_NPY_HEADER_SIZE + si.data_length)
+	    (uint64_t)st.st_size != hlen + si.data_length)
 		FAIL("%s: st_size %lld, expected %llu", served,
 		     (long long)st.st_size,
-		     (unsigned long long)(MFS_NPY_HEADER_SIZE + si.data_length));
+		     (unsigned long long)(hlen + si.data_length));
 
-	size_t maplen = MFS_NPY_HEADER_SIZE + si.data_length;
+	size_t maplen = hlen + si.data_length;
 	unsigned char *m1 = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, 0);
 	unsigned char *m2 = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, 0);
 	if (m1 == MAP_FAILED || m2 == MAP_FAILED) {
@@ -137,20 +151,22 @@ int main(int argc, char **argv)
 	/* Touch the second mapping back to front, the first front to back. */
 	size_t n = si.data_length;
 	for (size_t i = n; i-- > 0;)
-		if (m2[MFS_NPY_HEADER_SIZE + i] != want[i]) {
+		if (m2[hlen + i] != want[i]) {
 			FAIL("%s: mapped byte %zu is 0x%02x, expected 0x%02x",
-			     served, i, m2[MFS_NPY_HEADER_SIZE + i], want[i]);
+			     served, i, m2[hlen + i], want[i]);
 			break;
 		}
-	if (memcmp(m1 + MFS_NPY_HEADER_SIZE, want, n) != 0)
+	if (memcmp(m1 + hlen, want, n) != 0)
 		FAIL("%s: mapped data differs from %s", served, orig);
 	if (memcmp(m1, m2, maplen) != 0)
 		FAIL("%s: two mappings of the file differ", served);
 	/* The header mapped is the header read. */
 	unsigned char hdr[MFS_NPY_HEADER_SIZE];
-	if (read_all(fd, hdr, sizeof(hdr), 0) < 0 ||
-	    memcmp(hdr, m1, sizeof(hdr)) != 0)
+	if (read_all(fd, hdr, hlen, 0) < 0 || memcmp(hdr, m1, hlen) != 0)
 		FAIL("%s: mapped header differs from the header read", served);
+	/* An empty array's header is NumPy's own, byte for byte. */
+	if (n == 0 && memcmp(m1, ohdr, hlen) != 0)
+		FAIL("%s: header differs from NumPy's in %s", served, orig);
 	/* A mapping of the data pages only (offset 4096) also matches. */
 	if (n > 0) {
 		unsigned char *d = mmap(NULL, n, PROT_READ, MAP_SHARED, fd,
@@ -185,7 +201,7 @@ int main(int argc, char **argv)
 	if (p == MAP_FAILED) {
 		FAIL("mmap(PROT_WRITE, MAP_PRIVATE): %s", strerror(errno));
 	} else {
-		memset(p + MFS_NPY_HEADER_SIZE, 0xA5, n);
+		memset(p + hlen, 0xA5, n);
 		memset(p, 'X', 16);
 		munmap(p, maplen);
 		if (memcmp(m1, before, maplen) != 0)

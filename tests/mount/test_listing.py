@@ -2,8 +2,9 @@
 holder tracking.
 
 - directory listings are exact;
-- st_size of an array file is 4096 + raw size, of the JSON files the
-  length of their content;
+- st_size of an array file is its header length (the manifest's
+  data_offset: 4096, or NumPy's compact header for an array with no
+  elements) + raw size, of the JSON files the length of their content;
 - mode and ownership mirror the container file (write bits removed,
   directories get x where r is set);
 - manifest.json equals `modelctl inspect --json` and describes the arrays
@@ -108,7 +109,7 @@ def check_manifest(errors, key, man, ins, arrays, container, chunk_size,
             "shape": list(src.data.shape),
             "order": "F" if src.fortran else "C",
             "codec": "lz4" if lz4 else "none",
-            "raw_size": raw, "data_offset": 4096,
+            "raw_size": raw, "data_offset": h.npy_header_len(src),
             "container_offset": par["data_offset"],
             "stored_size": par["stored_length"],
             "chunk_size": cs, "chunks": nchunks,
@@ -208,19 +209,44 @@ def main(work):
                 if fst.st_size != len(content):
                     errors.append("%s/%s: st_size %d but %d bytes read" %
                                   (key, n, fst.st_size, len(content)))
+            # manifest.json (via cat)
+            man_raw = subprocess.run(["cat", os.path.join(d,
+                                                          "manifest.json")],
+                                     stdout=subprocess.PIPE).stdout
+            try:
+                man = json.loads(man_raw)
+            except ValueError as e:
+                errors.append("%s/manifest.json is not JSON: %s: %r" %
+                              (key, e, man_raw[:200]))
+                man = None
+            if man is not None:
+                check_manifest(errors, key, man, h.inspect(cpath), arrays,
+                               cpath, cfg[key][1], cfg[key][0])
+            offsets = {}
+            if man is not None:
+                offsets = {x.get("name"): x.get("data_offset")
+                           for x in man.get("arrays", [])}
             for a in arrays:
                 p = os.path.join(d, a.name + ".npy")
                 size = os.stat(p).st_size
-                if size != 4096 + len(a.raw):
+                # The header is as long as the manifest's data_offset says
+                # (check_manifest holds that to 4096 or numpy's header).
+                hlen = offsets.get(a.name)
+                if not isinstance(hlen, int):
+                    errors.append("%s/%s: manifest data_offset %r" %
+                                  (key, a.name, hlen))
+                    hlen = h.npy_header_len(a)
+                if size != hlen + len(a.raw):
                     errors.append("%s/%s.npy: st_size %d, expected %d" %
-                                  (key, a.name, size, 4096 + len(a.raw)))
-                # head -c 200 gives the start of the NPY header
+                                  (key, a.name, size, hlen + len(a.raw)))
+                # head -c 200 gives the start of the NPY header (all of an
+                # empty array's compact one)
                 head = subprocess.run(["head", "-c", "200", p],
                                       stdout=subprocess.PIPE).stdout
                 if not head.startswith(b"\x93NUMPY\x01\x00") or \
-                        len(head) != 200:
-                    errors.append("%s/%s.npy: head -c 200 gave %r" %
-                                  (key, a.name, head[:16]))
+                        len(head) != min(200, size):
+                    errors.append("%s/%s.npy: head -c 200 gave %d bytes: "
+                                  "%r" % (key, a.name, len(head), head[:16]))
                 # reads at and across the end of the file
                 fd = os.open(p, os.O_RDONLY)
                 try:
@@ -229,8 +255,12 @@ def main(work):
                     far = os.pread(fd, 100, size + 12345)
                 finally:
                     os.close(fd)
-                # the header ends in space padding and "\n" (NPY format)
-                want_tail = (b" " * 49 + b"\n" + a.raw)[-50:]
+                # the header ends in space padding and "\n" (NPY format);
+                # an empty array's is numpy's own
+                if a.data.size:
+                    want_tail = (b" " * 49 + b"\n" + a.raw)[-50:]
+                else:
+                    want_tail = h.numpy_npy_header(a)[-50:]
                 if tail != want_tail or past != b"" or far != b"":
                     errors.append("%s/%s.npy: reads at the end gave %d, %d, "
                                   "%d bytes (expected 50 right ones, 0, 0)"
@@ -263,19 +293,7 @@ def main(work):
                                      "user.modelfs.nonexistent")
                 if err:
                     errors.append(err)
-            # manifest.json (via cat) and metadata.json
-            man_raw = subprocess.run(["cat", os.path.join(d,
-                                                          "manifest.json")],
-                                     stdout=subprocess.PIPE).stdout
-            try:
-                man = json.loads(man_raw)
-            except ValueError as e:
-                errors.append("%s/manifest.json is not JSON: %s: %r" %
-                              (key, e, man_raw[:200]))
-                man = None
-            if man is not None:
-                check_manifest(errors, key, man, h.inspect(cpath), arrays,
-                               cpath, cfg[key][1], cfg[key][0])
+            # metadata.json
             meta = h.read_file(os.path.join(d, "metadata.json"))
             if METADATA[key] is not None:
                 if meta != METADATA[key]:

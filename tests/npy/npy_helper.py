@@ -2,13 +2,16 @@
 
 Subcommands:
   headers SPEC OUT   for each SPEC line "descr fortran(0|1) dim...", write to
-                     OUT the dict text NumPy's own writer produces for that
-                     header (write_array_header_1_0), one line each, padding
-                     stripped.
-  load MANIFEST      for each line "path descr fortran(0|1) dim...", load the
-                     file with np.load(mmap_mode='r') and check dtype, shape,
-                     order, data offset 4096 and the bytes; exit 1 on any
-                     mismatch.
+                     OUT the header NumPy's own writer produces for it
+                     (write_array_header_1_0), one line each: the whole
+                     header in hex, a space, and its dict text with the
+                     padding stripped.
+  load MANIFEST      for each line "path descr fortran(0|1) offset dim...",
+                     load the file with np.load(mmap_mode='r') and check
+                     dtype, shape, order, the bytes and the data offset:
+                     OFFSET, which must be 4096 for an array with elements
+                     and the length of NumPy's own header for an empty one;
+                     exit 1 on any mismatch.
   write DIR          write .npy files with NumPy for the parser tests: every
                      supported dtype x shapes x orders x versions 1.0/2.0/3.0
                      (DIR/manifest.txt describes each as NumPy reads it back),
@@ -30,12 +33,17 @@ VERSIONS = [(1, 0), (2, 0), (3, 0)]
 NPY_HEADER_SIZE = 4096
 
 
-def numpy_dict_text(descr, fortran, shape):
-    """The header dict exactly as NumPy's writer formats it."""
+def numpy_header(descr, fortran, shape):
+    """The v1.0 header (preamble, dict, padding) NumPy's writer produces."""
     d = {'descr': descr, 'fortran_order': fortran, 'shape': shape}
     buf = io.BytesIO()
     fmt.write_array_header_1_0(buf, d)
-    text = buf.getvalue()[10:].decode('latin1')
+    return buf.getvalue()
+
+
+def numpy_dict_text(header):
+    """The header dict exactly as NumPy's writer formats it."""
+    text = header[10:].decode('latin1')
     assert text.endswith('\n')
     return text.rstrip(' \n')
 
@@ -45,32 +53,39 @@ def cmd_headers(spec, out):
         for line in f:
             parts = line.split()
             shape = tuple(int(x) for x in parts[2:])
-            o.write(numpy_dict_text(parts[0], parts[1] == '1', shape) + '\n')
+            h = numpy_header(parts[0], parts[1] == '1', shape)
+            o.write('%s %s\n' % (h.hex(), numpy_dict_text(h)))
 
 
-def check_loaded(path, descr, fortran, shape):
-    """Returns a list of problems with np.load of @path."""
+def check_loaded(path, descr, fortran, shape, offset):
+    """Returns a list of problems with np.load of @path, whose data is at
+    @offset."""
     bad = []
     if 0 in shape:
-        # numpy.memmap maps from the page holding the data offset; with no
-        # data that offset is the file size and mmap refuses it ("mmap
-        # offset is greater than file size"), so empty arrays are read.
-        m = np.load(path)
+        want = len(numpy_header(descr, fortran, shape))
     else:
+        want = NPY_HEADER_SIZE
+    if offset != want:
+        bad.append('header length %d != %d' % (offset, want))
+    try:
         m = np.load(path, mmap_mode='r')
+    except Exception as e:  # noqa: BLE001 - any failure is the finding
+        return bad + ['np.load(mmap_mode=\'r\') failed: %r' % e]
+    if not isinstance(m, np.memmap):
+        bad.append('np.load gave %s, not a memmap' % type(m).__name__)
+    elif m.offset != offset:
+        bad.append('memmap offset %d != %d' % (m.offset, offset))
     if m.dtype.str != np.dtype(descr).str:
         bad.append('dtype %s != %s' % (m.dtype.str, descr))
     if m.shape != shape:
         bad.append('shape %r != %r' % (m.shape, shape))
-    if isinstance(m, np.memmap) and m.offset != NPY_HEADER_SIZE:
-        bad.append('offset %d != %d' % (m.offset, NPY_HEADER_SIZE))
     if len(shape) >= 2 and m.size > 1:
         if fortran and not m.flags.f_contiguous:
             bad.append('not Fortran-contiguous')
         if not fortran and not m.flags.c_contiguous:
             bad.append('not C-contiguous')
     with open(path, 'rb') as f:
-        raw = f.read()[NPY_HEADER_SIZE:]
+        raw = f.read()[offset:]
     if m.tobytes(order='F' if fortran else 'C') != raw:
         bad.append('data bytes differ')
     return bad
@@ -82,8 +97,9 @@ def cmd_load(manifest):
     with open(manifest) as f:
         for line in f:
             parts = line.split()
-            shape = tuple(int(x) for x in parts[3:])
-            bad = check_loaded(parts[0], parts[1], parts[2] == '1', shape)
+            shape = tuple(int(x) for x in parts[4:])
+            bad = check_loaded(parts[0], parts[1], parts[2] == '1', shape,
+                               int(parts[3]))
             count += 1
             if bad:
                 failures += 1

@@ -6,10 +6,14 @@ Fortran order, 0-d, empty, multi-chunk arrays, NPY 1.0/2.0/3.0 inputs);
 chunk sizes, with --metadata); `modelctl verify` checks every chunk;
 `modelctl export` writes them back; NumPy then compares every array bit for
 bit (dtype, shape, Fortran order, bytes) and metadata.json byte for byte.
+Every exported array memory-maps with np.load(mmap_mode='r'): its data is
+at 4096, or, for an array with no elements, right after a header that is
+byte for byte the one NumPy itself writes for it.
 
 Run with /usr/bin/python3 (it has numpy).  Needs $MODELFS_BUILD_DIR (set by
 meson test) to find tools/modelctl.
 """
+import io
 import json
 import os
 import subprocess
@@ -101,6 +105,9 @@ def build_arrays(rng):
         arrays['%s_empty' % dt] = (random_array(rng, dt, (0, 3)), (1, 0),
                                    None)
         arrays['%s_1d' % dt] = (random_array(rng, dt, (11,)), (1, 0), None)
+    # Empty with several axes, only the middle one zero.
+    arrays['empty_4d'] = (random_array(rng, 'float64', (3, 0, 5, 7)),
+                          (1, 0), None)
     # Several chunks at every chunk size used, with a short last chunk.
     arrays['multi_chunk'] = (random_array(rng, 'float32', (300007,)),
                              (1, 0), None)
@@ -137,18 +144,41 @@ def header_facts(path):
         return fortran, shape, dtype, f.tell()
 
 
-def load(path, shape):
-    if 0 in shape:
-        # numpy.memmap cannot map zero bytes at offset == file size.
-        return np.load(path)
-    return np.load(path, mmap_mode='r')
+def numpy_header(arr):
+    """The NPY 1.0 header NumPy itself writes for @arr."""
+    buf = io.BytesIO()
+    fmt.write_array_header_1_0(buf, fmt.header_data_from_array_1_0(arr))
+    return buf.getvalue()
+
+
+def load_mmap(path, offset, problems):
+    """np.load(mmap_mode='r'), which must work for empty arrays too."""
+    try:
+        got = np.load(path, mmap_mode='r')
+    except Exception as e:  # noqa: BLE001 - any failure is the finding
+        raise Failure('%s: np.load(mmap_mode=\'r\') failed: %r' % (path, e))
+    if not isinstance(got, np.memmap):
+        problems.append('np.load gave %s, not a memmap' % type(got).__name__)
+    elif got.offset != offset:
+        problems.append('memmap offset %d != %d' % (got.offset, offset))
+    return got
 
 
 def check_array(name, path, orig):
     fortran, shape, dtype, offset = header_facts(path)
     problems = []
-    if offset != NPY_HEADER_SIZE:
-        problems.append('data offset %d != %d' % (offset, NPY_HEADER_SIZE))
+    with open(path, 'rb') as f:
+        data = f.read()
+    if orig.size:
+        want_offset = NPY_HEADER_SIZE
+    else:
+        want_header = numpy_header(orig)
+        want_offset = len(want_header)
+        if data[:offset] != want_header:
+            problems.append('header %r is not NumPy\'s %r'
+                            % (data[:offset], want_header))
+    if offset != want_offset:
+        problems.append('data offset %d != %d' % (offset, want_offset))
     if dtype.str != orig.dtype.str:
         problems.append('dtype %s != %s' % (dtype.str, orig.dtype.str))
     if shape != orig.shape:
@@ -157,12 +187,15 @@ def check_array(name, path, orig):
         not orig.flags.c_contiguous
     if fortran != want_f:
         problems.append('fortran_order %r != %r' % (fortran, want_f))
-    got = load(path, shape)
+    got = load_mmap(path, offset, problems)
+    if got.dtype.str != orig.dtype.str or got.shape != orig.shape:
+        problems.append('np.load gave %s %r, want %s %r'
+                        % (got.dtype.str, got.shape, orig.dtype.str,
+                           orig.shape))
     order = 'F' if fortran else 'C'
     if got.tobytes(order=order) != orig.tobytes(order=order):
         problems.append('array bytes differ')
-    with open(path, 'rb') as f:
-        raw = f.read()[NPY_HEADER_SIZE:]
+    raw = data[offset:]
     if raw != orig.tobytes(order=order):
         problems.append('file data bytes differ from the array memory')
     if problems:

@@ -1,7 +1,8 @@
 /*
- * test_npy.c - unit tests of the NPY module: the 4096-byte header against
- * NumPy's own writer and np.load, the parser against files NumPy writes,
- * and every rejection path with its errno and message.
+ * test_npy.c - unit tests of the NPY module: the header (4096 bytes, or
+ * NumPy's compact one for an array with no elements) against NumPy's own
+ * writer and np.load, the parser against files NumPy writes, and every
+ * rejection path with its errno and message.
  *
  * NumPy runs through tests/npy/npy_helper.py with $PYTHON_NUMPY
  * (default /usr/bin/python3).
@@ -27,7 +28,8 @@
 
 #define PREAMBLE_V1 10u
 #define PREAMBLE_V2 12u
-#define HLEN_V1 (MFS_NPY_HEADER_SIZE - PREAMBLE_V1)
+/* NumPy pads the headers it writes to a multiple of this. */
+#define NUMPY_ALIGN 64u
 #define MAX_DIMS_TEXT 64
 #define LINE_MAX_LEN 4096
 #define FNV_OFFSET 14695981039346656037ull
@@ -215,12 +217,40 @@ static const struct shape_case shape_cases[] = {
 	{3, {1ull << 40, 0, 123456789012345ull}},
 	{32, {1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2,
 	      1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 0}},
+	/* Empty, with a dict long enough that NumPy's spare space for
+	 * growing the first (C) or last (F) axis moves it to 192 bytes. */
+	{16, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+	{9, {0, 99999, 99999, 99999, 99999, 99999, 99999, 99999, 0}},
 };
 
 #define N_SHAPES (sizeof(shape_cases) / sizeof(shape_cases[0]))
 
-/* Every header is 4096 bytes, v1.0, space-padded, '\n'-terminated, and
- * parses back to what it was made from. */
+/* Elements of @sc: 0 gets the compact header, anything else 4096 bytes. */
+static uint64_t shape_elements(const struct shape_case *sc)
+{
+	uint64_t n = 1;
+
+	for (uint32_t i = 0; i < sc->ndim; i++)
+		n *= sc->shape[i];
+	return n;
+}
+
+/* The header length mfs_npy_header must return for @sc: MFS_NPY_HEADER_SIZE
+ * unless the array is empty, else a multiple of 64 below it. */
+static void assert_header_len(const struct shape_case *sc, int len)
+{
+	if (shape_elements(sc) != 0) {
+		assert_int_equal(len, MFS_NPY_HEADER_SIZE);
+		return;
+	}
+	assert_true(len >= (int)NUMPY_ALIGN);
+	assert_true(len < (int)MFS_NPY_HEADER_SIZE);
+	assert_int_equal(len % NUMPY_ALIGN, 0);
+}
+
+/* Every header is v1.0, space-padded, '\n'-terminated, 4096 bytes (a
+ * multiple of 64 below that for an empty array), and parses back to what
+ * it was made from with its data at the returned length. */
 static void test_header_layout(void **state)
 {
 	char h[MFS_NPY_HEADER_SIZE];
@@ -233,24 +263,24 @@ static void test_header_layout(void **state)
 				mfs_npy_info info;
 				uint64_t bytes = mfs_dtype_size((mfs_dtype)dt);
 				char *close_brace;
+				int len;
 
 				memset(h, 0, sizeof(h));
-				assert_int_equal(
-					mfs_npy_header((mfs_dtype)dt, sc->ndim,
-						       sc->shape, (mfs_order)o,
-						       h, sizeof(h)),
-					MFS_NPY_HEADER_SIZE);
+				len = mfs_npy_header((mfs_dtype)dt, sc->ndim,
+						     sc->shape, (mfs_order)o, h,
+						     sizeof(h));
+				assert_header_len(sc, len);
 				assert_memory_equal(h, "\x93NUMPY\x01\x00", 8);
 				assert_int_equal((uint8_t)h[8] | (uint8_t)h[9] << 8,
-						 HLEN_V1);
-				assert_int_equal(h[MFS_NPY_HEADER_SIZE - 1], '\n');
-				close_brace = memchr(h, '}', sizeof(h));
+						 len - (int)PREAMBLE_V1);
+				assert_int_equal(h[len - 1], '\n');
+				close_brace = memchr(h, '}', (size_t)len);
 				assert_non_null(close_brace);
-				for (char *p = close_brace + 1;
-				     p < h + MFS_NPY_HEADER_SIZE - 1; p++)
+				for (char *p = close_brace + 1; p < h + len - 1;
+				     p++)
 					assert_int_equal(*p, ' ');
 				assert_int_equal(
-					mfs_npy_parse(h, sizeof(h), "h", &info,
+					mfs_npy_parse(h, (size_t)len, "h", &info,
 						      NULL),
 					0);
 				assert_int_equal(info.dtype,
@@ -264,22 +294,38 @@ static void test_header_layout(void **state)
 				}
 				assert_int_equal(info.order, o);
 				assert_int_equal(info.version, 1);
-				assert_int_equal(info.data_offset,
-						 MFS_NPY_HEADER_SIZE);
+				assert_int_equal(info.data_offset, len);
 				assert_true(info.data_length == bytes);
 			}
 		}
 	}
 }
 
+/* Decodes the hex text @hex (even length) into @out; returns the bytes. */
+static size_t unhex(const char *hex, size_t hex_len, char *out, size_t cap)
+{
+	size_t n = hex_len / 2;
+
+	assert_int_equal(hex_len % 2, 0);
+	assert_true(n <= cap);
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		out[i] = (char)v;
+	}
+	return n;
+}
+
 /* Our dict text must be byte for byte what NumPy writes for the same
- * descr, order and shape. */
+ * descr, order and shape; for an array with no elements the whole header
+ * (preamble, dict, padding: its length) is NumPy's own. */
 static void test_header_matches_numpy(void **state)
 {
 	char spec[PATH_MAX], expect[PATH_MAX], line[LINE_MAX_LEN];
-	char h[MFS_NPY_HEADER_SIZE];
+	char h[MFS_NPY_HEADER_SIZE], numpy_h[MFS_NPY_HEADER_SIZE];
 	FILE *f;
-	size_t count = 0;
+	size_t count = 0, empty = 0;
 
 	(void)state;
 	path_in(spec, "header_spec.txt");
@@ -307,25 +353,42 @@ static void test_header_matches_numpy(void **state)
 		for (size_t s = 0; s < N_SHAPES; s++) {
 			for (int o = MFS_ORDER_C; o <= MFS_ORDER_F; o++) {
 				const struct shape_case *sc = &shape_cases[s];
-				size_t n;
+				size_t n, hex_len, numpy_len;
+				char *dict;
+				int len;
 
+				/* "<NumPy's whole header in hex> <its dict>" */
 				assert_non_null(fgets(line, sizeof(line), f));
 				line[strcspn(line, "\n")] = '\0';
-				assert_int_equal(
-					mfs_npy_header((mfs_dtype)dt, sc->ndim,
-						       sc->shape, (mfs_order)o,
-						       h, sizeof(h)),
-					MFS_NPY_HEADER_SIZE);
-				n = MFS_NPY_HEADER_SIZE - PREAMBLE_V1;
+				hex_len = strcspn(line, " ");
+				assert_int_equal(line[hex_len], ' ');
+				dict = line + hex_len + 1;
+				numpy_len = unhex(line, hex_len, numpy_h,
+						  sizeof(numpy_h));
+				len = mfs_npy_header((mfs_dtype)dt, sc->ndim,
+						     sc->shape, (mfs_order)o, h,
+						     sizeof(h));
+				assert_header_len(sc, len);
+				n = (size_t)len - PREAMBLE_V1;
 				while (n > 0 && (h[PREAMBLE_V1 + n - 1] == ' ' ||
 						 h[PREAMBLE_V1 + n - 1] == '\n'))
 					n--;
-				if (strlen(line) != n ||
-				    memcmp(line, h + PREAMBLE_V1, n) != 0)
-					print_error("numpy: %s\nours:  %.*s\n", line,
+				if (strlen(dict) != n ||
+				    memcmp(dict, h + PREAMBLE_V1, n) != 0)
+					print_error("numpy: %s\nours:  %.*s\n", dict,
 						    (int)n, h + PREAMBLE_V1);
-				assert_int_equal(strlen(line), n);
-				assert_memory_equal(line, h + PREAMBLE_V1, n);
+				assert_int_equal(strlen(dict), n);
+				assert_memory_equal(dict, h + PREAMBLE_V1, n);
+				if (shape_elements(sc) == 0) {
+					if ((size_t)len != numpy_len)
+						print_error("%s %d: header is %d "
+							    "bytes, numpy's %zu\n",
+							    dict, o, len,
+							    numpy_len);
+					assert_int_equal(len, numpy_len);
+					assert_memory_equal(h, numpy_h, numpy_len);
+					empty++;
+				}
 				count++;
 			}
 		}
@@ -333,6 +396,7 @@ static void test_header_matches_numpy(void **state)
 	assert_null(fgets(line, sizeof(line), f));
 	fclose(f);
 	assert_int_equal(count, (MFS_DTYPE_COUNT - 1) * N_SHAPES * 2);
+	assert_true(empty > 0);
 }
 
 /* Deterministic bytes that are valid for every dtype (bool: 0 or 1). */
@@ -347,7 +411,9 @@ static void fill_data(uint8_t *p, size_t n, mfs_dtype dt, uint64_t seed)
 	}
 }
 
-/* np.load(mmap_mode='r') of our header + data gives the right array. */
+/* np.load(mmap_mode='r') of our header + data gives the right array, with
+ * its data at our header's length: empty arrays included, which NumPy
+ * cannot map behind a 4096-byte header. */
 static void test_header_np_load(void **state)
 {
 	static const struct shape_case small[] = {
@@ -369,30 +435,32 @@ static void test_header_np_load(void **state)
 				size_t bytes = mfs_dtype_size((mfs_dtype)dt);
 				uint8_t *file;
 				FILE *f;
+				int len;
 
 				for (uint32_t i = 0; i < sc->ndim; i++)
 					bytes *= sc->shape[i];
-				file = malloc(MFS_NPY_HEADER_SIZE + bytes);
+				len = mfs_npy_header((mfs_dtype)dt, sc->ndim,
+						     sc->shape, (mfs_order)o, h,
+						     sizeof(h));
+				assert_header_len(sc, len);
+				file = malloc((size_t)len + bytes);
 				assert_non_null(file);
-				assert_int_equal(
-					mfs_npy_header((mfs_dtype)dt, sc->ndim,
-						       sc->shape, (mfs_order)o,
-						       h, sizeof(h)),
-					MFS_NPY_HEADER_SIZE);
-				memcpy(file, h, sizeof(h));
-				fill_data(file + sizeof(h), bytes, (mfs_dtype)dt,
+				memcpy(file, h, (size_t)len);
+				fill_data(file + len, bytes, (mfs_dtype)dt,
 					  (uint64_t)(dt * 100 + s * 2 + o));
 				snprintf(name, sizeof(name), "ours_%d_%zu_%d.npy",
 					 dt, s, o);
 				path_in(path, name);
 				f = fopen(path, "wb");
 				assert_non_null(f);
-				assert_int_equal(fwrite(file, 1, sizeof(h) + bytes, f),
-						 sizeof(h) + bytes);
+				assert_int_equal(fwrite(file, 1, (size_t)len + bytes,
+							f),
+						 (size_t)len + bytes);
 				assert_int_equal(fclose(f), 0);
 				free(file);
-				fprintf(man, "%s %s %d", path,
-					mfs_dtype_npy_descr((mfs_dtype)dt), o);
+				fprintf(man, "%s %s %d %d", path,
+					mfs_dtype_npy_descr((mfs_dtype)dt), o,
+					len);
 				for (uint32_t i = 0; i < sc->ndim; i++)
 					fprintf(man, " %" PRIu64, sc->shape[i]);
 				fputc('\n', man);
@@ -904,6 +972,7 @@ static void test_parse_truncated(void **state)
 	char h[MFS_NPY_HEADER_SIZE];
 	uint64_t shape[2] = {3, 4};
 	mfs_npy_info info;
+	int len;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -917,8 +986,17 @@ static void test_parse_truncated(void **state)
 		check_prefixes(whole, (size_t)info.data_offset);
 		free(whole);
 	}
-	mfs_npy_header(MFS_DTYPE_FLOAT64, 2, shape, MFS_ORDER_C, h, sizeof(h));
+	assert_int_equal(mfs_npy_header(MFS_DTYPE_FLOAT64, 2, shape,
+					MFS_ORDER_C, h, sizeof(h)),
+			 MFS_NPY_HEADER_SIZE);
 	check_prefixes((const uint8_t *)h, sizeof(h));
+	/* The compact header of an empty array: every proper prefix needs
+	 * more, the whole is complete. */
+	shape[0] = 0;
+	len = mfs_npy_header(MFS_DTYPE_FLOAT64, 2, shape, MFS_ORDER_F, h,
+			     sizeof(h));
+	assert_true(len > 0 && len < (int)MFS_NPY_HEADER_SIZE);
+	check_prefixes((const uint8_t *)h, (size_t)len);
 }
 
 /* Corrupting any byte of a header to a range of values never crashes or

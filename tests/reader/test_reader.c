@@ -263,8 +263,9 @@ static void check_manifest_array(const mfs_container *c, size_t i,
 	const struct enc_array *want = &std_arrays()[i];
 	mfs_array_info ai;
 	mfs_chunk_info ch;
-	char file[64], hex[17];
+	char file[64], hex[17], hdr[MFS_NPY_HEADER_SIZE];
 	json_t *sums = json_object_get(a, "chunk_checksums");
+	int hdr_len;
 
 	mfs_container_array(c, i, &ai);
 	snprintf(file, sizeof(file), "%s.npy", want->name);
@@ -289,8 +290,15 @@ static void check_manifest_array(const mfs_container *c, size_t i,
 			 ai.raw_length);
 	assert_int_equal(json_integer_value(json_object_get(a, "stored_size")),
 			 ai.stored_length);
+	/* The .npy view's data offset is its header's length: 4096 bytes,
+	 * or for the empty array NumPy's compact header, which for float64
+	 * (0,) is 128 bytes. */
+	hdr_len = mfs_npy_header(ai.dtype, ai.ndim, ai.shape, ai.order, hdr,
+				 sizeof(hdr));
+	assert_int_equal(ai.raw_length == 0, i == STD_EMPTY);
+	assert_int_equal(hdr_len, i == STD_EMPTY ? 128 : MFS_NPY_HEADER_SIZE);
 	assert_int_equal(json_integer_value(json_object_get(a, "data_offset")),
-			 MFS_NPY_HEADER_SIZE);
+			 hdr_len);
 	assert_int_equal(json_integer_value(json_object_get(a, "container_offset")),
 			 ai.data_offset);
 	assert_int_equal(json_integer_value(json_object_get(a, "chunk_size")),

@@ -1,0 +1,40 @@
+/*
+ * ctl_store.h - what the store subcommands (put, rm, ls, holders, gc)
+ * share: checking a store directory, telling a modelfs mount from a
+ * directory, and reading the daemon's /.status.
+ */
+#ifndef CTL_STORE_H
+#define CTL_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "modelctl.h"
+
+/* The daemon's file system type in /proc/self/mountinfo. */
+#define CTL_MODELFS_FSTYPE "fuse.modelfs"
+
+/*
+ * Checks that @dir is an existing store directory, not a modelfs mount
+ * (whose store directory is where models go).  Reports the problem as
+ * @cmd and returns CTL_EXIT_FAIL; CTL_EXIT_OK if fine.
+ */
+int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir);
+
+/* True if the top mount on @path (resolved) is a modelfs daemon's. */
+bool ctl_is_modelfs_mount(const char *path);
+
+/*
+ * Reads and parses MOUNT/.status into *@out (a JSON object; caller
+ * json_decref's it).  Reports the failure itself (as @cmd) and returns
+ * CTL_EXIT_FAIL; CTL_EXIT_OK on success.
+ */
+int ctl_load_status(const struct ctl_command *cmd, const char *mount,
+		    json_t **out);
+
+/* Integer member @name of @obj, or @dflt if missing or not an integer. */
+int64_t ctl_json_int(const json_t *obj, const char *name, int64_t dflt);
+
+#endif /* CTL_STORE_H */
