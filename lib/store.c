@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -1142,6 +1143,7 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 {
 	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
 	struct mfs_put p = {.s = s};
+	struct stat st;
 	int src, dst, rc;
 
 	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, s->dir) >=
@@ -1159,6 +1161,19 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 		close(src);
 		return rc;
 	}
+	/* Held until published: mfs_store_gc removes only unlocked
+	 * temporaries (a gc that removed it before the lock: nlink 0). */
+	rc = flock(dst, LOCK_EX) < 0 ? -errno : 0;
+	if (rc == 0 && fstat(dst, &st) == 0 && st.st_nlink == 0)
+		rc = -EAGAIN;
+	if (rc < 0) {
+		rc = mfs_fail(rc, "store '%s': locking '%s': %s", s->dir, tmp,
+			      strerror(-rc));
+		unlink(tmp);
+		close(dst);
+		close(src);
+		return rc;
+	}
 	rc = mfs_copy_fd(src, dst);
 	if (rc < 0)
 		rc = mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
@@ -1170,7 +1185,6 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 		rc = mfs_validate_copy(dst, path);
 	if (rc == 0 && !key)
 		rc = mfs_container_key(dst, path, content);
-	close(dst);
 	close(src);
 	if (rc == 0)
 		rc = mfs_put_begin(&p, s, key ? key : content);
@@ -1178,6 +1192,7 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 		rc = mfs_publish_rename(&p, tmp);
 	if (!p.published)
 		unlink(tmp);
+	close(dst); /* releases the lock, after the rename */
 	return mfs_put_end(&p, rc, flags, key_out);
 }
 

@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
@@ -28,6 +29,10 @@
 #define MFS_TMP_SUFFIX ".tmp.XXXXXX"
 /* What mfs_store_gc removes: temporaries of writers and imports. */
 #define MFS_TMP_PATTERN ".*.tmp.*"
+/* Finished containers a put staged under its pid before renaming them to
+ * their content key (lib/store.c); removed once that process is gone. */
+#define MFS_STAGED_PATTERN ".put-*-*.mfs"
+#define MFS_STAGED_PREFIX ".put-"
 /* Temporary files a writer makes before giving up when a gc keeps
  * removing them between creation and lock (each race needs a gc run). */
 #define MFS_TMP_ATTEMPTS 8
@@ -1098,6 +1103,27 @@ static int mfs_gc_one(int dfd, const char *name)
 	return rc;
 }
 
+/*
+ * Removes staged container @name (".put-PID-SEQ.mfs") if process PID no
+ * longer exists: a live put renames it within moments, a dead one never
+ * will.  Returns 1 if removed, 0 if kept, or -errno.
+ */
+static int mfs_gc_staged(int dfd, const char *name)
+{
+	char *end;
+	long pid;
+
+	errno = 0;
+	pid = strtol(name + strlen(MFS_STAGED_PREFIX), &end, 10);
+	if (errno != 0 || pid <= 0 || pid > INT32_MAX || *end != '-')
+		return 0;
+	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		return 0;
+	if (unlinkat(dfd, name, 0) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return 1;
+}
+
 int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb, void *ctx)
 {
 	struct dirent *de;
@@ -1117,9 +1143,12 @@ int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb, void *ctx)
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		int one;
 
-		if (fnmatch(MFS_TMP_PATTERN, de->d_name, 0) != 0)
+		if (fnmatch(MFS_STAGED_PATTERN, de->d_name, 0) == 0)
+			one = mfs_gc_staged(dirfd(d), de->d_name);
+		else if (fnmatch(MFS_TMP_PATTERN, de->d_name, 0) == 0)
+			one = mfs_gc_one(dirfd(d), de->d_name);
+		else
 			continue;
-		one = mfs_gc_one(dirfd(d), de->d_name);
 		if (one == 1) {
 			count++;
 			if (cb)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,17 @@ static bool ctl_is_container_name(const char *name)
 	       strcmp(name + n - s, CTL_CONTAINER_SUFFIX) == 0;
 }
 
+/* @msg without a leading "@path: " (the library names the file; the
+ * listing names it already). */
+static const char *ctl_ls_reason(const char *msg, const char *path)
+{
+	size_t n = strlen(path);
+
+	if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+		return msg + n + 2;
+	return msg;
+}
+
 /* Adds store file @name (in @dir) to @models or @invalid. */
 static bool ctl_ls_dir_entry(const char *dir, const char *name,
 			     json_t *models, json_t *invalid)
@@ -118,7 +130,8 @@ static bool ctl_ls_dir_entry(const char *dir, const char *name,
 	if (rc < 0) {
 		ok = ctl_ls_invalid(invalid, name, ctl_lib_error(rc));
 	} else if ((rc = mfs_container_open(&c, path)) < 0) {
-		ok = ctl_ls_invalid(invalid, name, ctl_lib_error(rc));
+		ok = ctl_ls_invalid(invalid, name,
+				    ctl_ls_reason(ctl_lib_error(rc), path));
 	} else {
 		ok = json_array_append_new(models,
 					   ctl_ls_entry(c, key, name)) == 0;
@@ -214,10 +227,23 @@ static json_t *ctl_ls_holder_pids(json_t *model)
 	return pids;
 }
 
+/*
+ * True if a .status model is no longer published (removed or replaced,
+ * still held): "in_store": false, or a "state" other than "published"
+ * for daemons that tell the state.
+ */
+static bool ctl_ls_is_removed(json_t *m)
+{
+	const char *state = json_string_value(json_object_get(m, "state"));
+
+	if (state)
+		return strcmp(state, "published") != 0;
+	return json_is_false(json_object_get(m, "in_store"));
+}
+
 /* The listing entry of a .status model. */
 static json_t *ctl_ls_mount_entry(json_t *m)
 {
-	json_t *in_store = json_object_get(m, "in_store");
 	const char *key = json_string_value(json_object_get(m, "key"));
 	const char *file = json_string_value(json_object_get(m, "file"));
 
@@ -229,7 +255,23 @@ static json_t *ctl_ls_mount_entry(json_t *m)
 			 "open_handles",
 			 (json_int_t)ctl_json_int(m, "open_handles", 0),
 			 "holders", ctl_ls_holder_pids(m), "removed",
-			 json_is_false(in_store));
+			 ctl_ls_is_removed(m));
+}
+
+/* The reason a daemon skipped @file, without the "STORE_DIR/FILE: "
+ * the daemon's message starts with; @path is PATH_MAX bytes of room. */
+static const char *ctl_ls_skip_reason(json_t *status, const char *file,
+				      const char *error, char *path)
+{
+	const char *dir = json_string_value(json_object_get(status,
+							    "store_dir"));
+
+	if (!error)
+		return "?";
+	if (!dir || !file || snprintf(path, PATH_MAX, "%s/%s", dir, file) >=
+				     PATH_MAX)
+		return error;
+	return ctl_ls_reason(error, path);
 }
 
 /* Lists mount @mnt into @doc from its /.status. */
@@ -238,6 +280,7 @@ static int ctl_ls_mount(const struct ctl_command *cmd, const char *mnt,
 {
 	json_t *models = json_object_get(doc, "models");
 	json_t *invalid = json_object_get(doc, "invalid");
+	char path[PATH_MAX];
 	json_t *status, *m;
 	bool ok = true;
 	size_t i;
@@ -251,7 +294,9 @@ static int ctl_ls_mount(const struct ctl_command *cmd, const char *mnt,
 		const char *f = json_string_value(json_object_get(m, "file"));
 		const char *e = json_string_value(json_object_get(m, "error"));
 
-		ok = ok && ctl_ls_invalid(invalid, f ? f : "?", e ? e : "?");
+		ok = ok && ctl_ls_invalid(invalid, f ? f : "?",
+					  ctl_ls_skip_reason(status, f, e,
+							     path));
 	}
 	json_decref(status);
 	if (!ok) {

@@ -56,8 +56,8 @@ const char ctl_usage_put[] =
 	"\n"
 	"Exit status: 0 published, 1 failed (bad or corrupt input, I/O error,\n"
 	"STORE_DIR is a modelfs mount; nothing was published), 2 usage error\n"
-	"(unknown option, missing argument, malformed --chunk-size, invalid\n"
-	"KEY, pack options with a FILE).\n";
+	"(unknown option, missing argument, malformed --chunk-size, pack\n"
+	"options with a FILE, invalid KEY).\n";
 
 #define CTL_KIB_SHIFT 10
 #define CTL_MIB_SHIFT 20

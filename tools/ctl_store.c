@@ -129,11 +129,36 @@ int64_t ctl_json_int(const json_t *obj, const char *name, int64_t dflt)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+/* The store directory the daemon on @mount serves, into @out (PATH_MAX
+ * bytes): from its root xattr, else from /.status.  False if unknown. */
+static bool ctl_mount_store_dir(const char *mount, char *out)
+{
+	ssize_t n = getxattr(mount, CTL_XATTR_STORE_DIR, out, PATH_MAX - 1);
+	const char *dir;
+	char *path;
+	json_t *status;
+	int len = -1;
+
+	if (n > 0) {
+		out[n] = '\0';
+		return true;
+	}
+	/* Quietly: this only improves a message. */
+	if (asprintf(&path, "%s/" CTL_STATUS_FILE, mount) < 0)
+		return false;
+	status = json_load_file(path, 0, NULL);
+	free(path);
+	dir = json_string_value(json_object_get(status, "store_dir"));
+	if (dir)
+		len = snprintf(out, PATH_MAX, "%s", dir);
+	json_decref(status);
+	return len > 0 && len < PATH_MAX;
+}
+
 int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir)
 {
 	char store[PATH_MAX];
 	struct stat st;
-	ssize_t n;
 
 	if (stat(dir, &st) != 0) {
 		ctl_err(cmd, "store directory '%s': %s", dir, strerror(errno));
@@ -145,14 +170,11 @@ int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir)
 	}
 	if (!ctl_is_modelfs_mount(dir))
 		return CTL_EXIT_OK;
-	n = getxattr(dir, CTL_XATTR_STORE_DIR, store, sizeof(store) - 1);
-	if (n > 0) {
-		store[n] = '\0';
+	if (ctl_mount_store_dir(dir, store))
 		ctl_err(cmd, "'%s' is a modelfs mount (read-only); give its "
 			"store directory '%s'", dir, store);
-	} else {
+	else
 		ctl_err(cmd, "'%s' is a modelfs mount (read-only); give its "
 			"store directory", dir);
-	}
 	return CTL_EXIT_FAIL;
 }

@@ -25,6 +25,16 @@ static const struct ctl_command ctl_commands[] = {
 	 ctl_usage_verify},
 	{"export", ctl_cmd_export, "write a container's arrays as .npy files",
 	 ctl_usage_export},
+	{"put", ctl_cmd_put, "publish a model in a store directory",
+	 ctl_usage_put},
+	{"rm", ctl_cmd_rm, "remove models from a store directory",
+	 ctl_usage_rm},
+	{"ls", ctl_cmd_ls, "list the models of a store directory or mount",
+	 ctl_usage_ls},
+	{"holders", ctl_cmd_holders, "list the processes holding a model",
+	 ctl_usage_holders},
+	{"gc", ctl_cmd_gc, "remove temporary files of killed writers",
+	 ctl_usage_gc},
 };
 
 #define CTL_COMMAND_COUNT (sizeof(ctl_commands) / sizeof(ctl_commands[0]))
@@ -44,7 +54,8 @@ static void ctl_main_usage(FILE *out)
 		     "       modelctl help COMMAND | COMMAND --help\n"
 		     "       modelctl --help | --version\n\n"
 		     "modelctl packs, inspects, verifies and exports modelfs "
-		     "container files.\n\nCommands:\n");
+		     "container files,\nand manages store directories and "
+		     "mounts.\n\nCommands:\n");
 	for (size_t i = 0; i < CTL_COMMAND_COUNT; i++)
 		fprintf(out, "  %-9s %s\n", ctl_commands[i].name,
 			ctl_commands[i].summary);

@@ -49,6 +49,16 @@ extern const char ctl_usage_pack[];
 extern const char ctl_usage_inspect[];
 extern const char ctl_usage_verify[];
 extern const char ctl_usage_export[];
+int ctl_cmd_put(const struct ctl_command *self, int argc, char **argv);
+int ctl_cmd_rm(const struct ctl_command *self, int argc, char **argv);
+int ctl_cmd_ls(const struct ctl_command *self, int argc, char **argv);
+int ctl_cmd_holders(const struct ctl_command *self, int argc, char **argv);
+int ctl_cmd_gc(const struct ctl_command *self, int argc, char **argv);
+extern const char ctl_usage_put[];
+extern const char ctl_usage_rm[];
+extern const char ctl_usage_ls[];
+extern const char ctl_usage_holders[];
+extern const char ctl_usage_gc[];
 
 /* Prints "modelctl: CMD: message\n" on stderr ("modelctl: message" for a
  * NULL @cmd, the tool itself). */

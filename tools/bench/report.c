@@ -440,18 +440,37 @@ static int report_write_json(const char *path, const struct report *r,
 	return 0;
 }
 
-/* "report [--json OUT] [--info KEY=VALUE ...] SAMPLES" */
+/* Counts (and names on stderr) the ratios that have no value: a measure
+ * that did not run. */
+static size_t report_missing(const struct report *r)
+{
+	size_t missing = 0;
+
+	for (size_t i = 0; i < REPORT_NRATIOS; i++) {
+		if (!isnan(report_ratio(r, &report_ratios[i])))
+			continue;
+		bench_err("no value for '%s'", report_ratios[i].name);
+		missing++;
+	}
+	return missing;
+}
+
+/* "report [--json OUT] [--require-all] [--info KEY=VALUE ...] SAMPLES":
+ * with --require-all, fails if any ratio has no value. */
 int bench_cmd_report(int argc, char **argv)
 {
 	char *info[REPORT_MAX_INFO];
 	const char *json = NULL, *samples = NULL;
 	struct report r = {0};
+	bool require_all = false;
 	size_t ninfo = 0;
 	int rc = BENCH_EXIT_FAIL;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
+		else if (!strcmp(argv[i], "--require-all"))
+			require_all = true;
 		else if (!strcmp(argv[i], "--info") && i + 1 < argc &&
 			 ninfo < REPORT_MAX_INFO)
 			info[ninfo++] = argv[++i];
@@ -463,7 +482,7 @@ int bench_cmd_report(int argc, char **argv)
 		}
 	}
 	if (!samples) {
-		fprintf(stderr, "usage: mfsbench report [--json OUT] "
+		fprintf(stderr, "usage: mfsbench report [--json OUT] [--require-all] "
 				"[--info KEY=VALUE ...] SAMPLES.tsv\n");
 		return BENCH_EXIT_USAGE;
 	}
@@ -473,6 +492,8 @@ int bench_cmd_report(int argc, char **argv)
 		rc = json && report_write_json(json, &r, info, ninfo) < 0
 			     ? BENCH_EXIT_FAIL
 			     : BENCH_EXIT_OK;
+		if (require_all && report_missing(&r) > 0)
+			rc = BENCH_EXIT_FAIL;
 	}
 	report_free(&r);
 	return rc;
