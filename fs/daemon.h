@@ -10,6 +10,7 @@
 #include "chunkcache.h"
 #include "data.h"
 #include "store.h"
+#include "watch.h"
 
 /* Options as given on the command line (immutable once running). */
 struct mfsd_options {
@@ -20,6 +21,7 @@ struct mfsd_options {
 	bool allow_other;
 	unsigned threads;       /* most worker threads */
 	size_t cache_bytes;     /* decoded-chunk cache budget */
+	uint64_t page_budget;   /* page cache of released models; 0 = any */
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
 	unsigned max_read;      /* largest read request, bytes */
 	enum mfsd_io_mode io;
@@ -30,6 +32,8 @@ struct mfsd_ctx {
 	struct timespec started;   /* immutable, CLOCK_MONOTONIC */
 	struct mfsd_store *store;  /* own lock */
 	struct mfsd_cache cache;   /* own lock */
+	struct mfsd_watch watch;   /* own lock; the watcher thread */
+	bool watching;             /* immutable: watch was set up */
 	struct mfsd_stats stats;   /* atomics */
 	struct mfsd_data data;     /* immutable, points into the above */
 };

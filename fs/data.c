@@ -140,7 +140,7 @@ static void mfsd_add_piece(struct mfsd_reply *r, const void *mem,
 static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
 			   uint64_t off, size_t size)
 {
-	size_t n = MFS_NPY_HEADER_SIZE - off;
+	size_t n = a->header_len - off;
 	int rc;
 
 	r->header = malloc(MFS_NPY_HEADER_SIZE);
@@ -409,16 +409,16 @@ static int mfsd_reply_build(const struct mfsd_data *d, struct mfsd_reply *r,
 	uint64_t end = off + size, roff;
 	int rc = mfsd_reply_init(r, a, size);
 
-	if (rc == 0 && off < MFS_NPY_HEADER_SIZE)
+	if (rc == 0 && off < a->header_len)
 		rc = mfsd_add_header(r, a, off, size);
-	if (rc < 0 || end <= MFS_NPY_HEADER_SIZE)
+	if (rc < 0 || end <= a->header_len)
 		return rc;
-	roff = off > MFS_NPY_HEADER_SIZE ? off - MFS_NPY_HEADER_SIZE : 0;
+	roff = off > a->header_len ? off - a->header_len : 0;
 	if (a->info.codec == MFS_CODEC_LZ4)
 		return mfsd_add_lz4(d, r, m, index, roff,
-				    (size_t)(end - MFS_NPY_HEADER_SIZE - roff));
+				    (size_t)(end - a->header_len - roff));
 	return mfsd_add_raw(d, r, m, index, roff,
-			    (size_t)(end - MFS_NPY_HEADER_SIZE - roff));
+			    (size_t)(end - a->header_len - roff));
 }
 
 /* FUSE wants a positive errno; decoding and checksum trouble is EIO. */
@@ -451,12 +451,13 @@ void mfsd_data_read(const struct mfsd_data *d, fuse_req_t req,
 	} else {
 		atomic_fetch_add_explicit(&d->stats->bytes_served, size,
 					  memory_order_relaxed);
+		mfsd_model_served(m, size);
 	}
 	mfsd_reply_finish(d, &r);
 }
 
-void mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
-			const char *buf, size_t len, size_t size, off_t off)
+size_t mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
+			  const char *buf, size_t len, size_t size, off_t off)
 {
 	size_t n = 0;
 
@@ -468,4 +469,5 @@ void mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
 	fuse_reply_buf(req, n ? buf + off : NULL, n);
 	atomic_fetch_add_explicit(&d->stats->bytes_served, n,
 				  memory_order_relaxed);
+	return n;
 }

@@ -43,14 +43,17 @@ struct mfsd_data {
 
 /*
  * Answers a read of @size bytes at @off of the .npy view of array
- * @index of model @m, which the caller keeps alive.  Replies exactly once.
+ * @index of model @m, which the caller keeps alive (until the reply is
+ * sent and the backing range dropped).  Replies exactly once; the bytes
+ * served count in @m's page-cache estimate.
  */
 void mfsd_data_read(const struct mfsd_data *d, fuse_req_t req,
 		    struct mfsd_model *m, size_t index, size_t size,
 		    off_t off);
 
-/* Answers a read of an in-memory file (@buf, @len bytes).  Replies once. */
-void mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
-			const char *buf, size_t len, size_t size, off_t off);
+/* Answers a read of an in-memory file (@buf, @len bytes), which the
+ * caller keeps alive.  Replies once; returns the bytes replied. */
+size_t mfsd_data_read_mem(const struct mfsd_data *d, fuse_req_t req,
+			  const char *buf, size_t len, size_t size, off_t off);
 
 #endif /* MFSD_DATA_H */

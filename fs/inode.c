@@ -35,6 +35,8 @@ int mfsd_slot_find(const struct mfsd_model *m, const char *name,
 	size_t n = strlen(name), sl = strlen(MFSD_NPY_SUFFIX), index;
 	char array[MFS_MAX_NAME_LEN + 1];
 
+	if (m->retired)
+		return -ENOENT;
 	if (strcmp(name, MFSD_MANIFEST_NAME) == 0) {
 		*slot = MFSD_SLOT_MANIFEST;
 		return 0;
@@ -80,23 +82,24 @@ static blkcnt_t mfsd_blocks(uint64_t bytes)
 	return (blkcnt_t)((bytes + MFSD_STAT_BLOCK - 1) / MFSD_STAT_BLOCK);
 }
 
-/* Fills the fields every entry takes from a backing file's stat. */
+/* Fills the fields every entry takes from a backing file's stat (the
+ * owner is filled by the caller: it follows chown). */
 static void mfsd_stat_from(const struct stat *src, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_uid = src->st_uid;
-	st->st_gid = src->st_gid;
 	st->st_atim = src->st_atim;
 	st->st_mtim = src->st_mtim;
 	st->st_ctim = src->st_ctim;
 	st->st_blksize = MFSD_BLKSIZE;
 }
 
-void mfsd_stat_root(const struct mfsd_store *s, struct stat *st)
+void mfsd_stat_root(struct mfsd_store *s, struct stat *st)
 {
 	mfsd_stat_from(&s->dir_st, st);
 	st->st_ino = MFSD_ROOT_INO;
-	st->st_mode = mfsd_dir_mode(s->dir_st.st_mode);
+	st->st_mode = mfsd_dir_mode(atomic_load(&s->dir_mode));
+	st->st_uid = atomic_load(&s->dir_uid);
+	st->st_gid = atomic_load(&s->dir_gid);
 	st->st_nlink = 2;
 }
 
@@ -126,19 +129,22 @@ uint64_t mfsd_slot_size(const struct mfsd_model *m, uint64_t slot)
 	return m->arrays[slot - MFSD_SLOT_ARRAY0].file_size;
 }
 
-int mfsd_stat_slot(const struct mfsd_model *m, uint64_t slot,
-		   struct stat *st)
+int mfsd_stat_slot(struct mfsd_model *m, uint64_t slot, struct stat *st)
 {
+	mode_t mode = atomic_load(&m->mode);
+
 	if (slot >= mfsd_slot_count(m))
 		return -ENOENT;
 	mfsd_stat_from(&m->st, st);
+	st->st_uid = atomic_load(&m->uid);
+	st->st_gid = atomic_load(&m->gid);
 	st->st_ino = mfsd_ino(m->gen, slot);
 	if (slot == MFSD_SLOT_DIR) {
-		st->st_mode = mfsd_dir_mode(m->st.st_mode);
+		st->st_mode = mfsd_dir_mode(mode);
 		st->st_nlink = 2;
 		return 0;
 	}
-	st->st_mode = S_IFREG | mfsd_ro_mode(m->st.st_mode);
+	st->st_mode = S_IFREG | mfsd_ro_mode(mode);
 	st->st_nlink = 1;
 	st->st_size = (off_t)mfsd_slot_size(m, slot);
 	st->st_blocks = mfsd_blocks((uint64_t)st->st_size);
@@ -148,7 +154,7 @@ int mfsd_stat_slot(const struct mfsd_model *m, uint64_t slot,
 		const struct mfsd_array *a = &m->arrays[slot - MFSD_SLOT_ARRAY0];
 
 		st->st_blocks = mfsd_blocks(a->info.stored_length +
-					    MFS_NPY_HEADER_SIZE);
+					    a->header_len);
 	}
 	return 0;
 }

@@ -31,13 +31,6 @@
 /* Generations that still fit in an inode number. */
 #define MFSD_MAX_GEN (UINT64_MAX >> MFSD_SLOT_BITS)
 
-enum mfsd_slot {
-	MFSD_SLOT_DIR = 0,
-	MFSD_SLOT_MANIFEST = 1,
-	MFSD_SLOT_METADATA = 2,
-	MFSD_SLOT_ARRAY0 = 3,
-};
-
 /* Optimal I/O size reported in st_blksize: one maximal FUSE request. */
 #define MFSD_BLKSIZE (1u << 20)
 
@@ -57,11 +50,12 @@ static inline uint64_t mfsd_ino_slot(fuse_ino_t ino)
 	return (uint64_t)ino & MFSD_SLOT_MASK;
 }
 
-/* Number of slots (entries besides . and ..) of model @m's directory,
- * plus the directory itself. */
+/* Number of slots (entries besides . and ..) of busy model @m's
+ * directory, plus the directory itself; a retired model's directory is
+ * empty. */
 static inline uint64_t mfsd_slot_count(const struct mfsd_model *m)
 {
-	return MFSD_SLOT_ARRAY0 + m->narrays;
+	return m->retired ? MFSD_SLOT_DIR + 1 : MFSD_SLOT_ARRAY0 + m->narrays;
 }
 
 /* The file name of slot @slot (>= MFSD_SLOT_MANIFEST) of @m, or NULL. */
@@ -72,15 +66,14 @@ int mfsd_slot_find(const struct mfsd_model *m, const char *name,
 		   uint64_t *slot);
 
 /* Attributes of the root, mirroring STORE_DIR read-only. */
-void mfsd_stat_root(const struct mfsd_store *s, struct stat *st);
+void mfsd_stat_root(struct mfsd_store *s, struct stat *st);
 
 /* Attributes of /.status. */
 void mfsd_stat_status(const struct mfsd_store *s, struct stat *st);
 
 /* Attributes of slot @slot of @m, mirroring the container file.
  * 0 or -ENOENT for a slot the model does not have. */
-int mfsd_stat_slot(const struct mfsd_model *m, uint64_t slot,
-		   struct stat *st);
+int mfsd_stat_slot(struct mfsd_model *m, uint64_t slot, struct stat *st);
 
 /* Size of the file at @slot (>= MFSD_SLOT_MANIFEST) of @m. */
 uint64_t mfsd_slot_size(const struct mfsd_model *m, uint64_t slot);

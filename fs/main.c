@@ -1,13 +1,15 @@
 /*
  * main.c - modelfs: options, start-up, the session loop, shutdown.
  *
- *   modelfs [-f] [-d] [-o OPTIONS] [--threads N] STORE_DIR MOUNTPOINT
+ *   modelfs [-f] [-d] [-o OPTIONS] [--threads N] [--cache-budget SIZE]
+ *           STORE_DIR MOUNTPOINT
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -16,6 +18,7 @@
 #include <pthread.h>
 
 #include "daemon.h"
+#include "evict.h"
 #include "log.h"
 #include "ops.h"
 
@@ -57,17 +60,24 @@ struct mfsd_ra_thread {
 static void mfsd_usage(FILE *f, const char *prog)
 {
 	fprintf(f,
-		"usage: %s [-f] [-d] [-o OPTIONS] [--threads N] STORE_DIR "
-		"MOUNTPOINT\n"
+		"usage: %s [-f] [-d] [-o OPTIONS] [--threads N]\n"
+		"          [--cache-budget SIZE] STORE_DIR MOUNTPOINT\n"
 		"\n"
 		"Serves the model containers (*.mfs) of STORE_DIR read-only at\n"
 		"MOUNTPOINT: one directory per model with one .npy file per\n"
 		"array, manifest.json and metadata.json; /.status is JSON.\n"
+		"Containers published, replaced or removed in STORE_DIR show\n"
+		"at once; processes holding an old version keep reading it.\n"
 		"\n"
 		"  -f              stay in the foreground, log to stderr\n"
 		"  -d              debug: log every FUSE request (implies -f)\n"
 		"  --threads N     most worker threads (default: one per "
 		"CPU, %u..%u)\n"
+		"  --cache-budget SIZE\n"
+		"                  page cache (K/M/G/T suffixes) that models no\n"
+		"                  process holds open may keep; beyond it the\n"
+		"                  least recently released are dropped from\n"
+		"                  the page cache (default: no limit)\n"
 		"  -h, --help      this text\n"
 		"  -V, --version   print the version\n"
 		"\n"
@@ -79,6 +89,7 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"(default %u)\n"
 		"  -o io=splice|pread   how raw bytes reach the kernel\n"
 		"                       (default splice)\n"
+		"  -o cache_budget=SIZE as --cache-budget\n"
 		"  ro, defaults, nodev, nosuid, noexec, noatime, _netdev,\n"
 		"  nofail, auto, noauto, user, users, x-* are accepted and\n"
 		"  ignored (the mount is always read-only).\n",
@@ -164,6 +175,9 @@ static int mfsd_parse_option(struct mfsd_options *opt, const char *o)
 				    &v) < 0)
 			goto bad;
 		opt->max_read = (unsigned)v;
+	} else if ((val = mfsd_opt_value(o, "cache_budget"))) {
+		if (mfsd_parse_size(val, &opt->page_budget) < 0)
+			goto bad;
 	} else if ((val = mfsd_opt_value(o, "io"))) {
 		if (strcmp(val, "splice") == 0)
 			opt->io = MFSD_IO_SPLICE;
@@ -263,6 +277,16 @@ static enum mfsd_args_result mfsd_parse_args(int argc, char **argv,
 				return MFSD_ARGS_USAGE;
 			}
 			opt->threads = (unsigned)n;
+		} else if (strcmp(a, "--cache-budget") == 0 ||
+			   mfsd_opt_value(a, "--cache-budget")) {
+			v = mfsd_opt_value(a, "--cache-budget");
+			if (!v)
+				v = i + 1 < argc ? argv[++i] : NULL;
+			if (mfsd_parse_size(v, &opt->page_budget) < 0) {
+				fprintf(stderr, "modelfs: --cache-budget needs "
+						"a size such as 512M or 2G\n");
+				return MFSD_ARGS_USAGE;
+			}
 		} else {
 			fprintf(stderr, "modelfs: unknown option '%s'\n", a);
 			return MFSD_ARGS_USAGE;
@@ -402,6 +426,12 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
+	/* Before the mount, so no change is missed; the thread starts
+	 * once the session can carry notifications. */
+	rc = mfsd_watch_init(&ctx->watch, ctx->store, ctx->opt.page_budget);
+	if (rc < 0)
+		return rc;
+	ctx->watching = true;
 	ctx->data.cache = &ctx->cache;
 	ctx->data.stats = &ctx->stats;
 	ctx->data.io = ctx->opt.io;
@@ -410,8 +440,73 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 
 static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
 {
+	if (ctx->watching && ctx->watch.started) {
+		/* The watcher could not be stopped: it may still use the
+		 * store, so the process exits without freeing it. */
+		mfsd_log(MFSD_LOG_WARNING, "watcher thread did not stop");
+		return;
+	}
+	if (ctx->watching)
+		mfsd_watch_destroy(&ctx->watch);
 	mfsd_store_close(ctx->store);
 	mfsd_cache_destroy(&ctx->cache);
+}
+
+/* The notifier of the watcher thread: libfuse's notify calls on the
+ * session @arg. */
+static int mfsd_notify_inval_entry(void *arg, uint64_t parent,
+				   const char *name)
+{
+	return fuse_lowlevel_notify_inval_entry(arg, (fuse_ino_t)parent, name,
+						strlen(name));
+}
+
+static int mfsd_notify_delete(void *arg, uint64_t parent, uint64_t child,
+			      const char *name)
+{
+	return fuse_lowlevel_notify_delete(arg, (fuse_ino_t)parent,
+					   (fuse_ino_t)child, name,
+					   strlen(name));
+}
+
+static int mfsd_notify_inval_inode(void *arg, uint64_t ino, int64_t off,
+				   int64_t len)
+{
+	return fuse_lowlevel_notify_inval_inode(arg, (fuse_ino_t)ino,
+						(off_t)off, (off_t)len);
+}
+
+/* Starts the watcher thread on session @se (after daemonizing: a fork
+ * keeps no threads).  A failure is logged; the mount still serves, and
+ * lookups still find new models. */
+static void mfsd_watch_begin(struct mfsd_ctx *ctx, struct fuse_session *se)
+{
+	const struct mfsd_notifier n = {
+		.inval_entry = mfsd_notify_inval_entry,
+		.delete_entry = mfsd_notify_delete,
+		.inval_inode = mfsd_notify_inval_inode,
+		.arg = se,
+	};
+	int rc = mfsd_watch_start(&ctx->watch, &n);
+
+	if (rc < 0)
+		mfsd_log(MFSD_LOG_ERR, "cannot start the watcher thread: %s",
+			 strerror(-rc));
+}
+
+/*
+ * Raises the soft limit on descriptors to the hard one: the daemon keeps
+ * one per model, including removed models still held, and the usual
+ * soft limit of 1024 would refuse models long before memory runs out.
+ */
+static void mfsd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 /* Mounts, runs, unmounts.  Returns the exit status. */
@@ -436,11 +531,17 @@ static int mfsd_serve(struct mfsd_ctx *ctx)
 	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads)",
 		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads);
 	mfsd_ra_start(&ra, &ctx->opt);
+	mfsd_watch_begin(ctx, se);
 	/* The loop returns the number of the signal that ended it, which is
 	 * a clean shutdown, or a negative errno. */
 	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_EXIT_FAIL : MFSD_EXIT_OK;
+	/* Before the unmount, which invalidates the session's descriptor
+	 * the watcher writes notifications to. */
+	(void)mfsd_watch_stop(&ctx->watch);
 out_unmount:
 	fuse_session_unmount(se);
+	/* A notification that was stuck in the kernel fails now. */
+	(void)mfsd_watch_stop(&ctx->watch);
 	/* After the unmount a pending stat() of the readahead thread fails
 	 * instead of waiting for the loop that is gone. */
 	mfsd_ra_join(&ra);
@@ -473,7 +574,8 @@ int main(int argc, char **argv)
 	case MFSD_ARGS_USAGE:
 		fprintf(stderr,
 			"usage: %s [-f] [-d] [-o OPTIONS] [--threads N] "
-			"STORE_DIR MOUNTPOINT\n(try '%s --help')\n",
+			"[--cache-budget SIZE] STORE_DIR MOUNTPOINT\n"
+			"(try '%s --help')\n",
 			argv[0], argv[0]);
 		return MFSD_EXIT_USAGE;
 	case MFSD_ARGS_RUN:
@@ -485,6 +587,7 @@ int main(int argc, char **argv)
 	ctx.opt.store_dir = store;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
+	mfsd_raise_nofile();
 	if (mfsd_ctx_init(&ctx) == 0)
 		status = mfsd_serve(&ctx);
 	mfsd_ctx_fini(&ctx);

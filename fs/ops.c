@@ -17,12 +17,15 @@
 #include "inode.h"
 #include "log.h"
 #include "ops.h"
+#include "proc.h"
 #include "status.h"
+#include "watch.h"
 
 /*
  * The store is immutable per inode (a replaced model gets new inode
- * numbers, and names that go away will be invalidated by notify), so the
- * kernel may keep entries, attributes and negative entries for long.
+ * numbers), and the watcher thread invalidates names that appear, go
+ * away or change owner (watch.c), so the kernel may keep entries,
+ * attributes and negative entries for long.
  */
 #define MFSD_ENTRY_TIMEOUT 86400.0
 #define MFSD_ATTR_TIMEOUT 86400.0
@@ -35,6 +38,7 @@
 #define MFSD_XATTR_CODEC "user.modelfs.codec"
 #define MFSD_XATTR_HANDLES "user.modelfs.open_handles"
 #define MFSD_XATTR_HOLDERS "user.modelfs.holders"
+#define MFSD_XATTR_STORE_DIR "user.modelfs.store_dir"
 /* Longest shape text: MFS_MAX_NDIM numbers of 20 digits and commas. */
 #define MFSD_SHAPE_TEXT_MAX (MFS_MAX_NDIM * 21 + 1)
 #define MFSD_STATFS_BSIZE 4096u
@@ -51,12 +55,19 @@ enum mfsd_handle_kind {
 	MFSD_H_MODEL_DIR, /* a model directory */
 };
 
-/* What fi->fh points to.  Owned by the handle; immutable after open. */
+/*
+ * What fi->fh points to.  Immutable after open except refs.  A reply may
+ * still be reading the handle's (or its model's) memory when the kernel
+ * already woke the reader, who may close the file at once: so each read
+ * holds a reference, and whichever of the release and the reads drops
+ * the last one ends the handle.
+ */
 struct mfsd_handle {
+	_Atomic unsigned refs; /* the open file's, plus one per request */
 	enum mfsd_handle_kind kind;
-	struct mfsd_model *m; /* FILE: open handle; MODEL_DIR: busy mark */
+	struct mfsd_model *m; /* FILE: open handle; MODEL_DIR: dir handle */
 	uint64_t slot;        /* FILE */
-	pid_t pid;            /* FILE: the opener, listed as a holder */
+	pid_t pid;            /* FILE: the opening process, a holder */
 	char *text;           /* STATUS */
 	size_t text_len;
 	struct mfsd_dirent_model *keys; /* ROOT_DIR */
@@ -79,14 +90,15 @@ static struct mfsd_handle *mfsd_handle(const struct fuse_file_info *fi)
 
 /*
  * Resolves a model inode: *@m gets the model, marked busy (release with
- * mfsd_store_put), *@slot the slot.  -ENOENT for the root, .status, or an
- * inode of a model that is gone.
+ * mfsd_store_put), *@slot the slot.  -ENOENT (and *@m NULL) for the
+ * root, .status, or an inode of a model that is gone.
  */
 static int mfsd_resolve(struct mfsd_ctx *ctx, fuse_ino_t ino,
 			struct mfsd_model **m, uint64_t *slot)
 {
 	uint64_t gen = mfsd_ino_gen(ino);
 
+	*m = NULL;
 	if (gen == 0)
 		return -ENOENT;
 	*m = mfsd_store_get_gen(ctx->store, gen);
@@ -94,7 +106,10 @@ static int mfsd_resolve(struct mfsd_ctx *ctx, fuse_ino_t ino,
 		return -ENOENT;
 	*slot = mfsd_ino_slot(ino);
 	if (*slot >= mfsd_slot_count(*m)) {
+		/* A file of a retired model: gone, as in a removed
+		 * directory. */
 		mfsd_store_put(ctx->store, *m);
+		*m = NULL;
 		return -ENOENT;
 	}
 	return 0;
@@ -138,7 +153,7 @@ static void mfsd_entry_model(struct mfsd_ctx *ctx, struct mfsd_model *m,
 	e->generation = m->gen;
 	e->attr_timeout = MFSD_ATTR_TIMEOUT;
 	e->entry_timeout = MFSD_ENTRY_TIMEOUT;
-	mfsd_store_lookup(ctx->store, m, 1);
+	mfsd_store_lookup(ctx->store, m, slot, 1);
 }
 
 static void mfsd_entry_status(struct mfsd_ctx *ctx, struct fuse_entry_param *e)
@@ -172,6 +187,14 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 		return;
 	}
 	m = mfsd_store_get_key(ctx->store, name);
+	if (!m) {
+		/* Published a moment ago, before inotify told the watcher?
+		 * The watcher is told of what this finds (it must not be
+		 * notified from here), and the lookup answers at once. */
+		(void)mfsd_store_refresh_key(ctx->store, name, mfsd_watch_post,
+					     &ctx->watch);
+		m = mfsd_store_get_key(ctx->store, name);
+	}
 	if (!m) {
 		mfsd_reply_negative(req);
 		return;
@@ -214,7 +237,8 @@ static void mfsd_forget_one(struct mfsd_ctx *ctx, fuse_ino_t ino,
 
 	/* The root and .status are not counted: they never go away. */
 	if (gen != 0)
-		mfsd_store_forget(ctx->store, gen, nlookup);
+		mfsd_store_forget(ctx->store, gen, mfsd_ino_slot(ino),
+				  nlookup);
 }
 
 static void mfsd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -260,14 +284,40 @@ static void mfsd_handle_free(struct mfsd_handle *h)
 	free(h);
 }
 
-/* Ends what a handle holds on its model, then frees it. */
+/* A new handle with the open file's reference, or NULL. */
+static struct mfsd_handle *mfsd_handle_new(void)
+{
+	struct mfsd_handle *h = calloc(1, sizeof(*h));
+
+	if (h)
+		atomic_init(&h->refs, 1);
+	return h;
+}
+
+/* Ends what a handle holds on its model, then frees it.  A model that
+ * lost its last handle is reported to the watcher (retries of removed
+ * models, page-cache budget). */
 static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 {
-	if (h->kind == MFSD_H_FILE)
-		mfsd_store_release_handle(ctx->store, h->m, h->pid);
+	if (h->kind == MFSD_H_FILE &&
+	    mfsd_store_release_handle(ctx->store, h->m, h->pid, h->slot))
+		mfsd_watch_kick(&ctx->watch);
 	else if (h->kind == MFSD_H_MODEL_DIR)
-		mfsd_store_put(ctx->store, h->m);
+		mfsd_store_release_dir(ctx->store, h->m);
 	mfsd_handle_free(h);
+}
+
+/* Takes a reference on @h for a request that uses its memory. */
+static void mfsd_handle_get(struct mfsd_handle *h)
+{
+	atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; the last one closes the handle. */
+static void mfsd_handle_put(struct mfsd_ctx *ctx, struct mfsd_handle *h)
+{
+	if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1)
+		mfsd_handle_close(ctx, h);
 }
 
 /* Replies to an open with @h; if the opener was interrupted meanwhile,
@@ -279,7 +329,7 @@ static void mfsd_reply_open(fuse_req_t req, struct fuse_file_info *fi,
 
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		mfsd_handle_close(ctx, h);
+		mfsd_handle_put(ctx, h);
 }
 
 static int mfsd_open_status(struct mfsd_ctx *ctx, struct mfsd_handle *h,
@@ -296,15 +346,21 @@ static int mfsd_open_status(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 static int mfsd_open_file(fuse_req_t req, struct mfsd_model *m, uint64_t slot,
 			  struct mfsd_handle *h, struct fuse_file_info *fi)
 {
+	int rc;
+
 	if (slot == MFSD_SLOT_DIR)
 		return -EISDIR;
+	h->pid = mfsd_proc_tgid(fuse_req_ctx(req)->pid);
+	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid, slot);
+	if (rc < 0)
+		return rc;
+	/* Only now: a handle of kind FILE releases what it opened. */
 	h->kind = MFSD_H_FILE;
 	h->m = m;
 	h->slot = slot;
-	h->pid = fuse_req_ctx(req)->pid;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
-	return mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid);
+	return 0;
 }
 
 static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -323,7 +379,7 @@ static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
+	h = mfsd_handle_new();
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -345,35 +401,51 @@ static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	mfsd_reply_open(req, fi, h);
 }
 
-static void mfsd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		      struct fuse_file_info *fi)
+/* Answers a read of handle @h (referenced by the caller). */
+static void mfsd_read_handle(struct mfsd_ctx *ctx, fuse_req_t req,
+			     struct mfsd_handle *h, size_t size, off_t off)
 {
-	struct mfsd_ctx *ctx = mfsd_ctx(req);
-	struct mfsd_handle *h = mfsd_handle(fi);
 	struct mfsd_model *m = h->m;
 
-	(void)ino;
 	if (h->kind == MFSD_H_STATUS)
 		mfsd_data_read_mem(&ctx->data, req, h->text, h->text_len, size,
 				   off);
 	else if (h->kind != MFSD_H_FILE)
 		fuse_reply_err(req, EISDIR);
 	else if (h->slot == MFSD_SLOT_MANIFEST)
-		mfsd_data_read_mem(&ctx->data, req, m->manifest,
-				   m->manifest_len, size, off);
+		mfsd_model_served(m, mfsd_data_read_mem(&ctx->data, req,
+							m->manifest,
+							m->manifest_len, size,
+							off));
 	else if (h->slot == MFSD_SLOT_METADATA)
-		mfsd_data_read_mem(&ctx->data, req, m->metadata,
-				   m->metadata_len, size, off);
+		mfsd_model_served(m, mfsd_data_read_mem(&ctx->data, req,
+							m->metadata,
+							m->metadata_len, size,
+							off));
 	else
 		mfsd_data_read(&ctx->data, req, m, h->slot - MFSD_SLOT_ARRAY0,
 			       size, off);
+}
+
+static void mfsd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h = mfsd_handle(fi);
+
+	(void)ino;
+	/* The reply may still read the handle's memory after the kernel
+	 * let the reader go on and close the file. */
+	mfsd_handle_get(h);
+	mfsd_read_handle(ctx, req, h, size, off);
+	mfsd_handle_put(ctx, h);
 }
 
 static void mfsd_release(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
-	mfsd_handle_close(mfsd_ctx(req), mfsd_handle(fi));
+	mfsd_handle_put(mfsd_ctx(req), mfsd_handle(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -385,7 +457,8 @@ static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
-	struct mfsd_handle *h = calloc(1, sizeof(*h));
+	struct mfsd_handle *h = mfsd_handle_new();
+	struct mfsd_model *m = NULL;
 	uint64_t slot;
 	ssize_t n;
 	int rc = 0;
@@ -402,12 +475,17 @@ static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
 	} else if (ino == MFSD_STATUS_INO) {
 		rc = -ENOTDIR;
 	} else {
-		h->kind = MFSD_H_MODEL_DIR;
-		rc = mfsd_resolve(ctx, ino, &h->m, &slot);
-		if (rc == 0 && slot != MFSD_SLOT_DIR) {
-			mfsd_store_put(ctx->store, h->m);
+		rc = mfsd_resolve(ctx, ino, &m, &slot);
+		if (rc == 0 && slot != MFSD_SLOT_DIR)
 			rc = -ENOTDIR;
+		if (rc == 0) {
+			/* The directory handle keeps the model alive. */
+			mfsd_store_open_dir(ctx->store, m);
+			h->kind = MFSD_H_MODEL_DIR;
+			h->m = m;
 		}
+		if (m)
+			mfsd_store_put(ctx->store, m);
 	}
 	if (rc < 0) {
 		mfsd_handle_free(h);
@@ -424,6 +502,7 @@ struct mfsd_dirent {
 	const char *name;
 	struct fuse_entry_param e; /* e.ino 0: no lookup is taken */
 	struct mfsd_model *m;      /* busy model whose lookup is counted */
+	uint64_t slot;             /* the entry's slot of m */
 };
 
 /* Fills entry @pos of the root listing.  false past the end. */
@@ -445,6 +524,7 @@ static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 	}
 	if (pos - MFSD_DIR_FIRST - 1 >= h->nkeys)
 		return false;
+	d->slot = MFSD_SLOT_DIR;
 	k = &h->keys[pos - MFSD_DIR_FIRST - 1];
 	d->name = k->key;
 	d->e.attr.st_ino = mfsd_ino(k->gen, MFSD_SLOT_DIR);
@@ -481,6 +561,7 @@ static bool mfsd_model_entry(struct mfsd_handle *h, uint64_t pos, bool plus,
 	}
 	if (slot >= mfsd_slot_count(m))
 		return false;
+	d->slot = slot;
 	d->name = mfsd_slot_name(m, slot);
 	mfsd_stat_slot(m, slot, &d->e.attr);
 	if (plus) {
@@ -506,11 +587,11 @@ static size_t mfsd_add_dirent(fuse_req_t req, char *buf, size_t room,
 				 (off_t)next);
 }
 
-static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
-				struct fuse_file_info *fi, bool plus)
+/* Answers a readdir of handle @h (referenced by the caller). */
+static void mfsd_readdir_handle(struct mfsd_ctx *ctx, fuse_req_t req,
+				struct mfsd_handle *h, size_t size, off_t off,
+				bool plus)
 {
-	struct mfsd_ctx *ctx = mfsd_ctx(req);
-	struct mfsd_handle *h = mfsd_handle(fi);
 	char *buf = malloc(size ? size : 1);
 	size_t used = 0;
 
@@ -532,7 +613,7 @@ static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
 		/* The kernel takes a lookup of every entry it receives
 		 * with a non-zero ino. */
 		if (n <= size - used && d.e.ino != 0 && d.m)
-			mfsd_store_lookup(ctx->store, d.m, 1);
+			mfsd_store_lookup(ctx->store, d.m, d.slot, 1);
 		if (d.m && h->kind == MFSD_H_ROOT_DIR)
 			mfsd_store_put(ctx->store, d.m);
 		if (n > size - used)
@@ -541,6 +622,17 @@ static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
 	}
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
+				struct fuse_file_info *fi, bool plus)
+{
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	struct mfsd_handle *h = mfsd_handle(fi);
+
+	mfsd_handle_get(h);
+	mfsd_readdir_handle(ctx, req, h, size, off, plus);
+	mfsd_handle_put(ctx, h);
 }
 
 static void mfsd_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
@@ -561,7 +653,7 @@ static void mfsd_releasedir(fuse_req_t req, fuse_ino_t ino,
 			    struct fuse_file_info *fi)
 {
 	(void)ino;
-	mfsd_handle_close(mfsd_ctx(req), mfsd_handle(fi));
+	mfsd_handle_put(mfsd_ctx(req), mfsd_handle(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -578,8 +670,11 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (ssize_t i = 0; i < n; i++)
-		raw += models[i]->raw_size;
+	for (ssize_t i = 0; i < n; i++) {
+		/* Busy: retired cannot change under us. */
+		if (!models[i]->retired)
+			raw += models[i]->raw_size;
+	}
 	mfsd_store_put_all(ctx->store, models, (size_t)n);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = MFSD_STATFS_BSIZE;
@@ -601,6 +696,7 @@ static const char mfsd_array_xattrs[] =
 	MFSD_XATTR_DTYPE "\0" MFSD_XATTR_SHAPE "\0" MFSD_XATTR_CODEC;
 static const char mfsd_dir_xattrs[] =
 	MFSD_XATTR_HANDLES "\0" MFSD_XATTR_HOLDERS;
+static const char mfsd_root_xattrs[] = MFSD_XATTR_STORE_DIR;
 
 static void mfsd_shape_text(const mfs_array_info *ai, char *buf, size_t len)
 {
@@ -674,10 +770,18 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct mfsd_model *m;
 	uint64_t slot;
 	char *val = NULL;
-	int rc = mfsd_resolve(ctx, ino, &m, &slot);
+	int rc;
 
+	if (ino == MFSD_ROOT_INO && strcmp(name, MFSD_XATTR_STORE_DIR) == 0) {
+		/* Where clients publish (lib/store.c reads it). */
+		mfsd_reply_xattr_bytes(req, ctx->opt.store_dir,
+				       strlen(ctx->opt.store_dir), size);
+		return;
+	}
+	rc = mfsd_resolve(ctx, ino, &m, &slot);
 	if (rc < 0) {
-		/* The root and .status exist but have no attributes. */
+		/* The root and .status exist but have no other
+		 * attributes. */
 		fuse_reply_err(req, mfsd_ino_gen(ino) == 0 ? ENODATA : -rc);
 		return;
 	}
@@ -696,6 +800,11 @@ static void mfsd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct mfsd_model *m;
 	uint64_t slot;
 
+	if (ino == MFSD_ROOT_INO) {
+		mfsd_reply_xattr_bytes(req, mfsd_root_xattrs,
+				       sizeof(mfsd_root_xattrs), size);
+		return;
+	}
 	if (mfsd_resolve(ctx, ino, &m, &slot) < 0) {
 		if (mfsd_ino_gen(ino) == 0)
 			mfsd_reply_xattr_bytes(req, "", 0, size);

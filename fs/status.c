@@ -10,33 +10,14 @@
 
 #include <jansson.h>
 
+#include "inode.h"
+#include "proc.h"
 #include "status.h"
 
-/* /proc/PID/comm holds at most 16 bytes (TASK_COMM_LEN) plus a newline. */
-#define MFSD_COMM_MAX 64
-#define MFSD_PROC_PATH_MAX 64
 /* "PID," per holder: a pid has at most 10 digits. */
 #define MFSD_PID_TEXT_MAX 12
 #define MFSD_NSEC_PER_SEC 1e9
-
-/* Command name of @pid, or "" once the process is gone. */
-static void mfsd_comm(pid_t pid, char *buf, size_t len)
-{
-	char path[MFSD_PROC_PATH_MAX];
-	ssize_t n = -1;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, buf, len - 1);
-		close(fd);
-	}
-	if (n < 0)
-		n = 0;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-}
+#define MFSD_STATUS_INDENT 2
 
 /* Sets @key of @obj to @val, taking the reference; false on failure. */
 static bool mfsd_set(json_t *obj, const char *key, json_t *val)
@@ -49,18 +30,46 @@ static json_t *mfsd_json_u64(uint64_t v)
 	return json_integer((json_int_t)v);
 }
 
-static json_t *mfsd_status_holders_json(const struct mfsd_model_usage *u)
+/* The names of the files of busy @m that process @pid holds, from
+ * @u->holds (sorted by pid, then slot). */
+static json_t *mfsd_status_files_json(struct mfsd_model *m,
+				      const struct mfsd_model_usage *u,
+				      pid_t pid)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < u->nholds; i++) {
+		const char *name;
+
+		if (u->holds[i].pid != pid)
+			continue;
+		name = mfsd_slot_name(m, u->holds[i].slot);
+		if (json_array_append_new(arr, json_string(name ? name : "")) <
+		    0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}
+
+/* [{pid, comm, handles, files}] of the processes holding @m. */
+static json_t *mfsd_status_holders_json(struct mfsd_model *m,
+					const struct mfsd_model_usage *u)
 {
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < u->nholders; i++) {
+		const struct mfsd_holder *hd = &u->holders[i];
 		char comm[MFSD_COMM_MAX];
 		json_t *h = json_object();
 
-		mfsd_comm(u->holders[i].pid, comm, sizeof(comm));
-		if (!h || !mfsd_set(h, "pid", json_integer(u->holders[i].pid)) ||
+		mfsd_proc_comm(hd->pid, comm, sizeof(comm));
+		if (!h || !mfsd_set(h, "pid", json_integer(hd->pid)) ||
 		    !mfsd_set(h, "comm", json_string(comm)) ||
-		    !mfsd_set(h, "handles", mfsd_json_u64(u->holders[i].handles)) ||
+		    !mfsd_set(h, "handles", mfsd_json_u64(hd->handles)) ||
+		    !mfsd_set(h, "files",
+			      mfsd_status_files_json(m, u, hd->pid)) ||
 		    json_array_append_new(arr, h) < 0) {
 			json_decref(h);
 			json_decref(arr);
@@ -70,29 +79,60 @@ static json_t *mfsd_status_holders_json(const struct mfsd_model_usage *u)
 	return arr;
 }
 
-static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m)
+static const char *mfsd_state_name(enum mfsd_model_state state)
+{
+	switch (state) {
+	case MFSD_MODEL_PUBLISHED:
+		return "published";
+	case MFSD_MODEL_REPLACED:
+		return "replaced";
+	case MFSD_MODEL_REMOVED:
+		return "removed";
+	}
+	return "unknown";
+}
+
+/* The usage fields of model @m's object. */
+static bool mfsd_status_usage(json_t *o, struct mfsd_model *m,
+			      const struct mfsd_model_usage *u)
+{
+	return mfsd_set(o, "state", json_string(mfsd_state_name(u->c.state))) &&
+	       mfsd_set(o, "in_store", json_boolean(u->in_store)) &&
+	       mfsd_set(o, "open_handles", mfsd_json_u64(u->nopen)) &&
+	       mfsd_set(o, "dir_handles", mfsd_json_u64(u->c.ndirs)) &&
+	       mfsd_set(o, "lookups", mfsd_json_u64(u->nlookup)) &&
+	       mfsd_set(o, "holders", mfsd_status_holders_json(m, u)) &&
+	       mfsd_set(o, "page_cache_bytes",
+			mfsd_json_u64(mfsd_model_cached(m))) &&
+	       mfsd_set(o, "page_cache_evictions",
+			mfsd_json_u64(atomic_load(&m->pc_evictions)));
+}
+
+/* The object of busy model @m; *@skip is set (and NULL returned) for a
+ * retired model, which .status does not list. */
+static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
+				 bool *skip)
 {
 	struct mfsd_model_usage u;
-	json_t *o = json_object();
+	json_t *o;
 	bool ok;
 
-	if (!o || mfsd_store_usage(s, m, &u) < 0) {
-		json_decref(o);
+	*skip = m->retired;
+	if (*skip || mfsd_store_usage(s, m, &u) < 0)
 		return NULL;
-	}
-	ok = mfsd_set(o, "key", json_string(m->key)) &&
+	o = json_object();
+	ok = o && mfsd_set(o, "key", json_string(m->key)) &&
 	     mfsd_set(o, "file", json_string(m->file_name)) &&
 	     mfsd_set(o, "generation", mfsd_json_u64(m->gen)) &&
-	     mfsd_set(o, "in_store", json_boolean(u.in_store)) &&
+	     mfsd_set(o, "inode",
+		      mfsd_json_u64(mfsd_ino(m->gen, MFSD_SLOT_DIR))) &&
 	     mfsd_set(o, "arrays", mfsd_json_u64(m->narrays)) &&
 	     mfsd_set(o, "raw_size", mfsd_json_u64(m->raw_size)) &&
 	     mfsd_set(o, "stored_size", mfsd_json_u64(m->stored_size)) &&
 	     mfsd_set(o, "file_size",
 		      mfsd_json_u64(mfs_container_file_size(m->container))) &&
-	     mfsd_set(o, "open_handles", mfsd_json_u64(u.nopen)) &&
-	     mfsd_set(o, "lookups", mfsd_json_u64(u.nlookup)) &&
-	     mfsd_set(o, "holders", mfsd_status_holders_json(&u));
-	free(u.holders);
+	     mfsd_status_usage(o, m, &u);
+	mfsd_store_usage_free(&u);
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -100,19 +140,33 @@ static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m)
 	return o;
 }
 
-/* Every live model (published or still held after removal). */
-static json_t *mfsd_status_models(struct mfsd_store *s, uint64_t *nopen)
+/* Sums of the models listed, for the totals. */
+struct mfsd_status_sums {
+	uint64_t nopen;
+	uint64_t released_bytes; /* page cache of models with no handle */
+};
+
+/* Every model still served (published, or removed and still held). */
+static json_t *mfsd_status_models(struct mfsd_store *s,
+				  struct mfsd_status_sums *sums)
 {
 	struct mfsd_model **models;
 	ssize_t n = mfsd_store_get_all(s, &models);
 	json_t *arr = n >= 0 ? json_array() : NULL;
 
 	for (ssize_t i = 0; arr && i < n; i++) {
-		json_t *o = mfsd_status_model(s, models[i]);
+		bool skip;
+		json_t *o = mfsd_status_model(s, models[i], &skip);
+		uint64_t nopen;
 
-		if (o)
-			*nopen += json_integer_value(
-				json_object_get(o, "open_handles"));
+		if (skip)
+			continue;
+		nopen = o ? (uint64_t)json_integer_value(
+				    json_object_get(o, "open_handles"))
+			  : 0;
+		sums->nopen += nopen;
+		if (nopen == 0)
+			sums->released_bytes += mfsd_model_cached(models[i]);
 		if (!o || json_array_append_new(arr, o) < 0) {
 			json_decref(arr);
 			arr = NULL;
@@ -123,21 +177,25 @@ static json_t *mfsd_status_models(struct mfsd_store *s, uint64_t *nopen)
 	return arr;
 }
 
-static json_t *mfsd_status_skipped(const struct mfsd_store *s)
+static json_t *mfsd_status_skipped(struct mfsd_store *s)
 {
-	json_t *arr = json_array();
+	struct mfsd_skipped *v;
+	ssize_t n = mfsd_store_skipped(s, &v);
+	json_t *arr = n >= 0 ? json_array() : NULL;
 
-	for (size_t i = 0; arr && i < s->nskipped; i++) {
+	for (ssize_t i = 0; arr && i < n; i++) {
 		json_t *o = json_object();
 
-		if (!o || !mfsd_set(o, "file", json_string(s->skipped[i].file_name)) ||
-		    !mfsd_set(o, "error", json_string(s->skipped[i].reason)) ||
+		if (!o || !mfsd_set(o, "file", json_string(v[i].file_name)) ||
+		    !mfsd_set(o, "error", json_string(v[i].reason)) ||
 		    json_array_append_new(arr, o) < 0) {
 			json_decref(o);
 			json_decref(arr);
 			arr = NULL;
 		}
 	}
+	if (n >= 0)
+		mfsd_store_free_skipped(v, (size_t)n);
 	return arr;
 }
 
@@ -146,8 +204,34 @@ static uint64_t mfsd_load(_Atomic uint64_t *v)
 	return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* The totals of the live updates and the page-cache budget. */
+static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
+			     const struct mfsd_status_sums *sums)
+{
+	struct mfsd_store_counts sc;
+	struct mfsd_watch_stats ws = {0};
+
+	mfsd_store_counts(ctx->store, &sc);
+	if (ctx->watching)
+		mfsd_watch_get_stats(&ctx->watch, &ws);
+	return mfsd_set(o, "published", mfsd_json_u64(sc.published)) &&
+	       mfsd_set(o, "retired_models", mfsd_json_u64(sc.retired)) &&
+	       mfsd_set(o, "store_changes", mfsd_json_u64(sc.changes)) &&
+	       mfsd_set(o, "inotify_events", mfsd_json_u64(ws.events)) &&
+	       mfsd_set(o, "inotify_overflows", mfsd_json_u64(ws.overflows)) &&
+	       mfsd_set(o, "notifications", mfsd_json_u64(ws.notifications)) &&
+	       mfsd_set(o, "page_cache_budget",
+			mfsd_json_u64(ctx->opt.page_budget)) &&
+	       mfsd_set(o, "page_cache_released_bytes",
+			mfsd_json_u64(sums->released_bytes)) &&
+	       mfsd_set(o, "page_cache_evictions",
+			mfsd_json_u64(ws.evictions)) &&
+	       mfsd_set(o, "page_cache_evicted_bytes",
+			mfsd_json_u64(ws.evicted_bytes));
+}
+
 static json_t *mfsd_status_totals(struct mfsd_ctx *ctx, size_t nmodels,
-				  uint64_t nopen)
+				  const struct mfsd_status_sums *sums)
 {
 	struct mfsd_cache_stats cs;
 	json_t *o = json_object();
@@ -155,7 +239,7 @@ static json_t *mfsd_status_totals(struct mfsd_ctx *ctx, size_t nmodels,
 
 	mfsd_cache_get_stats(&ctx->cache, &cs);
 	ok = o && mfsd_set(o, "models", mfsd_json_u64(nmodels)) &&
-	     mfsd_set(o, "open_handles", mfsd_json_u64(nopen)) &&
+	     mfsd_set(o, "open_handles", mfsd_json_u64(sums->nopen)) &&
 	     mfsd_set(o, "bytes_served",
 		      mfsd_json_u64(mfsd_load(&ctx->stats.bytes_served))) &&
 	     mfsd_set(o, "chunks_verified",
@@ -171,7 +255,8 @@ static json_t *mfsd_status_totals(struct mfsd_ctx *ctx, size_t nmodels,
 	     mfsd_set(o, "cache_evictions", mfsd_json_u64(cs.evictions)) &&
 	     mfsd_set(o, "cache_bytes", mfsd_json_u64(cs.bytes)) &&
 	     mfsd_set(o, "cache_entries", mfsd_json_u64(cs.entries)) &&
-	     mfsd_set(o, "cache_budget", mfsd_json_u64(cs.budget));
+	     mfsd_set(o, "cache_budget", mfsd_json_u64(cs.budget)) &&
+	     mfsd_status_live(ctx, o, sums);
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -191,11 +276,11 @@ static double mfsd_uptime(const struct mfsd_ctx *ctx)
 
 static json_t *mfsd_status_json(struct mfsd_ctx *ctx)
 {
-	uint64_t nopen = 0;
+	struct mfsd_status_sums sums = {0};
 	json_t *root = json_object(), *models;
 	bool ok;
 
-	models = mfsd_status_models(ctx->store, &nopen);
+	models = mfsd_status_models(ctx->store, &sums);
 	ok = root && models &&
 	     mfsd_set(root, "pid", json_integer(getpid())) &&
 	     mfsd_set(root, "version", json_string(mfs_version())) &&
@@ -204,7 +289,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx)
 	     mfsd_set(root, "mountpoint", json_string(ctx->opt.mountpoint)) &&
 	     mfsd_set(root, "threads", json_integer(ctx->opt.threads)) &&
 	     mfsd_set(root, "totals",
-		      mfsd_status_totals(ctx, json_array_size(models), nopen)) &&
+		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&
 	     mfsd_set(root, "models", json_incref(models)) &&
 	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->store));
 	json_decref(models);
@@ -215,27 +300,45 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx)
 	return root;
 }
 
-int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len)
+/*
+ * Serializes @root with a trailing newline (so `cat` leaves the prompt on
+ * its own line) into a malloc'd, NUL-terminated string.  json_dumpb into
+ * a buffer sized first, not json_dumps: jansson 2.14's json_dumps grows
+ * its own buffer and can silently drop an object key when that growth
+ * fails; a buffer that is big enough cannot fail that way.
+ */
+static int mfsd_status_text(const json_t *root, char **out, size_t *len)
 {
-	json_t *root = mfsd_status_json(ctx);
+	size_t flags = JSON_INDENT(MFSD_STATUS_INDENT) | JSON_PRESERVE_ORDER;
+	size_t need = json_dumpb(root, NULL, 0, flags);
 	char *text;
 
-	if (!root)
+	if (need == 0)
 		return -ENOMEM;
-	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_decref(root);
+	text = malloc(need + 2);
 	if (!text)
 		return -ENOMEM;
-	/* A trailing newline, so `cat` leaves the prompt on its own line. */
-	*len = strlen(text);
-	*out = realloc(text, *len + 2);
-	if (!*out) {
+	if (json_dumpb(root, text, need, flags) != need) {
 		free(text);
 		return -ENOMEM;
 	}
-	(*out)[(*len)++] = '\n';
-	(*out)[*len] = '\0';
+	text[need] = '\n';
+	text[need + 1] = '\0';
+	*out = text;
+	*len = need + 1;
 	return 0;
+}
+
+int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len)
+{
+	json_t *root = mfsd_status_json(ctx);
+	int rc;
+
+	if (!root)
+		return -ENOMEM;
+	rc = mfsd_status_text(root, out, len);
+	json_decref(root);
+	return rc;
 }
 
 int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
@@ -248,7 +351,7 @@ int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
 		return -ENOMEM;
 	text = malloc(u.nholders * MFSD_PID_TEXT_MAX + 1);
 	if (!text) {
-		free(u.holders);
+		mfsd_store_usage_free(&u);
 		return -ENOMEM;
 	}
 	p = text;
@@ -256,7 +359,7 @@ int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
 	for (size_t i = 0; i < u.nholders; i++)
 		p += sprintf(p, "%s%ld", i ? "," : "", (long)u.holders[i].pid);
 	*nopen = u.nopen;
-	free(u.holders);
+	mfsd_store_usage_free(&u);
 	*out = text;
 	return 0;
 }

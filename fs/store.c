@@ -1,5 +1,6 @@
 /*
- * store.c - loading STORE_DIR and the reference-counted model table.
+ * store.c - loading STORE_DIR, following it live, and the
+ * reference-counted model table (see store.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +21,8 @@
 #define MFSD_INITIAL_CAP 16u
 /* Room for the library's message about a bad container. */
 #define MFSD_WHY_MAX 1024
+/* Permission bits of a mode (chmod changes only these). */
+#define MFSD_MODE_BITS 07777u
 
 /* Copies a reason for skipping a container into @why (MFSD_WHY_MAX). */
 static void mfsd_why(char *why, const char *msg)
@@ -31,22 +34,28 @@ static void mfsd_why(char *why, const char *msg)
 /* Sorted pointer arrays                                               */
 /* ------------------------------------------------------------------ */
 
-/* Grows *@v (of *@cap pointers) to hold at least @need.  0 or -ENOMEM. */
-static int mfsd_vec_reserve(struct mfsd_model ***v, size_t *cap, size_t need)
+/* Grows *@v (of *@cap elements of @size bytes) to hold at least @need.
+ * 0 or -ENOMEM. */
+static int mfsd_grow(void **v, size_t *cap, size_t need, size_t size)
 {
 	size_t ncap = *cap ? *cap : MFSD_INITIAL_CAP;
-	struct mfsd_model **nv;
+	void *nv;
 
 	if (need <= *cap)
 		return 0;
 	while (ncap < need)
 		ncap *= 2;
-	nv = realloc(*v, ncap * sizeof(*nv));
+	nv = realloc(*v, ncap * size);
 	if (!nv)
 		return -ENOMEM;
 	*v = nv;
 	*cap = ncap;
 	return 0;
+}
+
+static int mfsd_vec_reserve(struct mfsd_model ***v, size_t *cap, size_t need)
+{
+	return mfsd_grow((void **)v, cap, need, sizeof(**v));
 }
 
 static void mfsd_vec_insert(struct mfsd_model **v, size_t *n, size_t pos,
@@ -99,10 +108,13 @@ static size_t mfsd_gen_pos(const struct mfsd_store *s, uint64_t gen)
 /* One model                                                           */
 /* ------------------------------------------------------------------ */
 
-static void mfsd_model_free(struct mfsd_store *s, struct mfsd_model *m)
+/*
+ * Closes @m's container and frees its arrays, after dropping what the
+ * page cache and the chunk cache hold of it (an unlinked container's
+ * space is freed once its descriptor closes).  Idempotent.
+ */
+static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m)
 {
-	if (!m)
-		return;
 	if (s && s->cache)
 		mfsd_cache_drop_model(s->cache, m->gen);
 	for (size_t i = 0; m->arrays && i < m->narrays; i++) {
@@ -111,11 +123,26 @@ static void mfsd_model_free(struct mfsd_store *s, struct mfsd_model *m)
 		free((void *)m->arrays[i].reported);
 	}
 	free(m->arrays);
+	m->arrays = NULL;
+	m->narrays = 0;
 	free(m->manifest);
-	free(m->holders);
+	m->manifest = NULL;
+	m->metadata = NULL;
+	if (m->container)
+		(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
+				    POSIX_FADV_DONTNEED);
+	mfs_container_close(m->container);
+	m->container = NULL;
+}
+
+static void mfsd_model_free(struct mfsd_store *s, struct mfsd_model *m)
+{
+	if (!m)
+		return;
+	mfsd_model_release_data(s, m);
+	free(m->holds);
 	free(m->key);
 	free(m->file_name);
-	mfs_container_close(m->container);
 	free(m);
 }
 
@@ -137,14 +164,15 @@ static int mfsd_array_init(struct mfsd_model *m, size_t i, char *hdr,
 		mfsd_why(why, mfs_last_error());
 		return -EBADMSG;
 	}
-	if (__builtin_add_overflow(a->info.raw_length,
-				   (uint64_t)MFS_NPY_HEADER_SIZE,
+	a->header_len = (uint32_t)rc;
+	if (__builtin_add_overflow(a->info.raw_length, (uint64_t)a->header_len,
 				   &a->file_size)) {
 		mfsd_why(why, "array too large for a .npy view");
 		return -EBADMSG;
 	}
 	if (asprintf(&a->file_name, "%s" MFSD_NPY_SUFFIX, a->info.name) < 0) {
 		a->file_name = NULL;
+		mfsd_why(why, "out of memory");
 		return -ENOMEM;
 	}
 	a->bitmap_words = (size_t)((a->info.chunk_count + MFSD_BITS_PER_WORD -
@@ -153,10 +181,15 @@ static int mfsd_array_init(struct mfsd_model *m, size_t i, char *hdr,
 		a->bitmap_words = 1;
 	a->verified = calloc(a->bitmap_words, sizeof(*a->verified));
 	a->reported = calloc(a->bitmap_words, sizeof(*a->reported));
-	if (!a->verified || !a->reported)
+	if (!a->verified || !a->reported) {
+		mfsd_why(why, "out of memory");
 		return -ENOMEM;
+	}
 	m->raw_size += a->info.raw_length;
 	m->stored_size += a->info.stored_length;
+	/* Saturating: only an estimate's cap depends on it. */
+	if (__builtin_add_overflow(m->view_size, a->file_size, &m->view_size))
+		m->view_size = UINT64_MAX;
 	return 0;
 }
 
@@ -167,6 +200,7 @@ static int mfsd_model_fill(struct mfsd_model *m, char *why)
 	char *hdr = malloc(MFS_NPY_HEADER_SIZE);
 	int rc = -ENOMEM;
 
+	mfsd_why(why, "out of memory");
 	m->narrays = mfs_container_array_count(m->container);
 	m->arrays = calloc(m->narrays ? m->narrays : 1, sizeof(*m->arrays));
 	if (!hdr || !m->arrays)
@@ -183,17 +217,25 @@ static int mfsd_model_fill(struct mfsd_model *m, char *why)
 		goto out;
 	}
 	m->metadata = mfs_container_metadata(m->container, &m->metadata_len);
+	m->view_size += m->manifest_len + m->metadata_len;
 	rc = 0;
 out:
 	free(hdr);
 	return rc;
 }
 
+/* Sets the permissions shown for @m from @st. */
+static void mfsd_model_set_perms(struct mfsd_model *m, const struct stat *st)
+{
+	atomic_store(&m->mode, (unsigned)st->st_mode & MFSD_MODE_BITS);
+	atomic_store(&m->uid, (unsigned)st->st_uid);
+	atomic_store(&m->gid, (unsigned)st->st_gid);
+}
+
 /* Opens container @file_name of the store as model @key.  Returns 0 or a
  * negative errno with @why (MFSD_WHY_MAX bytes) naming the reason. */
-static int mfsd_model_load(struct mfsd_store *s, int dirfd,
-			   const char *file_name, const char *key,
-			   struct mfsd_model **out, char *why)
+static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
+			   const char *key, struct mfsd_model **out, char *why)
 {
 	struct mfsd_model *m = calloc(1, sizeof(*m));
 	char label[PATH_MAX];
@@ -206,7 +248,7 @@ static int mfsd_model_load(struct mfsd_store *s, int dirfd,
 	m->file_name = strdup(file_name);
 	if (!m->key || !m->file_name)
 		goto fail;
-	fd = openat(dirfd, file_name, O_RDONLY | O_CLOEXEC);
+	fd = openat(s->dirfd, file_name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &m->st) < 0) {
 		rc = -errno;
 		mfsd_why(why, strerror(errno));
@@ -217,10 +259,12 @@ static int mfsd_model_load(struct mfsd_store *s, int dirfd,
 		mfsd_why(why, "not a regular file");
 		goto fail;
 	}
+	mfsd_model_set_perms(m, &m->st);
 	snprintf(label, sizeof(label), "%s/%s", s->dir_path, file_name);
 	rc = mfs_container_open_fd(&m->container, fd, label);
 	if (rc < 0) {
-		mfsd_why(why, mfs_last_error());
+		mfsd_why(why, rc == -ENOMEM ? "out of memory"
+					    : mfs_last_error());
 		goto fail;
 	}
 	fd = -1; /* owned by the container now */
@@ -246,168 +290,537 @@ fail:
 }
 
 /* ------------------------------------------------------------------ */
-/* The table                                                           */
+/* Lifetime                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Gives @m the next generation and publishes it under its key.
- * 0, -EEXIST (key taken) or -ENOMEM. */
-static int mfsd_store_publish(struct mfsd_store *s, struct mfsd_model *m)
+/* What a count change means for a model. */
+enum mfsd_reap {
+	MFSD_REAP_KEEP,
+	MFSD_REAP_RETIRE, /* only the kernel's directory lookups are left */
+	MFSD_REAP_FREE,   /* nothing is left */
+};
+
+/*
+ * Decides what becomes of @m after one of its counts changed.  For
+ * RETIRE the model is marked retired and busy (so it cannot be freed
+ * while its data is released); for FREE it is taken out of by_gen.  The
+ * caller acts on the answer with mfsd_store_reaped after dropping the
+ * lock.  Lock held.
+ */
+static enum mfsd_reap mfsd_store_reap(struct mfsd_store *s,
+				      struct mfsd_model *m)
+{
+	size_t pos;
+
+	if (!m || m->state == MFSD_MODEL_PUBLISHED || m->nopen || m->ndirs ||
+	    m->nbusy)
+		return MFSD_REAP_KEEP;
+	if (m->nlookup_dir == 0 && m->nlookup_files == 0) {
+		pos = mfsd_gen_pos(s, m->gen);
+		if (pos < s->nlive && s->by_gen[pos] == m)
+			mfsd_vec_remove(s->by_gen, &s->nlive, pos);
+		if (m->retired)
+			s->nretired--;
+		return MFSD_REAP_FREE;
+	}
+	if (m->retired || m->nlookup_files)
+		return MFSD_REAP_KEEP;
+	m->retired = true;
+	m->nbusy++;
+	s->nretired++;
+	return MFSD_REAP_RETIRE;
+}
+
+/* Carries out a decision of mfsd_store_reap.  Lock not held. */
+static void mfsd_store_reaped(struct mfsd_store *s, struct mfsd_model *m,
+			      enum mfsd_reap r)
+{
+	if (r == MFSD_REAP_FREE) {
+		mfsd_log(MFSD_LOG_DEBUG, "freed model %s (generation %llu)",
+			 m->key, (unsigned long long)m->gen);
+		mfsd_model_free(s, m);
+	} else if (r == MFSD_REAP_RETIRE) {
+		mfsd_log(MFSD_LOG_DEBUG, "retired model %s (generation %llu)",
+			 m->key, (unsigned long long)m->gen);
+		mfsd_model_release_data(s, m);
+		mfsd_store_put(s, m);
+	}
+}
+
+/* Drops the lock after a count of @m changed, then retires or frees @m
+ * if that change made it so. */
+static void mfsd_store_unlock_reap(struct mfsd_store *s, struct mfsd_model *m)
+{
+	enum mfsd_reap r = mfsd_store_reap(s, m);
+
+	pthread_mutex_unlock(&s->lock);
+	mfsd_store_reaped(s, m, r);
+}
+
+/* Takes @m out of by_key as @state.  Lock held. */
+static void mfsd_store_take_out(struct mfsd_store *s, struct mfsd_model *m,
+				enum mfsd_model_state state)
+{
+	size_t pos = mfsd_key_pos(s, m->key);
+
+	if (m->state != MFSD_MODEL_PUBLISHED)
+		return;
+	if (pos < s->npublished && s->by_key[pos] == m)
+		mfsd_vec_remove(s->by_key, &s->npublished, pos);
+	m->state = state;
+	s->changes++;
+}
+
+/*
+ * Gives @m the next generation and publishes it under its key in place
+ * of @old (NULL: the key is new; else @old is busy and leaves as
+ * replaced).  0 or -ENOMEM.
+ */
+static int mfsd_store_publish(struct mfsd_store *s, struct mfsd_model *m,
+			      struct mfsd_model *old)
 {
 	size_t kpos;
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	kpos = mfsd_key_pos(s, m->key);
-	rc = -EEXIST;
-	if (kpos < s->npublished && strcmp(s->by_key[kpos]->key, m->key) == 0)
-		goto out;
 	rc = mfsd_vec_reserve(&s->by_gen, &s->live_cap, s->nlive + 1);
 	if (rc == 0)
 		rc = mfsd_vec_reserve(&s->by_key, &s->published_cap,
 				      s->npublished + 1);
-	if (rc < 0)
-		goto out;
+	if (rc < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return rc;
+	}
 	m->gen = s->next_gen++;
-	m->in_store = true;
+	m->state = MFSD_MODEL_PUBLISHED;
 	/* Generations only grow, so the newest goes last. */
 	mfsd_vec_insert(s->by_gen, &s->nlive, s->nlive, m);
-	mfsd_vec_insert(s->by_key, &s->npublished, kpos, m);
+	kpos = mfsd_key_pos(s, m->key);
+	if (old && kpos < s->npublished && s->by_key[kpos] == old) {
+		/* One step: a lookup finds the old or the new, never none. */
+		s->by_key[kpos] = m;
+		old->state = MFSD_MODEL_REPLACED;
+	} else {
+		mfsd_vec_insert(s->by_key, &s->npublished, kpos, m);
+	}
+	s->changes++;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Skipped containers                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Index of the first skipped entry with name >= @name.  Lock held. */
+static size_t mfsd_skipped_pos(const struct mfsd_store *s, const char *name)
+{
+	size_t lo = 0, hi = s->nskipped;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(s->skipped[mid].file_name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* True if @name is skipped and @st is the very file that was refused. */
+static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
+			      const struct stat *st)
+{
+	const struct mfsd_skipped *k;
+	bool same = false;
+	size_t pos;
+
+	pthread_mutex_lock(&s->lock);
+	pos = mfsd_skipped_pos(s, name);
+	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
+	if (k && strcmp(k->file_name, name) == 0 && k->has_id)
+		same = k->dev == st->st_dev && k->ino == st->st_ino &&
+		       k->size == st->st_size &&
+		       k->mtime.tv_sec == st->st_mtim.tv_sec &&
+		       k->mtime.tv_nsec == st->st_mtim.tv_nsec;
+	pthread_mutex_unlock(&s->lock);
+	return same;
+}
+
+/* Forgets that @name was skipped (it is gone or valid now). */
+static void mfsd_skipped_drop(struct mfsd_store *s, const char *name)
+{
+	struct mfsd_skipped *k;
+	size_t pos;
+
+	pthread_mutex_lock(&s->lock);
+	pos = mfsd_skipped_pos(s, name);
+	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
+	if (k && strcmp(k->file_name, name) == 0) {
+		free(k->file_name);
+		free(k->reason);
+		memmove(k, k + 1, (s->nskipped - pos - 1) * sizeof(*k));
+		s->nskipped--;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Fills @k's identity from @st (NULL: unknown, so it is retried). */
+static void mfsd_skipped_set_id(struct mfsd_skipped *k, const struct stat *st)
+{
+	k->has_id = st != NULL;
+	if (!st)
+		return;
+	k->dev = st->st_dev;
+	k->ino = st->st_ino;
+	k->size = st->st_size;
+	k->mtime = st->st_mtim;
+}
+
+/*
+ * Logs and records that @name is not served because of @why; @st (may
+ * be NULL) identifies the file refused, so it is not loaded again until
+ * it changes.  Best effort: without memory the entry is not recorded.
+ */
+static void mfsd_skipped_set(struct mfsd_store *s, const char *name,
+			     const char *why, const struct stat *st)
+{
+	char *fname = strdup(name), *reason = strdup(why);
+	struct mfsd_skipped *k;
+	size_t pos;
+
+	mfsd_log(MFSD_LOG_WARNING, "skipping %s/%s: %s", s->dir_path, name,
+		 why);
+	if (!fname || !reason)
+		goto out;
+	pthread_mutex_lock(&s->lock);
+	pos = mfsd_skipped_pos(s, name);
+	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
+	if (k && strcmp(k->file_name, name) == 0) {
+		free(k->reason);
+		k->reason = reason;
+		reason = NULL;
+	} else if (mfsd_grow((void **)&s->skipped, &s->skipped_cap,
+			     s->nskipped + 1, sizeof(*s->skipped)) == 0) {
+		k = &s->skipped[pos];
+		memmove(k + 1, k, (s->nskipped - pos) * sizeof(*k));
+		s->nskipped++;
+		*k = (struct mfsd_skipped){.file_name = fname,
+					   .reason = reason};
+		fname = reason = NULL;
+	} else {
+		k = NULL;
+	}
+	if (k)
+		mfsd_skipped_set_id(k, st);
+	pthread_mutex_unlock(&s->lock);
 out:
+	free(fname);
+	free(reason);
+}
+
+/* ------------------------------------------------------------------ */
+/* Following the directory                                             */
+/* ------------------------------------------------------------------ */
+
+/* Container names: not hidden, ending in ".mfs" with something before,
+ * short enough to be a name. */
+static bool mfsd_is_container_name(const char *name)
+{
+	size_t n = strnlen(name, NAME_MAX + 1);
+	size_t sl = strlen(MFSD_CONTAINER_SUFFIX);
+
+	return name[0] != '.' && n > sl && n <= NAME_MAX &&
+	       strcmp(name + n - sl, MFSD_CONTAINER_SUFFIX) == 0;
+}
+
+/* True if @st is the file @m was loaded from, with the same contents
+ * (an in-place rewrite changes size or mtime). */
+static bool mfsd_same_file(const struct mfsd_model *m, const struct stat *st)
+{
+	return m->st.st_dev == st->st_dev && m->st.st_ino == st->st_ino &&
+	       m->st.st_size == st->st_size &&
+	       m->st.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+	       m->st.st_mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* Makes @m show the permissions of @st; true if they changed. */
+static bool mfsd_update_perms(struct mfsd_model *m, const struct stat *st)
+{
+	bool changed = atomic_load(&m->mode) !=
+			       ((unsigned)st->st_mode & MFSD_MODE_BITS) ||
+		       atomic_load(&m->uid) != (unsigned)st->st_uid ||
+		       atomic_load(&m->gid) != (unsigned)st->st_gid;
+
+	if (changed)
+		mfsd_model_set_perms(m, st);
+	return changed;
+}
+
+/* Takes busy @m out of the namespace as removed; fills @c. */
+static void mfsd_refresh_remove(struct mfsd_store *s, struct mfsd_model *m,
+				struct mfsd_change *c)
+{
+	pthread_mutex_lock(&s->lock);
+	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
+	pthread_mutex_unlock(&s->lock);
+	c->kind = MFSD_CHANGE_REMOVED;
+	c->old_gen = m->gen;
+	mfsd_log(MFSD_LOG_INFO, "model %s (generation %llu) removed", m->key,
+		 (unsigned long long)m->gen);
+}
+
+/*
+ * Loads @name (whose status is @st) as model @key and publishes it in
+ * place of @cur (busy, or NULL).  An invalid container is skipped and
+ * takes @cur out.  Fills @c if the namespace changed; returns 0 or
+ * -ENOMEM.
+ */
+static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
+			     const char *key, const struct stat *st,
+			     struct mfsd_model *cur, struct mfsd_change *c)
+{
+	struct mfsd_model *m = NULL;
+	char why[MFSD_WHY_MAX];
+	int rc = mfsd_model_load(s, name, key, &m, why);
+
+	if (rc == 0) {
+		rc = mfsd_store_publish(s, m, cur);
+		if (rc < 0)
+			mfsd_model_free(s, m);
+	}
+	if (rc < 0) {
+		/* Without memory the file may be fine: retry it later. */
+		mfsd_skipped_set(s, name, why, rc == -ENOMEM ? NULL : st);
+		if (cur)
+			mfsd_refresh_remove(s, cur, c);
+		return rc == -ENOMEM ? rc : 0;
+	}
+	mfsd_skipped_drop(s, name);
+	c->kind = cur ? MFSD_CHANGE_REPLACED : MFSD_CHANGE_ADDED;
+	c->old_gen = cur ? cur->gen : 0;
+	c->new_gen = m->gen;
+	mfsd_log(MFSD_LOG_INFO, "model %s %s (generation %llu): %zu arrays, "
+		 "%llu raw bytes", key, cur ? "replaced" : "added",
+		 (unsigned long long)m->gen, m->narrays,
+		 (unsigned long long)m->raw_size);
+	return 0;
+}
+
+/* mfsd_store_refresh with refresh_lock held.  c->kind is left as -1 if
+ * nothing changed. */
+static int mfsd_refresh_locked(struct mfsd_store *s, const char *name,
+			       struct mfsd_change *c)
+{
+	size_t klen = strlen(name) - strlen(MFSD_CONTAINER_SUFFIX);
+	struct mfsd_model *cur;
+	struct stat st;
+	int rc = 0, serr = 0;
+
+	memcpy(c->key, name, klen < MFS_MAX_KEY_LEN ? klen : MFS_MAX_KEY_LEN);
+	c->key[klen < MFS_MAX_KEY_LEN ? klen : MFS_MAX_KEY_LEN] = '\0';
+	if (fstatat(s->dirfd, name, &st, 0) < 0)
+		serr = errno;
+	if (klen > MFS_MAX_KEY_LEN || mfs_check_key(c->key) < 0) {
+		/* Never published: only the skipped list follows it. */
+		if (serr == ENOENT || serr == ENOTDIR)
+			mfsd_skipped_drop(s, name);
+		else if (!serr && !mfsd_skipped_same(s, name, &st))
+			mfsd_skipped_set(s, name, klen > MFS_MAX_KEY_LEN ?
+				"key longer than 128 bytes" : mfs_last_error(),
+				&st);
+		return 0;
+	}
+	cur = mfsd_store_get_key(s, c->key);
+	if (serr == ENOENT || serr == ENOTDIR) {
+		mfsd_skipped_drop(s, name);
+		if (cur)
+			mfsd_refresh_remove(s, cur, c);
+	} else if (serr) {
+		mfsd_skipped_set(s, name, strerror(serr), NULL);
+		if (cur)
+			mfsd_refresh_remove(s, cur, c);
+	} else if (cur && mfsd_same_file(cur, &st)) {
+		if (mfsd_update_perms(cur, &st)) {
+			c->kind = MFSD_CHANGE_ATTR;
+			c->old_gen = cur->gen;
+		}
+	} else if (!mfsd_skipped_same(s, name, &st)) {
+		rc = mfsd_refresh_load(s, name, c->key, &st, cur, c);
+	}
+	if (cur)
+		mfsd_store_put(s, cur);
+	return rc;
+}
+
+int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
+		       mfsd_change_fn cb, void *arg)
+{
+	struct mfsd_change c = {.kind = (enum mfsd_change_kind)-1};
+	int rc;
+
+	if (!mfsd_is_container_name(file_name))
+		return 0;
+	pthread_mutex_lock(&s->refresh_lock);
+	rc = mfsd_refresh_locked(s, file_name, &c);
+	pthread_mutex_unlock(&s->refresh_lock);
+	if ((int)c.kind != -1 && cb)
+		cb(arg, &c);
+	return rc;
+}
+
+int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
+			   mfsd_change_fn cb, void *arg)
+{
+	char name[NAME_MAX + 1];
+	struct stat st;
+
+	if (mfs_check_key(key) < 0 ||
+	    snprintf(name, sizeof(name), "%s" MFSD_CONTAINER_SUFFIX, key) >=
+		    (int)sizeof(name))
+		return 0;
+	/* The common miss costs one fstatat and no lock. */
+	if (fstatat(s->dirfd, name, &st, 0) < 0 && errno == ENOENT)
+		return 0;
+	return mfsd_store_refresh(s, name, cb, arg);
+}
+
+void mfsd_store_refresh_root(struct mfsd_store *s, mfsd_change_fn cb,
+			     void *arg)
+{
+	struct mfsd_change c = {.kind = MFSD_CHANGE_ROOT_ATTR};
+	struct stat st;
+	bool changed;
+
+	if (fstat(s->dirfd, &st) < 0)
+		return;
+	changed = atomic_exchange(&s->dir_mode,
+				  (unsigned)st.st_mode & MFSD_MODE_BITS) !=
+			  ((unsigned)st.st_mode & MFSD_MODE_BITS);
+	changed |= atomic_exchange(&s->dir_uid, (unsigned)st.st_uid) !=
+		   (unsigned)st.st_uid;
+	changed |= atomic_exchange(&s->dir_gid, (unsigned)st.st_gid) !=
+		   (unsigned)st.st_gid;
+	if (changed && cb)
+		cb(arg, &c);
+}
+
+/* Appends a copy of @name to *@v (*@n used of *@cap).  0 or -ENOMEM. */
+static int mfsd_names_add(char ***v, size_t *n, size_t *cap, const char *name)
+{
+	char *copy;
+
+	if (mfsd_grow((void **)v, cap, *n + 1, sizeof(**v)) < 0)
+		return -ENOMEM;
+	copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	(*v)[(*n)++] = copy;
+	return 0;
+}
+
+/* Adds the container names of the directory to the list.  0 or -errno. */
+static int mfsd_names_dir(struct mfsd_store *s, char ***v, size_t *n,
+			  size_t *cap)
+{
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *d;
+	DIR *dir;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == 0 && (d = readdir(dir)) != NULL) {
+		if (mfsd_is_container_name(d->d_name))
+			rc = mfsd_names_add(v, n, cap, d->d_name);
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* Adds the names of the published and skipped containers.  0 or -ENOMEM. */
+static int mfsd_names_known(struct mfsd_store *s, char ***v, size_t *n,
+			    size_t *cap)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; rc == 0 && i < s->npublished; i++)
+		rc = mfsd_names_add(v, n, cap, s->by_key[i]->file_name);
+	for (size_t i = 0; rc == 0 && i < s->nskipped; i++)
+		rc = mfsd_names_add(v, n, cap, s->skipped[i].file_name);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
-static bool mfsd_model_dead(const struct mfsd_model *m)
+static int mfsd_name_cmp(const void *a, const void *b)
 {
-	return !m->in_store && m->nlookup == 0 && m->nopen == 0 &&
-	       m->nbusy == 0;
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* If @m has no reason to live, takes it out of by_gen and returns true:
- * the caller frees it after dropping the lock.  Lock held. */
-static bool mfsd_store_reap(struct mfsd_store *s, struct mfsd_model *m)
+int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
 {
-	size_t pos;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int rc = mfsd_names_dir(s, &names, &n, &cap);
 
-	if (!mfsd_model_dead(m))
-		return false;
-	pos = mfsd_gen_pos(s, m->gen);
-	if (pos < s->nlive && s->by_gen[pos] == m)
-		mfsd_vec_remove(s->by_gen, &s->nlive, pos);
-	return true;
-}
-
-/* Records a skipped container for .status (best effort). */
-static void mfsd_store_skip(struct mfsd_store *s, const char *file_name,
-			    const char *why)
-{
-	struct mfsd_skipped *v;
-
-	mfsd_log(MFSD_LOG_WARNING, "skipping %s/%s: %s", s->dir_path,
-		 file_name, why);
-	v = realloc(s->skipped, (s->nskipped + 1) * sizeof(*v));
-	if (!v)
-		return;
-	s->skipped = v;
-	v[s->nskipped].file_name = strdup(file_name);
-	v[s->nskipped].reason = strdup(why);
-	if (!v[s->nskipped].file_name || !v[s->nskipped].reason) {
-		free(v[s->nskipped].file_name);
-		free(v[s->nskipped].reason);
-		return;
-	}
-	s->nskipped++;
-}
-
-/* Container names: not hidden, ending in ".mfs" with something before. */
-static int mfsd_scan_filter(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name), sl = strlen(MFSD_CONTAINER_SUFFIX);
-
-	return d->d_name[0] != '.' && n > sl &&
-	       strcmp(d->d_name + n - sl, MFSD_CONTAINER_SUFFIX) == 0;
-}
-
-/* Loads and publishes one container; failures are logged and skipped.
- * Returns -ENOMEM only when the table itself cannot grow. */
-static int mfsd_store_add_file(struct mfsd_store *s, int dirfd,
-			       const char *file_name)
-{
-	size_t klen = strlen(file_name) - strlen(MFSD_CONTAINER_SUFFIX);
-	char key[NAME_MAX + 1];
-	struct mfsd_model *m = NULL;
-	char why[MFSD_WHY_MAX];
-	int rc;
-
-	memcpy(key, file_name, klen);
-	key[klen] = '\0';
-	if (mfs_check_key(key) < 0) {
-		mfsd_store_skip(s, file_name, mfs_last_error());
-		return 0;
-	}
-	rc = mfsd_model_load(s, dirfd, file_name, key, &m, why);
-	if (rc < 0) {
-		mfsd_store_skip(s, file_name, why);
-		return rc == -ENOMEM ? rc : 0;
-	}
-	rc = mfsd_store_publish(s, m);
-	if (rc < 0) {
-		mfsd_model_free(s, m);
-		return rc;
-	}
-	mfsd_log(MFSD_LOG_DEBUG, "serving %s: %zu arrays, %llu raw bytes", key,
-		 m->narrays, (unsigned long long)m->raw_size);
-	return 0;
-}
-
-/* Loads every container of the store directory, in name order. */
-static int mfsd_store_scan(struct mfsd_store *s, int dirfd)
-{
-	struct dirent **names = NULL;
-	int n = scandirat(dirfd, ".", &names, mfsd_scan_filter, alphasort);
-	int rc = 0;
-
-	if (n < 0)
-		return -errno;
-	for (int i = 0; i < n; i++) {
-		if (rc == 0)
-			rc = mfsd_store_add_file(s, dirfd, names[i]->d_name);
+	if (rc == 0)
+		rc = mfsd_names_known(s, &names, &n, &cap);
+	if (rc == 0)
+		qsort(names, n, sizeof(*names), mfsd_name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		/* Each name once, in order. */
+		if (rc == 0 && (i == 0 || strcmp(names[i], names[i - 1]) != 0))
+			rc = mfsd_store_refresh(s, names[i], cb, arg);
 		free(names[i]);
 	}
 	free(names);
 	return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Opening and closing                                                 */
+/* ------------------------------------------------------------------ */
+
 int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 		    struct mfsd_cache *cache)
 {
 	struct mfsd_store *s = calloc(1, sizeof(*s));
-	int dirfd = -1, rc = -ENOMEM;
+	int rc = -ENOMEM;
 
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->refresh_lock, NULL);
 	s->cache = cache;
 	s->next_gen = 1;
-	s->dir_path = strdup(dir_path);
-	if (!s->dir_path)
-		goto fail;
-	dirfd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0 || fstat(dirfd, &s->dir_st) < 0) {
+	s->dirfd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0 || fstat(s->dirfd, &s->dir_st) < 0) {
 		rc = -errno;
 		goto fail;
 	}
-	rc = mfsd_store_scan(s, dirfd);
+	s->dir_path = strdup(dir_path);
+	if (!s->dir_path)
+		goto fail;
+	atomic_store(&s->dir_mode, (unsigned)s->dir_st.st_mode &
+					   MFSD_MODE_BITS);
+	atomic_store(&s->dir_uid, (unsigned)s->dir_st.st_uid);
+	atomic_store(&s->dir_gid, (unsigned)s->dir_st.st_gid);
+	rc = mfsd_store_rescan(s, NULL, NULL);
 	if (rc < 0)
 		goto fail;
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 s->npublished, dir_path, s->nskipped);
-	close(dirfd);
 	*out = s;
 	return 0;
 fail:
-	if (dirfd >= 0)
-		close(dirfd);
 	mfsd_store_close(s);
 	return rc;
 }
@@ -422,13 +835,20 @@ void mfsd_store_close(struct mfsd_store *s)
 		free(s->skipped[i].file_name);
 		free(s->skipped[i].reason);
 	}
+	if (s->dirfd >= 0)
+		close(s->dirfd);
 	free(s->skipped);
 	free(s->by_gen);
 	free(s->by_key);
 	free(s->dir_path);
+	pthread_mutex_destroy(&s->refresh_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
+
+/* ------------------------------------------------------------------ */
+/* Counts                                                              */
+/* ------------------------------------------------------------------ */
 
 struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key)
 {
@@ -462,113 +882,144 @@ struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen)
 
 void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m)
 {
-	bool dead;
-
 	pthread_mutex_lock(&s->lock);
 	m->nbusy--;
-	dead = mfsd_store_reap(s, m);
-	pthread_mutex_unlock(&s->lock);
-	if (dead)
-		mfsd_model_free(s, m);
+	mfsd_store_unlock_reap(s, m);
 }
 
-void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m, uint64_t n)
+void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
+		       uint64_t slot, uint64_t n)
 {
 	pthread_mutex_lock(&s->lock);
-	m->nlookup += n;
+	if (slot == MFSD_SLOT_DIR)
+		m->nlookup_dir += n;
+	else
+		m->nlookup_files += n;
 	pthread_mutex_unlock(&s->lock);
 }
 
-void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t n)
+/* Subtracts @n from *@count; the kernel never forgets more than it looked
+ * up, but a bug must not wrap the count. */
+static void mfsd_count_sub(uint64_t *count, uint64_t n)
+{
+	*count -= n < *count ? n : *count;
+}
+
+void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+		       uint64_t n)
 {
 	struct mfsd_model *m = NULL;
-	bool dead = false;
 	size_t pos;
 
 	pthread_mutex_lock(&s->lock);
 	pos = mfsd_gen_pos(s, gen);
 	if (pos < s->nlive && s->by_gen[pos]->gen == gen) {
 		m = s->by_gen[pos];
-		/* The kernel never forgets more than it looked up; clamp
-		 * anyway so a bug cannot wrap the count. */
-		m->nlookup -= n < m->nlookup ? n : m->nlookup;
-		dead = mfsd_store_reap(s, m);
+		mfsd_count_sub(slot == MFSD_SLOT_DIR ? &m->nlookup_dir
+						     : &m->nlookup_files, n);
 	}
-	pthread_mutex_unlock(&s->lock);
-	if (dead)
-		mfsd_model_free(s, m);
+	mfsd_store_unlock_reap(s, m);
 }
 
-/* Index of @pid in m->holders, or nholders.  Lock held. */
-static size_t mfsd_holder_find(const struct mfsd_model *m, pid_t pid)
+/* Index of the first hold >= (@pid, @slot) in m->holds.  Lock held. */
+static size_t mfsd_hold_pos(const struct mfsd_model *m, pid_t pid,
+			    uint64_t slot)
 {
-	size_t i = 0;
+	size_t lo = 0, hi = m->nholds;
 
-	while (i < m->nholders && m->holders[i].pid != pid)
-		i++;
-	return i;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct mfsd_hold *h = &m->holds[mid];
+
+		if (h->pid < pid || (h->pid == pid && h->slot < slot))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool mfsd_hold_at(const struct mfsd_model *m, size_t pos, pid_t pid,
+			 uint64_t slot)
+{
+	return pos < m->nholds && m->holds[pos].pid == pid &&
+	       m->holds[pos].slot == slot;
 }
 
 int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
-			   pid_t pid)
+			   pid_t pid, uint64_t slot)
 {
-	size_t i;
+	size_t pos;
 	int rc = 0;
 
 	pthread_mutex_lock(&s->lock);
-	i = mfsd_holder_find(m, pid);
-	if (i == m->nholders && m->nholders == m->holders_cap) {
-		size_t cap = m->holders_cap ? 2 * m->holders_cap : 4;
-		struct mfsd_holder *h = realloc(m->holders, cap * sizeof(*h));
-
-		if (!h) {
-			rc = -ENOMEM;
+	pos = mfsd_hold_pos(m, pid, slot);
+	if (!mfsd_hold_at(m, pos, pid, slot)) {
+		rc = mfsd_grow((void **)&m->holds, &m->holds_cap,
+			       m->nholds + 1, sizeof(*m->holds));
+		if (rc < 0)
 			goto out;
-		}
-		m->holders = h;
-		m->holders_cap = cap;
+		memmove(&m->holds[pos + 1], &m->holds[pos],
+			(m->nholds - pos) * sizeof(*m->holds));
+		m->holds[pos] = (struct mfsd_hold){.pid = pid, .slot = slot};
+		m->nholds++;
 	}
-	if (i == m->nholders)
-		m->holders[m->nholders++] = (struct mfsd_holder){.pid = pid};
-	m->holders[i].handles++;
+	m->holds[pos].handles++;
 	m->nopen++;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
 
-void mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
-			       pid_t pid)
+bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
+			       pid_t pid, uint64_t slot)
 {
-	bool dead;
-	size_t i;
+	size_t pos;
+	bool last;
 
 	pthread_mutex_lock(&s->lock);
-	i = mfsd_holder_find(m, pid);
-	if (i < m->nholders && --m->holders[i].handles == 0)
-		m->holders[i] = m->holders[--m->nholders];
-	m->nopen--;
-	dead = mfsd_store_reap(s, m);
+	pos = mfsd_hold_pos(m, pid, slot);
+	if (mfsd_hold_at(m, pos, pid, slot) && --m->holds[pos].handles == 0) {
+		memmove(&m->holds[pos], &m->holds[pos + 1],
+			(m->nholds - pos - 1) * sizeof(*m->holds));
+		m->nholds--;
+	}
+	mfsd_count_sub(&m->nopen, 1);
+	last = m->nopen == 0;
+	if (last)
+		m->released_seq = ++s->release_clock;
+	mfsd_store_unlock_reap(s, m);
+	return last;
+}
+
+void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m)
+{
+	pthread_mutex_lock(&s->lock);
+	m->ndirs++;
 	pthread_mutex_unlock(&s->lock);
-	if (dead)
-		mfsd_model_free(s, m);
+}
+
+void mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m)
+{
+	pthread_mutex_lock(&s->lock);
+	mfsd_count_sub(&m->ndirs, 1);
+	mfsd_store_unlock_reap(s, m);
 }
 
 void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m)
 {
-	bool dead;
-	size_t pos;
-
+	/* Under refresh_lock too: a refresh relies on by_key not changing
+	 * under it. */
+	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
-	pos = mfsd_key_pos(s, m->key);
-	if (m->in_store && pos < s->npublished && s->by_key[pos] == m)
-		mfsd_vec_remove(s->by_key, &s->npublished, pos);
-	m->in_store = false;
-	dead = mfsd_store_reap(s, m);
-	pthread_mutex_unlock(&s->lock);
-	if (dead)
-		mfsd_model_free(s, m);
+	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
+	mfsd_store_unlock_reap(s, m);
+	pthread_mutex_unlock(&s->refresh_lock);
 }
+
+/* ------------------------------------------------------------------ */
+/* Copies for listings and .status                                     */
+/* ------------------------------------------------------------------ */
 
 void mfsd_store_free_list(struct mfsd_dirent_model *list, size_t n)
 {
@@ -600,35 +1051,78 @@ ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out)
 	return (ssize_t)n;
 }
 
-static int mfsd_holder_cmp(const void *a, const void *b)
+/* Sums @u->holds per pid into @u->holders (allocated for nholds). */
+static void mfsd_usage_holders(struct mfsd_model_usage *u)
 {
-	const struct mfsd_holder *x = a, *y = b;
+	for (size_t i = 0; i < u->nholds; i++) {
+		struct mfsd_holder *last = u->nholders
+						   ? &u->holders[u->nholders - 1]
+						   : NULL;
 
-	return (x->pid > y->pid) - (x->pid < y->pid);
+		/* holds are sorted by pid, so one pid's holds are adjacent */
+		if (!last || last->pid != u->holds[i].pid) {
+			last = &u->holders[u->nholders++];
+			*last = (struct mfsd_holder){.pid = u->holds[i].pid};
+		}
+		last->handles += u->holds[i].handles;
+	}
+}
+
+/* Copies @m's counts into @out.  Lock held. */
+static void mfsd_model_counts_locked(const struct mfsd_model *m,
+				     struct mfsd_model_counts *out)
+{
+	out->state = m->state;
+	out->retired = m->retired;
+	out->nlookup_dir = m->nlookup_dir;
+	out->nlookup_files = m->nlookup_files;
+	out->nopen = m->nopen;
+	out->ndirs = m->ndirs;
+	out->released_seq = m->released_seq;
+}
+
+void mfsd_store_model_counts(struct mfsd_store *s, struct mfsd_model *m,
+			     struct mfsd_model_counts *out)
+{
+	pthread_mutex_lock(&s->lock);
+	mfsd_model_counts_locked(m, out);
+	pthread_mutex_unlock(&s->lock);
 }
 
 int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
-		     struct mfsd_model_usage *usage)
+		     struct mfsd_model_usage *u)
 {
-	int rc = 0;
+	size_t n;
 
+	memset(u, 0, sizeof(*u));
 	pthread_mutex_lock(&s->lock);
-	usage->nlookup = m->nlookup;
-	usage->nopen = m->nopen;
-	usage->in_store = m->in_store;
-	usage->nholders = m->nholders;
-	usage->holders = malloc((m->nholders ? m->nholders : 1) *
-				sizeof(*usage->holders));
-	if (!usage->holders)
-		rc = -ENOMEM;
-	else if (m->nholders)
-		memcpy(usage->holders, m->holders,
-		       m->nholders * sizeof(*usage->holders));
+	n = m->nholds;
+	u->holds = malloc((n ? n : 1) * sizeof(*u->holds));
+	u->holders = malloc((n ? n : 1) * sizeof(*u->holders));
+	if (u->holds && u->holders) {
+		memcpy(u->holds, m->holds, n * sizeof(*u->holds));
+		u->nholds = n;
+		mfsd_model_counts_locked(m, &u->c);
+		u->in_store = m->state == MFSD_MODEL_PUBLISHED;
+		u->nlookup = m->nlookup_dir + m->nlookup_files;
+		u->nopen = m->nopen;
+	}
 	pthread_mutex_unlock(&s->lock);
-	if (rc == 0)
-		qsort(usage->holders, usage->nholders, sizeof(*usage->holders),
-		      mfsd_holder_cmp);
-	return rc;
+	if (!u->holds || !u->holders) {
+		mfsd_store_usage_free(u);
+		return -ENOMEM;
+	}
+	mfsd_usage_holders(u);
+	return 0;
+}
+
+void mfsd_store_usage_free(struct mfsd_model_usage *u)
+{
+	free(u->holds);
+	free(u->holders);
+	u->holds = NULL;
+	u->holders = NULL;
+	u->nholds = u->nholders = 0;
 }
 
 ssize_t mfsd_store_get_all(struct mfsd_store *s, struct mfsd_model ***out)
@@ -656,4 +1150,47 @@ void mfsd_store_put_all(struct mfsd_store *s, struct mfsd_model **models,
 	for (size_t i = 0; i < n; i++)
 		mfsd_store_put(s, models[i]);
 	free(models);
+}
+
+void mfsd_store_free_skipped(struct mfsd_skipped *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free(v[i].file_name);
+		free(v[i].reason);
+	}
+	free(v);
+}
+
+ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out)
+{
+	struct mfsd_skipped *v;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nskipped;
+	v = calloc(n ? n : 1, sizeof(*v));
+	for (size_t i = 0; v && i < n; i++) {
+		v[i] = s->skipped[i];
+		v[i].file_name = strdup(s->skipped[i].file_name);
+		v[i].reason = strdup(s->skipped[i].reason);
+		if (!v[i].file_name || !v[i].reason) {
+			mfsd_store_free_skipped(v, i + 1);
+			v = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!v)
+		return -ENOMEM;
+	*out = v;
+	return (ssize_t)n;
+}
+
+void mfsd_store_counts(struct mfsd_store *s, struct mfsd_store_counts *out)
+{
+	pthread_mutex_lock(&s->lock);
+	out->published = s->npublished;
+	out->live = s->nlive - s->nretired;
+	out->retired = s->nretired;
+	out->changes = s->changes;
+	pthread_mutex_unlock(&s->lock);
 }

@@ -1,13 +1,21 @@
 /*
  * store.h - the model table: containers loaded from STORE_DIR, each a
- * model with a generation number that is never reused, and the reference
- * counts that decide when a model's memory and descriptor may go.
+ * model with a generation number that is never reused, the reference
+ * counts that decide when a model's memory and descriptor may go, and
+ * the live refresh that follows the directory while it is mounted.
  *
- * A model lives while it is published in the store (in_store), the kernel
- * holds lookups on any of its inodes (nlookup), a file handle is open on
- * it (nopen), or a request is working on it (nbusy).  When all four say
- * "no", it is freed.  This lets a removed or replaced model stay readable
- * by its holders until the last one lets go.
+ * A model is published (found by key) until its container is removed,
+ * replaced or becomes invalid.  After that it lives on while the kernel
+ * holds lookups on any of its inodes (nlookup_dir, nlookup_files), a file
+ * or directory handle is open on it (nopen, ndirs), or a request is
+ * working on it (nbusy).  When only the kernel's lookups of its directory
+ * inode are left, the model is *retired*: its container is closed and
+ * its arrays freed (the directory then looks empty, like a removed
+ * directory); when every count is zero it is freed.  This lets a removed
+ * or replaced model stay readable by its holders until the last one lets
+ * go, without waiting for the kernel to reclaim the directory inode.
+ *
+ * Lock order: refresh_lock, then lock, then the chunk cache's lock.
  */
 #ifndef MFSD_STORE_H
 #define MFSD_STORE_H
@@ -24,10 +32,23 @@
 
 struct mfsd_cache;
 
+/*
+ * The entries of a model directory: 0 the directory itself, 1
+ * manifest.json, 2 metadata.json, 3 + i array i (inode.h turns them into
+ * inode numbers).
+ */
+enum mfsd_slot {
+	MFSD_SLOT_DIR = 0,
+	MFSD_SLOT_MANIFEST = 1,
+	MFSD_SLOT_METADATA = 2,
+	MFSD_SLOT_ARRAY0 = 3,
+};
+
 /* Per-array serving state. */
 struct mfsd_array {
 	mfs_array_info info; /* immutable; name owned by the container */
 	char *file_name;     /* immutable: "<name>.npy" */
+	uint32_t header_len; /* immutable: NPY header bytes (data offset) */
 	uint64_t file_size;  /* immutable: NPY header + raw bytes */
 	size_t bitmap_words; /* immutable: words in each bitmap below */
 	/* Bit per chunk, only ever set: the chunk's checksum was checked
@@ -38,19 +59,38 @@ struct mfsd_array {
 	_Atomic uint64_t *reported;
 };
 
-/* One process holding open handles on a model. */
+/* Open handles of one process on one file (slot) of a model. */
+struct mfsd_hold {
+	pid_t pid;
+	uint64_t slot;
+	uint64_t handles;
+};
+
+/* One process holding open handles on a model (a summary of its holds). */
 struct mfsd_holder {
 	pid_t pid;
 	uint64_t handles;
 };
 
+/* Where a model stands in the namespace. */
+enum mfsd_model_state {
+	MFSD_MODEL_PUBLISHED, /* found by its key */
+	MFSD_MODEL_REPLACED,  /* a newer container took its key */
+	MFSD_MODEL_REMOVED,   /* its container was removed or became invalid */
+};
+
 struct mfsd_model {
-	/* Immutable between mfsd_store_scan and the model's end: */
+	/* Immutable between load and the model's end: */
 	char *key;
 	char *file_name; /* name of the container in STORE_DIR */
 	uint64_t gen;
+	struct stat st; /* of the container file when it was loaded */
+	uint64_t view_size; /* bytes of every file of its directory */
+
+	/* Immutable while the model is not retired; freed by the thread
+	 * that retires it, which holds a busy mark meanwhile (requests see
+	 * `retired` first and never touch them then): */
 	mfs_container *container;
-	struct stat st; /* of the container file */
 	struct mfsd_array *arrays;
 	size_t narrays;
 	char *manifest;
@@ -60,29 +100,67 @@ struct mfsd_model {
 	uint64_t raw_size;
 	uint64_t stored_size;
 
+	/* Permissions shown, following chmod/chown of the container (a
+	 * metadata change keeps the generation: the bytes are the same). */
+	_Atomic unsigned mode; /* permission bits of the container */
+	_Atomic unsigned uid;
+	_Atomic unsigned gid;
+
+	/* Page-cache estimate: bytes served since the mount's pages of the
+	 * model were last dropped (capped at view_size when read), and how
+	 * often they were dropped for the budget.  Lock-free counters. */
+	_Atomic uint64_t pc_bytes;
+	_Atomic uint64_t pc_evictions;
+
 	/* Protected by store->lock: */
-	bool in_store;
-	uint64_t nlookup; /* kernel lookups summed over the model's inodes */
-	uint64_t nopen;   /* open file handles */
-	uint64_t nbusy;   /* requests between mfsd_store_get and _put */
-	struct mfsd_holder *holders; /* one per pid with open handles */
-	size_t nholders;
-	size_t holders_cap;
+	enum mfsd_model_state state;
+	bool retired;           /* container closed, arrays freed */
+	uint64_t nlookup_dir;   /* kernel lookups of the directory inode */
+	uint64_t nlookup_files; /* kernel lookups summed over its files */
+	uint64_t nopen;         /* open file handles */
+	uint64_t ndirs;         /* open directory handles */
+	uint64_t nbusy;         /* requests between mfsd_store_get and _put */
+	uint64_t released_seq;  /* store->release_clock when nopen last
+				   became 0; 0 = never released */
+	struct mfsd_hold *holds; /* ascending (pid, slot) */
+	size_t nholds;
+	size_t holds_cap;
+
+	/* Only touched by the watcher thread, while it holds a busy mark: */
+	uint64_t sweep_due_ns;     /* next retry of deleting its entries */
+	uint64_t sweep_backoff_ns; /* delay before the retry after that */
 };
 
 /* A container that could not be served, kept for .status. */
 struct mfsd_skipped {
 	char *file_name;
 	char *reason;
+	bool has_id;    /* the identity below is known: do not retry it */
+	dev_t dev;      /* identity of the file that was refused */
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
 };
 
 struct mfsd_store {
 	/* Immutable after mfsd_store_open: */
-	char *dir_path;
-	struct stat dir_st;
+	char *dir_path; /* the path given (realpath at start-up) */
+	int dirfd;      /* the directory opened at start: all access is
+			   relative to it, so a directory moved away is
+			   still followed and a new one at the old path is
+			   not */
+	struct stat dir_st;       /* at open: times of the root */
 	struct mfsd_cache *cache; /* entries of freed models are dropped */
-	struct mfsd_skipped *skipped;
-	size_t nskipped;
+
+	/* Permissions of the root, following chmod/chown of STORE_DIR. */
+	_Atomic unsigned dir_mode;
+	_Atomic unsigned dir_uid;
+	_Atomic unsigned dir_gid;
+
+	/* Serializes refreshes: one container is loaded and swapped in at
+	 * a time, so the published model read at the start of a refresh
+	 * is still the published one when it is replaced. */
+	pthread_mutex_t refresh_lock;
 
 	pthread_mutex_t lock;
 	/* Protected by lock: */
@@ -93,6 +171,12 @@ struct mfsd_store {
 	struct mfsd_model **by_key; /* published models, ascending key */
 	size_t npublished;
 	size_t published_cap;
+	struct mfsd_skipped *skipped; /* ascending file_name */
+	size_t nskipped;
+	size_t skipped_cap;
+	uint64_t release_clock; /* ticks at every last release of a model */
+	size_t nretired;        /* live models that are retired */
+	uint64_t changes;       /* models added, replaced or removed live */
 };
 
 /*
@@ -113,26 +197,86 @@ struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key);
 /* Finds a live model by generation and marks it busy; NULL if none. */
 struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen);
 
-/* Ends a busy mark from mfsd_store_get_*; may free the model. */
+/* Ends a busy mark from mfsd_store_get_*; may retire or free the model. */
 void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m);
 
-/* Counts @n kernel lookups of one of @m's inodes; @m must be busy. */
-void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m, uint64_t n);
+/* Counts @n kernel lookups of slot @slot's inode of busy model @m. */
+void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
+		       uint64_t slot, uint64_t n);
 
-/* The kernel forgot @n lookups of an inode of generation @gen. */
-void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t n);
+/* The kernel forgot @n lookups of slot @slot of generation @gen. */
+void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+		       uint64_t n);
 
-/* Counts an open handle of process @pid on busy model @m.  0 or -ENOMEM. */
+/* Counts an open handle of process @pid on file @slot of busy model @m.
+ * 0 or -ENOMEM. */
 int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
-			   pid_t pid);
+			   pid_t pid, uint64_t slot);
 
-/* Ends an open handle of @pid on @m (may free @m). */
-void mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
-			       pid_t pid);
+/* Ends an open handle of @pid on @slot of @m (may retire or free @m).
+ * Returns true if it was the model's last open handle. */
+bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
+			       pid_t pid, uint64_t slot);
 
-/* Takes @m out of the store: no longer found by key; it lives on until
- * its counts reach zero. */
+/* Counts an open directory handle on busy model @m. */
+void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m);
+
+/* Ends an open directory handle on @m (may retire or free @m). */
+void mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m);
+
+/* Takes @m out of the store as removed: no longer found by key; it
+ * lives on until its counts reach zero. */
 void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m);
+
+/* What a refresh changed in the namespace. */
+enum mfsd_change_kind {
+	MFSD_CHANGE_ADDED,     /* key appeared: new_gen */
+	MFSD_CHANGE_REPLACED,  /* key now names new_gen instead of old_gen */
+	MFSD_CHANGE_REMOVED,   /* key of old_gen disappeared */
+	MFSD_CHANGE_ATTR,      /* permissions of old_gen changed */
+	MFSD_CHANGE_ROOT_ATTR, /* permissions of STORE_DIR changed */
+};
+
+struct mfsd_change {
+	enum mfsd_change_kind kind;
+	char key[MFS_MAX_KEY_LEN + 1];
+	uint64_t old_gen;
+	uint64_t new_gen;
+};
+
+/* Told about each change a refresh made, after the store's locks are
+ * dropped. */
+typedef void (*mfsd_change_fn)(void *arg, const struct mfsd_change *c);
+
+/*
+ * Brings the entry @file_name of STORE_DIR up to date: a new or replaced
+ * valid container is loaded and published under its key (a replaced
+ * model stays alive for its holders), an invalid one is logged, listed as
+ * skipped and its key removed, a vanished one is removed, a chmod or
+ * chown changes the permissions shown.  Names that are hidden or not
+ * "*.mfs" are ignored.  Calls @cb (may be NULL) for the change made, if
+ * any.  Returns 0, or -ENOMEM when memory ran out (the change may be
+ * partly made; a later refresh retries).
+ */
+int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
+		       mfsd_change_fn cb, void *arg);
+
+/*
+ * For a lookup of @key that found nothing: if "<key>.mfs" exists in
+ * STORE_DIR now (one fstatat when it does not), refreshes it.  Returns
+ * as mfsd_store_refresh.
+ */
+int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
+			   mfsd_change_fn cb, void *arg);
+
+/* Refreshes every name in STORE_DIR, every published and every skipped
+ * one (used at start and when inotify lost events).  0 or -ENOMEM. */
+int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg);
+
+/* Re-reads the permissions of STORE_DIR itself; calls @cb with
+ * MFSD_CHANGE_ROOT_ATTR if they changed. */
+void mfsd_store_refresh_root(struct mfsd_store *s, mfsd_change_fn cb,
+			     void *arg);
 
 /* Name of a published model, for a directory listing. */
 struct mfsd_dirent_model {
@@ -145,24 +289,58 @@ struct mfsd_dirent_model {
 ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out);
 void mfsd_store_free_list(struct mfsd_dirent_model *list, size_t n);
 
-/* What .status shows of one model, copied under the lock. */
-struct mfsd_model_usage {
-	uint64_t nlookup;
+/* The counts of one model, copied under the lock. */
+struct mfsd_model_counts {
+	enum mfsd_model_state state;
+	bool retired;
+	uint64_t nlookup_dir;
+	uint64_t nlookup_files;
 	uint64_t nopen;
-	bool in_store;
-	struct mfsd_holder *holders; /* malloc'd copy, ascending pid */
-	size_t nholders;
+	uint64_t ndirs;
+	uint64_t released_seq;
 };
 
-/* Copies @m's counts and holders.  0 or -ENOMEM; free usage->holders. */
+/* Copies @m's counts (no allocation). */
+void mfsd_store_model_counts(struct mfsd_store *s, struct mfsd_model *m,
+			     struct mfsd_model_counts *out);
+
+/* What .status shows of one model, copied under the lock. */
+struct mfsd_model_usage {
+	struct mfsd_model_counts c;
+	bool in_store;    /* c.state == MFSD_MODEL_PUBLISHED */
+	uint64_t nlookup; /* c.nlookup_dir + c.nlookup_files */
+	uint64_t nopen;   /* c.nopen */
+	struct mfsd_holder *holders; /* malloc'd, ascending pid */
+	size_t nholders;
+	struct mfsd_hold *holds; /* malloc'd, ascending (pid, slot) */
+	size_t nholds;
+};
+
+/* Copies @m's counts and holders.  0 or -ENOMEM; free with
+ * mfsd_store_usage_free. */
 int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 		     struct mfsd_model_usage *usage);
+void mfsd_store_usage_free(struct mfsd_model_usage *usage);
 
 /* Marks every live model busy and returns them (ascending gen) in a
  * malloc'd array; release with mfsd_store_put_all.  Count or -ENOMEM. */
 ssize_t mfsd_store_get_all(struct mfsd_store *s, struct mfsd_model ***out);
 void mfsd_store_put_all(struct mfsd_store *s, struct mfsd_model **models,
 			size_t n);
+
+/* Copies the skipped containers (ascending name) for .status.  Count or
+ * -ENOMEM; free with mfsd_store_free_skipped. */
+ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out);
+void mfsd_store_free_skipped(struct mfsd_skipped *v, size_t n);
+
+/* Counters of the table for .status. */
+struct mfsd_store_counts {
+	size_t published;
+	size_t live;
+	size_t retired;
+	uint64_t changes;
+};
+void mfsd_store_counts(struct mfsd_store *s, struct mfsd_store_counts *out);
 
 /* True if chunk @chunk of @a has the bit set in @bitmap. */
 static inline bool mfsd_bit_test(_Atomic uint64_t *bitmap, uint64_t chunk)
@@ -181,6 +359,21 @@ static inline bool mfsd_bit_set(_Atomic uint64_t *bitmap, uint64_t chunk)
 						memory_order_acq_rel);
 
 	return !(old & bit);
+}
+
+/* Adds @n served bytes to @m's page-cache estimate. */
+static inline void mfsd_model_served(struct mfsd_model *m, uint64_t n)
+{
+	atomic_fetch_add_explicit(&m->pc_bytes, n, memory_order_relaxed);
+}
+
+/* @m's page-cache estimate: bytes served since the last drop, at most
+ * what its files hold. */
+static inline uint64_t mfsd_model_cached(struct mfsd_model *m)
+{
+	uint64_t n = atomic_load_explicit(&m->pc_bytes, memory_order_relaxed);
+
+	return n < m->view_size ? n : m->view_size;
 }
 
 #endif /* MFSD_STORE_H */

@@ -203,17 +203,18 @@ static void test_lifetime(void **state)
 	m = mfsd_store_get_key(s, "good");
 	assert_non_null(m);
 	gen = m->gen;
-	mfsd_store_lookup(s, m, 2);
-	assert_int_equal(mfsd_store_open_handle(s, m, 10), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 11), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 10), 0);
+	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
+	mfsd_store_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
+	assert_int_equal(mfsd_store_open_handle(s, m, 10, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 11, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 10, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
 	assert_int_equal(u.nopen, 3);
 	assert_int_equal(u.nlookup, 2);
 	assert_int_equal(u.nholders, 2);
 	assert_int_equal(u.holders[0].pid, 10);
 	assert_int_equal(u.holders[0].handles, 2);
-	free(u.holders);
+	mfsd_store_usage_free(&u);
 	mfsd_store_put(s, m);
 
 	mfsd_store_unpublish(s, m);
@@ -222,9 +223,10 @@ static void test_lifetime(void **state)
 	assert_non_null(m);
 	mfsd_store_put(s, m);
 
-	mfsd_store_release_handle(s, m, 10);
-	mfsd_store_release_handle(s, m, 10);
-	mfsd_store_forget(s, gen, 2);
+	mfsd_store_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
+	mfsd_store_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
+	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
+	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
 	/* One holder left: still there. */
 	m = mfsd_store_get_gen(s, gen);
 	assert_non_null(m);
@@ -232,12 +234,12 @@ static void test_lifetime(void **state)
 	assert_int_equal(u.nholders, 1);
 	assert_int_equal(u.holders[0].pid, 11);
 	assert_false(u.in_store);
-	free(u.holders);
+	mfsd_store_usage_free(&u);
 	mfsd_store_put(s, m);
-	mfsd_store_release_handle(s, m, 11);
+	mfsd_store_release_handle(s, m, 11, MFSD_SLOT_ARRAY0);
 	assert_null(mfsd_store_get_gen(s, gen));
 	/* Forgetting an inode of a freed model is harmless. */
-	mfsd_store_forget(s, gen, 1);
+	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
 	assert_non_null(m = mfsd_store_get_key(s, "other"));
 	mfsd_store_put(s, m);
 	mfsd_store_close(s);
