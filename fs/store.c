@@ -775,12 +775,13 @@ int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
 		rc = mfsd_names_known(s, &names, &n, &cap);
 	if (rc == 0)
 		qsort(names, n, sizeof(*names), mfsd_name_cmp);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		/* Each name once, in order. */
-		if (rc == 0 && (i == 0 || strcmp(names[i], names[i - 1]) != 0))
+		if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
 			rc = mfsd_store_refresh(s, names[i], cb, arg);
-		free(names[i]);
 	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
 	free(names);
 	return rc;
 }
@@ -816,6 +817,7 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 	rc = mfsd_store_rescan(s, NULL, NULL);
 	if (rc < 0)
 		goto fail;
+	s->changes = 0; /* counts the changes made live, after loading */
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 s->npublished, dir_path, s->nskipped);
 	*out = s;
@@ -1100,7 +1102,8 @@ int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 	u->holds = malloc((n ? n : 1) * sizeof(*u->holds));
 	u->holders = malloc((n ? n : 1) * sizeof(*u->holders));
 	if (u->holds && u->holders) {
-		memcpy(u->holds, m->holds, n * sizeof(*u->holds));
+		if (n) /* m->holds may be NULL then */
+			memcpy(u->holds, m->holds, n * sizeof(*u->holds));
 		u->nholds = n;
 		mfsd_model_counts_locked(m, &u->c);
 		u->in_store = m->state == MFSD_MODEL_PUBLISHED;

@@ -2,10 +2,13 @@
  * test_store.c - unit tests of the model table and the inode scheme:
  * loading a store with good, bad, hidden and misnamed containers; names,
  * slots and attributes; the reference counts that keep a removed model
- * alive until the kernel and every holder let go.
+ * alive until the kernel and every holder let go; retiring; holds per
+ * process and file; and the live refresh (add, replace while held,
+ * remove, invalid replacement, chmod, a store directory moved away).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +131,474 @@ static void test_scan(void **state)
 	mfsd_store_free_list(list, (size_t)n);
 	mfsd_store_close(s);
 	mfsd_cache_destroy(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Live refresh                                                        */
+/* ------------------------------------------------------------------ */
+
+#define MAX_CHANGES 16
+
+static struct mfsd_change g_changes[MAX_CHANGES];
+static size_t g_nchanges;
+
+/* mfsd_change_fn recording what a refresh reports. */
+static void record(void *arg, const struct mfsd_change *c)
+{
+	(void)arg;
+	assert_true(g_nchanges < MAX_CHANGES);
+	g_changes[g_nchanges++] = *c;
+}
+
+/* Writes container @name (in directory @dir) holding one uint8 array
+ * "v" of @n bytes of value @value, atomically. */
+static void write_version_in(const char *dir, const char *name,
+			     unsigned char value, size_t n)
+{
+	mfs_array_spec v = {.name = "v", .dtype = MFS_DTYPE_UINT8, .ndim = 1,
+			    .shape = {n}};
+	unsigned char *bytes = malloc(n);
+	char path[PATH_LEN];
+	mfs_writer *wr;
+
+	assert_non_null(bytes);
+	memset(bytes, value, n);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(mfs_writer_create(&wr, path), 0);
+	assert_int_equal(mfs_writer_add_array_buffer(wr, &v, bytes, n), 0);
+	assert_int_equal(mfs_writer_commit(wr), 0);
+	free(bytes);
+}
+
+static void write_version(const char *name, unsigned char value)
+{
+	write_version_in(g_dir, name, value, 1 + value);
+}
+
+static void remove_file(const char *name)
+{
+	char path[PATH_LEN];
+
+	path_in(path, name);
+	assert_int_equal(unlink(path), 0);
+}
+
+/* Opens the test directory as a store (fresh cache) and clears the
+ * recorded changes. */
+static struct mfsd_store *open_store(struct mfsd_cache *c)
+{
+	struct mfsd_store *s;
+
+	assert_int_equal(mfsd_cache_init(c, CACHE_BYTES), 0);
+	assert_int_equal(mfsd_store_open(&s, g_dir, c), 0);
+	g_nchanges = 0;
+	return s;
+}
+
+static void close_store(struct mfsd_store *s, struct mfsd_cache *c)
+{
+	mfsd_store_close(s);
+	mfsd_cache_destroy(c);
+}
+
+/* The generation published under @key, 0 if none. */
+static uint64_t gen_of(struct mfsd_store *s, const char *key)
+{
+	struct mfsd_model *m = mfsd_store_get_key(s, key);
+	uint64_t gen = m ? m->gen : 0;
+
+	if (m)
+		mfsd_store_put(s, m);
+	return gen;
+}
+
+static void test_refresh_add_remove(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+	struct mfsd_store_counts sc;
+	uint64_t gen;
+
+	(void)state;
+	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 0); /* no such file: nothing */
+	write_version("live.mfs", 1);
+	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
+	assert_string_equal(g_changes[0].key, "live");
+	gen = gen_of(s, "live");
+	assert_int_equal(g_changes[0].new_gen, gen);
+	/* A second event for the same file changes nothing. */
+	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+
+	remove_file("live.mfs");
+	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 2);
+	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_REMOVED);
+	assert_int_equal(g_changes[1].old_gen, gen);
+	assert_int_equal(gen_of(s, "live"), 0);
+	/* Nothing held it: freed at once. */
+	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_store_counts(s, &sc);
+	assert_int_equal(sc.published, 2);
+	assert_int_equal(sc.changes, 2);
+	close_store(s, &c);
+}
+
+/* Hidden names, foreign suffixes and over-long names are no models. */
+static void test_refresh_ignored(void **state)
+{
+	char longname[NAME_MAX + 8];
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+
+	(void)state;
+	write_version(".tmp.mfs", 1);
+	write_version("x.mfs.tmp", 1);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(mfsd_store_refresh(s, ".tmp.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, "x.mfs.tmp", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, ".mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, longname, record, NULL), 0);
+	assert_int_equal(g_nchanges, 0);
+	assert_false(skipped(s, ".tmp.mfs"));
+	remove_file(".tmp.mfs");
+	remove_file("x.mfs.tmp");
+	close_store(s, &c);
+}
+
+/* A container whose name is no valid key is listed as skipped while it
+ * exists, and forgotten when it goes. */
+static void test_refresh_bad_key(void **state)
+{
+	char name[MFS_MAX_KEY_LEN + 8];
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+	size_t before = s->nskipped;
+
+	(void)state;
+	write_version("_bad.mfs", 1);
+	assert_int_equal(mfsd_store_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_true(skipped(s, "_bad.mfs"));
+	/* A key one byte too long. */
+	memset(name, 'k', MFS_MAX_KEY_LEN + 1);
+	strcpy(name + MFS_MAX_KEY_LEN + 1, ".mfs");
+	write_version(name, 1);
+	assert_int_equal(mfsd_store_refresh(s, name, record, NULL), 0);
+	assert_true(skipped(s, name));
+	assert_int_equal(g_nchanges, 0);
+	remove_file("_bad.mfs");
+	remove_file(name);
+	assert_int_equal(mfsd_store_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, name, record, NULL), 0);
+	assert_int_equal(s->nskipped, before);
+	close_store(s, &c);
+}
+
+/* Replacing a held model: the key names the new one at once, the old one
+ * stays readable until its holder and the kernel let go. */
+static void test_refresh_replace_held(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+	struct mfsd_model *old, *m;
+	struct mfsd_model_usage u;
+	unsigned char byte;
+	uint64_t gen;
+
+	(void)state;
+	write_version("rep.mfs", 1);
+	s = open_store(&c);
+	old = mfsd_store_get_key(s, "rep");
+	assert_non_null(old);
+	gen = old->gen;
+	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
+	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
+	assert_int_equal(mfsd_store_open_handle(s, old, 5, MFSD_SLOT_ARRAY0),
+			 0);
+	mfsd_store_put(s, old);
+
+	write_version("rep.mfs", 2);
+	assert_int_equal(mfsd_store_refresh(s, "rep.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REPLACED);
+	assert_int_equal(g_changes[0].old_gen, gen);
+	assert_true(g_changes[0].new_gen > gen);
+	assert_int_equal(gen_of(s, "rep"), g_changes[0].new_gen);
+
+	/* The old one still reads its own bytes. */
+	m = mfsd_store_get_gen(s, gen);
+	assert_ptr_equal(m, old);
+	assert_int_equal(mfs_container_read(m->container, 0, 0, &byte, 1), 1);
+	assert_int_equal(byte, 1);
+	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(u.c.state, MFSD_MODEL_REPLACED);
+	assert_false(u.in_store);
+	mfsd_store_usage_free(&u);
+	mfsd_store_put(s, m);
+	m = mfsd_store_get_key(s, "rep");
+	assert_int_equal(mfs_container_read(m->container, 0, 0, &byte, 1), 1);
+	assert_int_equal(byte, 2);
+	mfsd_store_put(s, m);
+
+	/* Released, files forgotten: retired (only the directory inode is
+	 * left in the kernel); then forgotten entirely. */
+	assert_true(mfsd_store_release_handle(s, old, 5, MFSD_SLOT_ARRAY0));
+	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
+	m = mfsd_store_get_gen(s, gen);
+	assert_non_null(m);
+	assert_true(m->retired);
+	assert_null(m->container);
+	assert_int_equal(mfsd_slot_count(m), 1);
+	mfsd_store_put(s, m);
+	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_store_get_gen(s, gen));
+	remove_file("rep.mfs");
+	close_store(s, &c);
+}
+
+/* A retired model's directory is empty and its files are gone. */
+static void test_retired_model(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+	struct mfsd_store_counts sc;
+	struct mfsd_model *m;
+	struct stat st;
+	uint64_t gen, slot;
+
+	(void)state;
+	write_version("ret.mfs", 3);
+	s = open_store(&c);
+	m = mfsd_store_get_key(s, "ret");
+	gen = m->gen;
+	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 2);
+	mfsd_store_open_dir(s, m);
+	mfsd_store_put(s, m);
+	remove_file("ret.mfs");
+	assert_int_equal(mfsd_store_refresh(s, "ret.mfs", record, NULL), 0);
+	/* An open directory handle keeps it whole. */
+	m = mfsd_store_get_gen(s, gen);
+	assert_false(m->retired);
+	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), 0);
+	mfsd_store_put(s, m);
+	mfsd_store_release_dir(s, m);
+	m = mfsd_store_get_gen(s, gen);
+	assert_non_null(m);
+	assert_true(m->retired);
+	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), -ENOENT);
+	assert_int_equal(mfsd_slot_find(m, "manifest.json", &slot), -ENOENT);
+	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_DIR, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_MANIFEST, &st), -ENOENT);
+	mfsd_store_counts(s, &sc);
+	assert_int_equal(sc.retired, 1);
+	mfsd_store_put(s, m);
+	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 2);
+	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_store_counts(s, &sc);
+	assert_int_equal(sc.retired, 0);
+	close_store(s, &c);
+}
+
+/* An invalid container published over a good one removes the key (the
+ * file at KEY.mfs is no valid model); it is not loaded again until it
+ * changes, and a valid one brings the key back. */
+static void test_refresh_invalid(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+	char path[PATH_LEN];
+	uint64_t gen;
+
+	(void)state;
+	write_version("inv.mfs", 1);
+	s = open_store(&c);
+	gen = gen_of(s, "inv");
+	assert_true(gen != 0);
+	write_file("inv.mfs", "garbage, not a container");
+	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
+	assert_int_equal(g_changes[0].old_gen, gen);
+	assert_int_equal(gen_of(s, "inv"), 0);
+	assert_true(skipped(s, "inv.mfs"));
+	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "inv", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	write_version("inv.mfs", 4);
+	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 2);
+	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ADDED);
+	assert_false(skipped(s, "inv.mfs"));
+	/* A directory under a container name: skipped, then gone. */
+	remove_file("inv.mfs");
+	path_in(path, "inv.mfs");
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(g_changes[2].kind, MFSD_CHANGE_REMOVED);
+	assert_true(skipped(s, "inv.mfs"));
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_false(skipped(s, "inv.mfs"));
+	close_store(s, &c);
+}
+
+/* chmod/chown keep the generation (same bytes) and change the mode. */
+static void test_refresh_chmod(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+	struct mfsd_model *m;
+	char path[PATH_LEN];
+	struct stat st;
+	uint64_t gen;
+
+	(void)state;
+	write_version("mod.mfs", 1);
+	path_in(path, "mod.mfs");
+	assert_int_equal(chmod(path, 0644), 0);
+	s = open_store(&c);
+	gen = gen_of(s, "mod");
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(mfsd_store_refresh(s, "mod.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ATTR);
+	assert_int_equal(g_changes[0].old_gen, gen);
+	m = mfsd_store_get_key(s, "mod");
+	assert_int_equal(m->gen, gen);
+	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_ARRAY0, &st), 0);
+	assert_int_equal(st.st_mode, S_IFREG | 0400);
+	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_DIR, &st), 0);
+	assert_int_equal(st.st_mode, S_IFDIR | 0500);
+	mfsd_store_put(s, m);
+	/* The root follows chmod of STORE_DIR. */
+	assert_int_equal(chmod(g_dir, 0750), 0);
+	mfsd_store_refresh_root(s, record, NULL);
+	assert_int_equal(g_nchanges, 2);
+	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ROOT_ATTR);
+	mfsd_stat_root(s, &st);
+	assert_int_equal(st.st_mode, S_IFDIR | 0550);
+	mfsd_store_refresh_root(s, record, NULL);
+	assert_int_equal(g_nchanges, 2);
+	assert_int_equal(chmod(g_dir, 0700), 0);
+	remove_file("mod.mfs");
+	close_store(s, &c);
+}
+
+/* A lookup of an unknown key finds a container published a moment ago. */
+static void test_refresh_key(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+
+	(void)state;
+	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "../x", record, NULL), 0);
+	assert_int_equal(g_nchanges, 0);
+	write_version("fresh.mfs", 2);
+	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
+	assert_true(gen_of(s, "fresh") != 0);
+	remove_file("fresh.mfs");
+	close_store(s, &c);
+}
+
+/* Everything changed behind the store's back is found by a rescan. */
+static void test_rescan(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+	int kinds[MFSD_CHANGE_ROOT_ATTR + 1] = {0};
+
+	(void)state;
+	write_version("r1.mfs", 1);
+	write_version("r2.mfs", 1);
+	s = open_store(&c);
+	remove_file("r1.mfs");
+	write_version("r2.mfs", 2);
+	write_version("r3.mfs", 1);
+	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
+	for (size_t i = 0; i < g_nchanges; i++)
+		kinds[g_changes[i].kind]++;
+	assert_int_equal(g_nchanges, 3);
+	assert_int_equal(kinds[MFSD_CHANGE_REMOVED], 1);
+	assert_int_equal(kinds[MFSD_CHANGE_REPLACED], 1);
+	assert_int_equal(kinds[MFSD_CHANGE_ADDED], 1);
+	remove_file("r2.mfs");
+	remove_file("r3.mfs");
+	close_store(s, &c);
+}
+
+/* The store follows the directory it opened: moved away, it is still
+ * served; a new directory at the old path is not. */
+static void test_moved_store(void **state)
+{
+	char moved[PATH_LEN], cmd[2 * PATH_LEN];
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+
+	(void)state;
+	snprintf(moved, sizeof(moved), "%s.moved", g_dir);
+	assert_int_equal(rename(g_dir, moved), 0);
+	assert_int_equal(mkdir(g_dir, 0755), 0);
+	write_version("impostor.mfs", 1);
+	write_version_in(moved, "followed.mfs", 1, 1);
+	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "impostor", record, NULL),
+			 0);
+	assert_int_equal(gen_of(s, "impostor"), 0);
+	assert_true(gen_of(s, "followed") != 0);
+	assert_true(gen_of(s, "good") != 0);
+	close_store(s, &c);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mv '%s' '%s' && rm '%s'/followed.mfs",
+		 g_dir, moved, g_dir, g_dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Holds per process and file; holders sum them per process. */
+static void test_holds(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+	struct mfsd_model *m = mfsd_store_get_key(s, "good");
+	struct mfsd_model_usage u;
+
+	(void)state;
+	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0 + 1),
+			 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 20, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(u.nopen, 4);
+	assert_int_equal(u.nholds, 3);
+	assert_int_equal(u.holds[0].pid, 20);
+	assert_int_equal(u.holds[1].pid, 30);
+	assert_int_equal(u.holds[1].slot, MFSD_SLOT_ARRAY0);
+	assert_int_equal(u.holds[1].handles, 2);
+	assert_int_equal(u.holds[2].slot, MFSD_SLOT_ARRAY0 + 1);
+	assert_int_equal(u.nholders, 2);
+	assert_int_equal(u.holders[0].pid, 20);
+	assert_int_equal(u.holders[0].handles, 1);
+	assert_int_equal(u.holders[1].pid, 30);
+	assert_int_equal(u.holders[1].handles, 3);
+	mfsd_store_usage_free(&u);
+	assert_false(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
+	assert_false(mfsd_store_release_handle(s, m, 20, MFSD_SLOT_ARRAY0));
+	assert_false(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0 + 1));
+	assert_true(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
+	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(u.nholds, 0);
+	assert_int_equal(u.nholders, 0);
+	assert_true(u.c.released_seq > 0);
+	mfsd_store_usage_free(&u);
+	mfsd_store_put(s, m);
+	close_store(s, &c);
 }
 
 static void test_missing_store(void **state)
@@ -253,6 +724,17 @@ int main(void)
 		cmocka_unit_test(test_missing_store),
 		cmocka_unit_test(test_slots_and_attributes),
 		cmocka_unit_test(test_lifetime),
+		cmocka_unit_test(test_refresh_add_remove),
+		cmocka_unit_test(test_refresh_ignored),
+		cmocka_unit_test(test_refresh_bad_key),
+		cmocka_unit_test(test_refresh_replace_held),
+		cmocka_unit_test(test_retired_model),
+		cmocka_unit_test(test_refresh_invalid),
+		cmocka_unit_test(test_refresh_chmod),
+		cmocka_unit_test(test_refresh_key),
+		cmocka_unit_test(test_rescan),
+		cmocka_unit_test(test_moved_store),
+		cmocka_unit_test(test_holds),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

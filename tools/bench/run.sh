@@ -437,7 +437,7 @@ report() {
 }
 
 main() {
-	local t0=$SECONDS
+	local t0=$SECONDS step t
 	parse_args "$@"
 	check_env
 	trap cleanup EXIT
@@ -445,13 +445,12 @@ main() {
 	trap 'exit 143' TERM
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
-	prepare
-	measure_warm
-	measure_cold
-	measure_cache
-	measure_workers
-	measure_attach
-	measure_ls
+	for step in prepare measure_warm measure_cold measure_cache \
+		measure_workers measure_attach measure_ls; do
+		t=$SECONDS
+		$step
+		log "$step: $((SECONDS - t)) s"
+	done
 	report
 	log "done in $((SECONDS - t0)) s"
 }

@@ -15,7 +15,8 @@ N worker processes attach one model and scan all of it, by one of:
 
 The protocol is the one of `mfsbench workers` (tools/bench/workers.c), so
 the numbers compare: t0 in the parent before the put / first fork; each
-worker times attach -> first array usable (first element read), touches
+worker times attach -> first array usable (first element read: first_use;
+t0 -> first use: ready), touches
 every page of every array (one byte per page), reports through a pipe and
 holds the model until the parent, having summed the workers' and the
 serving process's Pss and read /proc/meminfo, closes the release pipe.
@@ -30,6 +31,7 @@ lines (tab-separated), the format of mfsbench.
 
 import argparse
 import gc
+import io
 import os
 import pickle
 import statistics
@@ -37,7 +39,7 @@ import sys
 import time
 
 import numpy as np
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
@@ -107,11 +109,11 @@ def attach_shm(_files, ctx):
     t = now_ns()
     shms = []
     for name, _size in blocks:
-        s = shared_memory.SharedMemory(name=name)
-        # The parent owns the blocks; without this the resource tracker
-        # would unlink them (and warn) when a worker exits.
-        resource_tracker.unregister(s._name, "shared_memory")
-        shms.append(s)
+        # Attaching registers the name with the resource tracker the
+        # workers share with the parent (a set: once per name); the
+        # parent's unlink() unregisters it.  Workers end with os._exit,
+        # so they never close or unlink.
+        shms.append(shared_memory.SharedMemory(name=name))
     bufs = [s.buf[:size] for s, (_n, size) in zip(shms, blocks)]
     model = pickle.loads(payload, buffers=bufs)
     first_use(model[names[0]])
@@ -153,11 +155,12 @@ def worker(attach, files, ctx, report_w, release_r):
     ok = 1
     try:
         used, arrays = attach(files, ctx)
+        used_at = now_ns()
         touch([a for a in arrays if isinstance(a, np.ndarray)])
     except Exception as e:  # reported to the parent as a failure
         print(f"workers.py: worker: {e!r}", file=sys.stderr)
-        used, ok = 0, 0
-    os.write(report_w, f"{used} {now_ns()} {ok}\n".encode())
+        used, used_at, ok = 0, 0, 0
+    os.write(report_w, f"{used} {used_at} {now_ns()} {ok}\n".encode())
     while os.read(release_r, 1):
         pass
     os._exit(0 if ok else 1)
@@ -172,7 +175,8 @@ def record(args, metric, value, unit):
 
 
 def collect(fd, n):
-    """n report lines from the pipe: [(first_use_ns, done_ns, ok)]."""
+    """n report lines from the pipe:
+    [(first_use_ns, used_at_ns, done_ns, ok)]."""
     data = b""
     while data.count(b"\n") < n:
         chunk = os.read(fd, 4096)
@@ -183,8 +187,22 @@ def collect(fd, n):
     return [tuple(int(x) for x in ln.split()) for ln in lines if ln]
 
 
+def warm_up():
+    """Runs np.load and pickle once on a tiny in-memory model, so no
+    mechanism's first use pays numpy's lazy imports (the shm put would
+    otherwise have paid them for its workers)."""
+    buf = io.BytesIO()
+    np.save(buf, np.arange(4, dtype=np.float32))
+    buf.seek(0)
+    bufs = []
+    data = pickle.dumps({"a": np.load(buf)}, protocol=5,
+                        buffer_callback=bufs.append)
+    pickle.loads(data, buffers=bufs)
+
+
 def run(args):
     files = npy_files(args.dir)
+    warm_up()
     before_cached, before_mapped = (int(x) for x in args.before.split())
     report_r, report_w = os.pipe()
     release_r, release_w = os.pipe()
@@ -207,7 +225,7 @@ def run(args):
     os.close(report_w)
     os.close(release_r)
     reports = collect(report_r, args.n)
-    ok = len(reports) == args.n and all(r[2] for r in reports)
+    ok = len(reports) == args.n and all(r[3] for r in reports)
     if ok:
         pss = sum(read_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in pids)
         if server:
@@ -225,9 +243,11 @@ def run(args):
         raise SystemExit("workers.py: a worker failed")
     unmapped = (cached - mapped) - (before_cached - before_mapped)
     total = pss + unmapped
-    last = max(r[1] for r in reports)
+    last = max(r[2] for r in reports)
     record(args, "first_use_ms",
            statistics.median(r[0] for r in reports) / NS_PER_MS, "ms")
+    record(args, "ready_ms",
+           statistics.median(r[1] - t0 for r in reports) / NS_PER_MS, "ms")
     record(args, "wall_ms", (last - t0) / NS_PER_MS, "ms")
     record(args, "pss_mib", pss / MIB, "MiB")
     record(args, "cache_mib", unmapped / MIB, "MiB")

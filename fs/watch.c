@@ -1,0 +1,554 @@
+/*
+ * watch.c - the watcher thread (see watch.h).
+ *
+ * A round: wait for inotify events, posts or a pending retry; refresh
+ * every container name an event names (the event's kind does not
+ * matter: a refresh compares the directory with the table, so events
+ * seen late, twice or out of order do no harm); send the notifications
+ * for what changed; then maintain the removed models and the budget.
+ * No store or watcher lock is held while a notification is sent.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "evict.h"
+#include "inode.h"
+#include "log.h"
+#include "watch.h"
+
+/* What changes a container's name in the directory, or its mode. */
+#define MFSD_WATCH_MASK                                                  \
+	(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE |      \
+	 IN_ATTRIB | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF |         \
+	 IN_ONLYDIR)
+/* Room for many events per read (each is 16 bytes plus its name). */
+#define MFSD_INOTIFY_BUF (64u << 10)
+#define MFSD_PROC_FD_PATH_MAX 64
+/* Changes applied at once; a fuller round is applied in parts. */
+#define MFSD_BATCH 64u
+#define MFSD_NS_PER_MS UINT64_C(1000000)
+/*
+ * Entries of a removed model that the kernel looked up again after they
+ * were deleted (a stat through an open directory, say) are deleted
+ * again after this delay, doubling up to the maximum.
+ */
+#define MFSD_SWEEP_FIRST_NS (100 * MFSD_NS_PER_MS)
+#define MFSD_SWEEP_MAX_NS (10000 * MFSD_NS_PER_MS)
+/* Without memory for a maintenance round, try again after this. */
+#define MFSD_RETRY_NS (1000 * MFSD_NS_PER_MS)
+/* How long mfsd_watch_stop waits for the thread before giving up. */
+#define MFSD_STOP_GRACE_SEC 2
+
+static uint64_t mfsd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) +
+	       (uint64_t)ts.tv_nsec;
+}
+
+static void mfsd_count(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Notifications                                                       */
+/* ------------------------------------------------------------------ */
+
+static void mfsd_n_inval_entry(struct mfsd_watch *w, uint64_t parent,
+			       const char *name)
+{
+	mfsd_count(&w->notifications, 1);
+	(void)w->notifier.inval_entry(w->notifier.arg, parent, name);
+}
+
+static int mfsd_n_delete(struct mfsd_watch *w, uint64_t parent,
+			 uint64_t child, const char *name)
+{
+	mfsd_count(&w->notifications, 1);
+	return w->notifier.delete_entry(w->notifier.arg, parent, child, name);
+}
+
+static void mfsd_n_inval_inode(struct mfsd_watch *w, uint64_t ino,
+			       int64_t off, int64_t len)
+{
+	mfsd_count(&w->notifications, 1);
+	(void)w->notifier.inval_inode(w->notifier.arg, ino, off, len);
+}
+
+/* Deletes the kernel's entries of busy, unretired @m's files, so each
+ * inode is forgotten as soon as no process uses it. */
+static void mfsd_delete_files(struct mfsd_watch *w, struct mfsd_model *m)
+{
+	uint64_t dir = mfsd_ino(m->gen, MFSD_SLOT_DIR);
+
+	for (uint64_t slot = MFSD_SLOT_MANIFEST; slot < mfsd_slot_count(m);
+	     slot++)
+		(void)mfsd_n_delete(w, dir, mfsd_ino(m->gen, slot),
+				    mfsd_slot_name(m, slot));
+}
+
+/*
+ * A model left the namespace under @key: its files' entries are deleted
+ * first (while its directory entry still leads to them), then the
+ * directory's own entry.  The directory is deleted outright (so it is
+ * forgotten at once) only when no handle is open in it; a directory in
+ * use is only invalidated, as deleting it would make lookups through an
+ * open descriptor of it fail.  Retries are scheduled for entries the
+ * kernel looks up again.
+ */
+static void mfsd_model_left(struct mfsd_watch *w, uint64_t gen,
+			    const char *key)
+{
+	struct mfsd_model *m = mfsd_store_get_gen(w->store, gen);
+	struct mfsd_model_counts c;
+	uint64_t now = mfsd_now_ns();
+
+	if (!m) {
+		mfsd_n_inval_entry(w, MFSD_ROOT_INO, key);
+		return;
+	}
+	mfsd_store_model_counts(w->store, m, &c);
+	if (!c.retired)
+		mfsd_delete_files(w, m);
+	if (c.nopen == 0 && c.ndirs == 0)
+		(void)mfsd_n_delete(w, MFSD_ROOT_INO,
+				    mfsd_ino(gen, MFSD_SLOT_DIR), key);
+	else
+		mfsd_n_inval_entry(w, MFSD_ROOT_INO, key);
+	m->sweep_backoff_ns = MFSD_SWEEP_FIRST_NS;
+	m->sweep_due_ns = now + MFSD_SWEEP_FIRST_NS;
+	if (w->next_sweep_ns == 0 || m->sweep_due_ns < w->next_sweep_ns)
+		w->next_sweep_ns = m->sweep_due_ns;
+	mfsd_store_put(w->store, m);
+}
+
+/* The permissions of model @gen changed: drop its cached attributes. */
+static void mfsd_model_attr(struct mfsd_watch *w, uint64_t gen)
+{
+	struct mfsd_model *m = mfsd_store_get_gen(w->store, gen);
+
+	if (!m)
+		return;
+	for (uint64_t slot = MFSD_SLOT_DIR; slot < mfsd_slot_count(m); slot++)
+		mfsd_n_inval_inode(w, mfsd_ino(gen, slot), -1, 0);
+	mfsd_store_put(w->store, m);
+}
+
+/* Changes waiting to be applied, gathered during one round. */
+struct mfsd_batch {
+	struct mfsd_watch *w;
+	struct mfsd_change c[MFSD_BATCH];
+	size_t n;
+	bool root_dirty; /* the root's listing changed */
+};
+
+/* Sends the notifications for the changes in @b and empties it. */
+static void mfsd_batch_flush(struct mfsd_batch *b)
+{
+	struct mfsd_watch *w = b->w;
+
+	for (size_t i = 0; i < b->n; i++) {
+		const struct mfsd_change *c = &b->c[i];
+
+		switch (c->kind) {
+		case MFSD_CHANGE_ADDED:
+			/* Drops a cached negative entry of the key. */
+			mfsd_n_inval_entry(w, MFSD_ROOT_INO, c->key);
+			b->root_dirty = true;
+			break;
+		case MFSD_CHANGE_REPLACED:
+		case MFSD_CHANGE_REMOVED:
+			mfsd_model_left(w, c->old_gen, c->key);
+			b->root_dirty = true;
+			break;
+		case MFSD_CHANGE_ATTR:
+			mfsd_model_attr(w, c->old_gen);
+			break;
+		case MFSD_CHANGE_ROOT_ATTR:
+			mfsd_n_inval_inode(w, MFSD_ROOT_INO, -1, 0);
+			break;
+		}
+	}
+	b->n = 0;
+	if (b->root_dirty)
+		/* Drops the root's cached listing (its page cache). */
+		mfsd_n_inval_inode(w, MFSD_ROOT_INO, 0, 0);
+	b->root_dirty = false;
+}
+
+/* An mfsd_change_fn: adds @c to the batch, applying a full one first. */
+static void mfsd_batch_add(void *arg, const struct mfsd_change *c)
+{
+	struct mfsd_batch *b = arg;
+
+	if (b->n == MFSD_BATCH)
+		mfsd_batch_flush(b);
+	b->c[b->n++] = *c;
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+/* ------------------------------------------------------------------ */
+
+/* An event about STORE_DIR itself. */
+static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
+			    struct mfsd_batch *b)
+{
+	if (mask & IN_ATTRIB)
+		mfsd_store_refresh_root(w->store, mfsd_batch_add, b);
+	if (mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+		mfsd_log(MFSD_LOG_WARNING, "store directory %s was %s; still "
+			 "serving the directory that was opened",
+			 w->store->dir_path,
+			 (mask & IN_DELETE_SELF) ? "deleted" : "moved");
+	if (mask & IN_IGNORED)
+		mfsd_log(MFSD_LOG_WARNING, "store directory %s is no longer "
+			 "watched: it is gone", w->store->dir_path);
+}
+
+/* Reads the pending inotify events and refreshes what they name. */
+static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
+{
+	char buf[MFSD_INOTIFY_BUF]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	bool overflow = false;
+	ssize_t n;
+
+	while ((n = read(w->ifd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const void *)p;
+
+			p += sizeof(*ev) + ev->len;
+			mfsd_count(&w->events, 1);
+			if (ev->mask & IN_Q_OVERFLOW)
+				overflow = true;
+			else if (ev->len == 0 || ev->name[0] == '\0')
+				mfsd_self_event(w, ev->mask, b);
+			else if (ev->name[0] != '.')
+				/* Hidden names are writers' temporary
+				 * files: never models. */
+				(void)mfsd_store_refresh(w->store, ev->name,
+							 mfsd_batch_add, b);
+		}
+	}
+	if (overflow) {
+		mfsd_count(&w->overflows, 1);
+		mfsd_log(MFSD_LOG_WARNING, "inotify queue overflow: rescanning "
+			 "%s", w->store->dir_path);
+		(void)mfsd_store_rescan(w->store, mfsd_batch_add, b);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Maintenance                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Retries deleting the file entries of removed model @m that no handle
+ * holds but the kernel still remembers: right away after a kick (a
+ * model just lost its last handle), else when its retry is due.
+ * Returns when @m wants the next retry (0: none).
+ */
+static uint64_t mfsd_sweep(struct mfsd_watch *w, struct mfsd_model *m,
+			   const struct mfsd_model_counts *c, bool kicked,
+			   uint64_t now)
+{
+	if (c->retired || c->state == MFSD_MODEL_PUBLISHED || c->nopen ||
+	    c->nlookup_files == 0)
+		return 0;
+	if (!kicked && now < m->sweep_due_ns)
+		return m->sweep_due_ns;
+	mfsd_delete_files(w, m);
+	if (m->sweep_backoff_ns == 0)
+		m->sweep_backoff_ns = MFSD_SWEEP_FIRST_NS;
+	m->sweep_due_ns = now + m->sweep_backoff_ns;
+	m->sweep_backoff_ns = m->sweep_backoff_ns * 2 > MFSD_SWEEP_MAX_NS
+				      ? MFSD_SWEEP_MAX_NS
+				      : m->sweep_backoff_ns * 2;
+	return m->sweep_due_ns;
+}
+
+/* Drops the kernel's and the backing file's cached pages of busy model
+ * @m, which had @bytes cached by the estimate, unless it is held now. */
+static void mfsd_evict(struct mfsd_watch *w, struct mfsd_model *m,
+		       uint64_t bytes)
+{
+	struct mfsd_model_counts c;
+
+	mfsd_store_model_counts(w->store, m, &c);
+	/* A handle opened since the choice: the model is in use again. */
+	if (c.nopen || c.retired)
+		return;
+	for (uint64_t slot = MFSD_SLOT_MANIFEST; slot < mfsd_slot_count(m);
+	     slot++)
+		mfsd_n_inval_inode(w, mfsd_ino(m->gen, slot), 0, 0);
+	(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
+			    POSIX_FADV_DONTNEED);
+	atomic_store(&m->pc_bytes, 0);
+	mfsd_count(&m->pc_evictions, 1);
+	mfsd_count(&w->evictions, 1);
+	mfsd_count(&w->evicted_bytes, bytes);
+	mfsd_log(MFSD_LOG_DEBUG, "page cache of model %s (generation %llu, "
+		 "about %llu bytes) dropped for the budget", m->key,
+		 (unsigned long long)m->gen, (unsigned long long)bytes);
+}
+
+/* Keeps the released models' page cache within the budget: the least
+ * recently released go first.  0 or -ENOMEM. */
+static int mfsd_budget(struct mfsd_watch *w, struct mfsd_model **models,
+		       size_t n)
+{
+	struct mfsd_evict_cand *cands = malloc((n ? n : 1) * sizeof(*cands));
+	size_t nc = 0, k;
+
+	if (!cands)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct mfsd_model_counts c;
+		uint64_t bytes = mfsd_model_cached(models[i]);
+
+		mfsd_store_model_counts(w->store, models[i], &c);
+		if (c.retired || c.nopen || c.released_seq == 0 || bytes == 0)
+			continue;
+		cands[nc++] = (struct mfsd_evict_cand){
+			.gen = models[i]->gen, .released_seq = c.released_seq,
+			.bytes = bytes, .index = i};
+	}
+	k = mfsd_evict_pick(cands, nc, w->budget);
+	for (size_t i = 0; i < k; i++)
+		mfsd_evict(w, models[cands[i].index], cands[i].bytes);
+	free(cands);
+	return 0;
+}
+
+/* Sweeps the removed models and applies the budget. */
+static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
+{
+	struct mfsd_model **models;
+	uint64_t now = mfsd_now_ns(), next = 0;
+	ssize_t n = mfsd_store_get_all(w->store, &models);
+	int rc = n < 0 ? (int)n : 0;
+
+	for (ssize_t i = 0; i < n; i++) {
+		struct mfsd_model_counts c;
+		uint64_t due;
+
+		mfsd_store_model_counts(w->store, models[i], &c);
+		due = mfsd_sweep(w, models[i], &c, kicked, now);
+		if (due && (next == 0 || due < next))
+			next = due;
+	}
+	if (rc == 0 && w->budget)
+		rc = mfsd_budget(w, models, (size_t)n);
+	if (n >= 0)
+		mfsd_store_put_all(w->store, models, (size_t)n);
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_WARNING, "maintenance postponed: %s",
+			 strerror(-rc));
+		next = now + MFSD_RETRY_NS;
+	}
+	w->next_sweep_ns = next;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Poll timeout: until the next retry is due, or @timeout_ms if sooner. */
+static int mfsd_watch_timeout(const struct mfsd_watch *w, int timeout_ms)
+{
+	uint64_t now = mfsd_now_ns(), ms;
+
+	if (w->next_sweep_ns == 0)
+		return timeout_ms;
+	ms = w->next_sweep_ns > now
+		     ? (w->next_sweep_ns - now + MFSD_NS_PER_MS - 1) /
+			       MFSD_NS_PER_MS
+		     : 0;
+	if (timeout_ms >= 0 && (uint64_t)timeout_ms < ms)
+		return timeout_ms;
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/* Moves the posted changes into @b (applied after the lock is dropped:
+ * a notification must never wait while a request thread waits for the
+ * lock).  Returns whether a kick came. */
+static bool mfsd_take_posts(struct mfsd_watch *w, struct mfsd_batch *b)
+{
+	struct mfsd_change posted[MFSD_WATCH_QUEUE];
+	size_t n;
+	bool kicked;
+
+	pthread_mutex_lock(&w->lock);
+	n = w->nqueue;
+	memcpy(posted, w->queue, n * sizeof(*posted));
+	w->nqueue = 0;
+	kicked = w->kicked;
+	w->kicked = false;
+	if (w->lost)
+		b->root_dirty = true;
+	w->lost = false;
+	pthread_mutex_unlock(&w->lock);
+	for (size_t i = 0; i < n; i++)
+		mfsd_batch_add(b, &posted[i]);
+	return kicked;
+}
+
+void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
+{
+	struct pollfd p[] = {{.fd = w->ifd, .events = POLLIN},
+			     {.fd = w->efd, .events = POLLIN}};
+	struct mfsd_batch b = {.w = w};
+	uint64_t drained;
+	bool kicked;
+
+	if (poll(p, sizeof(p) / sizeof(p[0]),
+		 mfsd_watch_timeout(w, timeout_ms)) > 0) {
+		if (p[1].revents & POLLIN)
+			(void)!read(w->efd, &drained, sizeof(drained));
+		if (p[0].revents & POLLIN)
+			mfsd_watch_read(w, &b);
+	}
+	kicked = mfsd_take_posts(w, &b);
+	mfsd_batch_flush(&b);
+	mfsd_maintain(w, kicked);
+}
+
+static void *mfsd_watch_main(void *arg)
+{
+	struct mfsd_watch *w = arg;
+
+	while (!atomic_load(&w->stop))
+		mfsd_watch_run_once(w, -1);
+	return NULL;
+}
+
+/* Wakes the thread (the eventfd counter only grows; never blocks). */
+static void mfsd_watch_wake(struct mfsd_watch *w)
+{
+	uint64_t one = 1;
+
+	(void)!write(w->efd, &one, sizeof(one));
+}
+
+int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
+		    uint64_t budget)
+{
+	char path[MFSD_PROC_FD_PATH_MAX];
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	w->store = s;
+	w->budget = budget;
+	w->efd = -1;
+	/* The open directory, not its path: see watch.h. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->dirfd);
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->ifd < 0 || inotify_add_watch(w->ifd, path, MFSD_WATCH_MASK) < 0)
+		goto fail;
+	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->efd < 0)
+		goto fail;
+	pthread_mutex_init(&w->lock, NULL);
+	/* Whatever changed before the watch existed. */
+	rc = mfsd_store_rescan(s, NULL, NULL);
+	if (rc < 0) {
+		pthread_mutex_destroy(&w->lock);
+		goto out;
+	}
+	return 0;
+fail:
+	rc = -errno;
+	mfsd_log(MFSD_LOG_ERR, "cannot watch %s: %s", s->dir_path,
+		 strerror(errno));
+out:
+	if (w->ifd >= 0)
+		close(w->ifd);
+	if (w->efd >= 0)
+		close(w->efd);
+	w->ifd = w->efd = -1;
+	return rc;
+}
+
+int mfsd_watch_start(struct mfsd_watch *w, const struct mfsd_notifier *n)
+{
+	int rc;
+
+	w->notifier = *n;
+	rc = pthread_create(&w->tid, NULL, mfsd_watch_main, w);
+	if (rc != 0)
+		return -rc;
+	w->started = true;
+	return 0;
+}
+
+bool mfsd_watch_stop(struct mfsd_watch *w)
+{
+	struct timespec deadline;
+
+	if (!w->started)
+		return true;
+	atomic_store(&w->stop, true);
+	mfsd_watch_wake(w);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += MFSD_STOP_GRACE_SEC;
+	if (pthread_timedjoin_np(w->tid, NULL, &deadline) != 0)
+		return false;
+	w->started = false;
+	return true;
+}
+
+void mfsd_watch_destroy(struct mfsd_watch *w)
+{
+	if (w->ifd < 0)
+		return;
+	close(w->ifd);
+	close(w->efd);
+	w->ifd = w->efd = -1;
+	pthread_mutex_destroy(&w->lock);
+}
+
+void mfsd_watch_post(void *arg, const struct mfsd_change *c)
+{
+	struct mfsd_watch *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->nqueue < MFSD_WATCH_QUEUE)
+		w->queue[w->nqueue++] = *c;
+	else
+		w->lost = true;
+	pthread_mutex_unlock(&w->lock);
+	mfsd_watch_wake(w);
+}
+
+void mfsd_watch_kick(struct mfsd_watch *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->kicked = true;
+	pthread_mutex_unlock(&w->lock);
+	mfsd_watch_wake(w);
+}
+
+void mfsd_watch_get_stats(struct mfsd_watch *w, struct mfsd_watch_stats *out)
+{
+	out->events = atomic_load_explicit(&w->events, memory_order_relaxed);
+	out->overflows =
+		atomic_load_explicit(&w->overflows, memory_order_relaxed);
+	out->notifications =
+		atomic_load_explicit(&w->notifications, memory_order_relaxed);
+	out->evictions =
+		atomic_load_explicit(&w->evictions, memory_order_relaxed);
+	out->evicted_bytes =
+		atomic_load_explicit(&w->evicted_bytes, memory_order_relaxed);
+}

@@ -1,0 +1,130 @@
+/*
+ * watch.h - the watcher thread: follows STORE_DIR with inotify, turns
+ * the store's changes into kernel cache invalidations, and does the
+ * maintenance that needs them (deleting the entries of removed models so
+ * the kernel forgets their inodes, and the page-cache budget).
+ *
+ * It is the only thread that sends notifications to the kernel: a notify
+ * call made inside a request handler (or while holding a lock a handler
+ * may wait for) can deadlock, since the kernel may need that handler's
+ * reply before it can apply the notification.  Request threads only post
+ * changes and kicks to it.
+ */
+#ifndef MFSD_WATCH_H
+#define MFSD_WATCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/*
+ * The kernel notifications the watcher sends: libfuse's in the daemon, a
+ * recorder in the unit tests.  Each returns 0 or a negative errno
+ * (-ENOENT when the kernel has nothing cached, which is fine).
+ */
+struct mfsd_notifier {
+	/* Drops the cached entry @name of directory @parent. */
+	int (*inval_entry)(void *arg, uint64_t parent, const char *name);
+	/* As inval_entry, and if it names inode @child, that inode loses
+	 * its link, so the kernel forgets it as soon as nothing uses it. */
+	int (*delete_entry)(void *arg, uint64_t parent, uint64_t child,
+			    const char *name);
+	/* Drops cached pages of @ino from @off (@len bytes, 0 = all), or
+	 * only its attributes if @off is negative. */
+	int (*inval_inode)(void *arg, uint64_t ino, int64_t off, int64_t len);
+	void *arg;
+};
+
+/* What the watcher did, for .status. */
+struct mfsd_watch_stats {
+	uint64_t events;        /* inotify events read */
+	uint64_t overflows;     /* inotify queue overflows (full rescans) */
+	uint64_t notifications; /* notify calls made */
+	uint64_t evictions;     /* models whose pages the budget dropped */
+	uint64_t evicted_bytes; /* their estimated page cache */
+};
+
+/*
+ * Changes request threads can post before the watcher takes them.  Only
+ * lookups of unknown keys post (a key they published); if more pile up,
+ * the root's listing is invalidated as a whole instead.
+ */
+#define MFSD_WATCH_QUEUE 64u
+
+struct mfsd_watch {
+	/* Immutable after mfsd_watch_start: */
+	struct mfsd_store *store;
+	struct mfsd_notifier notifier;
+	uint64_t budget; /* page cache of released models; 0 = no limit */
+	int ifd;         /* inotify descriptor */
+	int efd;         /* eventfd: wakes the thread for posts and stop */
+	pthread_t tid;
+	bool started;
+
+	_Atomic bool stop;
+
+	pthread_mutex_t lock;
+	/* Protected by lock: */
+	struct mfsd_change queue[MFSD_WATCH_QUEUE]; /* posted changes */
+	size_t nqueue;
+	bool lost;   /* the queue was full: a change was dropped */
+	bool kicked; /* a model lost its last handle: maintain now */
+
+	/* Only touched by the watcher thread: */
+	uint64_t next_sweep_ns; /* earliest pending retry; 0 = none */
+
+	/* Counters, read without the lock (see struct mfsd_watch_stats). */
+	_Atomic uint64_t events;
+	_Atomic uint64_t overflows;
+	_Atomic uint64_t notifications;
+	_Atomic uint64_t evictions;
+	_Atomic uint64_t evicted_bytes;
+};
+
+/*
+ * Watches the directory @s opened (through /proc/self/fd, so a directory
+ * moved away is still followed and a new one at the old path is not),
+ * then rescans it so nothing changed before the watch is missed.
+ * @budget as in struct mfsd_watch.  Returns 0 or a negative errno
+ * (inotify or eventfd could not be set up; nothing to destroy then).
+ */
+int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
+		    uint64_t budget);
+
+/* Starts the thread, which sends notifications through @n (copied).
+ * 0 or a negative errno. */
+int mfsd_watch_start(struct mfsd_watch *w, const struct mfsd_notifier *n);
+
+/*
+ * Stops and joins the thread.  If it does not stop within a grace
+ * period (a notification blocked in the kernel), returns false without
+ * joining: call again after unmounting, which unblocks it.
+ */
+bool mfsd_watch_stop(struct mfsd_watch *w);
+
+/* Frees what init set up (after mfsd_watch_stop returned true). */
+void mfsd_watch_destroy(struct mfsd_watch *w);
+
+/* An mfsd_change_fn for request threads: queues change @c for the
+ * watcher (@arg is the struct mfsd_watch) and wakes it. */
+void mfsd_watch_post(void *arg, const struct mfsd_change *c);
+
+/* Tells the watcher that a model lost its last open handle. */
+void mfsd_watch_kick(struct mfsd_watch *w);
+
+/*
+ * One round of the thread's loop: waits up to @timeout_ms (-1: until
+ * something happens, but not past a pending retry) for inotify events
+ * or posts, refreshes the names changed, sends the notifications, and
+ * maintains.  Unit tests call it directly, without starting the thread,
+ * after setting w->notifier.
+ */
+void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms);
+
+/* A snapshot of the counters. */
+void mfsd_watch_get_stats(struct mfsd_watch *w, struct mfsd_watch_stats *out);
+
+#endif /* MFSD_WATCH_H */
