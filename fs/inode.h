@@ -31,8 +31,12 @@
 /* Generations that still fit in an inode number. */
 #define MFSD_MAX_GEN (UINT64_MAX >> MFSD_SLOT_BITS)
 
-/* Optimal I/O size reported in st_blksize: one maximal FUSE request. */
-#define MFSD_BLKSIZE (1u << 20)
+/*
+ * st_blksize: a page.  Buffered readers (Python's open, stdio) size their
+ * first read by it, and np.load reads only the small NPY header first; the
+ * kernel's readahead already makes large sequential FUSE requests.
+ */
+#define MFSD_BLKSIZE 4096u
 
 static inline fuse_ino_t mfsd_ino(uint64_t gen, uint64_t slot)
 {

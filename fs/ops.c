@@ -230,20 +230,24 @@ static void mfsd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	mfsd_store_put(ctx->store, m);
 }
 
-static void mfsd_forget_one(struct mfsd_ctx *ctx, fuse_ino_t ino,
+/* Counts a forget; true if it left a removed model idle (the watcher
+ * then retires it after its grace period). */
+static bool mfsd_forget_one(struct mfsd_ctx *ctx, fuse_ino_t ino,
 			    uint64_t nlookup)
 {
 	uint64_t gen = mfsd_ino_gen(ino);
 
 	/* The root and .status are not counted: they never go away. */
-	if (gen != 0)
-		mfsd_store_forget(ctx->store, gen, mfsd_ino_slot(ino),
-				  nlookup);
+	return gen != 0 && mfsd_store_forget(ctx->store, gen,
+					     mfsd_ino_slot(ino), nlookup);
 }
 
 static void mfsd_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	mfsd_forget_one(mfsd_ctx(req), ino, nlookup);
+	struct mfsd_ctx *ctx = mfsd_ctx(req);
+
+	if (mfsd_forget_one(ctx, ino, nlookup))
+		mfsd_watch_kick(&ctx->watch);
 	fuse_reply_none(req);
 }
 
@@ -251,9 +255,13 @@ static void mfsd_forget_multi(fuse_req_t req, size_t count,
 			      struct fuse_forget_data *forgets)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	bool idle = false;
 
 	for (size_t i = 0; i < count; i++)
-		mfsd_forget_one(ctx, forgets[i].ino, forgets[i].nlookup);
+		idle |= mfsd_forget_one(ctx, forgets[i].ino,
+					forgets[i].nlookup);
+	if (idle)
+		mfsd_watch_kick(&ctx->watch);
 	fuse_reply_none(req);
 }
 
@@ -295,15 +303,19 @@ static struct mfsd_handle *mfsd_handle_new(void)
 }
 
 /* Ends what a handle holds on its model, then frees it.  A model that
- * lost its last handle is reported to the watcher (retries of removed
- * models, page-cache budget). */
+ * lost its last handle, or became idle, is reported to the watcher
+ * (retries and retiring of removed models, page-cache budget). */
 static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 {
-	if (h->kind == MFSD_H_FILE &&
-	    mfsd_store_release_handle(ctx->store, h->m, h->pid, h->slot))
-		mfsd_watch_kick(&ctx->watch);
+	bool kick = false;
+
+	if (h->kind == MFSD_H_FILE)
+		kick = mfsd_store_release_handle(ctx->store, h->m, h->pid,
+						 h->slot);
 	else if (h->kind == MFSD_H_MODEL_DIR)
-		mfsd_store_release_dir(ctx->store, h->m);
+		kick = mfsd_store_release_dir(ctx->store, h->m);
+	if (kick)
+		mfsd_watch_kick(&ctx->watch);
 	mfsd_handle_free(h);
 }
 
@@ -530,9 +542,11 @@ static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 	d->e.attr.st_ino = mfsd_ino(k->gen, MFSD_SLOT_DIR);
 	d->e.attr.st_mode = S_IFDIR;
 	if (plus) {
-		/* A model removed since opendir is listed without
-		 * attributes (ino 0 takes no lookup). */
-		d->m = mfsd_store_get_gen(ctx->store, k->gen);
+		/* The kernel caches the entry as a lookup: it must name what
+		 * the key names now, not the model of the opendir snapshot
+		 * (replaced since, and already invalidated).  A key removed
+		 * since is listed without attributes (ino 0: no lookup). */
+		d->m = mfsd_store_get_key(ctx->store, k->key);
 		if (d->m) {
 			mfsd_stat_slot(d->m, MFSD_SLOT_DIR, &d->e.attr);
 			d->e.ino = d->e.attr.st_ino;
@@ -662,7 +676,7 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
 	struct mfsd_model **models;
 	struct statvfs sv;
-	uint64_t raw = 0;
+	uint64_t raw = 0, nmodels = 0;
 	ssize_t n = mfsd_store_get_all(ctx->store, &models);
 
 	(void)ino;
@@ -672,8 +686,10 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 	}
 	for (ssize_t i = 0; i < n; i++) {
 		/* Busy: retired cannot change under us. */
-		if (!models[i]->retired)
+		if (!models[i]->retired) {
 			raw += models[i]->raw_size;
+			nmodels++;
+		}
 	}
 	mfsd_store_put_all(ctx->store, models, (size_t)n);
 	memset(&sv, 0, sizeof(sv));
@@ -681,7 +697,7 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_frsize = MFSD_STATFS_BSIZE;
 	sv.f_blocks = (fsblkcnt_t)((raw + MFSD_STATFS_BSIZE - 1) /
 				   MFSD_STATFS_BSIZE);
-	sv.f_files = (fsfilcnt_t)n;
+	sv.f_files = (fsfilcnt_t)nmodels;
 	sv.f_namemax = NAME_MAX;
 	sv.f_flag = ST_RDONLY;
 	fuse_reply_statfs(req, &sv);
@@ -944,6 +960,14 @@ static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
 	if (ctx->opt.io == MFSD_IO_SPLICE &&
 	    (conn->capable & FUSE_CAP_SPLICE_WRITE))
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	/*
+	 * Without POSIX ACL support the kernel asks for the ACL xattrs of
+	 * every entry `ls -l` shows and never caches the (empty) answers:
+	 * three getxattr round trips per file.  With it, the kernel caches
+	 * the absence of ACLs per inode (default_permissions is always on).
+	 */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	mfsd_log(MFSD_LOG_DEBUG,
 		 "init: protocol %u.%u, max_read %u, max_readahead %u, "
 		 "capable 0x%x, want 0x%x",

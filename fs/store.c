@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "chunkcache.h"
@@ -23,6 +24,10 @@
 #define MFSD_WHY_MAX 1024
 /* Permission bits of a mode (chmod changes only these). */
 #define MFSD_MODE_BITS 07777u
+#define MFSD_NS_PER_SEC UINT64_C(1000000000)
+/* A model due to retire that a request is using is tried again after
+ * this long. */
+#define MFSD_RETIRE_RETRY_NS (MFSD_NS_PER_SEC / 100)
 
 /* Copies a reason for skipping a container into @why (MFSD_WHY_MAX). */
 static void mfsd_why(char *why, const char *msg)
@@ -293,68 +298,92 @@ fail:
 /* Lifetime                                                            */
 /* ------------------------------------------------------------------ */
 
-/* What a count change means for a model. */
-enum mfsd_reap {
-	MFSD_REAP_KEEP,
-	MFSD_REAP_RETIRE, /* only the kernel's directory lookups are left */
-	MFSD_REAP_FREE,   /* nothing is left */
-};
+static uint64_t mfsd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * MFSD_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* True if @m is out of the namespace, no handle holds it and the kernel
+ * remembers none of its files: only its directory may still be known.
+ * Lock held. */
+static bool mfsd_model_idle(const struct mfsd_model *m)
+{
+	return m->state != MFSD_MODEL_PUBLISHED && !m->nopen && !m->ndirs &&
+	       !m->nlookup_files;
+}
 
 /*
- * Decides what becomes of @m after one of its counts changed.  For
- * RETIRE the model is marked retired and busy (so it cannot be freed
- * while its data is released); for FREE it is taken out of by_gen.  The
- * caller acts on the answer with mfsd_store_reaped after dropping the
- * lock.  Lock held.
+ * After a count of @m changed: notes since when it is idle (for
+ * mfsd_store_retire), and if nothing at all is left, takes it out of
+ * by_gen and returns true (the caller frees it after dropping the
+ * lock).  Lock held.
  */
-static enum mfsd_reap mfsd_store_reap(struct mfsd_store *s,
-				      struct mfsd_model *m)
+static bool mfsd_store_reap(struct mfsd_store *s, struct mfsd_model *m)
 {
 	size_t pos;
 
-	if (!m || m->state == MFSD_MODEL_PUBLISHED || m->nopen || m->ndirs ||
-	    m->nbusy)
-		return MFSD_REAP_KEEP;
-	if (m->nlookup_dir == 0 && m->nlookup_files == 0) {
-		pos = mfsd_gen_pos(s, m->gen);
-		if (pos < s->nlive && s->by_gen[pos] == m)
-			mfsd_vec_remove(s->by_gen, &s->nlive, pos);
-		if (m->retired)
-			s->nretired--;
-		return MFSD_REAP_FREE;
-	}
-	if (m->retired || m->nlookup_files)
-		return MFSD_REAP_KEEP;
-	m->retired = true;
-	m->nbusy++;
-	s->nretired++;
-	return MFSD_REAP_RETIRE;
+	if (!m)
+		return false;
+	if (!mfsd_model_idle(m))
+		m->idle_since_ns = 0;
+	else if (!m->idle_since_ns)
+		m->idle_since_ns = mfsd_now_ns();
+	if (!mfsd_model_idle(m) || m->nbusy || m->nlookup_dir)
+		return false;
+	pos = mfsd_gen_pos(s, m->gen);
+	if (pos < s->nlive && s->by_gen[pos] == m)
+		mfsd_vec_remove(s->by_gen, &s->nlive, pos);
+	if (m->retired)
+		s->nretired--;
+	return true;
 }
 
-/* Carries out a decision of mfsd_store_reap.  Lock not held. */
-static void mfsd_store_reaped(struct mfsd_store *s, struct mfsd_model *m,
-			      enum mfsd_reap r)
+/* Drops the lock after a count of @m changed, then frees @m if that
+ * change left it nothing.  Returns whether @m is idle (see
+ * mfsd_model_idle) and still there. */
+static bool mfsd_store_unlock_reap(struct mfsd_store *s, struct mfsd_model *m)
 {
-	if (r == MFSD_REAP_FREE) {
+	bool dead = mfsd_store_reap(s, m);
+	bool idle = m && !dead && !m->retired && mfsd_model_idle(m);
+
+	pthread_mutex_unlock(&s->lock);
+	if (dead) {
 		mfsd_log(MFSD_LOG_DEBUG, "freed model %s (generation %llu)",
 			 m->key, (unsigned long long)m->gen);
 		mfsd_model_free(s, m);
-	} else if (r == MFSD_REAP_RETIRE) {
+	}
+	return idle;
+}
+
+uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
+			   uint64_t grace_ns)
+{
+	uint64_t now = mfsd_now_ns(), due = 0;
+	bool retire = false;
+
+	pthread_mutex_lock(&s->lock);
+	if (!m->retired && mfsd_model_idle(m) && m->idle_since_ns) {
+		due = m->idle_since_ns + grace_ns;
+		/* Only the caller's busy mark: no request is using it. */
+		retire = now >= due && m->nbusy == 1;
+		if (!retire && now >= due)
+			due = now + MFSD_RETIRE_RETRY_NS;
+	}
+	if (retire) {
+		m->retired = true;
+		s->nretired++;
+		due = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (retire) {
 		mfsd_log(MFSD_LOG_DEBUG, "retired model %s (generation %llu)",
 			 m->key, (unsigned long long)m->gen);
 		mfsd_model_release_data(s, m);
-		mfsd_store_put(s, m);
 	}
-}
-
-/* Drops the lock after a count of @m changed, then retires or frees @m
- * if that change made it so. */
-static void mfsd_store_unlock_reap(struct mfsd_store *s, struct mfsd_model *m)
-{
-	enum mfsd_reap r = mfsd_store_reap(s, m);
-
-	pthread_mutex_unlock(&s->lock);
-	mfsd_store_reaped(s, m, r);
+	return due;
 }
 
 /* Takes @m out of by_key as @state.  Lock held. */
@@ -773,7 +802,7 @@ int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
 
 	if (rc == 0)
 		rc = mfsd_names_known(s, &names, &n, &cap);
-	if (rc == 0)
+	if (rc == 0 && n) /* names is NULL for an empty store */
 		qsort(names, n, sizeof(*names), mfsd_name_cmp);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		/* Each name once, in order. */
@@ -886,7 +915,7 @@ void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
 	m->nbusy--;
-	mfsd_store_unlock_reap(s, m);
+	(void)mfsd_store_unlock_reap(s, m);
 }
 
 void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
@@ -907,7 +936,7 @@ static void mfsd_count_sub(uint64_t *count, uint64_t n)
 	*count -= n < *count ? n : *count;
 }
 
-void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 		       uint64_t n)
 {
 	struct mfsd_model *m = NULL;
@@ -920,7 +949,7 @@ void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 		mfsd_count_sub(slot == MFSD_SLOT_DIR ? &m->nlookup_dir
 						     : &m->nlookup_files, n);
 	}
-	mfsd_store_unlock_reap(s, m);
+	return mfsd_store_unlock_reap(s, m);
 }
 
 /* Index of the first hold >= (@pid, @slot) in m->holds.  Lock held. */
@@ -990,7 +1019,7 @@ bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
 	last = m->nopen == 0;
 	if (last)
 		m->released_seq = ++s->release_clock;
-	mfsd_store_unlock_reap(s, m);
+	(void)mfsd_store_unlock_reap(s, m);
 	return last;
 }
 
@@ -1001,11 +1030,11 @@ void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m)
+bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
 	mfsd_count_sub(&m->ndirs, 1);
-	mfsd_store_unlock_reap(s, m);
+	return mfsd_store_unlock_reap(s, m);
 }
 
 void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m)
@@ -1015,7 +1044,7 @@ void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m)
 	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
 	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
-	mfsd_store_unlock_reap(s, m);
+	(void)mfsd_store_unlock_reap(s, m);
 	pthread_mutex_unlock(&s->refresh_lock);
 }
 

@@ -8,12 +8,18 @@
  * replaced or becomes invalid.  After that it lives on while the kernel
  * holds lookups on any of its inodes (nlookup_dir, nlookup_files), a file
  * or directory handle is open on it (nopen, ndirs), or a request is
- * working on it (nbusy).  When only the kernel's lookups of its directory
- * inode are left, the model is *retired*: its container is closed and
- * its arrays freed (the directory then looks empty, like a removed
- * directory); when every count is zero it is freed.  This lets a removed
- * or replaced model stay readable by its holders until the last one lets
- * go, without waiting for the kernel to reclaim the directory inode.
+ * working on it (nbusy); when every count is zero it is freed.  This
+ * lets a removed or replaced model stay readable by its holders until
+ * the last one lets go.
+ *
+ * The kernel forgets a removed model's files soon (the watcher deletes
+ * their entries), but may keep its directory inode until memory is
+ * reclaimed.  So a model that has been idle (out of the namespace, no
+ * handle, no file known to the kernel) for a grace period is *retired*
+ * (mfsd_store_retire): its container is closed and its arrays freed, and
+ * its directory looks empty from then on, like a removed directory.  The
+ * grace period lets a process that was walking a path through the
+ * directory when the model left finish its walk in the old version.
  *
  * Lock order: refresh_lock, then lock, then the chunk cache's lock.
  */
@@ -114,7 +120,10 @@ struct mfsd_model {
 
 	/* Protected by store->lock: */
 	enum mfsd_model_state state;
-	bool retired;           /* container closed, arrays freed */
+	/* Container closed, arrays freed.  Set under the lock only while no
+	 * other busy mark exists, so a holder of a busy mark may read it
+	 * without the lock: it cannot change meanwhile. */
+	bool retired;
 	uint64_t nlookup_dir;   /* kernel lookups of the directory inode */
 	uint64_t nlookup_files; /* kernel lookups summed over its files */
 	uint64_t nopen;         /* open file handles */
@@ -122,6 +131,8 @@ struct mfsd_model {
 	uint64_t nbusy;         /* requests between mfsd_store_get and _put */
 	uint64_t released_seq;  /* store->release_clock when nopen last
 				   became 0; 0 = never released */
+	uint64_t idle_since_ns; /* CLOCK_MONOTONIC when it became idle
+				   (see above); 0 = not idle */
 	struct mfsd_hold *holds; /* ascending (pid, slot) */
 	size_t nholds;
 	size_t holds_cap;
@@ -197,15 +208,17 @@ struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key);
 /* Finds a live model by generation and marks it busy; NULL if none. */
 struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen);
 
-/* Ends a busy mark from mfsd_store_get_*; may retire or free the model. */
+/* Ends a busy mark from mfsd_store_get_*; may free the model. */
 void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m);
 
 /* Counts @n kernel lookups of slot @slot's inode of busy model @m. */
 void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
 		       uint64_t slot, uint64_t n);
 
-/* The kernel forgot @n lookups of slot @slot of generation @gen. */
-void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+/* The kernel forgot @n lookups of slot @slot of generation @gen (may
+ * free the model).  Returns true if the model is now idle: the watcher
+ * retires it after the grace period. */
+bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 		       uint64_t n);
 
 /* Counts an open handle of process @pid on file @slot of busy model @m.
@@ -213,16 +226,26 @@ void mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
 			   pid_t pid, uint64_t slot);
 
-/* Ends an open handle of @pid on @slot of @m (may retire or free @m).
- * Returns true if it was the model's last open handle. */
+/* Ends an open handle of @pid on @slot of @m (may free @m).  Returns
+ * true if it was the model's last open handle. */
 bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
 			       pid_t pid, uint64_t slot);
 
 /* Counts an open directory handle on busy model @m. */
 void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m);
 
-/* Ends an open directory handle on @m (may retire or free @m). */
-void mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m);
+/* Ends an open directory handle on @m (may free @m).  Returns true if
+ * the model is now idle, as mfsd_store_forget. */
+bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m);
+
+/*
+ * Retires @m (busy with the caller's mark only) if it has been idle for
+ * @grace_ns: closes its container and frees its arrays.  Returns 0 if
+ * it was retired or is not idle, else when (CLOCK_MONOTONIC ns) it may
+ * be retired.
+ */
+uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
+			   uint64_t grace_ns);
 
 /* Takes @m out of the store as removed: no longer found by key; it
  * lives on until its counts reach zero. */

@@ -72,11 +72,11 @@ static void mfsd_n_inval_entry(struct mfsd_watch *w, uint64_t parent,
 	(void)w->notifier.inval_entry(w->notifier.arg, parent, name);
 }
 
-static int mfsd_n_delete(struct mfsd_watch *w, uint64_t parent,
-			 uint64_t child, const char *name)
+static void mfsd_n_delete(struct mfsd_watch *w, uint64_t parent,
+			  uint64_t child, const char *name)
 {
 	mfsd_count(&w->notifications, 1);
-	return w->notifier.delete_entry(w->notifier.arg, parent, child, name);
+	(void)w->notifier.delete_entry(w->notifier.arg, parent, child, name);
 }
 
 static void mfsd_n_inval_inode(struct mfsd_watch *w, uint64_t ino,
@@ -94,18 +94,22 @@ static void mfsd_delete_files(struct mfsd_watch *w, struct mfsd_model *m)
 
 	for (uint64_t slot = MFSD_SLOT_MANIFEST; slot < mfsd_slot_count(m);
 	     slot++)
-		(void)mfsd_n_delete(w, dir, mfsd_ino(m->gen, slot),
-				    mfsd_slot_name(m, slot));
+		mfsd_n_delete(w, dir, mfsd_ino(m->gen, slot),
+			      mfsd_slot_name(m, slot));
 }
 
 /*
  * A model left the namespace under @key: its files' entries are deleted
- * first (while its directory entry still leads to them), then the
- * directory's own entry.  The directory is deleted outright (so it is
- * forgotten at once) only when no handle is open in it; a directory in
- * use is only invalidated, as deleting it would make lookups through an
- * open descriptor of it fail.  Retries are scheduled for entries the
- * kernel looks up again.
+ * first (while the directory still leads to them), so the kernel forgets
+ * each file inode as soon as no process uses it; then the key's entry is
+ * invalidated.  The directory itself is not deleted: that would mark it
+ * dead, and a process already walking a path through it (to the old
+ * version of a replaced key, say) would get ENOENT instead of the old
+ * files.  (The kernel drops the directory's invalidated entry, and so
+ * forgets its inode, once nothing uses it; if something keeps it, the
+ * model retires after a grace period once its files are forgotten, see
+ * store.h, so the directory costs no descriptor.)  Retries are scheduled
+ * for file entries the kernel looks up again.
  */
 static void mfsd_model_left(struct mfsd_watch *w, uint64_t gen,
 			    const char *key)
@@ -114,18 +118,14 @@ static void mfsd_model_left(struct mfsd_watch *w, uint64_t gen,
 	struct mfsd_model_counts c;
 	uint64_t now = mfsd_now_ns();
 
-	if (!m) {
-		mfsd_n_inval_entry(w, MFSD_ROOT_INO, key);
-		return;
+	if (m) {
+		mfsd_store_model_counts(w->store, m, &c);
+		if (!c.retired)
+			mfsd_delete_files(w, m);
 	}
-	mfsd_store_model_counts(w->store, m, &c);
-	if (!c.retired)
-		mfsd_delete_files(w, m);
-	if (c.nopen == 0 && c.ndirs == 0)
-		(void)mfsd_n_delete(w, MFSD_ROOT_INO,
-				    mfsd_ino(gen, MFSD_SLOT_DIR), key);
-	else
-		mfsd_n_inval_entry(w, MFSD_ROOT_INO, key);
+	mfsd_n_inval_entry(w, MFSD_ROOT_INO, key);
+	if (!m)
+		return;
 	m->sweep_backoff_ns = MFSD_SWEEP_FIRST_NS;
 	m->sweep_due_ns = now + MFSD_SWEEP_FIRST_NS;
 	if (w->next_sweep_ns == 0 || m->sweep_due_ns < w->next_sweep_ns)
@@ -255,18 +255,23 @@ static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
 /* ------------------------------------------------------------------ */
 
 /*
- * Retries deleting the file entries of removed model @m that no handle
- * holds but the kernel still remembers: right away after a kick (a
- * model just lost its last handle), else when its retry is due.
- * Returns when @m wants the next retry (0: none).
+ * Maintains removed model @m that no handle holds: once the kernel has
+ * forgotten its files (and no directory handle is open), retires it
+ * after the grace period; else retries deleting the file entries the
+ * kernel still remembers, right away after a kick (a model just lost its
+ * last handle), else when its retry is due.  Returns when @m wants the
+ * next round (0: none).
  */
 static uint64_t mfsd_sweep(struct mfsd_watch *w, struct mfsd_model *m,
 			   const struct mfsd_model_counts *c, bool kicked,
 			   uint64_t now)
 {
-	if (c->retired || c->state == MFSD_MODEL_PUBLISHED || c->nopen ||
-	    c->nlookup_files == 0)
+	if (c->retired || c->state == MFSD_MODEL_PUBLISHED || c->nopen)
 		return 0;
+	if (c->nlookup_files == 0)
+		return c->ndirs ? 0
+				: mfsd_store_retire(w->store, m,
+						    w->retire_grace_ns);
 	if (!kicked && now < m->sweep_due_ns)
 		return m->sweep_due_ns;
 	mfsd_delete_files(w, m);
@@ -451,6 +456,7 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
 	memset(w, 0, sizeof(*w));
 	w->store = s;
 	w->budget = budget;
+	w->retire_grace_ns = MFSD_RETIRE_GRACE_NS;
 	w->efd = -1;
 	/* The open directory, not its path: see watch.h. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->dirfd);

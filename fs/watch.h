@@ -54,11 +54,19 @@ struct mfsd_watch_stats {
  */
 #define MFSD_WATCH_QUEUE 64u
 
+/*
+ * How long a removed model stays whole after it became idle (store.h):
+ * time for a process walking a path through its directory to finish the
+ * walk in the old version, far more than a walk takes.
+ */
+#define MFSD_RETIRE_GRACE_NS (UINT64_C(2000) * 1000000u)
+
 struct mfsd_watch {
 	/* Immutable after mfsd_watch_start: */
 	struct mfsd_store *store;
 	struct mfsd_notifier notifier;
 	uint64_t budget; /* page cache of released models; 0 = no limit */
+	uint64_t retire_grace_ns; /* MFSD_RETIRE_GRACE_NS; tests lower it */
 	int ifd;         /* inotify descriptor */
 	int efd;         /* eventfd: wakes the thread for posts and stop */
 	pthread_t tid;
@@ -119,8 +127,9 @@ void mfsd_watch_kick(struct mfsd_watch *w);
  * One round of the thread's loop: waits up to @timeout_ms (-1: until
  * something happens, but not past a pending retry) for inotify events
  * or posts, refreshes the names changed, sends the notifications, and
- * maintains.  Unit tests call it directly, without starting the thread,
- * after setting w->notifier.
+ * maintains (sweeps and retires removed models, applies the budget).
+ * Unit tests call it directly, without starting the thread, after
+ * setting w->notifier.
  */
 void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms);
 

@@ -284,7 +284,7 @@ static int mfs_init_barray(struct mfs_barray *a, const mfs_array_spec *spec,
 	a->name = strdup(spec->name);
 	if (!a->name)
 		return -ENOMEM;
-	if ((flags & MFS_ARRAY_COPY) && nbytes > 0) {
+	if ((flags & MFS_ARRAY_COPY) && nbytes > 0 && data) {
 		a->owned = malloc(nbytes);
 		if (!a->owned) {
 			free(a->name);

@@ -631,33 +631,63 @@ static void mfs_drop_ephemeral(mfs_store *s, const char *key)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Waits until MOUNT/KEY is visible, at most MFS_MOUNT_WAIT_MS. */
-static int mfs_mount_wait(const mfs_store *s, const char *key)
+/* Path of model @key on the mount of @s; 0 or -ENAMETOOLONG. */
+static int mfs_mount_path(const mfs_store *s, const char *key, char *path)
+{
+	if (snprintf(path, PATH_MAX, "%s/%s", s->mount, key) >= PATH_MAX)
+		return mfs_fail(-ENAMETOOLONG, "model '%s': its path is longer "
+				"than %d bytes on mount '%s'", key,
+				PATH_MAX - 1, s->mount);
+	return 0;
+}
+
+/* Inode of MOUNT/KEY now, or 0 if it is not there. */
+static ino_t mfs_mount_ino(const mfs_store *s, const char *key)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (mfs_mount_path(s, key, path) < 0 || stat(path, &st) < 0)
+		return 0;
+	return st.st_ino;
+}
+
+/*
+ * Waits, at most MFS_MOUNT_WAIT_MS, until the daemon shows the change just
+ * made to the store directory: MOUNT/KEY gone (@gone), or present with an
+ * inode other than @old_ino.  The daemon applies changes asynchronously
+ * and gives every container version a new directory inode, so "exists" is
+ * not enough after a replace: the old version may still be the one shown.
+ */
+static int mfs_mount_wait(const mfs_store *s, const char *key, ino_t old_ino,
+			  bool gone)
 {
 	const struct timespec step = {0, MFS_MOUNT_POLL_NS};
 	struct timespec start, now;
 	char path[PATH_MAX];
 	struct stat st;
 	long waited;
+	int rc = mfs_mount_path(s, key, path);
 
-	if (snprintf(path, sizeof(path), "%s/%s", s->mount, key) >=
-	    (int)sizeof(path))
-		return mfs_fail(-ENAMETOOLONG, "model '%s': its path is longer "
-				"than %d bytes on mount '%s'", key,
-				PATH_MAX - 1, s->mount);
+	if (rc < 0)
+		return rc;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		if (stat(path, &st) == 0)
+		rc = stat(path, &st);
+		if (gone ? rc < 0 && errno == ENOENT
+			 : rc == 0 && st.st_ino != old_ino)
 			return 0;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		waited = (now.tv_sec - start.tv_sec) * MFS_MS_PER_S +
 			 (now.tv_nsec - start.tv_nsec) / MFS_NS_PER_MS;
 		if (waited >= (long)MFS_MOUNT_WAIT_MS)
 			return mfs_fail(-ETIMEDOUT, "store '%s': model '%s' is "
-					"published but did not appear on mount "
-					"'%s' within %u ms (does the daemon "
-					"watch its store directory?)", s->dir,
-					key, s->mount, MFS_MOUNT_WAIT_MS);
+					"%s but the change did not show on "
+					"mount '%s' within %u ms (does the "
+					"daemon watch its store directory?)",
+					s->dir, key,
+					gone ? "removed" : "published",
+					s->mount, MFS_MOUNT_WAIT_MS);
 		nanosleep(&step, NULL);
 	}
 }
@@ -673,6 +703,7 @@ struct mfs_put {
 	char *record;   /* the key's copy, with room reserved for it */
 	bool existed;   /* KEY.mfs was there before: not this store's */
 	bool published; /* our file is at KEY.mfs now */
+	ino_t mount_ino; /* inode of MOUNT/KEY before the put (0: none) */
 };
 
 /* Reserves room in the ephemeral list (s->lock held): 0 or -ENOMEM. */
@@ -705,6 +736,8 @@ static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 	if (rc < 0)
 		return rc;
 	p->existed = access(path, F_OK) == 0;
+	if (s->kind == MFS_KIND_MOUNT && p->existed)
+		p->mount_ino = mfs_mount_ino(s, key);
 	p->record = strdup(key);
 	pthread_mutex_lock(&s->lock);
 	rc = p->record ? mfs_reserve_ephemeral(s) : -ENOMEM;
@@ -747,7 +780,7 @@ static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
 		free(p->record);
 	}
 	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
-		rc = mfs_mount_wait(s, p->key);
+		rc = mfs_mount_wait(s, p->key, p->mount_ino, false);
 	if (rc == 0)
 		mfs_copy_key(key_out, p->key);
 	return rc;
@@ -1048,7 +1081,10 @@ int mfs_store_remove(mfs_store *s, const char *key)
 				s->dir, key, strerror(errno));
 	}
 	mfs_drop_ephemeral(s, key);
-	return mfs_fsync_dir(s->dir);
+	rc = mfs_fsync_dir(s->dir);
+	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
+		rc = mfs_mount_wait(s, key, 0, true);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */

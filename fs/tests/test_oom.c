@@ -188,6 +188,7 @@ static bool run_store(struct mfsd_store *s, struct mfsd_watch *w)
 	if (!old)
 		return false;
 	gen = old->gen;
+	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
 	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
 	rc = mfsd_store_open_handle(s, old, 7, MFSD_SLOT_ARRAY0);
 	ok_or_nomem(rc);
@@ -224,13 +225,17 @@ static bool run_store(struct mfsd_store *s, struct mfsd_watch *w)
 		mfsd_watch_kick(w);
 	mfsd_store_put(s, old);
 	mfsd_watch_run_once(w, 0);
-	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
+	if (mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1))
+		mfsd_watch_kick(w);
+	mfsd_watch_run_once(w, 0);
 	return ok;
 }
 
 /* The outcome of a run in which nothing failed. */
 static void check_full(struct mfsd_store *s)
 {
+	struct mfsd_store_counts sc;
+
 	struct mfsd_model *a = mfsd_store_get_key(s, "a");
 	struct mfsd_model *b = mfsd_store_get_key(s, "b");
 	bool bad_skipped = false;
@@ -243,6 +248,10 @@ static void check_full(struct mfsd_store *s)
 	for (size_t i = 0; i < s->nskipped; i++)
 		bad_skipped |= strcmp(s->skipped[i].file_name, "bad.mfs") == 0;
 	assert_true(bad_skipped);
+	/* The replaced "a": its file forgotten, its directory not, so
+	 * retired. */
+	mfsd_store_counts(s, &sc);
+	assert_int_equal(sc.retired, 1);
 }
 
 /* One run with the @k-th allocation failing; true if none failed. */
@@ -274,6 +283,7 @@ static bool run(long k)
 	}
 	if (watching) {
 		w.notifier = nop;
+		w.retire_grace_ns = 0; /* retire at once: that path too */
 		ok = run_store(s, &w);
 	}
 	if (!injected) {

@@ -344,12 +344,17 @@ static void test_refresh_replace_held(void **state)
 	assert_int_equal(byte, 2);
 	mfsd_store_put(s, m);
 
-	/* Released, files forgotten: retired (only the directory inode is
-	 * left in the kernel); then forgotten entirely. */
+	/* Released, files forgotten: idle (only the directory inode is left
+	 * in the kernel), retired once the grace period is over; then
+	 * forgotten entirely. */
 	assert_true(mfsd_store_release_handle(s, old, 5, MFSD_SLOT_ARRAY0));
-	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
+	assert_true(mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1));
 	m = mfsd_store_get_gen(s, gen);
 	assert_non_null(m);
+	assert_false(m->retired);
+	assert_true(mfsd_store_retire(s, m, UINT64_MAX / 2) != 0);
+	assert_false(m->retired);
+	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
 	assert_true(m->retired);
 	assert_null(m->container);
 	assert_int_equal(mfsd_slot_count(m), 1);
@@ -384,10 +389,19 @@ static void test_retired_model(void **state)
 	m = mfsd_store_get_gen(s, gen);
 	assert_false(m->retired);
 	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), 0);
+	/* Not idle while the directory is open: cannot retire. */
+	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
+	assert_false(m->retired);
 	mfsd_store_put(s, m);
-	mfsd_store_release_dir(s, m);
+	assert_true(mfsd_store_release_dir(s, m));
 	m = mfsd_store_get_gen(s, gen);
 	assert_non_null(m);
+	/* A request using it (a second busy mark) postpones retiring. */
+	assert_non_null(mfsd_store_get_gen(s, gen));
+	assert_true(mfsd_store_retire(s, m, 0) != 0);
+	assert_false(m->retired);
+	mfsd_store_put(s, m);
+	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
 	assert_true(m->retired);
 	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), -ENOENT);
 	assert_int_equal(mfsd_slot_find(m, "manifest.json", &slot), -ENOENT);
@@ -601,6 +615,27 @@ static void test_holds(void **state)
 	close_store(s, &c);
 }
 
+/* An empty store directory: nothing to list, and a rescan is fine. */
+static void test_empty_store(void **state)
+{
+	char dir[DIR_LEN] = "/tmp/mfsd-test-empty-XXXXXX";
+	struct mfsd_dirent_model *list;
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
+	assert_int_equal(mfsd_store_open(&s, dir, &c), 0);
+	assert_int_equal(mfsd_store_list(s, &list), 0);
+	mfsd_store_free_list(list, 0);
+	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
+	assert_int_equal(s->nskipped, 0);
+	mfsd_store_close(s);
+	mfsd_cache_destroy(&c);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_missing_store(void **state)
 {
 	struct mfsd_cache c;
@@ -722,6 +757,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_missing_store),
+		cmocka_unit_test(test_empty_store),
 		cmocka_unit_test(test_slots_and_attributes),
 		cmocka_unit_test(test_lifetime),
 		cmocka_unit_test(test_refresh_add_remove),

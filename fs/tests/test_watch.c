@@ -243,8 +243,8 @@ static void test_publish(void **state)
 	assert_int_equal(f->store->nskipped, 0);
 }
 
-/* A removed model the kernel knows but no process holds: its entries
- * are deleted outright, so the kernel forgets the inodes at once. */
+/* A removed model the kernel knows but no process holds: its files'
+ * entries are deleted, so the kernel forgets their inodes at once. */
 static void test_remove_unheld(void **state)
 {
 	struct fixture *f = watched(state, 0);
@@ -262,8 +262,11 @@ static void test_remove_unheld(void **state)
 	assert_int_equal(count_calls(DELETE_ENTRY, dir,
 				     mfsd_ino(gen, MFSD_SLOT_MANIFEST),
 				     "manifest.json"), 1);
+	/* The directory is only invalidated: a path walk through it must
+	 * not find it dead. */
+	assert_int_equal(count_calls(INVAL_ENTRY, MFSD_ROOT_INO, 0, "base"), 1);
 	assert_int_equal(count_calls(DELETE_ENTRY, MFSD_ROOT_INO, dir, "base"),
-			 1);
+			 0);
 	mfsd_store_forget(f->store, gen, MFSD_SLOT_ARRAY0, 1);
 	mfsd_store_forget(f->store, gen, MFSD_SLOT_DIR, 1);
 	assert_null(mfsd_store_get_gen(f->store, gen));
@@ -276,8 +279,9 @@ static void test_remove_unheld(void **state)
 	assert_int_equal(count_calls(INVAL_ENTRY, MFSD_ROOT_INO, 0, "gone"), 2);
 }
 
-/* A replaced model that is held: its directory entry is only
- * invalidated; when the holder lets go, its files are deleted again. */
+/* A replaced model that is held: its files' entries are deleted, its
+ * key invalidated; when the holder lets go, its files are deleted again
+ * (the kernel may have looked them up since). */
 static void test_replace_held(void **state)
 {
 	struct fixture *f = watched(state, 0);
@@ -315,6 +319,40 @@ static void test_replace_held(void **state)
 	clear_calls();
 	mfsd_watch_run_once(&f->watch, 0);
 	assert_int_equal(count_calls(DELETE_ENTRY, dir, file, "v.npy"), 0);
+}
+
+/* A removed model whose files the kernel forgot, but not its directory,
+ * is retired by the watcher once idle for the grace period. */
+static void test_retire(void **state)
+{
+	struct fixture *f = watched(state, 0);
+	struct mfsd_store *s = f->store;
+	struct mfsd_model *m = mfsd_store_get_key(s, "base");
+	struct mfsd_store_counts sc;
+	uint64_t gen = m->gen;
+
+	f->watch.retire_grace_ns = 3 * ROUND_MS * UINT64_C(1000000);
+	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
+	mfsd_store_lookup(s, m, MFSD_SLOT_MANIFEST, 1);
+	mfsd_store_put(s, m);
+	remove_file("base.mfs");
+	run_until(&f->watch, "base", 0, true);
+	if (mfsd_store_forget(s, gen, MFSD_SLOT_MANIFEST, 1))
+		mfsd_watch_kick(&f->watch);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_store_counts(s, &sc);
+	assert_int_equal(sc.retired, 0); /* within the grace period */
+	for (int i = 0; i < ROUNDS && sc.retired == 0; i++) {
+		mfsd_watch_run_once(&f->watch, ROUND_MS);
+		mfsd_store_counts(s, &sc);
+	}
+	assert_int_equal(sc.retired, 1);
+	m = mfsd_store_get_gen(s, gen);
+	assert_true(m->retired);
+	assert_null(m->container);
+	mfsd_store_put(s, m);
+	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_store_get_gen(s, gen));
 }
 
 /* Serves @n bytes of busy @m through a handle of @pid, then releases. */
@@ -507,6 +545,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replace_held, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_retire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chmod, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_overflow, setup,

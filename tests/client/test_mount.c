@@ -237,7 +237,7 @@ static void test_mount_put_timeout(void **state)
 	assert_int_equal(rename(ct_d.store, moved), 0);
 	assert_int_equal(mkdir(ct_d.store, 0755), 0);
 	ct_expect(mfs_store_put(s, b, "lost", 0, NULL), -ETIMEDOUT,
-		  "did not appear");
+		  "did not show on mount");
 	assert_true(ct_exists(ct_path(ct_d.store, "lost.mfs")));
 	assert_int_equal(mfs_store_release(s), 0);
 	assert_int_equal(ct_count_entries(ct_d.store), 0);

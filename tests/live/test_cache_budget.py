@@ -59,8 +59,22 @@ def evictions(m):
     return st["totals"]["page_cache_evictions"], per
 
 
+def check_options(work, store):
+    """Bad sizes are usage errors; -o cache_budget= is the same option."""
+    for bad in (["--cache-budget", "5X"], ["--cache-budget=-1"],
+                ["-o", "cache_budget=1.5G"], ["--cache-budget"]):
+        p = h.run_tool([h.MODELFS, "-f"] + bad + [store, work.path("x")],
+                       check_ok=False, timeout=30)
+        h.check(p.returncode == 2 and b"budget" in p.stderr,
+                "%s: exit %d, %r" % (bad, p.returncode, p.stderr))
+    with h.mounted(work, store, options=["cache_budget=3K"]) as m:
+        st = m.status()["totals"]
+        h.check(st["page_cache_budget"] == 3 << 10, "budget %r" % st)
+
+
 def main(work):
     store = work.dir("store")
+    check_options(work, store)
     for key, v in (("H", 1), ("M1", 2), ("M2", 3), ("M3", 4)):
         live.pack_version(work, os.path.join(store, key + ".mfs"), v,
                           sizes=(ELEMS,))

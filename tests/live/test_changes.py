@@ -8,6 +8,9 @@
   one brings the key back under a new inode;
 - a store directory moved away is still followed: containers put into
   it appear, while a new directory at the old path is ignored;
+- a removed model whose directory a process still uses (its working
+  directory) retires after the grace period: its container is closed,
+  its directory looks empty, and it is freed when the process leaves;
 - reads racing with the release of their handle, and with the end of
   their model (short reads of .status, manifest.json and metadata.json,
   closed at once, while the models are replaced): the daemon must stay
@@ -121,6 +124,34 @@ def check_moved(work, m, store):
     os.rename(moved, store)
 
 
+def check_retire(work, m, store):
+    """A process whose working directory is a removed model's directory
+    keeps the kernel from forgetting it; after the grace period the
+    model retires (container closed) and the directory looks empty."""
+    live.pack_version(work, os.path.join(store, "cwd.mfs"), 41)
+    base = live.store_fds(m.proc.pid, store)
+    p = subprocess.Popen(["sh", "-c", "cd '%s' && echo in && read x && "
+                          "ls -a" % m.p("cwd")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        h.check(p.stdout.readline().strip() == b"in", "shell")
+        live.remove(store, "cwd")
+        live.wait_for(lambda: live.store_fds(m.proc.pid, store) == base - 1,
+                      10.0, "the removed model to retire")
+        h.check(m.status()["totals"]["retired_models"] == 1 and
+                live.status_model(m, "cwd", "removed") is None,
+                "status after retiring: %r" % m.status()["totals"])
+        out, _ = p.communicate(b"\n", timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    h.check(p.returncode == 0 and out.split() == [b".", b".."],
+            "listing of the retired directory: %r" % out)
+    live.wait_for(lambda: m.status()["totals"]["retired_models"] == 0, 5.0,
+                  "the retired model to be forgotten")
+
+
 def race(work, m, store):
     srcs = [work.path("r%d.mfs" % v) for v in (31, 32)]
     for v, p in zip((31, 32), srcs):
@@ -152,6 +183,7 @@ def main(work):
         check_chmod(m, store)
         check_invalid(work, m, store)
         check_moved(work, m, store)
+        check_retire(work, m, store)
         race(work, m, store)
         m.check_alive()
 

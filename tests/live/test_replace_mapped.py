@@ -4,7 +4,9 @@ a process maps its arrays.
 The key resolves to a new directory inode at once; the old mapping keeps
 reading the old bytes, complete (pages faulted after the replacement
 included); a new open reads only the new bytes; a directory opened before
-the replacement still lists and opens the old version, entirely; .status
+the replacement still lists and opens the old version, entirely; a root
+listing opened before the replacement and read after it does not make
+the kernel cache the key as the old version again; .status
 shows the old model as replaced, with its holder, and the new one as
 published; once released, the old model's descriptor is closed."""
 
@@ -35,11 +37,21 @@ def main(work):
         view = np.frombuffer(mm, dtype=np.int64, offset=live.HEADER)
         h.check(view[0] == 1, "old first element %d" % view[0])
         dfd = os.open(m.p("k"), os.O_RDONLY | os.O_DIRECTORY)
+        # The root opened before the replacement: its listing snapshot
+        # names the old version, yet reading it later must not make the
+        # kernel cache the key as the old version again.
+        rootfd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
 
         t0 = time.monotonic()
         live.publish_file(new_src, store, "k")
         live.wait_for(lambda: os.stat(m.p("k")).st_ino != ino_old, 1.0,
                       "the key to name the new version")
+        ino_new = os.stat(m.p("k")).st_ino
+        listed = {e.name: e.inode() for e in os.scandir(rootfd)}
+        os.close(rootfd)
+        h.check("k" in listed, "old root handle lists %s" % listed)
+        h.check(os.stat(m.p("k")).st_ino == ino_new,
+                "reading an old listing brought the old version back")
         h.log("new version visible after %.1f ms" %
               ((time.monotonic() - t0) * 1e3))
         # New opens: only the new bytes.

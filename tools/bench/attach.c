@@ -92,7 +92,8 @@ static int bench_attach_loop(const struct bench_attach_opts *o, double *us)
 		if (ns == 0)
 			goto out;
 		if (i >= BENCH_ATTACH_WARMUP)
-			us[i - BENCH_ATTACH_WARMUP] = (double)ns / BENCH_NS_PER_US;
+			us[i - BENCH_ATTACH_WARMUP] =
+				(double)ns / BENCH_NS_PER_US;
 	}
 	rc = 0;
 out:
@@ -231,7 +232,7 @@ int bench_cmd_ls(int argc, char **argv)
 	ns = bench_run_ls(dir, long_fmt);
 	if (ns == 0)
 		return BENCH_EXIT_FAIL;
-	return bench_record(&rec, metric, (double)ns / BENCH_NS_PER_MS, "ms") < 0
-		       ? BENCH_EXIT_FAIL
-		       : BENCH_EXIT_OK;
+	if (bench_record(&rec, metric, (double)ns / BENCH_NS_PER_MS, "ms") < 0)
+		return BENCH_EXIT_FAIL;
+	return BENCH_EXIT_OK;
 }

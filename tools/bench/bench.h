@@ -46,7 +46,7 @@ struct bench_rec {
 int bench_cmd_gen_model(int argc, char **argv);
 int bench_cmd_gen_wide(int argc, char **argv);
 int bench_cmd_gen_many(int argc, char **argv);
-int bench_cmd_mount(int argc, char **argv);
+int bench_cmd_waitmount(int argc, char **argv);
 int bench_cmd_meminfo(int argc, char **argv);
 int bench_cmd_scan(int argc, char **argv);
 int bench_cmd_attach(int argc, char **argv);
@@ -90,6 +90,10 @@ struct bench_meminfo {
 
 /* Reads /proc/meminfo.  0 or -1 (message printed). */
 int bench_read_meminfo(struct bench_meminfo *mi);
+
+/* Bytes of file @path now in the page cache (mincore of a mapping that
+ * is never touched).  0 or -1 (message printed). */
+int bench_resident_bytes(const char *path, uint64_t *bytes);
 
 /* Pss of process @pid from /proc/PID/smaps_rollup, in bytes.
  * 0 or -1 (message printed). */

@@ -55,7 +55,7 @@ static const struct bench_command bench_commands[] = {
 	{"gen-model", bench_cmd_gen_model, "write the large model as .npy"},
 	{"gen-wide", bench_cmd_gen_wide, "write a model of many arrays"},
 	{"gen-many", bench_cmd_gen_many, "write a store of tiny models"},
-	{"mount", bench_cmd_mount, "start a FUSE server, wait for it"},
+	{"waitmount", bench_cmd_waitmount, "wait until a mount answers"},
 	{"meminfo", bench_cmd_meminfo, "print Cached and Mapped (bytes)"},
 	{"scan", bench_cmd_scan, "time an mmap scan of a directory"},
 	{"attach", bench_cmd_attach, "time attaching a model"},

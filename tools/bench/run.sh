@@ -32,9 +32,9 @@
 #            LZ4, and the same .npy files as plain files on the same file
 #            system
 #   cold     first scan after a fresh mount, backing file (container or
-#            squashfs image) already in the page cache
-#   cache    page cache held after a full scan from a dropped cache,
-#            divided by the model's size
+#            squashfs image) already in the page cache; and the page
+#            cache held after that full scan (dropped before the backing
+#            file was read), divided by the model's size
 #   workers  8 processes attach and scan the model: modelfs (C, and numpy
 #            np.load mmap), shared_memory + pickle 5, private np.load
 #   attach   open + mmap of the 100 arrays of a model, warm (median us)
@@ -43,20 +43,22 @@
 set -Eeuo pipefail
 
 readonly SKIP=77
-readonly SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SRC_DIR
 readonly PY=/usr/bin/python3
 readonly MARKER=.modelfs-bench
 readonly NWORKERS=8
 readonly WIDE_ARRAYS=100
 readonly UNMOUNT_WAIT_TENTHS=100  # 10 s for a server to exit
+readonly UNMOUNT_TRIES=20         # plain unmounts, 0.1 s apart
 # Full run: a 1 GiB model (four arrays) and 10,000 tiny models.
-readonly FULL_MIB=1024 FULL_MANY=10000 FULL_REPS=5 FULL_ITERS=200
+readonly FULL_MIB=1024 FULL_MANY=10000 FULL_REPS=5 FULL_ITERS=100
 # Quick run: small data, once.
 readonly QUICK_MIB=32 QUICK_MANY=1000 QUICK_REPS=1 QUICK_ITERS=20
 # Disk needed per MiB of model: .npy, two containers, two images.
 readonly DISK_FACTOR=5
 
-QUICK=0 KEEP=0 REPS= JSON= DATA=/var/tmp/modelfs-bench
+QUICK=0 KEEP=0 REPS='' JSON='' DATA=/var/tmp/modelfs-bench
 BUILD=${MODELFS_BUILD_DIR:-${MESON_BUILD_ROOT:-}}
 declare -A MOUNTED=()  # mount name -> pid of its server
 
@@ -101,13 +103,18 @@ parse_args() {
 
 is_mounted() { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
 
-# unmount NAME: unmounts $DATA/mnt/NAME and waits for its server to exit.
+# unmount NAME: unmounts $DATA/mnt/NAME (a plain unmount, retried while
+# a late request keeps it busy, then a lazy one) and waits for its
+# server to exit.
 unmount() {
 	local name=$1 mnt=$DATA/mnt/$1 pid=${MOUNTED[$1]:-} i
+	for ((i = 0; i < UNMOUNT_TRIES; i++)); do
+		is_mounted "$mnt" || break
+		fusermount3 -u "$mnt" 2>/dev/null || sleep 0.1
+	done
 	if is_mounted "$mnt"; then
-		fusermount3 -u "$mnt" 2>/dev/null ||
-			fusermount3 -uz "$mnt" 2>/dev/null ||
-			umount -l "$mnt" || true
+		echo "run.sh: $mnt busy: lazy unmount" >&2
+		fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" || true
 	fi
 	if [ -n "$pid" ]; then
 		for ((i = 0; i < UNMOUNT_WAIT_TENTHS; i++)); do
@@ -115,19 +122,25 @@ unmount() {
 			sleep 0.1
 		done
 		kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null || true
 	fi
 	unset "MOUNTED[$name]"
 }
 
 # mount_server NAME [mfsbench record options] -- SERVER ARGS...: runs a
 # FUSE server in the foreground at $DATA/mnt/NAME (its mount point being
-# the last argument) and waits until it answers.
+# the last argument), as a child of this shell so that it is reaped, and
+# waits until the mount answers.
 mount_server() {
-	local name=$1 mnt=$DATA/mnt/$1 pid
+	local name=$1 mnt=$DATA/mnt/$1 rec=() pid
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do rec+=("$1"); shift; done
 	shift
 	mkdir -p "$mnt"
-	pid=$("$BENCH" mount --log "$DATA/log/$name.log" "$mnt" "$@")
+	"$@" </dev/null >>"$DATA/log/$name.log" 2>&1 &
+	pid=$!
 	MOUNTED[$name]=$pid
+	"$BENCH" waitmount "${rec[@]}" --pid "$pid" "$mnt"
 }
 
 # mount_modelfs NAME STORE [record options]
@@ -147,6 +160,7 @@ mount_sqfs() {
 cleanup() {
 	local rc=$? name mnt left=0
 	trap - EXIT INT TERM ERR
+	set +eu  # clean up all that can be, whatever fails
 	for name in "${!MOUNTED[@]}"; do unmount "$name"; done
 	# A mount a failed step left behind without registering it.
 	for mnt in "$DATA"/mnt/*; do
@@ -197,20 +211,19 @@ check_env() {
 }
 
 prepare_data_dir() {
-	local parent avail need
+	local avail need
 	if [ -e "$DATA" ] && [ ! -f "$DATA/$MARKER" ] &&
 		[ -n "$(ls -A "$DATA" 2>/dev/null)" ]; then
 		die "$DATA exists and is not a benchmark directory: not touching it"
 	fi
 	mkdir -p "$DATA"
 	[ "$(stat -f -c %T "$DATA")" != tmpfs ] ||
-		die "$DATA is on tmpfs: page cache figures would be meaningless (use --data)"
+		die "$DATA is tmpfs: page cache figures would mean nothing (--data)"
 	touch "$DATA/$MARKER"
 	# Data of an earlier --keep run is rebuilt.
 	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,wide,many,log,samples.tsv,*.img}
 	mkdir -p "$DATA"/{npy,store-raw,store-lz4,wide/npy,wide/store,many/store,mnt,log}
-	parent=$DATA
-	avail=$(df --output=avail -B1M "$parent" | tail -1)
+	avail=$(df --output=avail -B1M "$DATA" | tail -1)
 	need=$((MIB * DISK_FACTOR))
 	[ "$avail" -ge "$need" ] || die "$DATA: ${avail} MiB free, ${need} MiB needed"
 }
@@ -219,15 +232,14 @@ prepare_data_dir() {
 # Helpers of the measures
 
 # drop_caches: empties the page cache, then reads back the programs and
-# libraries the next measure runs (servers, python with numpy), so their
-# pages are in the baseline and not charged to the model.
+# libraries the next measure runs (the servers, mfsbench), so their pages
+# are in the baseline and not charged to the model.
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	{
 		"$MODELFS" --version
 		squashfuse_ll --help
-		"$PY" -c 'import numpy, pickle, multiprocessing.shared_memory'
 		"$BENCH" meminfo
 	} >/dev/null 2>&1 || true
 }
@@ -277,6 +289,8 @@ readonly SCAN_SYSTEMS="modelfs-raw modelfs-lz4 squashfuse-none squashfuse-lz4"
 # ---------------------------------------------------------------------------
 # The measures
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
+
 prepare() {
 	local raw lz4 sqn sql
 	log "preparing a $MIB MiB model, $NMANY tiny models in $DATA"
@@ -297,8 +311,8 @@ prepare() {
 	sqn=$(stat -c %s "$DATA/sq-none.img")
 	sql=$(stat -c %s "$DATA/sq-lz4.img")
 	rec data model model_mib "$((MODEL_BYTES / 1048576))" MiB
-	rec data modelfs-lz4 stored_x "$(awk -v a="$lz4" -v b="$raw" 'BEGIN { print a / b }')" x
-	rec data squashfuse-lz4 stored_x "$(awk -v a="$sql" -v b="$sqn" 'BEGIN { print a / b }')" x
+	rec data modelfs-lz4 stored_x "$(ratio "$lz4" "$raw")" x
+	rec data squashfuse-lz4 stored_x "$(ratio "$sql" "$sqn")" x
 }
 
 measure_warm() {
@@ -318,44 +332,39 @@ measure_warm() {
 	unmount sqlz4
 }
 
+# measure_cold: per system and repetition, from a dropped page cache:
+# cache the backing file (container or image), mount, scan.  The scan is
+# the cold one (first touch after mount, backing file cached: FUSE and
+# decoding are measured, not the disk), and the page cache grown since
+# the drop is what the system holds after a full scan (the backing file
+# included if the server leaves it cached).
 measure_cold() {
-	local r s
-	log "cold scans (fresh mount, backing file cached)"
-	for ((r = 0; r < REPS; r++)); do
-		for s in $SCAN_SYSTEMS; do
-			mount_system "$s"
-			precache "$(system_backing "$s")"
-			scan cold "$s" "$(system_dir "$s")"
-			unmount "$(system_name "$s")"
-		done
-	done
-}
-
-measure_cache() {
 	local r s before
-	log "page cache held after a scan (cache dropped before)"
+	log "cold scans (fresh mount, backing file cached) and cache held"
 	for ((r = 0; r < REPS; r++)); do
 		for s in $SCAN_SYSTEMS; do
 			drop_caches
 			before=$("$BENCH" meminfo | cut -d' ' -f1)
+			precache "$(system_backing "$s")"
 			mount_system "$s"
-			scan cache "$s" "$(system_dir "$s")" --cached-before "$before"
+			scan cold "$s" "$(system_dir "$s")" --cached-before "$before"
 			unmount "$(system_name "$s")"
 		done
 	done
 }
 
-# workers_run SYSTEM: one run of the 8 workers of SYSTEM.
+# workers_run SYSTEM: one run of the 8 workers of SYSTEM.  The memory
+# baseline is the page cache without the inputs (container or .npy
+# files), which are then cached, so that they are charged if they stay.
 workers_run() {
 	local s=$1 before
 	local common=(--samples "$SAMPLES" --measure workers --system "$s"
 		-n "$NWORKERS" --model-bytes "$MODEL_BYTES")
-	drop_caches
-	before=$("$BENCH" meminfo)
 	case $s in
 	modelfs-c | modelfs-numpy)
-		mount_modelfs raw "$DATA/store-raw"
+		before=$("$BENCH" meminfo --uncount "$DATA/store-raw/big.mfs")
 		precache "$DATA/store-raw/big.mfs"
+		mount_modelfs raw "$DATA/store-raw"
 		if [ "$s" = modelfs-c ]; then
 			"$BENCH" workers "${common[@]}" --before "$before" \
 				--server-pid "${MOUNTED[raw]}" "$DATA/mnt/raw/big"
@@ -367,6 +376,7 @@ workers_run() {
 		unmount raw
 		;;
 	shm-pickle5 | private)
+		before=$("$BENCH" meminfo --uncount "$DATA"/npy/*.npy)
 		precache "$DATA"/npy/*.npy
 		"$PY" "$SRC_DIR/workers.py" \
 			--mode "$([ "$s" = private ] && echo private || echo shm)" \
@@ -410,7 +420,7 @@ measure_ls() {
 		"$BENCH" ls "${common[@]}" --metric long_first_ms --long "$mnt"
 		"$BENCH" ls "${common[@]}" --metric long_warm_ms --long "$mnt"
 		if [ "$r" = 0 ]; then
-			n=$(ls "$mnt" | wc -l)
+			n=$(find "$mnt" -mindepth 1 -maxdepth 1 -type d | wc -l)
 			[ "$n" = "$NMANY" ] || die "ls shows $n models, not $NMANY"
 		fi
 		unmount many
@@ -445,8 +455,8 @@ main() {
 	trap 'exit 143' TERM
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
-	for step in prepare measure_warm measure_cold measure_cache \
-		measure_workers measure_attach measure_ls; do
+	for step in prepare measure_warm measure_cold measure_workers \
+		measure_attach measure_ls; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"

@@ -174,18 +174,33 @@ out:
 	return rc;
 }
 
-/* Prints "CACHED MAPPED" (bytes) for the script to pass back later. */
+/*
+ * "meminfo [--uncount FILE...]": prints "CACHED MAPPED" (bytes) for the
+ * script to pass back later as a baseline.  --uncount subtracts from
+ * CACHED the cached pages of FILEs (inputs about to be read), so the
+ * baseline is the one the cache would have without them, and no
+ * drop_caches (and re-reading from disk) is needed to take it.
+ */
 int bench_cmd_meminfo(int argc, char **argv)
 {
 	struct bench_meminfo mi;
+	uint64_t resident;
+	int first = 1;
 
-	(void)argv;
-	if (argc != 1) {
-		fprintf(stderr, "usage: mfsbench meminfo\n");
+	if (argc > 1 && strcmp(argv[1], "--uncount") == 0)
+		first = 2;
+	else if (argc != 1) {
+		fprintf(stderr,
+			"usage: mfsbench meminfo [--uncount FILE...]\n");
 		return BENCH_EXIT_USAGE;
 	}
 	if (bench_read_meminfo(&mi) < 0)
 		return BENCH_EXIT_FAIL;
+	for (int i = first; i < argc; i++) {
+		if (bench_resident_bytes(argv[i], &resident) < 0)
+			return BENCH_EXIT_FAIL;
+		mi.cached -= resident < mi.cached ? resident : mi.cached;
+	}
 	printf("%llu %llu\n", (unsigned long long)mi.cached,
 	       (unsigned long long)mi.mapped);
 	return BENCH_EXIT_OK;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,6 +169,41 @@ int bench_read_meminfo(struct bench_meminfo *mi)
 		return 0;
 	bench_err("/proc/meminfo: Cached or Mapped missing");
 	return -1;
+}
+
+int bench_resident_bytes(const char *path, uint64_t *bytes)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), npages;
+	unsigned char *vec = NULL;
+	struct stat st;
+	void *p = MAP_FAILED;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
+
+	*bytes = 0;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		goto out;
+	if (st.st_size == 0) {
+		rc = 0;
+		goto out;
+	}
+	npages = ((size_t)st.st_size + page - 1) / page;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	vec = malloc(npages);
+	if (p == MAP_FAILED || !vec ||
+	    mincore(p, (size_t)st.st_size, vec) < 0)
+		goto out;
+	for (size_t i = 0; i < npages; i++)
+		*bytes += (vec[i] & 1) ? page : 0;
+	rc = 0;
+out:
+	if (rc < 0)
+		bench_err("%s: %s", path, strerror(errno));
+	if (p != MAP_FAILED)
+		munmap(p, (size_t)st.st_size);
+	free(vec);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 int bench_read_pss(pid_t pid, uint64_t *pss)
