@@ -118,7 +118,10 @@ static size_t mfsd_gen_pos(const struct mfsd_store *s, uint64_t gen)
  * page cache and the chunk cache hold of it (an unlinked container's
  * space is freed once its descriptor closes).  Idempotent.
  */
-static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m)
+/* Closes @m's container and frees its serving state; @drop_pages: also
+ * drop the container's page cache (the model left the store). */
+static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m,
+				    bool drop_pages)
 {
 	if (s && s->cache)
 		mfsd_cache_drop_model(s->cache, m->gen);
@@ -133,18 +136,23 @@ static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m)
 	free(m->manifest);
 	m->manifest = NULL;
 	m->metadata = NULL;
-	if (m->container)
+	/* A removed or replaced model's pages are of no further use; a
+	 * published one's (closed at shutdown) are what the next start reads
+	 * to validate it, so they stay. */
+	if (m->container && drop_pages)
 		(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 				    POSIX_FADV_DONTNEED);
 	mfs_container_close(m->container);
 	m->container = NULL;
 }
 
+/* Frees @m; its state is read without the lock, so callers own @m alone
+ * (no other thread can reach it any more). */
 static void mfsd_model_free(struct mfsd_store *s, struct mfsd_model *m)
 {
 	if (!m)
 		return;
-	mfsd_model_release_data(s, m);
+	mfsd_model_release_data(s, m, m->state != MFSD_MODEL_PUBLISHED);
 	free(m->holds);
 	free(m->key);
 	free(m->file_name);
@@ -381,7 +389,7 @@ uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
 	if (retire) {
 		mfsd_log(MFSD_LOG_DEBUG, "retired model %s (generation %llu)",
 			 m->key, (unsigned long long)m->gen);
-		mfsd_model_release_data(s, m);
+		mfsd_model_release_data(s, m, true);
 	}
 	return due;
 }
