@@ -444,10 +444,11 @@ static int mfs_get_dir(const struct mfs_client *cl, const char *key,
 
 /* Reads all of @path (at most @max bytes) into a malloc'd NUL-terminated
  * buffer.  Files of a mount may not know their size, so read to EOF. */
-static int mfs_read_file(const char *path, uint64_t max, char **out,
-			 size_t *len)
+/* Reads file @name of directory @dfd (@path names it in messages). */
+static int mfs_read_file(int dfd, const char *name, const char *path,
+			 uint64_t max, char **out, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC), rc = 0;
 	size_t cap = 0, used = 0, first = MFS_READ_INITIAL;
 	char *buf = NULL, *p;
 	struct stat st;
@@ -570,8 +571,8 @@ static int mfs_npy_matches(const char *label, const mfs_npy_info *info,
 }
 
 /* Maps MOUNT/KEY/<array>.npy; data starts at its parsed header's end. */
-static int mfs_map_npy(const char *kdir, const struct mfs_manifest_entry *e,
-		       struct mfs_marray *a)
+static int mfs_map_npy(const char *kdir, int dfd,
+		       const struct mfs_manifest_entry *e, struct mfs_marray *a)
 {
 	char path[PATH_MAX];
 	mfs_npy_info info;
@@ -582,7 +583,7 @@ static int mfs_map_npy(const char *kdir, const struct mfs_manifest_entry *e,
 	rc = mfs_join(path, kdir, e->file);
 	if (rc < 0)
 		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = openat(dfd, e->file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
 	rc = mfs_npy_read_fd(fd, path, &info);
@@ -609,8 +610,8 @@ static int mfs_map_npy(const char *kdir, const struct mfs_manifest_entry *e,
 }
 
 /* Maps every array the manifest @doc lists. */
-static int mfs_mount_arrays(const char *kdir, const char *label, json_t *doc,
-			    struct mfs_model *m)
+static int mfs_mount_arrays(const char *kdir, int dfd, const char *label,
+			    json_t *doc, struct mfs_model *m)
 {
 	json_t *arrays = json_object_get(doc, "arrays");
 	struct mfs_manifest_entry e;
@@ -628,7 +629,7 @@ static int mfs_mount_arrays(const char *kdir, const char *label, json_t *doc,
 		if (mfs_model_set(m, i, e.name, e.dtype, e.ndim, e.shape,
 				  e.order, nbytes) < 0)
 			return mfs_fail(-ENOMEM, "%s: out of memory", label);
-		rc = mfs_map_npy(kdir, &e, &m->arrays[i]);
+		rc = mfs_map_npy(kdir, dfd, &e, &m->arrays[i]);
 		if (rc < 0)
 			return rc;
 	}
@@ -636,7 +637,8 @@ static int mfs_mount_arrays(const char *kdir, const char *label, json_t *doc,
 }
 
 /* Loads MOUNT/KEY/manifest.json as a JSON object with an "arrays" list. */
-static int mfs_load_manifest(const char *kdir, char *label, json_t **doc)
+static int mfs_load_manifest(const char *kdir, int dfd, char *label,
+			     json_t **doc)
 {
 	json_error_t jerr;
 	char *text;
@@ -645,7 +647,8 @@ static int mfs_load_manifest(const char *kdir, char *label, json_t **doc)
 
 	rc = mfs_join(label, kdir, MFS_MANIFEST_FILE);
 	if (rc == 0)
-		rc = mfs_read_file(label, MFS_MAX_MANIFEST, &text, &len);
+		rc = mfs_read_file(dfd, MFS_MANIFEST_FILE, label,
+				   MFS_MAX_MANIFEST, &text, &len);
 	if (rc < 0)
 		return rc;
 	*doc = json_loadb(text, len, 0, &jerr);
@@ -660,6 +663,12 @@ static int mfs_load_manifest(const char *kdir, char *label, json_t **doc)
 	return 0;
 }
 
+/*
+ * Every file of the model is opened relative to one open descriptor of
+ * MOUNT/KEY: the daemon gives each container version its own directory
+ * inode, so a replace between two opens cannot mix files of two versions
+ * (path walks would follow the key to the new version midway).
+ */
 static int mfs_get_mount(const struct mfs_client *cl, const char *key,
 			 mfs_model **out)
 {
@@ -667,29 +676,32 @@ static int mfs_get_mount(const struct mfs_client *cl, const char *key,
 	struct mfs_model *m = NULL;
 	char *meta = NULL;
 	json_t *doc = NULL;
-	struct stat st;
 	size_t meta_len;
-	int rc;
+	int dfd, rc;
 
 	rc = mfs_join(kdir, cl->path, key);
-	if (rc == 0 && stat(kdir, &st) < 0)
+	if (rc < 0)
+		return rc;
+	dfd = open(kdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
 		return mfs_fail(-errno, "no model '%s' on mount '%s': %s", key,
 				cl->path, strerror(errno));
+	rc = mfs_join(meta_path, kdir, MFS_METADATA_FILE);
 	if (rc == 0)
-		rc = mfs_join(meta_path, kdir, MFS_METADATA_FILE);
+		rc = mfs_load_manifest(kdir, dfd, manifest, &doc);
 	if (rc == 0)
-		rc = mfs_load_manifest(kdir, manifest, &doc);
-	if (rc == 0)
-		rc = mfs_read_file(meta_path, MFS_MAX_METADATA, &meta, &meta_len);
+		rc = mfs_read_file(dfd, MFS_METADATA_FILE, meta_path,
+				   MFS_MAX_METADATA, &meta, &meta_len);
 	if (rc == 0) {
 		m = mfs_model_alloc(key, json_array_size(json_object_get(doc,
 								"arrays")),
 				    meta, meta_len);
-		rc = m ? mfs_mount_arrays(kdir, manifest, doc, m)
+		rc = m ? mfs_mount_arrays(kdir, dfd, manifest, doc, m)
 		       : mfs_fail(-ENOMEM, "%s: out of memory", kdir);
 	}
 	free(meta);
 	json_decref(doc);
+	close(dfd);
 	if (rc < 0) {
 		if (m)
 			mfs_model_discard(m);

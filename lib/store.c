@@ -327,13 +327,22 @@ static mfs_store *mfs_store_alloc(enum mfs_store_kind kind, const char *dir,
 static int mfs_store_shutdown(mfs_store *s)
 {
 	char path[PATH_MAX];
+	struct mfs_inproc_entry *entries;
+	size_t n_entries;
 	int rc = 0;
 
-	for (size_t i = 0; i < s->n_entries; i++) {
-		free(s->entries[i].key);
-		mfs_builder_unref(s->entries[i].builder);
-	}
+	/* In-process clients may still look keys up (under s->lock) while
+	 * the last release shuts the store down: detach the entries under
+	 * the lock, free them after. */
+	pthread_mutex_lock(&s->lock);
+	entries = s->entries;
+	n_entries = s->n_entries;
 	s->n_entries = 0;
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n_entries; i++) {
+		free(entries[i].key);
+		mfs_builder_unref(entries[i].builder);
+	}
 	for (size_t i = 0; i < s->n_ephemeral; i++) {
 		if (mfs_model_path(s, s->ephemeral[i], path) == 0 &&
 		    unlink(path) < 0 && errno != ENOENT && rc == 0)

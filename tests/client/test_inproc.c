@@ -4,6 +4,8 @@
  * the store's memory, their spec strings, and reader failures.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,74 @@ static void test_import_checks(void **state)
 	ct_rmtree(dir);
 }
 
+
+/* Keys and rounds of the shutdown race: enough interleavings to land a
+ * lookup inside the shutdown on two cores, quick under ASan. */
+#define CT_RACE_KEYS 8
+#define CT_RACE_ROUNDS 100
+#define CT_RACE_SPIN 20000
+#define CT_RACE_LEN 16
+
+struct ct_race {
+	mfs_client *client;
+	atomic_int stop;
+};
+
+/* Looks every key up until told to stop; misses are expected once the
+ * store has shut down. */
+static void *ct_race_reader(void *arg)
+{
+	struct ct_race *r = arg;
+	char key[MFS_KEY_BUFSIZE];
+	mfs_model *m;
+
+	while (!atomic_load(&r->stop)) {
+		for (int k = 0; k < CT_RACE_KEYS; k++) {
+			snprintf(key, sizeof(key), "k%d", k);
+			if (mfs_get_model(r->client, key, &m) == 0)
+				assert_int_equal(mfs_model_release(m), 0);
+		}
+	}
+	return NULL;
+}
+
+/* The last store release shuts the store down while an attached client
+ * looks keys up on another thread: no use of freed entries (ASan). */
+static void test_shutdown_races_lookups(void **state)
+{
+	static const float data[CT_RACE_LEN];
+	mfs_array_spec spec = {.name = "w", .dtype = MFS_DTYPE_FLOAT32,
+			       .ndim = 1, .shape = {CT_RACE_LEN}};
+	char key[MFS_KEY_BUFSIZE];
+
+	(void)state;
+	for (int round = 0; round < CT_RACE_ROUNDS; round++) {
+		struct ct_race r = {0};
+		mfs_builder *b;
+		mfs_store *s;
+		pthread_t t;
+
+		assert_int_equal(mfs_store_new_in_process(&s), 0);
+		for (int k = 0; k < CT_RACE_KEYS; k++) {
+			snprintf(key, sizeof(key), "k%d", k);
+			assert_int_equal(mfs_builder_new(&b), 0);
+			assert_int_equal(mfs_builder_add(b, &spec, data, 0), 0);
+			assert_int_equal(mfs_store_put(s, b, key, 0, NULL), 0);
+			mfs_builder_free(b);
+		}
+		assert_int_equal(mfs_client_open(&r.client,
+						 mfs_store_client_spec(s)), 0);
+		assert_int_equal(pthread_create(&t, NULL, ct_race_reader, &r),
+				 0);
+		for (volatile int i = 0; i < CT_RACE_SPIN; i++)
+			;
+		assert_int_equal(mfs_store_release(s), 0);
+		atomic_store(&r.stop, 1);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(mfs_client_close(r.client), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_specs),
 		cmocka_unit_test(test_reader_failure),
 		cmocka_unit_test(test_import_checks),
+		cmocka_unit_test(test_shutdown_races_lookups),
 	};
 	struct ct_kind inproc = {.name = "inproc", .open = ct_open_inproc,
 				 .cross_process = false};

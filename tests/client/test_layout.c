@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +243,98 @@ static void test_layout_files(void **state)
 	ct_expect_get(l, -ENOENT, "metadata.json");
 }
 
+
+/* A version-stamped one-array model at @dir: metadata {"version": V} and
+ * "w" = CT_SWAP_LEN float32 values equal to V. */
+#define CT_SWAP_LEN 16
+#define CT_SWAP_GETS 3000
+
+static void ct_write_version(const char *dir, int version)
+{
+	uint64_t shape[1] = {CT_SWAP_LEN};
+	float data[CT_SWAP_LEN];
+	char hdr[MFS_NPY_HEADER_SIZE];
+	int n = mfs_npy_header(MFS_DTYPE_FLOAT32, 1, shape, MFS_ORDER_C, hdr,
+			       sizeof(hdr));
+	FILE *f;
+
+	assert_true(n > 0);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	f = fopen(ct_path(dir, "manifest.json"), "w");
+	assert_non_null(f);
+	fprintf(f, "{\"arrays\": [{\"name\": \"w\", \"file\": \"w.npy\", "
+		   "\"dtype\": \"float32\", \"order\": \"C\", "
+		   "\"shape\": [%d]}]}", CT_SWAP_LEN);
+	assert_int_equal(fclose(f), 0);
+	f = fopen(ct_path(dir, "metadata.json"), "w");
+	assert_non_null(f);
+	fprintf(f, "{\"version\": %d}", version);
+	assert_int_equal(fclose(f), 0);
+	for (int i = 0; i < CT_SWAP_LEN; i++)
+		data[i] = (float)version;
+	f = fopen(ct_path(dir, "w.npy"), "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(hdr, 1, (size_t)n, f), (size_t)n);
+	assert_int_equal(fwrite(data, sizeof(float), CT_SWAP_LEN, f),
+			 CT_SWAP_LEN);
+	assert_int_equal(fclose(f), 0);
+}
+
+struct ct_swapper {
+	char a[PATH_MAX], b[PATH_MAX];
+	atomic_int stop;
+};
+
+/* Swaps the two version directories as fast as it can, like a daemon
+ * replacing the model behind the key between a client's opens. */
+static void *ct_swap(void *arg)
+{
+	struct ct_swapper *sw = arg;
+
+	while (!atomic_load(&sw->stop))
+		(void)renameat2(AT_FDCWD, sw->a, AT_FDCWD, sw->b,
+				RENAME_EXCHANGE);
+	return NULL;
+}
+
+/* A get never mixes files of two versions of a model, however the key's
+ * directory changes while it opens them. */
+static void test_layout_replace_never_mixes(void **state)
+{
+	struct ct_layout *l = *state;
+	struct ct_swapper sw = {0};
+	int mixed = 0, got = 0;
+	pthread_t t;
+
+	assert_true(snprintf(sw.a, sizeof(sw.a), "%s/v", l->root) <
+		    (int)sizeof(sw.a));
+	assert_true(snprintf(sw.b, sizeof(sw.b), "%s/other", l->root) <
+		    (int)sizeof(sw.b));
+	ct_write_version(sw.a, 1);
+	ct_write_version(sw.b, 2);
+	assert_int_equal(pthread_create(&t, NULL, ct_swap, &sw), 0);
+	for (int i = 0; i < CT_SWAP_GETS; i++) {
+		const char *meta;
+		mfs_array_view v;
+		mfs_model *m;
+
+		/* ENOENT: caught between the two halves of an exchange. */
+		if (mfs_get_model(l->c, "v", &m) < 0)
+			continue;
+		got++;
+		meta = mfs_model_metadata(m, NULL);
+		assert_int_equal(mfs_model_array(m, "w", &v), 0);
+		if ((int)((const float *)v.data)[0] !=
+		    atoi(strchr(meta, ':') + 1))
+			mixed++;
+		assert_int_equal(mfs_model_release(m), 0);
+	}
+	atomic_store(&sw.stop, 1);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(got > 0);
+	assert_int_equal(mixed, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +347,9 @@ int main(void)
 						ct_layout_setup,
 						ct_layout_teardown),
 		cmocka_unit_test_setup_teardown(test_layout_files,
+						ct_layout_setup,
+						ct_layout_teardown),
+		cmocka_unit_test_setup_teardown(test_layout_replace_never_mixes,
 						ct_layout_setup,
 						ct_layout_teardown),
 	};
