@@ -95,11 +95,17 @@ static int mfs_join(char *buf, const char *a, const char *b)
 static int mfs_client_path(struct mfs_client *cl, const char *spec,
 			   const char *path, bool want_mount)
 {
+	enum mfs_mount_state state = mfs_mount_probe(path);
+	char what[PATH_MAX + sizeof("client spec '': ")];
 	struct stat st;
 
 	if (!*path)
 		return mfs_fail(-EINVAL, "client spec '%s': empty path", spec);
-	if (want_mount && !mfs_is_modelfs_mount(path))
+	if (state == MFS_MOUNT_DEAD) {
+		snprintf(what, sizeof(what), "client spec '%s': ", spec);
+		return mfs_fail_dead_mount(what, path);
+	}
+	if (want_mount && state != MFS_MOUNT_LIVE)
 		return mfs_fail(-ENODEV, "client spec '%s': '%s' is not served "
 				"by a modelfs daemon", spec, path);
 	if (stat(path, &st) < 0)

@@ -586,7 +586,8 @@ typedef struct mfs_store mfs_store;
  *  2. with MFS_STORE_IN_PROCESS: a new in-process store;
  *  3. a mount store on $MODELFS_MOUNT (default MFS_DEFAULT_MOUNT; empty
  *     means none) if a modelfs daemon serves it (a fuse.modelfs entry in
- *     /proc/self/mountinfo);
+ *     /proc/self/mountinfo whose daemon answers: a mount left behind by a
+ *     daemon that exited does not count);
  *  4. a directory store on $MODELFS_STORE (created if missing), else on a
  *     new private directory $TMPDIR/modelfs-XXXXXX (TMPDIR default /tmp)
  *     which is removed at shutdown if only ephemeral models were in it.
@@ -602,7 +603,8 @@ MFS_API int mfs_store_get(mfs_store **out, unsigned flags);
 
 /**
  * Opens a mount store on @p mountpoint.  Returns 0, -EINVAL (NULL
- * argument), -ENODEV (no modelfs daemon serves it), -ENOTSUP (the daemon
+ * argument), -ENODEV (no modelfs daemon serves it), -ENOTCONN (a modelfs
+ * mount whose daemon has exited is left there), -ENOTSUP (the daemon
  * does not tell its store directory), -EOVERFLOW (stack full), -ENOMEM,
  * or the errno of resolving the paths.  Thread-safe, as are the other
  * mfs_store_open_* functions.
@@ -737,7 +739,8 @@ typedef struct mfs_model mfs_model;
  * store still shuts down at its last release).  Returns 0, -EINVAL
  * (NULL or malformed spec), -ENOENT (no such directory, no such
  * in-process store), -ENOTDIR, -ENODEV ("mount:" path not served by a
- * modelfs daemon), -EXDEV (in-process spec of another process), -ENOMEM.
+ * modelfs daemon), -ENOTCONN (the path is a modelfs mount whose daemon
+ * has exited), -EXDEV (in-process spec of another process), -ENOMEM.
  * A client is immutable: every function may use it from any thread.
  */
 MFS_API int mfs_client_open(mfs_client **out, const char *spec);

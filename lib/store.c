@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,28 +217,50 @@ static bool mfs_parse_mountinfo(char *line, char **mnt, char **fstype)
 	return *fstype != NULL;
 }
 
-bool mfs_is_modelfs_mount(const char *path)
+enum mfs_mount_state mfs_mount_probe(const char *path)
 {
 	char real[PATH_MAX], *line = NULL, *mnt, *fstype;
 	size_t cap = 0;
-	bool served = false;
+	bool ours = false;
+	struct statfs sfs;
 	FILE *f;
 
 	if (!path || !*path || !realpath(path, real))
-		return false;
+		return MFS_MOUNT_NONE;
 	f = fopen(MFS_MOUNTINFO, "re");
 	if (!f)
-		return false;
+		return MFS_MOUNT_NONE;
 	/* The last entry on a mount point is the one on top. */
 	while (getline(&line, &cap, f) > 0) {
 		line[strcspn(line, "\n")] = '\0';
 		if (mfs_parse_mountinfo(line, &mnt, &fstype) &&
 		    strcmp(mnt, real) == 0)
-			served = strcmp(fstype, MFS_FSTYPE) == 0;
+			ours = strcmp(fstype, MFS_FSTYPE) == 0;
 	}
 	free(line);
 	fclose(f);
-	return served;
+	if (!ours)
+		return MFS_MOUNT_NONE;
+	/* A killed daemon leaves its mount behind (mountinfo still lists
+	 * it) and every request fails with ENOTCONN; statfs is always a
+	 * round trip to the daemon, unlike stat, which the kernel may
+	 * answer from its attribute cache. */
+	if (statfs(real, &sfs) < 0 && errno == ENOTCONN)
+		return MFS_MOUNT_DEAD;
+	return MFS_MOUNT_LIVE;
+}
+
+bool mfs_is_modelfs_mount(const char *path)
+{
+	return mfs_mount_probe(path) == MFS_MOUNT_LIVE;
+}
+
+int mfs_fail_dead_mount(const char *what, const char *path)
+{
+	return mfs_fail(-ENOTCONN, "%s'%s' is a modelfs mount whose daemon has "
+			"exited (%s); unmount it with 'fusermount3 -u %s' and "
+			"start the daemon again", what, path, strerror(ENOTCONN),
+			path);
 }
 
 /* The daemon's store directory (@out: PATH_MAX bytes), from its xattr
@@ -449,13 +472,17 @@ const char *mfs_store_client_spec(const mfs_store *s)
 int mfs_store_open_mount(mfs_store **out, const char *mountpoint)
 {
 	char real[PATH_MAX], dir[PATH_MAX], real_dir[PATH_MAX];
+	enum mfs_mount_state state;
 	mfs_store *s;
 	int rc;
 
 	mfs_clear_error();
 	if (!out || !mountpoint)
 		return mfs_fail(-EINVAL, "mfs_store_open_mount: NULL argument");
-	if (!mfs_is_modelfs_mount(mountpoint))
+	state = mfs_mount_probe(mountpoint);
+	if (state == MFS_MOUNT_DEAD)
+		return mfs_fail_dead_mount("", mountpoint);
+	if (state != MFS_MOUNT_LIVE)
 		return mfs_fail(-ENODEV, "'%s' is not served by a modelfs daemon "
 				"(no %s mount there in %s)", mountpoint,
 				MFS_FSTYPE, MFS_MOUNTINFO);

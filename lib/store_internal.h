@@ -111,8 +111,20 @@ MFS_INTERNAL mfs_store *mfs_stack_top(void);
 /* store.c, used by client.c                                           */
 /* ------------------------------------------------------------------ */
 
-/* True if a modelfs daemon serves the directory @path. */
+/* What is mounted on a directory, as far as modelfs is concerned. */
+enum mfs_mount_state {
+	MFS_MOUNT_NONE, /* no modelfs mount on top of it */
+	MFS_MOUNT_LIVE, /* a modelfs daemon answers on it */
+	MFS_MOUNT_DEAD, /* a modelfs mount whose daemon has exited */
+};
+
+/* The state of the mount on top of @path (errno set when DEAD). */
+MFS_INTERNAL enum mfs_mount_state mfs_mount_probe(const char *path);
+/* True if a live modelfs daemon serves the directory @path. */
 MFS_INTERNAL bool mfs_is_modelfs_mount(const char *path);
+/* Fails with -ENOTCONN naming @path and how to recover from a daemon that
+ * has exited (@what prefixes the message). */
+MFS_INTERNAL int mfs_fail_dead_mount(const char *what, const char *path);
 
 /*
  * Takes a client reference on the live in-process store at @addr:

@@ -22,12 +22,12 @@ else
 fi
 store=$base/store
 src=$base/src
-mkdir -p "$store" "$src" "$mnt"
-
-# Unmount a previous demo mount so the store can be regenerated.
+# Unmount a previous demo mount (also one whose daemon has exited: any
+# access to it fails with ENOTCONN) so the store can be regenerated.
 if grep -q " $mnt fuse.modelfs " /proc/mounts; then
 	fusermount3 -u "$mnt"
 fi
+mkdir -p "$store" "$src" "$mnt"
 
 echo "== generating demo arrays in $src"
 "$py" - "$src" <<'PY'

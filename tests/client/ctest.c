@@ -537,12 +537,14 @@ static bool ct_wait_exit(pid_t pid)
 
 void ct_daemon_stop(struct ct_daemon *d)
 {
-	if (!d || d->pid <= 0)
+	if (!d || !d->mnt[0])
 		return;
-	ct_fusermount("-u", d->mnt);
-	if (mfs_is_modelfs_mount(d->mnt))
+	/* A killed daemon (pid 0) can leave its mount behind too. */
+	if (d->pid > 0 || mfs_mount_probe(d->mnt) != MFS_MOUNT_NONE)
+		ct_fusermount("-u", d->mnt);
+	if (mfs_mount_probe(d->mnt) != MFS_MOUNT_NONE)
 		ct_fusermount("-uz", d->mnt);
-	if (!ct_wait_exit(d->pid)) {
+	if (d->pid > 0 && !ct_wait_exit(d->pid)) {
 		kill(d->pid, SIGTERM);
 		if (!ct_wait_exit(d->pid)) {
 			kill(d->pid, SIGKILL);
@@ -551,6 +553,7 @@ void ct_daemon_stop(struct ct_daemon *d)
 	}
 	d->pid = 0;
 	rmdir(d->mnt);
+	d->mnt[0] = '\0';
 	if (ct_running == d)
 		ct_running = NULL;
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cases.h"
+#include "store_internal.h"
 
 #define CT_OUT_MAX 8192
 #define CT_SPEC_MAX (PATH_MAX + 16)
@@ -273,6 +274,60 @@ static int ct_phase2(void)
 	return fails;
 }
 
+/* ------------------------------------------------------------------ */
+/* Phase 3: a mount left behind by a daemon that was killed            */
+/* ------------------------------------------------------------------ */
+
+/* Opening it names the dead daemon and the way out; mfs_store_get does
+ * not count it as served and falls back to the directory store. */
+static void test_mount_dead(void **state)
+{
+	char spec[CT_SPEC_MAX];
+	mfs_client *c;
+	mfs_store *s;
+
+	(void)state;
+	assert_int_equal(kill(ct_d.pid, SIGKILL), 0);
+	assert_int_equal(waitpid(ct_d.pid, NULL, 0), ct_d.pid);
+	ct_d.pid = 0;
+	assert_int_equal(mfs_mount_probe(ct_d.mnt), MFS_MOUNT_DEAD);
+	assert_false(mfs_is_modelfs_mount(ct_d.mnt));
+	ct_expect(mfs_store_open_mount(&s, ct_d.mnt), -ENOTCONN,
+		  "fusermount3 -u");
+	snprintf(spec, sizeof(spec), "%s", ct_mount_spec());
+	ct_expect(mfs_client_open(&c, spec), -ENOTCONN, "daemon has exited");
+	ct_expect(mfs_client_open(&c, ct_d.mnt), -ENOTCONN, "fusermount3 -u");
+	ct_setenv("MODELFS_MOUNT", ct_d.mnt);
+	ct_setenv("MODELFS_STORE", ct_path(ct_base, "fallback"));
+	assert_int_equal(mfs_store_get(&s, 0), 0);
+	assert_memory_equal(mfs_store_client_spec(s), "dir:", strlen("dir:"));
+	assert_int_equal(mfs_store_release(s), 0);
+	ct_setenv("MODELFS_MOUNT", NULL);
+	ct_setenv("MODELFS_STORE", NULL);
+}
+
+static int ct_phase3(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mount_dead),
+	};
+	char store[PATH_MAX], run[PATH_MAX];
+	int fails;
+
+	assert_true(snprintf(store, sizeof(store), "%s/store3", ct_base) <
+		    (int)sizeof(store));
+	assert_true(snprintf(run, sizeof(run), "%s/run3", ct_base) <
+		    (int)sizeof(run));
+	if (mkdir(store, 0755) < 0 || mkdir(run, 0755) < 0)
+		return 1;
+	ct_write_std(ct_path(store, "std.mfs"), 1);
+	if (ct_daemon_start(&ct_d, run, store) < 0)
+		return 1;
+	fails = cmocka_run_group_tests_name("mount-dead", tests, NULL, NULL);
+	ct_daemon_stop(&ct_d);
+	return fails;
+}
+
 int main(void)
 {
 	int fails;
@@ -281,6 +336,7 @@ int main(void)
 	ct_scratch("/var/tmp", ct_base);
 	fails = ct_phase1();
 	fails += ct_phase2();
+	fails += ct_phase3();
 	ct_rmtree(ct_base);
 	return fails ? 1 : 0;
 }
