@@ -957,6 +957,7 @@ static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = UINT_MAX;
 	/* Contents never change under an inode: no invalidation on mtime. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (ctx->opt.io == MFSD_IO_SPLICE &&
 	    (conn->capable & FUSE_CAP_SPLICE_WRITE))
 		conn->want |= FUSE_CAP_SPLICE_WRITE;

@@ -638,7 +638,10 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 	c->kind = cur ? MFSD_CHANGE_REPLACED : MFSD_CHANGE_ADDED;
 	c->old_gen = cur ? cur->gen : 0;
 	c->new_gen = m->gen;
-	mfsd_log(MFSD_LOG_INFO, "model %s %s (generation %llu): %zu arrays, "
+	/* A store of thousands of models would flood the log at start:
+	 * the initial scan is summed up in one line instead. */
+	mfsd_log(s->loaded ? MFSD_LOG_INFO : MFSD_LOG_DEBUG,
+		 "model %s %s (generation %llu): %zu arrays, "
 		 "%llu raw bytes", key, cur ? "replaced" : "added",
 		 (unsigned long long)m->gen, m->narrays,
 		 (unsigned long long)m->raw_size);
@@ -855,6 +858,7 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 	if (rc < 0)
 		goto fail;
 	s->changes = 0; /* counts the changes made live, after loading */
+	s->loaded = true;
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 s->npublished, dir_path, s->nskipped);
 	*out = s;

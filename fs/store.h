@@ -168,6 +168,10 @@ struct mfsd_store {
 	_Atomic unsigned dir_uid;
 	_Atomic unsigned dir_gid;
 
+	/* Set once the initial scan is done, before any other thread
+	 * exists; read-only afterwards. */
+	bool loaded;
+
 	/* Serializes refreshes: one container is loaded and swapped in at
 	 * a time, so the published model read at the start of a refresh
 	 * is still the published one when it is replaced. */
