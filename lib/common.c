@@ -214,6 +214,10 @@ bool mfs_shape_bytes(mfs_dtype dtype, uint32_t ndim, const uint64_t *shape,
 
 uint64_t mfs_checksum(const void *data, size_t len)
 {
+#ifdef MFS_HAVE_AVX2
+	if (__builtin_cpu_supports("avx2"))
+		return mfs_checksum_avx2(data, len);
+#endif
 	return XXH3_64bits(data, len);
 }
 

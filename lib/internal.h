@@ -74,6 +74,10 @@ MFS_INTERNAL bool mfs_shape_bytes(mfs_dtype dtype, uint32_t ndim,
 
 /* XXH3-64, seed 0, the only checksum of the format. */
 MFS_INTERNAL uint64_t mfs_checksum(const void *data, size_t len);
+#ifdef MFS_HAVE_AVX2
+/* The same hash, compiled for AVX2: call only where the CPU has it. */
+MFS_INTERNAL uint64_t mfs_checksum_avx2(const void *data, size_t len);
+#endif
 
 /* Chunk count for @raw_length bytes in chunks of @chunk_size. */
 static inline uint64_t mfs_chunk_count(uint64_t raw_length, uint32_t chunk_size)

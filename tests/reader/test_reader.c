@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <lz4.h>
+#include <xxhash.h>
 
 #include "fixture.h"
 #include "internal.h"
@@ -674,6 +675,34 @@ static void test_fuzz_corpus_valid(void **state)
 	assert_true(files >= 3);
 }
 
+/* The library's checksum (an AVX2 build of XXH3 where the CPU has it) is
+ * libxxhash's XXH3-64 for every length class XXH3 treats apart (0-16,
+ * 17-128, 129-240, longer: stripes, blocks and a partial last block) and
+ * for unaligned starts. */
+static void test_checksum_is_xxh3(void **state)
+{
+	enum { LONG_LEN = (1 << 20) + 7, SHORT_MAX = 4096, ALIGNS = 8 };
+	uint8_t *buf = malloc(LONG_LEN + ALIGNS);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	(void)state;
+	assert_non_null(buf);
+	for (size_t i = 0; i < LONG_LEN + ALIGNS; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		buf[i] = (uint8_t)x;
+	}
+	for (size_t len = 0; len <= SHORT_MAX; len++) {
+		size_t off = len % ALIGNS;
+
+		assert_int_equal(mfs_checksum(buf + off, len),
+				 XXH3_64bits(buf + off, len));
+	}
+	for (size_t off = 0; off < ALIGNS; off++)
+		assert_int_equal(mfs_checksum(buf + off, LONG_LEN - off),
+				 XXH3_64bits(buf + off, LONG_LEN - off));
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -692,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_decode),
 		OPEN_TEST(test_concurrent_reads),
 		cmocka_unit_test(test_fuzz_corpus_valid),
+		cmocka_unit_test(test_checksum_is_xxh3),
 #undef OPEN_TEST
 	};
 
