@@ -957,6 +957,9 @@ static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = UINT_MAX;
 	/* Contents never change under an inode: no invalidation on mtime. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* Always READDIRPLUS: `ls -l` of a large store then needs no LOOKUP
+	 * per entry (10,000 models: 1.8 s -> 1.1 s), at the price of
+	 * attributes a plain `ls` does not use (16 -> 50 ms). */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	if (ctx->opt.io == MFSD_IO_SPLICE &&
 	    (conn->capable & FUSE_CAP_SPLICE_WRITE))
