@@ -125,63 +125,20 @@ static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 }
 
 /*
- * Checks chunk @ci (chunk @chunk of array @index) and decodes it into
- * @out (its raw length), reading its stored bytes through a read-only
- * shared mapping of the backing file rather than copying them into a
- * buffer first; a NULL @out checks a raw chunk in place.  Backing files
- * are never written in place (models are replaced by rename) and the
- * index was checked against the file size at open, so the mapping lies
- * inside the file.  Returns the raw length or a negative errno (failure
- * logged once).
+ * Checks raw chunk @chunk and marks it verified, so that its bytes then
+ * travel to the kernel by splice straight from the backing file.  0 or a
+ * negative errno (failure logged once).
  */
-static ssize_t mfsd_decode_mapped(const struct mfsd_data *d,
-				  struct mfsd_model *m, size_t index,
-				  uint64_t chunk, const mfs_chunk_info *ci,
-				  void *out)
-{
-	const struct mfsd_array *a = &m->arrays[index];
-	uint64_t base = ci->file_offset & ~(MFSD_PAGE - 1);
-	size_t delta = (size_t)(ci->file_offset - base);
-	/* mmap refuses an empty length; an empty chunk maps one byte. */
-	size_t maplen = delta + ci->stored_length ? delta + ci->stored_length
-						  : 1;
-	void *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED,
-			 mfs_container_fd(m->container), (off_t)base);
-	const char *stored = (const char *)map + delta;
-	ssize_t n;
-
-	if (map == MAP_FAILED)
-		return -errno;
-	/* Decoding a raw chunk "into" its own bytes only checks it. */
-	n = mfs_chunk_decode(a->info.codec, ci, stored,
-			     out ? out : (void *)stored, ci->raw_length,
-			     m->key, a->info.name, chunk);
-	(void)munmap(map, maplen);
-	if (n < 0)
-		mfsd_chunk_failed(d, m, index, chunk, (int)n);
-	return n;
-}
-
-/*
- * Checks raw chunk @chunk in place in the backing file's page cache and
- * marks it verified, so that its bytes then travel to the kernel by
- * splice: the page cache is read once for the checksum and copied once
- * into the reply, where reading the chunk into a buffer first would copy
- * it twice.  0 or a negative errno (failure logged once).
- */
-static int mfsd_verify_mapped(const struct mfsd_data *d, struct mfsd_model *m,
-			      size_t index, uint64_t chunk)
+static int mfsd_check_raw(const struct mfsd_data *d, struct mfsd_model *m,
+			  size_t index, uint64_t chunk)
 {
 	struct mfsd_array *a = &m->arrays[index];
-	mfs_chunk_info ci;
-	ssize_t n;
-	int rc = mfs_container_chunk(m->container, index, chunk, &ci);
+	int rc = mfs_container_check_chunk(m->container, index, chunk);
 
-	if (rc < 0)
+	if (rc < 0) {
+		mfsd_chunk_failed(d, m, index, chunk, rc);
 		return rc;
-	n = mfsd_decode_mapped(d, m, index, chunk, &ci, NULL);
-	if (n < 0)
-		return (int)n;
+	}
 	if (mfsd_bit_set(a->verified, chunk))
 		atomic_fetch_add_explicit(&d->stats->chunks_verified, 1,
 					  memory_order_relaxed);
@@ -221,9 +178,11 @@ static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
 
 /*
  * Adds raw range [@roff, @roff + @rlen) of a codec-none array.  Chunks
- * verified before are served from the backing file; a chunk touched for
- * the first time is read whole to check it, and its bytes are served
- * from that buffer instead of being read a second time.
+ * verified before are served from the backing file.  A chunk touched for
+ * the first time is checked first: with splice, in a scratch buffer, and
+ * then spliced from the file like a verified one (measured faster than
+ * serving the buffer); with pread, read whole into a buffer that is then
+ * served, instead of being read a second time.
  */
 static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 			struct mfsd_model *m, size_t index, uint64_t roff,
@@ -248,7 +207,7 @@ static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 
 		if (!mfsd_bit_test(a->verified, c) &&
 		    d->io == MFSD_IO_SPLICE) {
-			rc = mfsd_verify_mapped(d, m, index, c);
+			rc = mfsd_check_raw(d, m, index, c);
 			if (rc < 0)
 				return rc;
 		}
@@ -278,30 +237,29 @@ struct mfsd_load {
 	uint64_t chunk;
 };
 
-/* mfsd_cache_load_fn: checks and decodes one chunk straight from the
- * backing file's page cache (no copy of the stored bytes), then drops
+/* mfsd_cache_load_fn: reads, checks and decodes one chunk, then drops
  * its stored bytes from the page cache (the decoded bytes are what the
- * mount's own page cache will hold). */
+ * mount's own page cache will hold).  Reading beats mapping the stored
+ * bytes (see mfs_container_check_chunk): cold scan of 1 GiB of LZ4
+ * arrays 1.06-1.28 s mapped, 0.82-0.97 s read. */
 static ssize_t mfsd_lz4_load(void *arg, void *buf, size_t len)
 {
 	struct mfsd_load *l = arg;
 	const mfs_array_info *ai = &l->m->arrays[l->index].info;
 	mfs_chunk_info ci;
-	ssize_t n = mfs_container_chunk(l->m->container, l->index, l->chunk,
-					&ci);
+	ssize_t n = mfs_container_read_chunk(l->m->container, l->index,
+					     l->chunk, buf, len);
 
-	if (n < 0)
+	if (n < 0) {
+		mfsd_chunk_failed(l->d, l->m, l->index, l->chunk, (int)n);
 		return n;
-	if (len < ci.raw_length)
-		return -ENOBUFS;
-	n = mfsd_decode_mapped(l->d, l->m, l->index, l->chunk, &ci, buf);
-	if (n < 0)
-		return n;
+	}
 	atomic_fetch_add_explicit(&l->d->stats->chunks_decoded, 1,
 				  memory_order_relaxed);
-	mfsd_drop(mfs_container_fd(l->m->container), ci.file_offset,
-		  ci.file_offset + ci.stored_length,
-		  ai->data_offset + ai->stored_length);
+	if (mfs_container_chunk(l->m->container, l->index, l->chunk, &ci) == 0)
+		mfsd_drop(mfs_container_fd(l->m->container), ci.file_offset,
+			  ci.file_offset + ci.stored_length,
+			  ai->data_offset + ai->stored_length);
 	return n;
 }
 

@@ -299,6 +299,16 @@ MFS_API ssize_t mfs_container_read_chunk(const mfs_container *c, size_t array,
 					 size_t buf_len);
 
 /**
+ * Checks one chunk without handing out its bytes: reads it into a
+ * per-thread scratch buffer, checks its checksum and, for LZ4, that it
+ * decodes to its raw length.  What a server calls before it sends a
+ * chunk's bytes straight from the file (e.g. by splice).  Returns 0 or an
+ * error as mfs_container_read_chunk (-ERANGE, -EIO, -EBADMSG, -ENOMEM).
+ */
+MFS_API int mfs_container_check_chunk(const mfs_container *c, size_t array,
+				      uint64_t chunk);
+
+/**
  * Checks and decodes one chunk whose stored bytes the caller already has
  * (@p stored, ch->stored_length bytes) into @p out (@p out_len >=
  * ch->raw_length).  @p codec is the array's codec; @p label, @p array_name

@@ -220,6 +220,25 @@ static void test_scratch_oom(void **state)
 	enc_free(&f);
 }
 
+/* Checking a chunk needs a chunk-sized buffer: without one, -ENOMEM and
+ * a message; with memory back, the same call succeeds. */
+static void test_check_chunk_oom(void **state)
+{
+	struct enc_file f;
+	mfs_container *c;
+
+	(void)state;
+	std_build(&f);
+	assert_int_equal(open_buf(f.buf, f.len, &c), 0);
+	arm(0);
+	assert_int_equal(mfs_container_check_chunk(c, 0, 0), -ENOMEM);
+	assert_true(disarm());
+	assert_non_null(strstr(mfs_last_error(), "out of memory for a"));
+	assert_int_equal(mfs_container_check_chunk(c, 0, 0), 0);
+	mfs_container_close(c);
+	enc_free(&f);
+}
+
 /*
  * jansson tolerates a few failed allocations inside json_dumps (its loop
  * detection table), so a failure may also end in the complete document.
@@ -335,6 +354,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_oom),
 		cmocka_unit_test(test_scratch_oom),
+		cmocka_unit_test(test_check_chunk_oom),
 		cmocka_unit_test(test_manifest_oom),
 		cmocka_unit_test(test_open_read_errors),
 		cmocka_unit_test(test_chunk_read_and_map_errors),

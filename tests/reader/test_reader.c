@@ -364,6 +364,15 @@ static void test_verify_clean(void **state)
 	struct opened *o = *state;
 
 	assert_int_equal(mfs_container_verify(o->c, NULL, NULL), 0);
+	for (size_t a = 0; a < STD_COUNT; a++)
+		for (uint64_t k = 0; k < o->f.pos[a].chunk_count; k++)
+			assert_int_equal(mfs_container_check_chunk(o->c, a, k),
+					 0);
+	expect_error(mfs_container_check_chunk(o->c, STD_COUNT, 0), -ERANGE,
+		     "array");
+	expect_error(mfs_container_check_chunk(o->c, STD_EMB,
+					       o->f.pos[STD_EMB].chunk_count),
+		     -ERANGE, "chunk");
 }
 
 /* Opening by path: the label is the path; missing files keep errno. */
@@ -445,6 +454,8 @@ static void test_data_bit_flips(void **state)
 			expect_error(mfs_container_read_chunk(c, a, k, buf,
 							      sizeof(buf)),
 				     -EIO, want);
+			expect_error(mfs_container_check_chunk(c, a, k), -EIO,
+				     want);
 		}
 	}
 	expect_error(mfs_container_read(c, STD_EMB, STD_CHUNK - 1, buf, 2),
@@ -482,6 +493,8 @@ static void test_bad_lz4_stream(void **state)
 	assert_int_equal(open_buf(f->buf, f->len, &c), 0);
 	expect_error(mfs_container_read_chunk(c, STD_SIM, 1, buf, sizeof(buf)),
 		     -EBADMSG, "array 'sim.data' chunk 1: stored_length");
+	expect_error(mfs_container_check_chunk(c, STD_SIM, 1), -EBADMSG,
+		     "array 'sim.data' chunk 1: stored_length");
 	assert_non_null(strstr(mfs_last_error(), "is not a valid LZ4 block"));
 	assert_int_equal(mfs_container_read_chunk(c, STD_SIM, 0, buf,
 						  STD_CHUNK), STD_CHUNK);
