@@ -10,7 +10,8 @@
 #   --quick      every measure once, on small data (CI: keeps the
 #                benchmark working; no speed is asserted)
 #   --keep       keep the data directory afterwards
-#   --reps N     repetitions of each measure (default 5; --quick: 1)
+#   --reps N     repetitions of each measure (default 5; --quick: 1;
+#                warm scans, cheap and noisy, get 3 times as many)
 #   --json FILE  default BUILD_DIR/bench-results.json
 #   --data DIR   where data goes (default /var/tmp/modelfs-bench; must
 #                not be tmpfs: page cache figures would be meaningless)
@@ -48,6 +49,9 @@ readonly SRC_DIR
 readonly PY=/usr/bin/python3
 readonly MARKER=.modelfs-bench
 readonly NWORKERS=8
+# A warm scan takes ~0.1 s and varies by +-20% between runs on a VM: it
+# gets this many times the repetitions so that its median settles.
+readonly WARM_REPS_FACTOR=3
 readonly WIDE_ARRAYS=100
 readonly UNMOUNT_WAIT_TENTHS=100  # 10 s for a server to exit
 readonly UNMOUNT_TRIES=20         # plain unmounts, 0.1 s apart
@@ -321,7 +325,7 @@ measure_warm() {
 	mount_modelfs raw "$DATA/store-raw"
 	mount_modelfs lz4 "$DATA/store-lz4"
 	mount_sqfs sqlz4 "$DATA/sq-lz4.img"
-	for ((r = 0; r < REPS; r++)); do
+	for ((r = 0; r < REPS * WARM_REPS_FACTOR; r++)); do
 		scan warm plain "$DATA/npy" --warm
 		for s in modelfs-raw modelfs-lz4 squashfuse-lz4; do
 			scan warm "$s" "$(system_dir "$s")" --warm
@@ -435,7 +439,7 @@ report() {
 		--info "cpus=$(nproc)" \
 		--info "mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)" \
 		--info "mode=$([ $QUICK = 1 ] && echo quick || echo full)" \
-		--info "reps=$REPS" \
+		--info "reps=$REPS (warm scans: $((REPS * WARM_REPS_FACTOR)))" \
 		--info "model_bytes=$MODEL_BYTES (4 arrays: emb f4[R,96], sim.indptr i8, sim.indices i4, sim.data f4)" \
 		--info "scan=mmap MAP_SHARED whole file, read one 8-byte word per 4096-byte page" \
 		--info "daemon=modelfs -f ${opts:-(defaults)}" \
