@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -179,8 +178,8 @@ static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
 /*
  * Adds raw range [@roff, @roff + @rlen) of a codec-none array.  Chunks
  * verified before are served from the backing file.  A chunk touched for
- * the first time is checked first: with splice, in a scratch buffer, and
- * then spliced from the file like a verified one (measured faster than
+ * the first time is checked first: with splice, in a buffer of its own,
+ * and then spliced from the file like a verified one (measured faster than
  * serving the buffer); with pread, read whole into a buffer that is then
  * served, instead of being read a second time.
  */
