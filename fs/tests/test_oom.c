@@ -7,13 +7,11 @@
  * -ENOMEM or succeed, keep the table consistent, and leak nothing (ASan);
  * once no injection is reached the outcome must be the full one.
  *
- * malloc, calloc, realloc, strdup, strndup and asprintf of the daemon's
- * modules and of libmodelfs are redirected here at link time
- * (-Wl,--wrap).
+ * Allocations fail through tests/support/fail_alloc.h; the test's own
+ * set-up allocations are made with counting paused.
  */
 #include <errno.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,6 +23,7 @@
 #include <cmocka.h>
 
 #include "chunkcache.h"
+#include "fail_alloc.h"
 #include "inode.h"
 #include "store.h"
 #include "watch.h"
@@ -34,70 +33,6 @@
 #define DIR_LEN 64
 /* No run needs more allocations than this; reaching it is a bug. */
 #define MAX_INJECTIONS 5000
-
-/* Which allocation fails (-1: none) and how many have been made. */
-static long fail_at = -1;
-static long calls;
-static bool injecting;
-static bool injected;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-char *__wrap_strndup(const char *s, size_t n);
-int __wrap_asprintf(char **out, const char *fmt, ...);
-
-static bool inject(void)
-{
-	if (!injecting || fail_at < 0 || calls++ != fail_at)
-		return false;
-	injected = true;
-	return true;
-}
-
-void *__wrap_malloc(size_t n)
-{
-	return inject() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-	return inject() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-	return inject() ? NULL : __real_strdup(s);
-}
-
-char *__wrap_strndup(const char *s, size_t n)
-{
-	return inject() ? NULL : __real_strndup(s, n);
-}
-
-int __wrap_asprintf(char **out, const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	if (inject())
-		return -1;
-	va_start(ap, fmt);
-	rc = vasprintf(out, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 static char g_dir[DIR_LEN];
 
@@ -128,31 +63,29 @@ static void write_version(const char *name, unsigned char value)
 	unsigned char bytes[16];
 	char path[PATH_LEN];
 	mfs_writer *wr;
-	bool was = injecting;
+	bool was = fail_alloc_pause(true);
 
-	injecting = false;
 	memset(bytes, value, sizeof(bytes));
 	snprintf(path, sizeof(path), "%s/%s", g_dir, name);
 	assert_int_equal(mfs_writer_create(&wr, path), 0);
 	assert_int_equal(mfs_writer_add_array_buffer(wr, &v, bytes,
 						     sizeof(bytes)), 0);
 	assert_int_equal(mfs_writer_commit(wr), 0);
-	injecting = was;
+	fail_alloc_pause(was);
 }
 
 static void write_garbage(const char *name)
 {
 	char path[PATH_LEN];
 	FILE *f;
-	bool was = injecting;
+	bool was = fail_alloc_pause(true);
 
-	injecting = false;
 	snprintf(path, sizeof(path), "%s/%s", g_dir, name);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("not a container", f);
 	fclose(f);
-	injecting = was;
+	fail_alloc_pause(was);
 }
 
 static void reset_dir(void)
@@ -266,10 +199,7 @@ static bool run(long k)
 	int rc;
 
 	reset_dir();
-	fail_at = k;
-	calls = 0;
-	injected = false;
-	injecting = true;
+	fail_alloc_arm(k);
 	rc = mfsd_cache_init(&c, CACHE_BYTES);
 	ok_or_nomem(rc);
 	if (rc < 0)
@@ -286,7 +216,7 @@ static bool run(long k)
 		w.retire_grace_ns = 0; /* retire at once: that path too */
 		ok = run_store(s, &w);
 	}
-	if (!injected) {
+	if (!fail_alloc_hit()) {
 		assert_true(ok);
 		check_full(s);
 	}
@@ -297,8 +227,7 @@ static bool run(long k)
 	mfsd_store_close(s);
 	mfsd_cache_destroy(&c);
 out:
-	injecting = false;
-	return !injected;
+	return !fail_alloc_disarm();
 }
 
 static void test_oom_live(void **state)

@@ -8,81 +8,20 @@
  * no file behind and leak nothing (ASan), or succeed once no injection is
  * reached any more.
  *
- * malloc, calloc, realloc, strdup, strndup and asprintf of the library
- * are redirected here at link time (-Wl,--wrap).
+ * Allocations fail through tests/support/fail_alloc.h.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <stdlib.h>
 
 #include "ctest.h"
+#include "fail_alloc.h"
 #include "store_internal.h"
 
 /* No scenario needs more allocations than this; reaching it is a bug. */
 #define CT_MAX_INJECTIONS 2000
-
-/* Which allocation fails (-1: none) and how many have been made. */
-static long fail_at = -1;
-static long calls;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-char *__wrap_strndup(const char *s, size_t n);
-int __wrap_asprintf(char **out, const char *fmt, ...);
-
-static bool inject(void)
-{
-	return fail_at >= 0 && calls++ == fail_at;
-}
-
-void *__wrap_malloc(size_t n)
-{
-	return inject() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-	return inject() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-	return inject() ? NULL : __real_strdup(s);
-}
-
-char *__wrap_strndup(const char *s, size_t n)
-{
-	return inject() ? NULL : __real_strndup(s, n);
-}
-
-int __wrap_asprintf(char **out, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (inject())
-		return -1;
-	va_start(ap, fmt);
-	n = vasprintf(out, fmt, ap);
-	va_end(ap);
-	return n;
-}
 
 static char ct_base[PATH_MAX];
 static char ct_store[PATH_MAX];
@@ -289,11 +228,9 @@ static void ct_inject_all(int (*flow)(void), const char *scratch)
 
 	for (n = 0; n < CT_MAX_INJECTIONS; n++) {
 		ct_first_msg[0] = '\0';
-		calls = 0;
-		fail_at = n;
+		fail_alloc_arm(n);
 		rc = flow();
-		fail_at = -1;
-		if (calls <= n) { /* no injection: the run was complete */
+		if (!fail_alloc_disarm()) { /* the run was complete */
 			assert_int_equal(rc, 0);
 			break;
 		}

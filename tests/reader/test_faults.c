@@ -7,9 +7,9 @@
  *  - pread failing for the header, the index and a chunk; mmap failing;
  *    no thread-specific key for the scratch buffers.
  *
- * The library's malloc/calloc/realloc, pread64, mmap64 and
- * pthread_setspecific are redirected here at link time (-Wl,--wrap);
- * jansson's allocations through json_set_alloc_funcs.
+ * Allocations fail through tests/support/fail_alloc.h (jansson's too,
+ * through json_set_alloc_funcs); pread64, mmap64 and pthread_setspecific
+ * are redirected here at link time (-Wl,--wrap).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,42 +25,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "fail_alloc.h"
 #include "fixture.h"
 
 /* No test needs more allocations than this; a loop reaching it is a bug. */
 #define MAX_INJECTIONS 1000
-
-/* Which allocation fails (-1: none) and how many have been made.  Set by
- * the main thread only while no other thread allocates. */
-static long fail_at = -1;
-static long calls;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static int inject(void)
-{
-	return fail_at >= 0 && calls++ == fail_at;
-}
-
-void *__wrap_malloc(size_t n)
-{
-	return inject() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-	return inject() ? NULL : __real_realloc(p, n);
-}
 
 /* Which pread/mmap/pthread_setspecific call fails (-1: none), and how. */
 static long io_fail_at = -1;
@@ -112,24 +81,11 @@ static void io_arm(long n, int err)
 	io_errno = err;
 }
 
+/* jansson is a shared library, out of reach of -Wl,--wrap; this file's
+ * malloc calls are wrapped. */
 static void *json_failing_malloc(size_t n)
 {
-	return __wrap_malloc(n);
-}
-
-static void arm(long n)
-{
-	calls = 0;
-	fail_at = n;
-}
-
-/* True if the armed failure was reached (and disarms). */
-static int disarm(void)
-{
-	int hit = calls > fail_at;
-
-	fail_at = -1;
-	return hit;
+	return malloc(n);
 }
 
 static void test_open_oom(void **state)
@@ -143,9 +99,9 @@ static void test_open_oom(void **state)
 		mfs_container *c;
 		int rc;
 
-		arm(n);
+		fail_alloc_arm(n);
 		rc = open_buf(f.buf, f.len, &c);
-		if (!disarm()) {
+		if (!fail_alloc_disarm()) {
 			assert_int_equal(rc, 0);
 			mfs_container_close(c);
 			break;
@@ -206,9 +162,9 @@ static void test_scratch_oom(void **state)
 	for (int which = 0; which < 3; which++) {
 		struct scratch_case s = {.c = c, .which = which};
 
-		arm(0);
+		fail_alloc_arm(0);
 		run_scratch(&s);
-		assert_true(disarm());
+		assert_true(fail_alloc_disarm());
 		if (s.rc != -ENOMEM)
 			print_error("case %d: %ld %s\n", which, s.rc, s.msg);
 		assert_int_equal(s.rc, -ENOMEM);
@@ -230,9 +186,9 @@ static void test_check_chunk_oom(void **state)
 	(void)state;
 	std_build(&f);
 	assert_int_equal(open_buf(f.buf, f.len, &c), 0);
-	arm(0);
+	fail_alloc_arm(0);
 	assert_int_equal(mfs_container_check_chunk(c, 0, 0), -ENOMEM);
-	assert_true(disarm());
+	assert_true(fail_alloc_disarm());
 	assert_non_null(strstr(mfs_last_error(), "out of memory for a"));
 	assert_int_equal(mfs_container_check_chunk(c, 0, 0), 0);
 	mfs_container_close(c);
@@ -259,9 +215,9 @@ static void test_manifest_oom(void **state)
 		char *text = NULL;
 		int rc;
 
-		arm(n);
+		fail_alloc_arm(n);
 		rc = mfs_container_manifest(c, "k", &text, NULL);
-		if (!disarm()) {
+		if (!fail_alloc_disarm()) {
 			assert_int_equal(rc, 0);
 			assert_string_equal(text, want);
 			free(text);

@@ -5,14 +5,14 @@
  * temporary file nor anything at the final path (no leak under ASan), and
  * the same sequence must succeed once memory returns.
  *
- * malloc, calloc, realloc, strdup and strndup of the library are
- * redirected here at link time (-Wl,--wrap).
+ * Allocations fail through tests/support/fail_alloc.h.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail_alloc.h"
 #include "wtest.h"
 
 #define KIB 1024u
@@ -23,51 +23,6 @@
 #define OOM_CHUNKS 100
 /* No scenario needs more allocations than this; reaching it is a bug. */
 #define MAX_INJECTIONS 1000
-
-/* Which allocation fails (-1: none) and how many have been made. */
-static long fail_at = -1;
-static long calls;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-char *__wrap_strndup(const char *s, size_t n);
-
-static bool inject(void)
-{
-	return fail_at >= 0 && calls++ == fail_at;
-}
-
-void *__wrap_malloc(size_t n)
-{
-	return inject() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-	return inject() ? NULL : __real_realloc(p, n);
-}
-
-char *__wrap_strdup(const char *s)
-{
-	return inject() ? NULL : __real_strdup(s);
-}
-
-char *__wrap_strndup(const char *s, size_t n)
-{
-	return inject() ? NULL : __real_strndup(s, n);
-}
 
 /*
  * Runs the whole write with allocation @n failing (-1: none).  Returns 0
@@ -80,8 +35,7 @@ static int write_model(const char *path, const uint8_t *data, long n)
 	mfs_writer *w;
 	int rc;
 
-	calls = 0;
-	fail_at = n;
+	fail_alloc_arm(n);
 	rc = mfs_writer_create(&w, path);
 	if (rc < 0)
 		goto out;
@@ -105,14 +59,14 @@ static int write_model(const char *path, const uint8_t *data, long n)
 	if (rc < 0) {
 		if (rc == -ENOMEM)
 			assert_non_null(strstr(mfs_last_error(), "out of memory"));
-		fail_at = -1;
+		fail_alloc_disarm();
 		/* Poisoned: commit refuses and cleans up like abort. */
 		assert_int_equal(mfs_writer_commit(w), -EINVAL);
 		goto out;
 	}
 	rc = mfs_writer_commit(w);
 out:
-	fail_at = -1;
+	fail_alloc_disarm();
 	if (rc < 0)
 		assert_int_equal(rc, -ENOMEM);
 	return rc;
@@ -131,7 +85,7 @@ static void test_every_allocation_fails_once(void **state)
 	for (n = 0; n < MAX_INJECTIONS; n++) {
 		int rc = write_model(path, data, n);
 
-		if (calls <= n) {
+		if (!fail_alloc_hit()) {
 			/* The injection point was never reached: done. */
 			assert_int_equal(rc, 0);
 			break;
