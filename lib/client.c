@@ -92,8 +92,10 @@ static int mfs_join(char *buf, const char *a, const char *b)
 /* Clients                                                             */
 /* ------------------------------------------------------------------ */
 
+/* A client on @path: a mount if @want_mount, a directory if not, and
+ * whichever @path is if @any. */
 static int mfs_client_path(struct mfs_client *cl, const char *spec,
-			   const char *path, bool want_mount)
+			   const char *path, bool want_mount, bool any)
 {
 	enum mfs_mount_state state = mfs_mount_probe(path);
 	char what[PATH_MAX + sizeof("client spec '': ")];
@@ -105,6 +107,8 @@ static int mfs_client_path(struct mfs_client *cl, const char *spec,
 		snprintf(what, sizeof(what), "client spec '%s': ", spec);
 		return mfs_fail_dead_mount(what, path);
 	}
+	if (any)
+		want_mount = state == MFS_MOUNT_LIVE;
 	if (want_mount && state != MFS_MOUNT_LIVE)
 		return mfs_fail(-ENODEV, "client spec '%s': '%s' is not served "
 				"by a modelfs daemon", spec, path);
@@ -153,14 +157,13 @@ static int mfs_client_parse(struct mfs_client *cl, const char *spec)
 	size_t li = strlen(MFS_SPEC_INPROC);
 
 	if (strncmp(spec, MFS_SPEC_MOUNT, lm) == 0)
-		return mfs_client_path(cl, spec, spec + lm, true);
+		return mfs_client_path(cl, spec, spec + lm, true, false);
 	if (strncmp(spec, MFS_SPEC_DIR, ld) == 0)
-		return mfs_client_path(cl, spec, spec + ld, false);
+		return mfs_client_path(cl, spec, spec + ld, false, false);
 	if (strncmp(spec, MFS_SPEC_INPROC, li) == 0)
 		return mfs_client_inproc(cl, spec, spec + li);
 	if (spec[0] == '/')
-		return mfs_client_path(cl, spec, spec,
-				       mfs_is_modelfs_mount(spec));
+		return mfs_client_path(cl, spec, spec, false, true);
 	return mfs_fail(-EINVAL, "client spec '%s': expected " MFS_SPEC_MOUNT
 			"PATH, " MFS_SPEC_DIR "PATH, " MFS_SPEC_INPROC
 			"0xADDR:PID or an absolute path", spec);
@@ -207,7 +210,7 @@ int mfs_client_open_layout(mfs_client **out, const char *dir)
 
 	if (!cl)
 		return mfs_fail(-ENOMEM, "client: out of memory");
-	rc = mfs_client_path(cl, dir, dir, false);
+	rc = mfs_client_path(cl, dir, dir, false, false);
 	cl->kind = MFS_CLIENT_MOUNT;
 	return mfs_client_finish(cl, rc, out);
 }
@@ -448,9 +451,9 @@ static int mfs_get_dir(const struct mfs_client *cl, const char *key,
 /* Models of a mount                                                   */
 /* ------------------------------------------------------------------ */
 
-/* Reads all of @path (at most @max bytes) into a malloc'd NUL-terminated
- * buffer.  Files of a mount may not know their size, so read to EOF. */
-/* Reads file @name of directory @dfd (@path names it in messages). */
+/* Reads file @name of directory @dfd (@path names it in messages), at
+ * most @max bytes, into a malloc'd NUL-terminated buffer.  Files of a
+ * mount may not know their size, so read to EOF. */
 static int mfs_read_file(int dfd, const char *name, const char *path,
 			 uint64_t max, char **out, size_t *len)
 {

@@ -263,9 +263,7 @@ int mfs_fail_dead_mount(const char *what, const char *path)
 			path);
 }
 
-/* The daemon's store directory (@out: PATH_MAX bytes), from its xattr
- * or its .status file. */
-static int mfs_mount_store_dir(const char *mount, char *out)
+int mfs_mount_store_dir(const char *mount, char *out)
 {
 	char status[PATH_MAX];
 	ssize_t n = getxattr(mount, MFS_XATTR_STORE_DIR, out, PATH_MAX - 1);

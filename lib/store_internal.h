@@ -122,6 +122,10 @@ enum mfs_mount_state {
 MFS_INTERNAL enum mfs_mount_state mfs_mount_probe(const char *path);
 /* True if a live modelfs daemon serves the directory @path. */
 MFS_INTERNAL bool mfs_is_modelfs_mount(const char *path);
+/* The store directory the daemon on @mount serves, into @out (PATH_MAX
+ * bytes), from its root's xattr or its .status file: 0 or -ENOTSUP
+ * (message set). */
+MFS_INTERNAL int mfs_mount_store_dir(const char *mount, char *out);
 /* Fails with -ENOTCONN naming @path and how to recover from a daemon that
  * has exited (@what prefixes the message). */
 MFS_INTERNAL int mfs_fail_dead_mount(const char *what, const char *path);

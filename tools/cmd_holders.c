@@ -362,7 +362,7 @@ static int ctl_holders_run(const struct ctl_command *cmd, const char *mnt,
 
 int ctl_cmd_holders(const struct ctl_command *self, int argc, char **argv)
 {
-	bool as_json = false;
+	bool as_json = false, mount;
 	int opt, rc;
 
 	opterr = 0;
@@ -383,10 +383,12 @@ int ctl_cmd_holders(const struct ctl_command *self, int argc, char **argv)
 	if (rc < 0)
 		return ctl_usage_error(self, "invalid key '%s': %s",
 				       argv[optind + 1], ctl_lib_error(rc));
-	if (!ctl_is_modelfs_mount(argv[optind])) {
-		ctl_err(self, "'%s' is not a modelfs mount (no %s entry for it "
-			"in /proc/self/mountinfo)", argv[optind],
-			CTL_MODELFS_FSTYPE);
+	rc = ctl_mount_state(self, argv[optind], &mount);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (!mount) {
+		ctl_err(self, "'%s' is not a modelfs mount (no fuse.modelfs "
+			"entry for it in /proc/self/mountinfo)", argv[optind]);
 		return CTL_EXIT_FAIL;
 	}
 	return ctl_holders_run(self, argv[optind], argv[optind + 1], as_json);

@@ -404,10 +404,12 @@ static int ctl_ls_print_json(const struct ctl_command *cmd, json_t *doc)
 static int ctl_ls_run(const struct ctl_command *cmd, const char *path,
 		      bool as_json)
 {
-	bool mount = ctl_is_modelfs_mount(path);
 	json_t *doc;
-	int rc;
+	bool mount;
+	int rc = ctl_mount_state(cmd, path, &mount);
 
+	if (rc != CTL_EXIT_OK)
+		return rc;
 	doc = json_pack("{s:s, s:b, s:[], s:[]}", "path", path, "mount", mount,
 			"models", "invalid");
 	if (!doc) {

@@ -13,9 +13,6 @@
 
 #include "modelctl.h"
 
-/* The daemon's file system type in /proc/self/mountinfo. */
-#define CTL_MODELFS_FSTYPE "fuse.modelfs"
-
 /*
  * Checks that @dir is an existing store directory, not a modelfs mount
  * (whose store directory is where models go).  Reports the problem as
@@ -23,8 +20,13 @@
  */
 int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir);
 
-/* True if the top mount on @path (resolved) is a modelfs daemon's. */
-bool ctl_is_modelfs_mount(const char *path);
+/*
+ * Sets *@mount to whether a modelfs daemon serves @path.  A modelfs mount
+ * whose daemon has exited is reported (as @cmd, with how to recover) and
+ * gives CTL_EXIT_FAIL; otherwise CTL_EXIT_OK.
+ */
+int ctl_mount_state(const struct ctl_command *cmd, const char *path,
+		    bool *mount);
 
 /*
  * Reads and parses MOUNT/.status into *@out (a JSON object; caller

@@ -1,10 +1,12 @@
 """modelctl ls and holders on a real modelfs mount (the daemon started by
 tests/mount/harness.py): open handles per model while child processes hold
 files (open descriptors and mappings), exactly the pids holding a model,
-and the store commands refusing a mountpoint.  Models are put before the
-mount (the daemon may not follow later changes)."""
+the store commands refusing a mountpoint, and every command naming the way
+out of a mount whose daemon was killed.  Models are put before the mount
+(the daemon may not follow later changes)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -174,6 +176,35 @@ def wait_holders(mnt, key, pids):
         time.sleep(0.05)
 
 
+def check_dead_mount(work, store):
+    """A daemon killed with SIGKILL leaves its mount behind: ls, holders and
+    the store commands say so and how to recover, instead of reading it."""
+    mnt = work.dir("dead-mnt")
+    proc = subprocess.Popen([h.MODELFS, "-f", store, mnt],
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + h.MOUNT_TIMEOUT
+        while h.mount_type(mnt) != h.FSTYPE:
+            h.check(proc.poll() is None and time.monotonic() < deadline,
+                    "daemon did not mount %s" % mnt)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        want = ["daemon has exited", "fusermount3 -u %s" % mnt]
+        for args in (["ls", mnt], ["holders", mnt, "alpha"],
+                     ["rm", mnt, "alpha"], ["gc", mnt],
+                     ["put", mnt, "--key", "x", "w=/dev/null"]):
+            fails(EXIT_FAIL, *args, expect=want)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.DEVNULL)
+        h.check(h.mount_type(mnt) is None, "dead mount %s left" % mnt)
+
+
 def main(work):
     store, alpha_raw = make_store(work)
     with h.mounted(work, store) as m:
@@ -202,6 +233,7 @@ def main(work):
                 if child:
                     child.close()
         m.check_alive()
+    check_dead_mount(work, store)
 
 
 if __name__ == "__main__":
