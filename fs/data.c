@@ -102,41 +102,23 @@ static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
 }
 
 /*
- * Reads raw chunk @chunk into @buf (its raw length), checks its checksum
- * and marks it verified.  0 or a negative errno (failure logged once).
+ * Checks raw chunk @chunk and marks it verified: read into @buf (its raw
+ * length), or, with a NULL @buf, into a buffer of the library's so that
+ * its bytes then travel to the kernel by splice straight from the
+ * backing file.  0 or a negative errno (failure logged once).
  */
 static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 			     size_t index, uint64_t chunk, void *buf,
 			     size_t len)
 {
 	struct mfsd_array *a = &m->arrays[index];
-	ssize_t n = mfs_container_read_chunk(m->container, index, chunk, buf,
-					     len);
+	ssize_t n = buf ? mfs_container_read_chunk(m->container, index, chunk,
+						   buf, len)
+			: mfs_container_check_chunk(m->container, index, chunk);
 
 	if (n < 0) {
 		mfsd_chunk_failed(d, m, index, chunk, (int)n);
 		return (int)n;
-	}
-	if (mfsd_bit_set(a->verified, chunk))
-		atomic_fetch_add_explicit(&d->stats->chunks_verified, 1,
-					  memory_order_relaxed);
-	return 0;
-}
-
-/*
- * Checks raw chunk @chunk and marks it verified, so that its bytes then
- * travel to the kernel by splice straight from the backing file.  0 or a
- * negative errno (failure logged once).
- */
-static int mfsd_check_raw(const struct mfsd_data *d, struct mfsd_model *m,
-			  size_t index, uint64_t chunk)
-{
-	struct mfsd_array *a = &m->arrays[index];
-	int rc = mfs_container_check_chunk(m->container, index, chunk);
-
-	if (rc < 0) {
-		mfsd_chunk_failed(d, m, index, chunk, rc);
-		return rc;
 	}
 	if (mfsd_bit_set(a->verified, chunk))
 		atomic_fetch_add_explicit(&d->stats->chunks_verified, 1,
@@ -206,7 +188,7 @@ static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 
 		if (!mfsd_bit_test(a->verified, c) &&
 		    d->io == MFSD_IO_SPLICE) {
-			rc = mfsd_check_raw(d, m, index, c);
+			rc = mfsd_verify_chunk(d, m, index, c, NULL, 0);
 			if (rc < 0)
 				return rc;
 		}

@@ -202,49 +202,66 @@ static int mfs_read_stored(const mfs_container *c, const char *name,
 	return 0;
 }
 
+/* Looks up chunk @chunk of @array: its array's info and its own. */
+static int mfs_chunk_lookup(const mfs_container *c, size_t array,
+			    uint64_t chunk, mfs_array_info *ai,
+			    mfs_chunk_info *ch)
+{
+	int rc = mfs_container_array(c, array, ai);
+
+	return rc < 0 ? rc : mfs_container_chunk(c, array, chunk, ch);
+}
+
+/* mfs_container_read_chunk once the chunk is looked up. */
+static ssize_t mfs_read_chunk(const mfs_container *c, const mfs_array_info *ai,
+			      uint64_t chunk, const mfs_chunk_info *ch,
+			      void *buf, size_t buf_len)
+{
+	void *stored = buf;
+	int rc;
+
+	if (buf_len < ch->raw_length)
+		return mfs_fail(-ENOBUFS, "%s: array '%s' chunk %llu needs %u "
+				"bytes, the buffer has %zu",
+				mfs_container_label(c), ai->name,
+				(unsigned long long)chunk, ch->raw_length,
+				buf_len);
+	/* Compressed bytes need a place of their own to decode from. */
+	if (ch->stored_length < ch->raw_length) {
+		stored = mfs_scratch_get(MFS_SCRATCH_STORED, ch->stored_length);
+		if (!stored)
+			return -ENOMEM;
+	}
+	rc = mfs_read_stored(c, ai->name, chunk, ch, stored);
+	if (rc < 0)
+		return rc;
+	return mfs_chunk_decode(ai->codec, ch, stored, buf, buf_len,
+				mfs_container_label(c), ai->name, chunk);
+}
+
 ssize_t mfs_container_read_chunk(const mfs_container *c, size_t array,
 				 uint64_t chunk, void *buf, size_t buf_len)
 {
 	mfs_array_info ai;
 	mfs_chunk_info ch;
-	void *stored = buf;
 	int rc;
 
 	mfs_clear_error();
-	rc = mfs_container_array(c, array, &ai);
-	if (rc == 0)
-		rc = mfs_container_chunk(c, array, chunk, &ch);
-	if (rc < 0)
-		return rc;
-	if (buf_len < ch.raw_length)
-		return mfs_fail(-ENOBUFS, "%s: array '%s' chunk %llu needs %u "
-				"bytes, the buffer has %zu",
-				mfs_container_label(c), ai.name,
-				(unsigned long long)chunk, ch.raw_length,
-				buf_len);
-	/* Compressed bytes need a place of their own to decode from. */
-	if (ch.stored_length < ch.raw_length) {
-		stored = mfs_scratch_get(MFS_SCRATCH_STORED, ch.stored_length);
-		if (!stored)
-			return -ENOMEM;
-	}
-	rc = mfs_read_stored(c, ai.name, chunk, &ch, stored);
-	if (rc < 0)
-		return rc;
-	return mfs_chunk_decode(ai.codec, &ch, stored, buf, buf_len,
-				mfs_container_label(c), ai.name, chunk);
+	rc = mfs_chunk_lookup(c, array, chunk, &ai, &ch);
+	return rc < 0 ? rc : mfs_read_chunk(c, &ai, chunk, &ch, buf, buf_len);
 }
 
 int mfs_container_check_chunk(const mfs_container *c, size_t array,
 			      uint64_t chunk)
 {
+	mfs_array_info ai;
 	mfs_chunk_info ch;
 	ssize_t n;
 	void *buf;
 	int rc;
 
 	mfs_clear_error();
-	rc = mfs_container_chunk(c, array, chunk, &ch);
+	rc = mfs_chunk_lookup(c, array, chunk, &ai, &ch);
 	if (rc < 0)
 		return rc;
 	/*
@@ -258,7 +275,7 @@ int mfs_container_check_chunk(const mfs_container *c, size_t array,
 	if (!buf)
 		return mfs_fail(-ENOMEM, "%s: out of memory for a %u-byte chunk "
 				"buffer", mfs_container_label(c), ch.raw_length);
-	n = mfs_container_read_chunk(c, array, chunk, buf, ch.raw_length);
+	n = mfs_read_chunk(c, &ai, chunk, &ch, buf, ch.raw_length);
 	free(buf);
 	return n < 0 ? (int)n : 0;
 }
