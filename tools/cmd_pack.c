@@ -6,20 +6,17 @@
  * anything failing later aborts the writer, which removes its temporary
  * file: OUT.mfs is only ever replaced by a complete container.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "modelfs.h"
-#include "modelctl.h"
+#include "ctl_inputs.h"
 
 const char ctl_usage_pack[] =
 	"Usage: modelctl pack OUT.mfs [OPTIONS] NAME[:DTYPE]=FILE.npy ...\n"
@@ -56,11 +53,6 @@ const char ctl_usage_pack[] =
 #define CTL_PROGRESS_INTERVAL_NS 200000000ll
 #define CTL_NS_PER_S 1000000000ll
 #define CTL_MIB (1024.0 * 1024.0)
-#define CTL_KIB_SHIFT 10
-#define CTL_MIB_SHIFT 20
-#define CTL_NPY_SUFFIX ".npy"
-/* First capacity of the input list; it doubles from there. */
-#define CTL_INPUTS_INITIAL 16u
 
 enum { CTL_OPT_LZ4 = CTL_OPT_LONG_ONLY, CTL_OPT_CHUNK, CTL_OPT_METADATA };
 
@@ -70,14 +62,6 @@ static const struct option ctl_pack_options[] = {
 	{"metadata", required_argument, NULL, CTL_OPT_METADATA},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
-};
-
-/* One array to pack. */
-struct ctl_input {
-	char *name;         /* array name */
-	char *path;         /* the .npy file */
-	bool declared;      /* NAME:DTYPE= was given */
-	mfs_dtype dtype;    /* the declared dtype if declared */
 };
 
 /* The carriage-return progress line of a large pack on a terminal. */
@@ -93,8 +77,7 @@ struct ctl_pack {
 	const char *metadata_path; /* NULL: the writer's default "{}" */
 	bool lz4;
 	uint32_t chunk_size; /* 0: the library default */
-	struct ctl_input *inputs;
-	size_t count, cap;
+	struct ctl_inputs in;
 	struct ctl_progress progress;
 };
 
@@ -109,47 +92,6 @@ struct ctl_source {
 /* ---------------------------------------------------------------- */
 /* Options                                                           */
 /* ---------------------------------------------------------------- */
-
-/* Multiplier of a --chunk-size suffix, 0 if @s is not one. */
-static uint64_t ctl_size_suffix(const char *s)
-{
-	if (*s == '\0')
-		return 1;
-	if (strcasecmp(s, "K") == 0 || strcasecmp(s, "KiB") == 0)
-		return 1ull << CTL_KIB_SHIFT;
-	if (strcasecmp(s, "M") == 0 || strcasecmp(s, "MiB") == 0)
-		return 1ull << CTL_MIB_SHIFT;
-	return 0;
-}
-
-/* Parses --chunk-size: bytes, or a number with a K/M suffix; a power of
- * two within the format's bounds. */
-static int ctl_parse_chunk_size(const struct ctl_command *cmd, const char *s,
-				uint32_t *out)
-{
-	unsigned long long n;
-	uint64_t mult, v;
-	char *end;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	mult = ctl_size_suffix(end);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || mult == 0)
-		return ctl_usage_error(cmd,
-				       "--chunk-size '%s' is not a size (bytes, "
-				       "or a number with a K or M suffix)",
-				       s);
-	if (__builtin_mul_overflow((uint64_t)n, mult, &v) ||
-	    v < MFS_MIN_CHUNK_SIZE || v > MFS_MAX_CHUNK_SIZE ||
-	    (v & (v - 1)) != 0)
-		return ctl_usage_error(cmd,
-				       "--chunk-size '%s' must be a power of two "
-				       "from %u (4K) to %u (64M) bytes",
-				       s, MFS_MIN_CHUNK_SIZE,
-				       MFS_MAX_CHUNK_SIZE);
-	*out = (uint32_t)v;
-	return CTL_EXIT_OK;
-}
 
 /* Parses the options; returns -1 to go on, else the exit status. */
 static int ctl_pack_options_parse(struct ctl_pack *p, int argc, char **argv)
@@ -183,141 +125,6 @@ static int ctl_pack_options_parse(struct ctl_pack *p, int argc, char **argv)
 /* Inputs                                                            */
 /* ---------------------------------------------------------------- */
 
-/* Appends an input taking ownership of @name and @path (freed here on
- * failure).  Returns 0 or -ENOMEM. */
-static int ctl_pack_add_input(struct ctl_pack *p, char *name, char *path)
-{
-	if (!name || !path)
-		goto nomem;
-	if (p->count == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : CTL_INPUTS_INITIAL;
-		struct ctl_input *in = realloc(p->inputs, cap * sizeof(*in));
-		if (!in)
-			goto nomem;
-		p->inputs = in;
-		p->cap = cap;
-	}
-	p->inputs[p->count++] = (struct ctl_input){.name = name, .path = path};
-	return 0;
-
-nomem:
-	free(name);
-	free(path);
-	return -ENOMEM;
-}
-
-static void ctl_pack_free(struct ctl_pack *p)
-{
-	for (size_t i = 0; i < p->count; i++) {
-		free(p->inputs[i].name);
-		free(p->inputs[i].path);
-	}
-	free(p->inputs);
-}
-
-/* Parses "NAME[:DTYPE]=FILE".  Names cannot hold ':' or '=', so the first
- * '=' ends the name part and a ':' in it starts the dtype. */
-static int ctl_pack_parse_arg(struct ctl_pack *p, const char *arg)
-{
-	const char *eq = strchr(arg, '=');
-	const char *colon = memchr(arg, ':', (size_t)(eq - arg));
-	size_t name_len = (size_t)((colon ? colon : eq) - arg);
-	struct ctl_input *in;
-	char *dtype_name;
-	int rc;
-
-	if (ctl_pack_add_input(p, strndup(arg, name_len), strdup(eq + 1)) < 0) {
-		ctl_err(p->cmd, "out of memory");
-		return CTL_EXIT_FAIL;
-	}
-	in = &p->inputs[p->count - 1];
-	if (!colon)
-		return CTL_EXIT_OK;
-	dtype_name = strndup(colon + 1, (size_t)(eq - colon - 1));
-	if (!dtype_name) {
-		ctl_err(p->cmd, "out of memory");
-		return CTL_EXIT_FAIL;
-	}
-	rc = mfs_dtype_from_name(dtype_name, &in->dtype);
-	free(dtype_name);
-	if (rc < 0) {
-		ctl_err(p->cmd, "'%s': %s", arg, ctl_lib_error(rc));
-		return CTL_EXIT_FAIL;
-	}
-	in->declared = true;
-	return CTL_EXIT_OK;
-}
-
-/* True if @name is a visible "*.npy" file name. */
-static bool ctl_is_npy_name(const char *name)
-{
-	size_t n = strlen(name), s = strlen(CTL_NPY_SUFFIX);
-
-	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, CTL_NPY_SUFFIX) == 0;
-}
-
-/* Adds the regular "*.npy" file @name of directory @dir (open as @dfd);
- * anything else is skipped. */
-static int ctl_pack_dir_entry(struct ctl_pack *p, const char *dir, int dfd,
-			      const char *name)
-{
-	struct stat st;
-	char *path;
-
-	if (!ctl_is_npy_name(name))
-		return CTL_EXIT_OK;
-	if (fstatat(dfd, name, &st, 0) != 0) {
-		ctl_err(p->cmd, "cannot stat '%s/%s': %s", dir, name,
-			strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	if (!S_ISREG(st.st_mode))
-		return CTL_EXIT_OK;
-	if (asprintf(&path, "%s/%s", dir, name) < 0)
-		path = NULL;
-	if (ctl_pack_add_input(p, ctl_stem(name, CTL_NPY_SUFFIX), path) < 0) {
-		ctl_err(p->cmd, "out of memory");
-		return CTL_EXIT_FAIL;
-	}
-	return CTL_EXIT_OK;
-}
-
-static int ctl_input_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct ctl_input *)a)->name,
-		      ((const struct ctl_input *)b)->name);
-}
-
-/* Collects the .npy files of @dir, sorted by array name. */
-static int ctl_pack_scan_dir(struct ctl_pack *p, const char *dir)
-{
-	struct dirent *de;
-	int rc = CTL_EXIT_OK;
-	DIR *d = opendir(dir);
-
-	if (!d) {
-		ctl_err(p->cmd, "cannot open directory '%s': %s", dir,
-			strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	while (rc == CTL_EXIT_OK && (errno = 0, de = readdir(d)) != NULL)
-		rc = ctl_pack_dir_entry(p, dir, dirfd(d), de->d_name);
-	if (rc == CTL_EXIT_OK && errno != 0) {
-		ctl_err(p->cmd, "cannot read directory '%s': %s", dir,
-			strerror(errno));
-		rc = CTL_EXIT_FAIL;
-	}
-	closedir(d);
-	if (rc == CTL_EXIT_OK && p->count == 0) {
-		ctl_err(p->cmd, "directory '%s' holds no .npy files", dir);
-		rc = CTL_EXIT_FAIL;
-	}
-	if (rc == CTL_EXIT_OK)
-		qsort(p->inputs, p->count, sizeof(*p->inputs), ctl_input_cmp);
-	return rc;
-}
-
 /* Turns the positional arguments after OUT.mfs into inputs. */
 static int ctl_pack_collect(struct ctl_pack *p, int n, char **args)
 {
@@ -329,7 +136,7 @@ static int ctl_pack_collect(struct ctl_pack *p, int n, char **args)
 					       "'%s' is not a directory; give "
 					       "files as NAME=FILE.npy",
 					       args[0]);
-		return ctl_pack_scan_dir(p, args[0]);
+		return ctl_inputs_scan_dir(&p->in, args[0]);
 	}
 	for (int i = 0; i < n; i++) {
 		int rc;
@@ -340,7 +147,7 @@ static int ctl_pack_collect(struct ctl_pack *p, int n, char **args)
 					       "directory must be the only "
 					       "input)",
 					       args[i]);
-		rc = ctl_pack_parse_arg(p, args[i]);
+		rc = ctl_inputs_add_arg(&p->in, args[i]);
 		if (rc != CTL_EXIT_OK)
 			return rc;
 	}
@@ -354,23 +161,23 @@ static int ctl_pack_check_names(struct ctl_pack *p)
 	struct ctl_input *sorted;
 	int rc = CTL_EXIT_OK;
 
-	for (size_t i = 0; i < p->count; i++) {
-		int err = mfs_check_array_name(p->inputs[i].name);
+	for (size_t i = 0; i < p->in.count; i++) {
+		int err = mfs_check_array_name(p->in.v[i].name);
 		if (err < 0) {
-			ctl_err(p->cmd, "'%s': %s", p->inputs[i].path,
+			ctl_err(p->cmd, "'%s': %s", p->in.v[i].path,
 				ctl_lib_error(err));
 			return CTL_EXIT_FAIL;
 		}
 	}
 	/* Sort a copy: the container keeps the command-line order. */
-	sorted = malloc(p->count * sizeof(*sorted));
+	sorted = malloc(p->in.count * sizeof(*sorted));
 	if (!sorted) {
 		ctl_err(p->cmd, "out of memory");
 		return CTL_EXIT_FAIL;
 	}
-	memcpy(sorted, p->inputs, p->count * sizeof(*sorted));
-	qsort(sorted, p->count, sizeof(*sorted), ctl_input_cmp);
-	for (size_t i = 1; i < p->count; i++) {
+	memcpy(sorted, p->in.v, p->in.count * sizeof(*sorted));
+	qsort(sorted, p->in.count, sizeof(*sorted), ctl_input_cmp);
+	for (size_t i = 1; i < p->in.count; i++) {
 		if (strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
 			ctl_err(p->cmd, "array name '%s' is given twice "
 				"('%s' and '%s')", sorted[i].name,
@@ -383,59 +190,16 @@ static int ctl_pack_check_names(struct ctl_pack *p)
 	return rc;
 }
 
-/*
- * Opens @in's file and parses its header into @npy, applying a declared
- * dtype.  On success the open descriptor is in *@fd_out.
- */
-static int ctl_pack_open_input(struct ctl_pack *p, struct ctl_input *in,
-			       mfs_npy_info *npy, int *fd_out)
-{
-	int fd = open(in->path, O_RDONLY | O_CLOEXEC);
-	int rc;
-
-	if (fd < 0) {
-		ctl_err(p->cmd, "cannot open '%s' (array '%s'): %s", in->path,
-			in->name, strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	rc = mfs_npy_read_fd(fd, in->path, npy);
-	if (rc < 0) {
-		ctl_err(p->cmd, "array '%s': %s", in->name, ctl_lib_error(rc));
-		goto fail;
-	}
-	if (in->declared) {
-		if (mfs_dtype_size(in->dtype) != mfs_dtype_size(npy->dtype)) {
-			ctl_err(p->cmd, "array '%s': cannot declare dtype %s "
-				"(%zu bytes per item) for '%s', whose dtype %s "
-				"has %zu bytes per item", in->name,
-				mfs_dtype_name(in->dtype),
-				mfs_dtype_size(in->dtype), in->path,
-				mfs_dtype_name(npy->dtype),
-				mfs_dtype_size(npy->dtype));
-			goto fail;
-		}
-		npy->dtype = in->dtype;
-	}
-	*fd_out = fd;
-	return CTL_EXIT_OK;
-
-fail:
-	close(fd);
-	return CTL_EXIT_FAIL;
-}
-
 /* Checks every input's file before anything is written; sums the bytes. */
 static int ctl_pack_check_inputs(struct ctl_pack *p)
 {
-	for (size_t i = 0; i < p->count; i++) {
-		struct ctl_input *in = &p->inputs[i];
+	for (size_t i = 0; i < p->in.count; i++) {
+		struct ctl_input *in = &p->in.v[i];
 		mfs_npy_info npy;
-		int fd, rc;
+		int rc = ctl_input_open(p->cmd, in, &npy, NULL);
 
-		rc = ctl_pack_open_input(p, in, &npy, &fd);
 		if (rc != CTL_EXIT_OK)
 			return rc;
-		close(fd);
 		p->progress.total += npy.data_length;
 	}
 	return CTL_EXIT_OK;
@@ -445,22 +209,10 @@ static int ctl_pack_check_inputs(struct ctl_pack *p)
 static int ctl_pack_load_metadata(struct ctl_pack *p, char **json,
 				  size_t *len)
 {
-	int rc;
+	int rc = ctl_read_metadata(p->cmd, p->metadata_path, json, len);
 
-	*json = NULL;
-	if (!p->metadata_path)
-		return CTL_EXIT_OK;
-	rc = ctl_read_file(p->metadata_path, MFS_MAX_METADATA, json, len);
-	if (rc == -EFBIG) {
-		ctl_err(p->cmd, "metadata file '%s' is larger than the limit "
-			"of %u bytes", p->metadata_path, MFS_MAX_METADATA);
-		return CTL_EXIT_FAIL;
-	}
-	if (rc < 0) {
-		ctl_err(p->cmd, "cannot read metadata file '%s': %s",
-			p->metadata_path, strerror(-rc));
-		return CTL_EXIT_FAIL;
-	}
+	if (rc != CTL_EXIT_OK || !*json)
+		return rc;
 	rc = mfs_check_metadata(*json, *len);
 	if (rc < 0) {
 		ctl_err(p->cmd, "metadata file '%s': %s", p->metadata_path,
@@ -548,7 +300,7 @@ static int ctl_pack_stream(struct ctl_pack *p, mfs_writer *w,
 	mfs_npy_info npy;
 	int rc;
 
-	rc = ctl_pack_open_input(p, in, &npy, &src.fd);
+	rc = ctl_input_open(p->cmd, in, &npy, &src.fd);
 	if (rc != CTL_EXIT_OK)
 		return rc;
 	spec.name = in->name;
@@ -597,8 +349,8 @@ static int ctl_pack_write(struct ctl_pack *p, const char *json, size_t len)
 		}
 	}
 	ctl_progress_start(&p->progress);
-	for (size_t i = 0; i < p->count; i++) {
-		if (ctl_pack_stream(p, w, &p->inputs[i]) != CTL_EXIT_OK)
+	for (size_t i = 0; i < p->in.count; i++) {
+		if (ctl_pack_stream(p, w, &p->in.v[i]) != CTL_EXIT_OK)
 			goto abort;
 	}
 	ctl_progress_draw(&p->progress, true);
@@ -619,7 +371,7 @@ abort:
 
 int ctl_cmd_pack(const struct ctl_command *self, int argc, char **argv)
 {
-	struct ctl_pack p = {.cmd = self};
+	struct ctl_pack p = {.cmd = self, .in = {.cmd = self}};
 	char *json = NULL;
 	size_t json_len = 0;
 	int rc;
@@ -643,6 +395,6 @@ int ctl_cmd_pack(const struct ctl_command *self, int argc, char **argv)
 	if (rc == CTL_EXIT_OK)
 		rc = ctl_pack_write(&p, json, json_len);
 	free(json);
-	ctl_pack_free(&p);
+	ctl_inputs_free(&p.in);
 	return rc;
 }

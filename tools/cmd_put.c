@@ -8,18 +8,15 @@
  * other program using the store API.  Before publishing, temporaries of
  * killed writers are removed (mfs_store_gc).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "modelfs.h"
-#include "modelctl.h"
+#include "ctl_inputs.h"
 #include "ctl_store.h"
 
 const char ctl_usage_put[] =
@@ -59,11 +56,6 @@ const char ctl_usage_put[] =
 	"(unknown option, missing argument, malformed --chunk-size, pack\n"
 	"options with a FILE, invalid KEY).\n";
 
-#define CTL_KIB_SHIFT 10
-#define CTL_MIB_SHIFT 20
-#define CTL_NPY_SUFFIX ".npy"
-/* First capacity of the input list; it doubles from there. */
-#define CTL_INPUTS_INITIAL 16u
 
 enum {
 	CTL_OPT_KEY = CTL_OPT_LONG_ONLY,
@@ -83,16 +75,12 @@ static const struct option ctl_put_options[] = {
 
 struct ctl_put;
 
-/* One .npy file to pack; also the context of its builder reader. */
-struct ctl_put_input {
-	char *name;          /* array name */
-	char *path;          /* the .npy file */
-	bool declared;       /* NAME:DTYPE= was given */
-	mfs_dtype dtype;     /* the declared dtype if declared */
-	uint64_t data_off;   /* where the data starts in the file */
-	uint64_t data_len;   /* bytes of data */
-	struct ctl_put *put; /* for the shared open file */
-	size_t index;
+/* Where the builder reads one input's array from. */
+struct ctl_put_source {
+	struct ctl_put *put;
+	size_t index;      /* in put->in */
+	uint64_t data_off; /* where the data starts in the file */
+	uint64_t data_len; /* bytes of data */
 };
 
 struct ctl_put {
@@ -100,10 +88,10 @@ struct ctl_put {
 	const char *store_dir;
 	const char *key;           /* NULL: the content key */
 	const char *metadata_path; /* NULL: "{}" */
-	bool lz4, pack_options;    /* pack_options: any of the three given */
+	bool lz4;
 	uint32_t chunk_size;       /* 0: the library default */
-	struct ctl_put_input *inputs;
-	size_t count, cap;
+	struct ctl_inputs in;
+	struct ctl_put_source *sources; /* one per input, while building */
 	/* The builder reads the arrays one after the other: one input file
 	 * is open at a time, so any number of arrays fits the fd limit. */
 	int open_fd;
@@ -114,45 +102,6 @@ struct ctl_put {
 /* ---------------------------------------------------------------- */
 /* Options                                                           */
 /* ---------------------------------------------------------------- */
-
-/* Multiplier of a --chunk-size suffix, 0 if @s is not one. */
-static uint64_t ctl_size_suffix(const char *s)
-{
-	if (*s == '\0')
-		return 1;
-	if (strcasecmp(s, "K") == 0 || strcasecmp(s, "KiB") == 0)
-		return 1ull << CTL_KIB_SHIFT;
-	if (strcasecmp(s, "M") == 0 || strcasecmp(s, "MiB") == 0)
-		return 1ull << CTL_MIB_SHIFT;
-	return 0;
-}
-
-/* Parses --chunk-size as pack does (same bounds, same messages). */
-static int ctl_put_chunk_size(struct ctl_put *p, const char *s)
-{
-	unsigned long long n;
-	uint64_t mult, v;
-	char *end;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	mult = ctl_size_suffix(end);
-	if (s[0] < '0' || s[0] > '9' || errno != 0 || mult == 0)
-		return ctl_usage_error(p->cmd,
-				       "--chunk-size '%s' is not a size (bytes, "
-				       "or a number with a K or M suffix)",
-				       s);
-	if (__builtin_mul_overflow((uint64_t)n, mult, &v) ||
-	    v < MFS_MIN_CHUNK_SIZE || v > MFS_MAX_CHUNK_SIZE ||
-	    (v & (v - 1)) != 0)
-		return ctl_usage_error(p->cmd,
-				       "--chunk-size '%s' must be a power of two "
-				       "from %u (4K) to %u (64M) bytes",
-				       s, MFS_MIN_CHUNK_SIZE,
-				       MFS_MAX_CHUNK_SIZE);
-	p->chunk_size = (uint32_t)v;
-	return CTL_EXIT_OK;
-}
 
 /* Refuses a malformed --key before anything is touched. */
 static int ctl_put_key(struct ctl_put *p, const char *key)
@@ -179,14 +128,13 @@ static int ctl_put_options_parse(struct ctl_put *p, int argc, char **argv)
 			rc = ctl_put_key(p, optarg);
 			break;
 		case CTL_OPT_LZ4:
-			p->lz4 = p->pack_options = true;
+			p->lz4 = true;
 			break;
 		case CTL_OPT_CHUNK:
-			p->pack_options = true;
-			rc = ctl_put_chunk_size(p, optarg);
+			rc = ctl_parse_chunk_size(p->cmd, optarg,
+						  &p->chunk_size);
 			break;
 		case CTL_OPT_METADATA:
-			p->pack_options = true;
 			p->metadata_path = optarg;
 			break;
 		default:
@@ -202,175 +150,30 @@ static int ctl_put_options_parse(struct ctl_put *p, int argc, char **argv)
 /* .npy inputs                                                       */
 /* ---------------------------------------------------------------- */
 
-/* Appends an input taking ownership of @name and @path (freed here on
- * failure).  Reports a failure itself. */
-static int ctl_put_add_input(struct ctl_put *p, char *name, char *path)
-{
-	if (!name || !path)
-		goto nomem;
-	if (p->count == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : CTL_INPUTS_INITIAL;
-		struct ctl_put_input *in =
-			realloc(p->inputs, cap * sizeof(*in));
-		if (!in)
-			goto nomem;
-		p->inputs = in;
-		p->cap = cap;
-	}
-	p->inputs[p->count] = (struct ctl_put_input){
-		.name = name, .path = path, .put = p, .index = p->count};
-	p->count++;
-	return CTL_EXIT_OK;
-
-nomem:
-	free(name);
-	free(path);
-	ctl_err(p->cmd, "out of memory");
-	return CTL_EXIT_FAIL;
-}
-
 static void ctl_put_free(struct ctl_put *p)
 {
-	for (size_t i = 0; i < p->count; i++) {
-		free(p->inputs[i].name);
-		free(p->inputs[i].path);
-	}
-	free(p->inputs);
+	ctl_inputs_free(&p->in);
+	free(p->sources);
 	if (p->open_fd >= 0)
 		close(p->open_fd);
 }
 
-/* Parses "NAME[:DTYPE]=FILE": names hold neither ':' nor '=', so the first
- * '=' ends the name part and a ':' in it starts the dtype. */
-static int ctl_put_parse_arg(struct ctl_put *p, const char *arg)
-{
-	const char *eq = strchr(arg, '=');
-	const char *colon = memchr(arg, ':', (size_t)(eq - arg));
-	size_t name_len = (size_t)((colon ? colon : eq) - arg);
-	struct ctl_put_input *in;
-	char *dtype_name;
-	int rc;
-
-	rc = ctl_put_add_input(p, strndup(arg, name_len), strdup(eq + 1));
-	if (rc != CTL_EXIT_OK || !colon)
-		return rc;
-	in = &p->inputs[p->count - 1];
-	dtype_name = strndup(colon + 1, (size_t)(eq - colon - 1));
-	if (!dtype_name) {
-		ctl_err(p->cmd, "out of memory");
-		return CTL_EXIT_FAIL;
-	}
-	rc = mfs_dtype_from_name(dtype_name, &in->dtype);
-	free(dtype_name);
-	if (rc < 0) {
-		ctl_err(p->cmd, "'%s': %s", arg, ctl_lib_error(rc));
-		return CTL_EXIT_FAIL;
-	}
-	in->declared = true;
-	return CTL_EXIT_OK;
-}
-
-/* True if @name is a visible "*.npy" file name. */
-static bool ctl_is_npy_name(const char *name)
-{
-	size_t n = strlen(name), s = strlen(CTL_NPY_SUFFIX);
-
-	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, CTL_NPY_SUFFIX) == 0;
-}
-
-static int ctl_input_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct ctl_put_input *)a)->name,
-		      ((const struct ctl_put_input *)b)->name);
-}
-
-/* Adds entry @name of @dir (open as @dfd) if it is a regular *.npy. */
-static int ctl_put_dir_entry(struct ctl_put *p, const char *dir, int dfd,
-			     const char *name)
-{
-	struct stat st;
-	char *path;
-
-	if (!ctl_is_npy_name(name))
-		return CTL_EXIT_OK;
-	if (fstatat(dfd, name, &st, 0) != 0) {
-		ctl_err(p->cmd, "cannot stat '%s/%s': %s", dir, name,
-			strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	if (!S_ISREG(st.st_mode))
-		return CTL_EXIT_OK;
-	if (asprintf(&path, "%s/%s", dir, name) < 0)
-		path = NULL;
-	return ctl_put_add_input(p, ctl_stem(name, CTL_NPY_SUFFIX), path);
-}
-
-/* Collects the .npy files of @dir, sorted by array name (as pack). */
-static int ctl_put_scan_dir(struct ctl_put *p, const char *dir)
-{
-	struct dirent *de;
-	int rc = CTL_EXIT_OK;
-	DIR *d = opendir(dir);
-
-	if (!d) {
-		ctl_err(p->cmd, "cannot open directory '%s': %s", dir,
-			strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	while (rc == CTL_EXIT_OK && (errno = 0, de = readdir(d)) != NULL)
-		rc = ctl_put_dir_entry(p, dir, dirfd(d), de->d_name);
-	if (rc == CTL_EXIT_OK && errno != 0) {
-		ctl_err(p->cmd, "cannot read directory '%s': %s", dir,
-			strerror(errno));
-		rc = CTL_EXIT_FAIL;
-	}
-	closedir(d);
-	if (rc == CTL_EXIT_OK && p->count == 0) {
-		ctl_err(p->cmd, "directory '%s' holds no .npy files", dir);
-		rc = CTL_EXIT_FAIL;
-	}
-	if (rc == CTL_EXIT_OK)
-		qsort(p->inputs, p->count, sizeof(*p->inputs), ctl_input_cmp);
-	for (size_t i = 0; i < p->count; i++)
-		p->inputs[i].index = i;
-	return rc;
-}
-
-/* Opens @in's file and parses its header, applying a declared dtype;
- * fills @spec.  Reports failures itself. */
-static int ctl_put_check_input(struct ctl_put *p, struct ctl_put_input *in,
+/* Checks input @i's file and fills @spec and its source. */
+static int ctl_put_check_input(struct ctl_put *p, size_t i,
 			       mfs_array_spec *spec)
 {
-	int fd = open(in->path, O_RDONLY | O_CLOEXEC);
+	const struct ctl_input *in = &p->in.v[i];
 	mfs_npy_info npy;
-	int rc;
+	int rc = ctl_input_open(p->cmd, in, &npy, NULL);
 
-	if (fd < 0) {
-		ctl_err(p->cmd, "cannot open '%s' (array '%s'): %s", in->path,
-			in->name, strerror(errno));
-		return CTL_EXIT_FAIL;
-	}
-	rc = mfs_npy_read_fd(fd, in->path, &npy);
-	close(fd);
-	if (rc < 0) {
-		ctl_err(p->cmd, "array '%s': %s", in->name, ctl_lib_error(rc));
-		return CTL_EXIT_FAIL;
-	}
-	if (in->declared &&
-	    mfs_dtype_size(in->dtype) != mfs_dtype_size(npy.dtype)) {
-		ctl_err(p->cmd, "array '%s': cannot declare dtype %s (%zu bytes "
-			"per item) for '%s', whose dtype %s has %zu bytes per "
-			"item", in->name, mfs_dtype_name(in->dtype),
-			mfs_dtype_size(in->dtype), in->path,
-			mfs_dtype_name(npy.dtype), mfs_dtype_size(npy.dtype));
-		return CTL_EXIT_FAIL;
-	}
-	in->data_off = npy.data_offset;
-	in->data_len = npy.data_length;
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	p->sources[i] = (struct ctl_put_source){
+		.put = p, .index = i,
+		.data_off = npy.data_offset, .data_len = npy.data_length};
 	*spec = (mfs_array_spec){
 		.name = in->name,
-		.dtype = in->declared ? in->dtype : npy.dtype,
+		.dtype = npy.dtype,
 		.ndim = npy.ndim,
 		.order = npy.order,
 		.codec = p->lz4 ? MFS_CODEC_LZ4 : MFS_CODEC_NONE,
@@ -383,26 +186,27 @@ static int ctl_put_check_input(struct ctl_put *p, struct ctl_put_input *in,
 /* mfs_read_at_fn: raw bytes of one input's array, from its .npy file. */
 static ssize_t ctl_put_read_at(void *ctx, uint64_t off, void *buf, size_t len)
 {
-	struct ctl_put_input *in = ctx;
-	struct ctl_put *p = in->put;
+	struct ctl_put_source *src = ctx;
+	struct ctl_put *p = src->put;
 	ssize_t n;
 
-	if (off >= in->data_len)
+	if (off >= src->data_len)
 		return 0;
-	if (len > in->data_len - off)
-		len = (size_t)(in->data_len - off);
-	if (p->open_fd < 0 || p->open_index != in->index) {
+	if (len > src->data_len - off)
+		len = (size_t)(src->data_len - off);
+	if (p->open_fd < 0 || p->open_index != src->index) {
 		if (p->open_fd >= 0)
 			close(p->open_fd);
-		p->open_index = in->index;
-		p->open_fd = open(in->path, O_RDONLY | O_CLOEXEC);
+		p->open_index = src->index;
+		p->open_fd = open(p->in.v[src->index].path,
+				  O_RDONLY | O_CLOEXEC);
 		if (p->open_fd < 0) {
 			p->read_errno = errno;
 			return -p->read_errno;
 		}
 	}
 	do
-		n = pread(p->open_fd, buf, len, (off_t)(in->data_off + off));
+		n = pread(p->open_fd, buf, len, (off_t)(src->data_off + off));
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		p->read_errno = errno;
@@ -416,21 +220,10 @@ static int ctl_put_metadata(struct ctl_put *p, mfs_builder *b)
 {
 	char *json;
 	size_t len;
-	int rc;
+	int rc = ctl_read_metadata(p->cmd, p->metadata_path, &json, &len);
 
-	if (!p->metadata_path)
-		return CTL_EXIT_OK;
-	rc = ctl_read_file(p->metadata_path, MFS_MAX_METADATA, &json, &len);
-	if (rc == -EFBIG) {
-		ctl_err(p->cmd, "metadata file '%s' is larger than the limit "
-			"of %u bytes", p->metadata_path, MFS_MAX_METADATA);
-		return CTL_EXIT_FAIL;
-	}
-	if (rc < 0) {
-		ctl_err(p->cmd, "cannot read metadata file '%s': %s",
-			p->metadata_path, strerror(-rc));
-		return CTL_EXIT_FAIL;
-	}
+	if (rc != CTL_EXIT_OK || !json)
+		return rc;
 	rc = mfs_builder_set_metadata(b, json, len);
 	free(json);
 	if (rc < 0) {
@@ -451,15 +244,20 @@ static int ctl_put_build(struct ctl_put *p, mfs_builder **out)
 		ctl_err(p->cmd, "%s", ctl_lib_error(rc));
 		return CTL_EXIT_FAIL;
 	}
-	for (size_t i = 0; i < p->count; i++) {
-		struct ctl_put_input *in = &p->inputs[i];
+	p->sources = calloc(p->in.count, sizeof(*p->sources));
+	if (!p->sources) {
+		ctl_err(p->cmd, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < p->in.count; i++) {
 		mfs_array_spec spec;
 
-		if (ctl_put_check_input(p, in, &spec) != CTL_EXIT_OK)
+		if (ctl_put_check_input(p, i, &spec) != CTL_EXIT_OK)
 			goto fail;
-		rc = mfs_builder_add_reader(b, &spec, ctl_put_read_at, in, 0);
+		rc = mfs_builder_add_reader(b, &spec, ctl_put_read_at,
+					    &p->sources[i], 0);
 		if (rc < 0) {
-			ctl_err(p->cmd, "'%s': %s", in->path,
+			ctl_err(p->cmd, "'%s': %s", p->in.v[i].path,
 				ctl_lib_error(rc));
 			goto fail;
 		}
@@ -511,7 +309,7 @@ static int ctl_put_npy(struct ctl_put *p, mfs_store *s, char *key_out)
 	if (rc < 0) {
 		if (p->read_errno)
 			ctl_err(p->cmd, "reading '%s': %s",
-				p->inputs[p->open_index].path,
+				p->in.v[p->open_index].path,
 				strerror(p->read_errno));
 		else
 			ctl_err(p->cmd, "%s", ctl_lib_error(rc));
@@ -567,8 +365,9 @@ static int ctl_put_collect(struct ctl_put *p, int n, char **args,
 			return CTL_EXIT_FAIL;
 		}
 		if (S_ISDIR(st.st_mode))
-			return ctl_put_scan_dir(p, args[0]);
-		if (p->pack_options)
+			return ctl_inputs_scan_dir(&p->in, args[0]);
+		/* The pack options given, if any, have nothing to apply to. */
+		if (p->lz4 || p->chunk_size || p->metadata_path)
 			return ctl_usage_error(p->cmd,
 					       "--lz4, --chunk-size and "
 					       "--metadata apply to .npy inputs "
@@ -586,7 +385,7 @@ static int ctl_put_collect(struct ctl_put *p, int n, char **args,
 					       "or directory must be the only "
 					       "input)",
 					       args[i]);
-		rc = ctl_put_parse_arg(p, args[i]);
+		rc = ctl_inputs_add_arg(&p->in, args[i]);
 		if (rc != CTL_EXIT_OK)
 			return rc;
 	}
@@ -595,7 +394,7 @@ static int ctl_put_collect(struct ctl_put *p, int n, char **args,
 
 int ctl_cmd_put(const struct ctl_command *self, int argc, char **argv)
 {
-	struct ctl_put p = {.cmd = self, .open_fd = -1};
+	struct ctl_put p = {.cmd = self, .in = {.cmd = self}, .open_fd = -1};
 	const char *file = NULL;
 	struct stat st;
 	int rc;
