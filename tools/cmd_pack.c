@@ -138,20 +138,7 @@ static int ctl_pack_collect(struct ctl_pack *p, int n, char **args)
 					       args[0]);
 		return ctl_inputs_scan_dir(&p->in, args[0]);
 	}
-	for (int i = 0; i < n; i++) {
-		int rc;
-
-		if (!strchr(args[i], '='))
-			return ctl_usage_error(p->cmd,
-					       "'%s' is not NAME=FILE.npy (a "
-					       "directory must be the only "
-					       "input)",
-					       args[i]);
-		rc = ctl_inputs_add_arg(&p->in, args[i]);
-		if (rc != CTL_EXIT_OK)
-			return rc;
-	}
-	return CTL_EXIT_OK;
+	return ctl_inputs_add_args(&p->in, n, args, "a directory");
 }
 
 /* Refuses bad and duplicate array names (the writer would too, but only

@@ -376,20 +376,7 @@ static int ctl_put_collect(struct ctl_put *p, int n, char **args,
 		*file = args[0];
 		return CTL_EXIT_OK;
 	}
-	for (int i = 0; i < n; i++) {
-		int rc;
-
-		if (!strchr(args[i], '='))
-			return ctl_usage_error(p->cmd,
-					       "'%s' is not NAME=FILE.npy (a FILE "
-					       "or directory must be the only "
-					       "input)",
-					       args[i]);
-		rc = ctl_inputs_add_arg(&p->in, args[i]);
-		if (rc != CTL_EXIT_OK)
-			return rc;
-	}
-	return CTL_EXIT_OK;
+	return ctl_inputs_add_args(&p->in, n, args, "a FILE or directory");
 }
 
 int ctl_cmd_put(const struct ctl_command *self, int argc, char **argv)

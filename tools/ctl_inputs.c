@@ -94,9 +94,9 @@ void ctl_inputs_free(struct ctl_inputs *ins)
 	ins->count = ins->cap = 0;
 }
 
-/* Names cannot hold ':' or '=', so the first '=' ends the name part and
- * a ':' in it starts the dtype. */
-int ctl_inputs_add_arg(struct ctl_inputs *ins, const char *arg)
+/* Adds "NAME[:DTYPE]=FILE": names cannot hold ':' or '=', so the first
+ * '=' ends the name part and a ':' in it starts the dtype. */
+static int ctl_inputs_add_arg(struct ctl_inputs *ins, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 	const char *colon = memchr(arg, ':', (size_t)(eq - arg));
@@ -121,6 +121,24 @@ int ctl_inputs_add_arg(struct ctl_inputs *ins, const char *arg)
 		return CTL_EXIT_FAIL;
 	}
 	in->declared = true;
+	return CTL_EXIT_OK;
+}
+
+int ctl_inputs_add_args(struct ctl_inputs *ins, int n, char **args,
+			const char *alone)
+{
+	for (int i = 0; i < n; i++) {
+		int rc;
+
+		if (!strchr(args[i], '='))
+			return ctl_usage_error(ins->cmd,
+					       "'%s' is not NAME=FILE.npy (%s "
+					       "must be the only input)",
+					       args[i], alone);
+		rc = ctl_inputs_add_arg(ins, args[i]);
+		if (rc != CTL_EXIT_OK)
+			return rc;
+	}
 	return CTL_EXIT_OK;
 }
 

@@ -32,8 +32,11 @@ struct ctl_inputs {
 int ctl_parse_chunk_size(const struct ctl_command *cmd, const char *s,
 			 uint32_t *out);
 
-/* Adds "NAME[:DTYPE]=FILE" (@arg holds a '=').  Reports failures. */
-int ctl_inputs_add_arg(struct ctl_inputs *ins, const char *arg);
+/* Adds @n arguments "NAME[:DTYPE]=FILE"; one without '=' is a usage
+ * error saying that @alone ("a directory", ...) must be the only input.
+ * Reports failures. */
+int ctl_inputs_add_args(struct ctl_inputs *ins, int n, char **args,
+			const char *alone);
 
 /* Adds every regular, visible *.npy file of @dir, sorted by array name
  * (the file name without .npy); none is an error.  Reports failures. */
