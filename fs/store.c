@@ -465,6 +465,16 @@ static size_t mfsd_skipped_pos(const struct mfsd_store *s, const char *name)
 	return lo;
 }
 
+/* True if @a and @b are the same file with the same contents (an
+ * in-place rewrite changes size or mtime). */
+static bool mfsd_same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 /* True if @name is skipped and @st is the very file that was refused. */
 static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
 			      const struct stat *st)
@@ -477,10 +487,7 @@ static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
 	pos = mfsd_skipped_pos(s, name);
 	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
 	if (k && strcmp(k->file_name, name) == 0 && k->has_id)
-		same = k->dev == st->st_dev && k->ino == st->st_ino &&
-		       k->size == st->st_size &&
-		       k->mtime.tv_sec == st->st_mtim.tv_sec &&
-		       k->mtime.tv_nsec == st->st_mtim.tv_nsec;
+		same = mfsd_same_file(&k->st, st);
 	pthread_mutex_unlock(&s->lock);
 	return same;
 }
@@ -507,12 +514,8 @@ static void mfsd_skipped_drop(struct mfsd_store *s, const char *name)
 static void mfsd_skipped_set_id(struct mfsd_skipped *k, const struct stat *st)
 {
 	k->has_id = st != NULL;
-	if (!st)
-		return;
-	k->dev = st->st_dev;
-	k->ino = st->st_ino;
-	k->size = st->st_size;
-	k->mtime = st->st_mtim;
+	if (st)
+		k->st = *st;
 }
 
 /*
@@ -570,16 +573,6 @@ static bool mfsd_is_container_name(const char *name)
 
 	return name[0] != '.' && n > sl && n <= NAME_MAX &&
 	       strcmp(name + n - sl, MFSD_CONTAINER_SUFFIX) == 0;
-}
-
-/* True if @st is the file @m was loaded from, with the same contents
- * (an in-place rewrite changes size or mtime). */
-static bool mfsd_same_file(const struct mfsd_model *m, const struct stat *st)
-{
-	return m->st.st_dev == st->st_dev && m->st.st_ino == st->st_ino &&
-	       m->st.st_size == st->st_size &&
-	       m->st.st_mtim.tv_sec == st->st_mtim.tv_sec &&
-	       m->st.st_mtim.tv_nsec == st->st_mtim.tv_nsec;
 }
 
 /* Makes @m show the permissions of @st; true if they changed. */
@@ -681,7 +674,7 @@ static int mfsd_refresh_locked(struct mfsd_store *s, const char *name,
 		mfsd_skipped_set(s, name, strerror(serr), NULL);
 		if (cur)
 			mfsd_refresh_remove(s, cur, c);
-	} else if (cur && mfsd_same_file(cur, &st)) {
+	} else if (cur && mfsd_same_file(&cur->st, &st)) {
 		if (mfsd_update_perms(cur, &st)) {
 			c->kind = MFSD_CHANGE_ATTR;
 			c->old_gen = cur->gen;
@@ -874,13 +867,9 @@ void mfsd_store_close(struct mfsd_store *s)
 		return;
 	for (size_t i = 0; i < s->nlive; i++)
 		mfsd_model_free(s, s->by_gen[i]);
-	for (size_t i = 0; i < s->nskipped; i++) {
-		free(s->skipped[i].file_name);
-		free(s->skipped[i].reason);
-	}
+	mfsd_store_free_skipped(s->skipped, s->nskipped);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
-	free(s->skipped);
 	free(s->by_gen);
 	free(s->by_key);
 	free(s->dir_path);

@@ -146,11 +146,8 @@ struct mfsd_model {
 struct mfsd_skipped {
 	char *file_name;
 	char *reason;
-	bool has_id;    /* the identity below is known: do not retry it */
-	dev_t dev;      /* identity of the file that was refused */
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
+	bool has_id;    /* st is known: do not retry the same file */
+	struct stat st; /* the file that was refused */
 };
 
 struct mfsd_store {
