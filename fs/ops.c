@@ -332,12 +332,19 @@ static void mfsd_handle_put(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 		mfsd_handle_close(ctx, h);
 }
 
-/* Replies to an open with @h; if the opener was interrupted meanwhile,
- * the kernel will never release it, so it is closed here. */
+/* Replies to an open with @h, or with error @rc (then @h is freed); if
+ * the opener was interrupted meanwhile, the kernel will never release the
+ * handle, so it is closed here. */
 static void mfsd_reply_open(fuse_req_t req, struct fuse_file_info *fi,
-			    struct mfsd_handle *h)
+			    struct mfsd_handle *h, int rc)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
+
+	if (rc < 0) {
+		mfsd_handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
 
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT)
@@ -405,12 +412,7 @@ static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (m)
 			mfsd_store_put(ctx->store, m);
 	}
-	if (rc < 0) {
-		mfsd_handle_free(h);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	mfsd_reply_open(req, fi, h);
+	mfsd_reply_open(req, fi, h, rc);
 }
 
 /* Answers a read of handle @h (referenced by the caller). */
@@ -499,14 +501,9 @@ static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
 		if (m)
 			mfsd_store_put(ctx->store, m);
 	}
-	if (rc < 0) {
-		mfsd_handle_free(h);
-		fuse_reply_err(req, -rc);
-		return;
-	}
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
-	mfsd_reply_open(req, fi, h);
+	mfsd_reply_open(req, fi, h, rc);
 }
 
 /* One directory entry to emit. */
