@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "internal.h"
 #include "log.h"
 
 #define MFSD_PAGE ((uint64_t)MFS_PAGE_SIZE)
@@ -304,24 +305,6 @@ static void mfsd_reply_finish(const struct mfsd_data *d, struct mfsd_reply *r)
 	free(r->pieces);
 }
 
-/* Reads @len bytes at @pos of @fd into @buf, all of them.  0 or -errno. */
-static int mfsd_pread_full(int fd, char *buf, size_t len, uint64_t pos)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done,
-				  (off_t)(pos + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Turns file pieces into memory pieces by pread (pread mode), into one
  * buffer for all of them. */
 static int mfsd_reply_pread(struct mfsd_reply *r)
@@ -340,7 +323,7 @@ static int mfsd_reply_pread(struct mfsd_reply *r)
 
 		if (p->mem)
 			continue;
-		rc = mfsd_pread_full(r->fd, dst, p->len, p->pos);
+		rc = mfs_pread_full(r->fd, dst, p->len, p->pos);
 		if (rc < 0)
 			return rc;
 		p->mem = dst;
