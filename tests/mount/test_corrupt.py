@@ -5,7 +5,8 @@ raw and in an LZ4 model (chunk located from the container's chunk table,
 cross-checked with `modelctl inspect --json`).  Reads covering chunk K fail
 with EIO (pread and mmap: SIGBUS); every other chunk of the array, the
 other arrays and another, intact model read correctly; /.status counts at
-least one checksum failure; the daemon stays alive and logs the failure."""
+least one checksum failure; the daemon stays alive and logs the failure.
+All of it with raw bytes sent by splice (the default) and by pread."""
 
 import errno
 import os
@@ -46,38 +47,10 @@ def mmap_touch_child(path, offset):
     return status
 
 
-def main(work):
-    rng = np.random.default_rng(5)
-    victim = np.ascontiguousarray(np.concatenate([
-        h.compressible_array(rng, np.int32, 5000),
-        h.random_array(rng, "int32", (5003,))]))  # 40012 bytes: 10 chunks
-    arrays = [
-        h.Array("before", h.random_array(rng, "float32", (3000,))),
-        h.Array("victim", victim),
-        h.Array("after", h.compressible_array(rng, np.int64, 9000)),
-    ]
-    store = work.dir("store")
-    srcs = {}
-    for key, lz4 in (("raw", False), ("lz4", True), ("intact", True)):
-        srcs[key] = h.pack(work, os.path.join(store, key + ".mfs"), arrays,
-                           lz4=lz4, chunk_size=CS)
-    # Corrupt chunk K of "victim" in "raw" and "lz4".
-    for key in ("raw", "lz4"):
-        path = os.path.join(store, key + ".mfs")
-        parsed = h.parse_container(path)
-        ins = h.inspect(path)
-        ent = next(a for a in parsed["arrays"] if a["name"] == "victim")
-        ient = next(a for a in ins["arrays"] if a["name"] == "victim")
-        h.check(ient["container_offset"] == ent["data_offset"],
-                "%s: inspect container_offset %s, chunk table says %s" %
-                (key, ient["container_offset"], ent["data_offset"]))
-        h.check(len(ent["chunks"]) == 10 and ient["chunks"] == 10,
-                "%s: victim has %d chunks" % (key, len(ent["chunks"])))
-        off, slen, _sum = ent["chunks"][K]
-        # chunk K is in the compressible half in LZ4 (when K*CS < 20000)
-        h.flip_byte(path, ent["data_offset"] + off + slen // 2)
+def check_served(work, store, arrays, options):
+    """Mounts @store with @options and checks every read of it."""
     errors = []
-    with h.mounted(work, store) as m:
+    with h.mounted(work, store, options=options) as m:
         for key in ("raw", "lz4"):
             a = arrays[1]
             data = a.raw
@@ -149,8 +122,44 @@ def main(work):
     if "victim" not in log:
         errors.append("daemon log does not mention the bad chunk of "
                       "'victim':\n%s" % log)
-    h.check(not errors, "%d problems:\n  %s" % (len(errors),
-                                                 "\n  ".join(errors)))
+    h.check(not errors, "options %r: %d problems:\n  %s" %
+            (options, len(errors), "\n  ".join(errors)))
+
+
+
+def main(work):
+    rng = np.random.default_rng(5)
+    victim = np.ascontiguousarray(np.concatenate([
+        h.compressible_array(rng, np.int32, 5000),
+        h.random_array(rng, "int32", (5003,))]))  # 40012 bytes: 10 chunks
+    arrays = [
+        h.Array("before", h.random_array(rng, "float32", (3000,))),
+        h.Array("victim", victim),
+        h.Array("after", h.compressible_array(rng, np.int64, 9000)),
+    ]
+    store = work.dir("store")
+    srcs = {}
+    for key, lz4 in (("raw", False), ("lz4", True), ("intact", True)):
+        srcs[key] = h.pack(work, os.path.join(store, key + ".mfs"), arrays,
+                           lz4=lz4, chunk_size=CS)
+    # Corrupt chunk K of "victim" in "raw" and "lz4".
+    for key in ("raw", "lz4"):
+        path = os.path.join(store, key + ".mfs")
+        parsed = h.parse_container(path)
+        ins = h.inspect(path)
+        ent = next(a for a in parsed["arrays"] if a["name"] == "victim")
+        ient = next(a for a in ins["arrays"] if a["name"] == "victim")
+        h.check(ient["container_offset"] == ent["data_offset"],
+                "%s: inspect container_offset %s, chunk table says %s" %
+                (key, ient["container_offset"], ent["data_offset"]))
+        h.check(len(ent["chunks"]) == 10 and ient["chunks"] == 10,
+                "%s: victim has %d chunks" % (key, len(ent["chunks"])))
+        off, slen, _sum = ent["chunks"][K]
+        # chunk K is in the compressible half in LZ4 (when K*CS < 20000)
+        h.flip_byte(path, ent["data_offset"] + off + slen // 2)
+    # Both ways raw bytes reach the kernel: splice and pread.
+    for options in ([], ["io=pread"]):
+        check_served(work, store, arrays, options)
 
 
 if __name__ == "__main__":
