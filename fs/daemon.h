@@ -9,6 +9,7 @@
 
 #include "chunkcache.h"
 #include "data.h"
+#include "loader.h"
 #include "store.h"
 #include "watch.h"
 
@@ -34,6 +35,11 @@ struct mfsd_ctx {
 	struct mfsd_cache cache;   /* own lock */
 	struct mfsd_watch watch;   /* own lock; the watcher thread */
 	bool watching;             /* immutable: watch was set up */
+	struct mfsd_loader loader; /* own lock; refreshes names */
+	bool loading;              /* immutable: loader was set up */
+	/* Loads tell the watcher what changed (false during the initial
+	 * scan, when the kernel has nothing cached yet). */
+	_Atomic bool notify;
 	struct mfsd_stats stats;   /* atomics */
 	struct mfsd_data data;     /* immutable, points into the above */
 };

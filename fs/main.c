@@ -54,6 +54,14 @@
 #define MFSD_FUSE_SUPER_MAGIC 0x65735546
 #define MFSD_SYSFS_PATH_MAX 96
 #define MFSD_MOUNT_OPTS_MAX 512
+/*
+ * Descriptors kept out of the containers' budget: standard streams,
+ * /dev/fuse, the store directory, inotify, eventfd, syslog and the
+ * short-lived ones of directory listings and /proc reads; plus the
+ * splice pipe (two descriptors) libfuse gives each worker thread.
+ */
+#define MFSD_FD_RESERVE 64u
+#define MFSD_FD_PER_THREAD 2u
 
 struct mfsd_ra_thread {
 	pthread_t tid;
@@ -417,6 +425,75 @@ static int mfsd_loop(struct fuse_session *se, const struct mfsd_options *opt)
 	return rc;
 }
 
+/* How many containers may be open at once: the descriptor limit less
+ * what the daemon needs for itself. */
+static size_t mfsd_fd_budget(const struct mfsd_options *opt)
+{
+	size_t reserve = MFSD_FD_RESERVE + MFSD_FD_PER_THREAD * opt->threads;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	if (rl.rlim_cur <= reserve + 1) {
+		mfsd_log(MFSD_LOG_WARNING, "the descriptor limit (%llu) leaves "
+			 "room for one container only; raise it (ulimit -n, "
+			 "LimitNOFILE=)", (unsigned long long)rl.rlim_cur);
+		return 1;
+	}
+	return (size_t)rl.rlim_cur - reserve;
+}
+
+/* An mfsd_loader_fn: refreshes one store entry. */
+static void mfsd_load_name(void *arg, const char *name)
+{
+	struct mfsd_ctx *ctx = arg;
+	bool notify = atomic_load(&ctx->notify);
+
+	(void)mfsd_store_refresh(ctx->store, name,
+				 notify ? mfsd_watch_post : NULL, &ctx->watch);
+}
+
+/* An mfsd_name_fn: queues a name of the initial scan (done here if it
+ * cannot be queued). */
+static void mfsd_scan_name(void *arg, const char *name)
+{
+	struct mfsd_ctx *ctx = arg;
+
+	if (mfsd_loader_push(&ctx->loader, name) < 0)
+		mfsd_load_name(ctx, name);
+}
+
+/* Loads the store on the loader's threads and says what came of it. */
+static int mfsd_initial_scan(struct mfsd_ctx *ctx)
+{
+	struct mfsd_store_counts sc;
+	struct mfsd_skip_counts k;
+	int rc = mfsd_store_scan_names(ctx->store, mfsd_scan_name, ctx);
+
+	mfsd_loader_wait(&ctx->loader);
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
+			 ctx->opt.store_dir, strerror(-rc));
+		return rc;
+	}
+	mfsd_store_mark_loaded(ctx->store);
+	mfsd_store_counts(ctx->store, &sc);
+	mfsd_store_skip_counts(ctx->store, &k);
+	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
+		 sc.published, ctx->opt.store_dir, k.skipped - k.transient);
+	if (k.waiting)
+		mfsd_log(MFSD_LOG_WARNING, "%zu containers wait for a file "
+			 "descriptor: %zu are open, the most the descriptor "
+			 "limit allows (raise it with ulimit -n or "
+			 "LimitNOFILE=); they load as descriptors are freed",
+			 k.waiting, ctx->store->fd_budget);
+	if (k.transient > k.waiting)
+		mfsd_log(MFSD_LOG_WARNING, "%zu containers could not be loaded "
+			 "for now (see above); they are retried",
+			 k.transient - k.waiting);
+	return 0;
+}
+
 static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 {
 	int rc;
@@ -431,12 +508,26 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
-	/* Before the mount, so no change is missed; the thread starts
-	 * once the session can carry notifications. */
+	ctx->store->fd_budget = mfsd_fd_budget(&ctx->opt);
+	/* Before any container takes a descriptor, and before the scan so
+	 * that no change is missed; the thread starts once the session can
+	 * carry notifications. */
 	rc = mfsd_watch_init(&ctx->watch, ctx->store, ctx->opt.page_budget);
 	if (rc < 0)
 		return rc;
 	ctx->watching = true;
+	ctx->store->fd_freed = mfsd_watch_fd_freed;
+	ctx->store->fd_freed_arg = &ctx->watch;
+	rc = mfsd_loader_init(&ctx->loader, mfsd_load_name, ctx,
+			      MFSD_LOADER_MAX_THREADS);
+	if (rc < 0)
+		return rc;
+	ctx->loading = true;
+	ctx->watch.loader = &ctx->loader;
+	rc = mfsd_initial_scan(ctx);
+	if (rc < 0)
+		return rc;
+	atomic_store(&ctx->notify, true);
 	ctx->data.cache = &ctx->cache;
 	ctx->data.stats = &ctx->stats;
 	ctx->data.io = ctx->opt.io;
@@ -451,6 +542,9 @@ static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
 		mfsd_log(MFSD_LOG_WARNING, "watcher thread did not stop");
 		return;
 	}
+	/* Loader threads use the store and post to the watcher. */
+	if (ctx->loading)
+		mfsd_loader_destroy(&ctx->loader);
 	if (ctx->watching)
 		mfsd_watch_destroy(&ctx->watch);
 	mfsd_store_close(ctx->store);

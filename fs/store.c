@@ -28,6 +28,15 @@
 /* A model due to retire that a request is using is tried again after
  * this long. */
 #define MFSD_RETIRE_RETRY_NS (MFSD_NS_PER_SEC / 100)
+/* A transient load failure is retried after this long, doubling up to
+ * the maximum: long enough not to spin on a full descriptor table or a
+ * failing disk, short enough that a model appears soon after. */
+#define MFSD_LOAD_RETRY_FIRST_NS MFSD_NS_PER_SEC
+#define MFSD_LOAD_RETRY_MAX_NS (60 * MFSD_NS_PER_SEC)
+/* Opening a store entry must not follow a link, block (a FIFO), or make
+ * a terminal ours; only the regular files this admits are kept open. */
+#define MFSD_CONTAINER_OPEN_FLAGS                                          \
+	(O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
 
 /* Copies a reason for skipping a container into @why (MFSD_WHY_MAX). */
 static void mfsd_why(char *why, const char *msg)
@@ -113,17 +122,50 @@ static size_t mfsd_gen_pos(const struct mfsd_store *s, uint64_t gen)
 /* One model                                                           */
 /* ------------------------------------------------------------------ */
 
+/* Takes a descriptor from the budget for a container about to be opened.
+ * 0, or -EMFILE when the budget is spent (the load then waits). */
+static int mfsd_fd_get(struct mfsd_store *s)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->fd_budget && s->nfds >= s->fd_budget) {
+		s->fd_starved = true;
+		rc = -EMFILE;
+	} else {
+		s->nfds++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Gives back a descriptor of the budget; if a load waits for one, tells
+ * s->fd_freed. */
+static void mfsd_fd_put(struct mfsd_store *s)
+{
+	bool wake;
+
+	pthread_mutex_lock(&s->lock);
+	s->nfds--;
+	wake = s->fd_starved;
+	s->fd_starved = false;
+	pthread_mutex_unlock(&s->lock);
+	if (wake && s->fd_freed)
+		s->fd_freed(s->fd_freed_arg);
+}
+
 /*
- * Closes @m's container and frees its arrays, after dropping what the
- * page cache and the chunk cache hold of it (an unlinked container's
- * space is freed once its descriptor closes).  Idempotent.
+ * Closes @m's container and frees its serving state, after dropping what
+ * the chunk cache holds of it, and with @drop_pages the container's page
+ * cache too (the model left the store; an unlinked container's space is
+ * freed once its descriptor closes).  Idempotent.
  */
-/* Closes @m's container and frees its serving state; @drop_pages: also
- * drop the container's page cache (the model left the store). */
 static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m,
 				    bool drop_pages)
 {
-	if (s && s->cache)
+	bool had_fd = m->container != NULL;
+
+	if (s->cache)
 		mfsd_cache_drop_model(s->cache, m->gen);
 	for (size_t i = 0; m->arrays && i < m->narrays; i++) {
 		free(m->arrays[i].file_name);
@@ -144,6 +186,8 @@ static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m,
 				    POSIX_FADV_DONTNEED);
 	mfs_container_close(m->container);
 	m->container = NULL;
+	if (had_fd)
+		mfsd_fd_put(s);
 }
 
 /* Frees @m; its state is read without the lock, so callers own @m alone
@@ -245,14 +289,112 @@ static void mfsd_model_set_perms(struct mfsd_model *m, const struct stat *st)
 	atomic_store(&m->gid, (unsigned)st->st_gid);
 }
 
-/* Opens container @file_name of the store as model @key.  Returns 0 or a
- * negative errno with @why (MFSD_WHY_MAX bytes) naming the reason. */
+/* What a store entry of type @mode is, for a skip reason; NULL for a
+ * regular file. */
+static const char *mfsd_not_regular(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return NULL;
+	case S_IFLNK:
+		return "a symbolic link: containers must be regular files "
+		       "(links are not followed)";
+	case S_IFIFO:
+		return "a FIFO, not a regular file";
+	case S_IFCHR:
+		return "a character device, not a regular file";
+	case S_IFBLK:
+		return "a block device, not a regular file";
+	case S_IFDIR:
+		return "a directory, not a regular file";
+	case S_IFSOCK:
+		return "a socket, not a regular file";
+	}
+	return "not a regular file";
+}
+
+/*
+ * Opens store entry @name, which fstatat found to be the regular file
+ * @st, without following a link or blocking, and checks that it still is
+ * that file.  Returns the descriptor (with *@out its status), or a
+ * negative errno with @why set: -EINVAL if it is not a regular file now,
+ * -EAGAIN if another file took its name meanwhile (transient).
+ */
+static int mfsd_open_entry(struct mfsd_store *s, const char *name,
+			   const struct stat *st, struct stat *out, char *why)
+{
+	int fd = openat(s->dirfd, name, MFSD_CONTAINER_OPEN_FLAGS), rc;
+	const char *kind;
+
+	if (fd < 0) {
+		rc = errno == ELOOP ? -EINVAL : -errno;
+		mfsd_why(why, errno == ELOOP ? mfsd_not_regular(S_IFLNK)
+					     : strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, out) < 0) {
+		rc = -errno;
+		mfsd_why(why, strerror(errno));
+		goto fail;
+	}
+	kind = mfsd_not_regular(out->st_mode);
+	rc = kind ? -EINVAL : -EAGAIN;
+	mfsd_why(why, kind ? kind : "replaced while it was being opened");
+	if (kind || out->st_dev != st->st_dev || out->st_ino != st->st_ino)
+		goto fail;
+	/* Reads of a regular file ignore O_NONBLOCK; clear it anyway, the
+	 * descriptor lives as long as the model. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+/* Opens the container of @m, store entry @file_name that was the regular
+ * file @st, on a descriptor of the budget.  0 or a negative errno with
+ * @why set. */
+static int mfsd_model_open(struct mfsd_store *s, struct mfsd_model *m,
+			   const char *file_name, const struct stat *st,
+			   char *why)
+{
+	char label[PATH_MAX];
+	int fd, rc = mfsd_fd_get(s);
+
+	if (rc < 0) {
+		snprintf(why, MFSD_WHY_MAX, "waiting for a file descriptor "
+			 "(%zu containers open, the most this daemon keeps)",
+			 s->fd_budget);
+		return rc;
+	}
+	fd = mfsd_open_entry(s, file_name, st, &m->st, why);
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	snprintf(label, sizeof(label), "%s/%s", s->dir_path, file_name);
+	rc = mfs_container_open_fd(&m->container, fd, label);
+	if (rc < 0) {
+		mfsd_why(why, rc == -ENOMEM ? "out of memory"
+					    : mfs_last_error());
+		close(fd);
+		goto fail;
+	}
+	return 0;
+fail:
+	mfsd_fd_put(s);
+	return rc;
+}
+
+/* Loads container @file_name of the store, which fstatat found to be the
+ * regular file @st, as model @key.  Returns 0 or a negative errno with
+ * @why (MFSD_WHY_MAX bytes) naming the reason. */
 static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
-			   const char *key, struct mfsd_model **out, char *why)
+			   const struct stat *st, const char *key,
+			   struct mfsd_model **out, char *why)
 {
 	struct mfsd_model *m = calloc(1, sizeof(*m));
-	char label[PATH_MAX];
-	int fd = -1, rc = -ENOMEM;
+	int rc = -ENOMEM;
 
 	mfsd_why(why, "out of memory");
 	if (!m)
@@ -261,26 +403,10 @@ static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
 	m->file_name = strdup(file_name);
 	if (!m->key || !m->file_name)
 		goto fail;
-	fd = openat(s->dirfd, file_name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &m->st) < 0) {
-		rc = -errno;
-		mfsd_why(why, strerror(errno));
+	rc = mfsd_model_open(s, m, file_name, st, why);
+	if (rc < 0)
 		goto fail;
-	}
-	if (!S_ISREG(m->st.st_mode)) {
-		rc = -EINVAL;
-		mfsd_why(why, "not a regular file");
-		goto fail;
-	}
 	mfsd_model_set_perms(m, &m->st);
-	snprintf(label, sizeof(label), "%s/%s", s->dir_path, file_name);
-	rc = mfs_container_open_fd(&m->container, fd, label);
-	if (rc < 0) {
-		mfsd_why(why, rc == -ENOMEM ? "out of memory"
-					    : mfs_last_error());
-		goto fail;
-	}
-	fd = -1; /* owned by the container now */
 	/*
 	 * No readahead on the backing file: requests can be served out of
 	 * order by several threads, and readahead behind a late one would
@@ -296,9 +422,7 @@ static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
 	*out = m;
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
-	mfsd_model_free(NULL, m);
+	mfsd_model_free(s, m);
 	return rc;
 }
 
@@ -492,70 +616,139 @@ static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
 	return same;
 }
 
+/* Removes skipped entry @k (at @pos).  Lock held (s->lock). */
+static void mfsd_skipped_remove(struct mfsd_store *s, size_t pos)
+{
+	struct mfsd_skipped *k = &s->skipped[pos];
+
+	if (k->wants_fd)
+		s->nwaiting--;
+	free(k->file_name);
+	free(k->reason);
+	memmove(k, k + 1, (s->nskipped - pos - 1) * sizeof(*k));
+	s->nskipped--;
+}
+
 /* Forgets that @name was skipped (it is gone or valid now). */
 static void mfsd_skipped_drop(struct mfsd_store *s, const char *name)
 {
-	struct mfsd_skipped *k;
 	size_t pos;
 
 	pthread_mutex_lock(&s->lock);
 	pos = mfsd_skipped_pos(s, name);
-	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
-	if (k && strcmp(k->file_name, name) == 0) {
-		free(k->file_name);
-		free(k->reason);
-		memmove(k, k + 1, (s->nskipped - pos - 1) * sizeof(*k));
-		s->nskipped--;
-	}
+	if (pos < s->nskipped && strcmp(s->skipped[pos].file_name, name) == 0)
+		mfsd_skipped_remove(s, pos);
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Fills @k's identity from @st (NULL: unknown, so it is retried). */
-static void mfsd_skipped_set_id(struct mfsd_skipped *k, const struct stat *st)
+/* Why a store entry is not served. */
+struct mfsd_skip {
+	const char *why;
+	const struct stat *st; /* the file refused; NULL: not known */
+	bool transient;        /* retry later (see struct mfsd_skipped) */
+	bool wants_fd;         /* ... as soon as a descriptor is freed */
+};
+
+/* True if a failure with @rc says nothing about the container itself:
+ * the daemon ran short of descriptors or memory, or the disk failed. */
+static bool mfsd_transient(int rc)
 {
-	k->has_id = st != NULL;
-	if (st)
-		k->st = *st;
+	return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM ||
+	       rc == -EIO || rc == -EAGAIN || rc == -EINTR || rc == -ENOBUFS;
+}
+
+/* The skip of a load that failed with @rc for @why, of file @st. */
+static struct mfsd_skip mfsd_load_skip(int rc, const char *why,
+				       const struct stat *st)
+{
+	bool transient = mfsd_transient(rc);
+
+	return (struct mfsd_skip){
+		.why = why,
+		.st = transient ? NULL : st,
+		.transient = transient,
+		.wants_fd = rc == -EMFILE || rc == -ENFILE,
+	};
+}
+
+/* Stores @sk into entry @k, whose reason becomes @reason (taken); the
+ * next retry of a transient one is scheduled.  Returns whether this is
+ * news for the log (not the same transient failure again).  Lock held
+ * (s->lock). */
+static bool mfsd_skipped_fill(struct mfsd_store *s, struct mfsd_skipped *k,
+			      char *reason, const struct mfsd_skip *sk)
+{
+	bool news = !k->transient || !sk->transient || !k->reason ||
+		    strcmp(k->reason, reason) != 0;
+	uint64_t backoff = k->transient && sk->transient && k->backoff_ns
+				   ? k->backoff_ns
+				   : MFSD_LOAD_RETRY_FIRST_NS;
+
+	free(k->reason);
+	k->reason = reason;
+	k->has_id = sk->st != NULL;
+	if (sk->st)
+		k->st = *sk->st;
+	s->nwaiting += (size_t)sk->wants_fd - (size_t)k->wants_fd;
+	k->transient = sk->transient;
+	k->wants_fd = sk->wants_fd;
+	k->retry_ns = sk->transient ? mfsd_now_ns() + backoff : 0;
+	k->backoff_ns = backoff * 2 > MFSD_LOAD_RETRY_MAX_NS
+				? MFSD_LOAD_RETRY_MAX_NS
+				: backoff * 2;
+	return news;
+}
+
+/* Logs that @name is skipped, once per reason.  A descriptor wait during
+ * the initial scan is summed up after it instead. */
+static void mfsd_skipped_log(struct mfsd_store *s, const char *name,
+			     const struct mfsd_skip *sk)
+{
+	int level = MFSD_LOG_WARNING;
+
+	if (sk->wants_fd)
+		level = atomic_load(&s->loaded) ? MFSD_LOG_INFO
+						: MFSD_LOG_DEBUG;
+	mfsd_log(level, "skipping %s/%s: %s%s", s->dir_path, name, sk->why,
+		 sk->transient ? " (will retry)" : "");
 }
 
 /*
- * Logs and records that @name is not served because of @why; @st (may
- * be NULL) identifies the file refused, so it is not loaded again until
- * it changes.  Best effort: without memory the entry is not recorded.
+ * Records that @name is not served because of @sk and logs it (once for
+ * the same transient failure); a file identified by sk->st is not loaded
+ * again until it changes.  Best effort: without memory the entry is not
+ * recorded (a later refresh of the name tries again).
  */
 static void mfsd_skipped_set(struct mfsd_store *s, const char *name,
-			     const char *why, const struct stat *st)
+			     const struct mfsd_skip *sk)
 {
-	char *fname = strdup(name), *reason = strdup(why);
-	struct mfsd_skipped *k;
+	char *fname = strdup(name), *reason = strdup(sk->why);
+	struct mfsd_skipped *k = NULL;
+	bool news = true;
 	size_t pos;
 
-	mfsd_log(MFSD_LOG_WARNING, "skipping %s/%s: %s", s->dir_path, name,
-		 why);
 	if (!fname || !reason)
 		goto out;
 	pthread_mutex_lock(&s->lock);
 	pos = mfsd_skipped_pos(s, name);
-	k = pos < s->nskipped ? &s->skipped[pos] : NULL;
-	if (k && strcmp(k->file_name, name) == 0) {
-		free(k->reason);
-		k->reason = reason;
-		reason = NULL;
+	if (pos < s->nskipped && strcmp(s->skipped[pos].file_name, name) == 0) {
+		k = &s->skipped[pos];
 	} else if (mfsd_grow((void **)&s->skipped, &s->skipped_cap,
 			     s->nskipped + 1, sizeof(*s->skipped)) == 0) {
 		k = &s->skipped[pos];
 		memmove(k + 1, k, (s->nskipped - pos) * sizeof(*k));
 		s->nskipped++;
-		*k = (struct mfsd_skipped){.file_name = fname,
-					   .reason = reason};
-		fname = reason = NULL;
-	} else {
-		k = NULL;
+		*k = (struct mfsd_skipped){.file_name = fname};
+		fname = NULL;
 	}
-	if (k)
-		mfsd_skipped_set_id(k, st);
+	if (k) {
+		news = mfsd_skipped_fill(s, k, reason, sk);
+		reason = NULL;
+	}
 	pthread_mutex_unlock(&s->lock);
 out:
+	if (news)
+		mfsd_skipped_log(s, name, sk);
 	free(fname);
 	free(reason);
 }
@@ -602,10 +795,10 @@ static void mfsd_refresh_remove(struct mfsd_store *s, struct mfsd_model *m,
 }
 
 /*
- * Loads @name (whose status is @st) as model @key and publishes it in
- * place of @cur (busy, or NULL).  An invalid container is skipped and
- * takes @cur out.  Fills @c if the namespace changed; returns 0 or
- * -ENOMEM.
+ * Loads @name, the regular file @st, as model @key and publishes it in
+ * place of @cur (busy, or NULL).  A container that cannot be served is
+ * skipped and takes @cur out.  Fills @c if the namespace changed; returns
+ * 0 or -ENOMEM.
  */
 static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 			     const char *key, const struct stat *st,
@@ -613,7 +806,8 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 {
 	struct mfsd_model *m = NULL;
 	char why[MFSD_WHY_MAX];
-	int rc = mfsd_model_load(s, name, key, &m, why);
+	struct mfsd_skip sk;
+	int rc = mfsd_model_load(s, name, st, key, &m, why);
 
 	if (rc == 0) {
 		rc = mfsd_store_publish(s, m, cur);
@@ -621,8 +815,8 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 			mfsd_model_free(s, m);
 	}
 	if (rc < 0) {
-		/* Without memory the file may be fine: retry it later. */
-		mfsd_skipped_set(s, name, why, rc == -ENOMEM ? NULL : st);
+		sk = mfsd_load_skip(rc, why, st);
+		mfsd_skipped_set(s, name, &sk);
 		if (cur)
 			mfsd_refresh_remove(s, cur, c);
 		return rc == -ENOMEM ? rc : 0;
@@ -633,7 +827,7 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 	c->new_gen = m->gen;
 	/* A store of thousands of models would flood the log at start:
 	 * the initial scan is summed up in one line instead. */
-	mfsd_log(s->loaded ? MFSD_LOG_INFO : MFSD_LOG_DEBUG,
+	mfsd_log(atomic_load(&s->loaded) ? MFSD_LOG_INFO : MFSD_LOG_DEBUG,
 		 "model %s %s (generation %llu): %zu arrays, "
 		 "%llu raw bytes", key, cur ? "replaced" : "added",
 		 (unsigned long long)m->gen, m->narrays,
@@ -641,28 +835,59 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 	return 0;
 }
 
-/* mfsd_store_refresh with refresh_lock held.  c->kind is left as -1 if
- * nothing changed. */
-static int mfsd_refresh_locked(struct mfsd_store *s, const char *name,
-			       struct mfsd_change *c)
+/* Refreshes @name, whose key is not valid: it is never published, only
+ * the skipped list follows it.  @serr: errno of fstatat (0: @st). */
+static void mfsd_refresh_bad_key(struct mfsd_store *s, const char *name,
+				 size_t klen, int serr, const struct stat *st)
+{
+	struct mfsd_skip sk = {.st = st};
+
+	if (serr == ENOENT || serr == ENOTDIR) {
+		mfsd_skipped_drop(s, name);
+		return;
+	}
+	if (serr || mfsd_skipped_same(s, name, st))
+		return;
+	sk.why = klen > MFS_MAX_KEY_LEN ? "key longer than 128 bytes"
+					: mfs_last_error();
+	mfsd_skipped_set(s, name, &sk);
+}
+
+/* Refreshes @name, which exists with status @st but is not a regular
+ * file: skipped (never opened), and its key is taken out. */
+static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
+				   const struct stat *st,
+				   struct mfsd_model *cur,
+				   struct mfsd_change *c)
+{
+	struct mfsd_skip sk = {.why = mfsd_not_regular(st->st_mode),
+			       .st = st};
+
+	if (!mfsd_skipped_same(s, name, st))
+		mfsd_skipped_set(s, name, &sk);
+	if (cur)
+		mfsd_refresh_remove(s, cur, c);
+}
+
+/* One refresh of @name by the thread that has it in flight.  c->kind is
+ * left as -1 if nothing changed. */
+static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
+			     struct mfsd_change *c)
 {
 	size_t klen = strlen(name) - strlen(MFSD_CONTAINER_SUFFIX);
+	struct mfsd_skip sk = {.transient = true};
 	struct mfsd_model *cur;
 	struct stat st;
 	int rc = 0, serr = 0;
 
 	memcpy(c->key, name, klen < MFS_MAX_KEY_LEN ? klen : MFS_MAX_KEY_LEN);
 	c->key[klen < MFS_MAX_KEY_LEN ? klen : MFS_MAX_KEY_LEN] = '\0';
-	if (fstatat(s->dirfd, name, &st, 0) < 0)
+	/* Never through a link: one into the mount would make the daemon
+	 * wait on itself. */
+	if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		serr = errno;
 	if (klen > MFS_MAX_KEY_LEN || mfs_check_key(c->key) < 0) {
-		/* Never published: only the skipped list follows it. */
-		if (serr == ENOENT || serr == ENOTDIR)
-			mfsd_skipped_drop(s, name);
-		else if (!serr && !mfsd_skipped_same(s, name, &st))
-			mfsd_skipped_set(s, name, klen > MFS_MAX_KEY_LEN ?
-				"key longer than 128 bytes" : mfs_last_error(),
-				&st);
+		mfsd_refresh_bad_key(s, name, klen, serr, &st);
 		return 0;
 	}
 	cur = mfsd_store_get_key(s, c->key);
@@ -671,9 +896,12 @@ static int mfsd_refresh_locked(struct mfsd_store *s, const char *name,
 		if (cur)
 			mfsd_refresh_remove(s, cur, c);
 	} else if (serr) {
-		mfsd_skipped_set(s, name, strerror(serr), NULL);
+		sk.why = strerror(serr);
+		mfsd_skipped_set(s, name, &sk);
 		if (cur)
 			mfsd_refresh_remove(s, cur, c);
+	} else if (!S_ISREG(st.st_mode)) {
+		mfsd_refresh_irregular(s, name, &st, cur, c);
 	} else if (cur && mfsd_same_file(&cur->st, &st)) {
 		if (mfsd_update_perms(cur, &st)) {
 			c->kind = MFSD_CHANGE_ATTR;
@@ -687,19 +915,104 @@ static int mfsd_refresh_locked(struct mfsd_store *s, const char *name,
 	return rc;
 }
 
+/* Index of @name in the in-flight set, or ninflight.  Lock held
+ * (s->lock). */
+static size_t mfsd_inflight_find(const struct mfsd_store *s, const char *name)
+{
+	size_t i = 0;
+
+	while (i < s->ninflight && strcmp(s->inflight[i].name, name) != 0)
+		i++;
+	return i;
+}
+
+/* Puts @name in flight for this thread: 1, or 0 if another thread has it
+ * (it is told to refresh it again), or -ENOMEM. */
+static int mfsd_inflight_enter(struct mfsd_store *s, const char *name)
+{
+	char *copy = NULL;
+	size_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->lock);
+	i = mfsd_inflight_find(s, name);
+	if (i < s->ninflight) {
+		s->inflight[i].again = true;
+		goto out;
+	}
+	copy = strdup(name);
+	if (!copy || mfsd_grow((void **)&s->inflight, &s->inflight_cap,
+			       s->ninflight + 1, sizeof(*s->inflight)) < 0) {
+		free(copy);
+		rc = -ENOMEM;
+		goto out;
+	}
+	s->inflight[s->ninflight++] = (struct mfsd_inflight){.name = copy};
+	rc = 1;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+/* Takes @name, in flight for this thread, out of the set, unless it was
+ * asked again meanwhile: then returns true and keeps it. */
+static bool mfsd_inflight_leave(struct mfsd_store *s, const char *name)
+{
+	size_t i;
+	bool again;
+
+	pthread_mutex_lock(&s->lock);
+	i = mfsd_inflight_find(s, name);
+	again = s->inflight[i].again;
+	s->inflight[i].again = false;
+	if (!again) {
+		free(s->inflight[i].name);
+		s->inflight[i] = s->inflight[--s->ninflight];
+		pthread_cond_broadcast(&s->settled);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return again;
+}
+
+/* Waits until @name is not in flight, at most @wait_ns; true if it is
+ * not. */
+static bool mfsd_inflight_wait(struct mfsd_store *s, const char *name,
+			       uint64_t wait_ns)
+{
+	struct timespec deadline;
+	uint64_t ns;
+	bool settled;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	ns = (uint64_t)deadline.tv_nsec + wait_ns;
+	deadline.tv_sec += (time_t)(ns / MFSD_NS_PER_SEC);
+	deadline.tv_nsec = (long)(ns % MFSD_NS_PER_SEC);
+	pthread_mutex_lock(&s->lock);
+	while (mfsd_inflight_find(s, name) < s->ninflight &&
+	       pthread_cond_timedwait(&s->settled, &s->lock, &deadline) == 0)
+		;
+	settled = mfsd_inflight_find(s, name) == s->ninflight;
+	pthread_mutex_unlock(&s->lock);
+	return settled;
+}
+
 int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 		       mfsd_change_fn cb, void *arg)
 {
-	struct mfsd_change c = {.kind = (enum mfsd_change_kind)-1};
 	int rc;
 
 	if (!mfsd_is_container_name(file_name))
 		return 0;
-	pthread_mutex_lock(&s->refresh_lock);
-	rc = mfsd_refresh_locked(s, file_name, &c);
-	pthread_mutex_unlock(&s->refresh_lock);
-	if ((int)c.kind != -1 && cb)
-		cb(arg, &c);
+	rc = mfsd_inflight_enter(s, file_name);
+	if (rc <= 0)
+		return rc;
+	do {
+		struct mfsd_change c = {.kind = (enum mfsd_change_kind)-1};
+
+		rc = mfsd_refresh_name(s, file_name, &c);
+		if ((int)c.kind != -1 && cb)
+			cb(arg, &c);
+	} while (mfsd_inflight_leave(s, file_name));
 	return rc;
 }
 
@@ -707,6 +1020,7 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 			   mfsd_change_fn cb, void *arg)
 {
 	char name[NAME_MAX + 1];
+	struct mfsd_model *m;
 	struct stat st;
 
 	if (mfs_check_key(key) < 0 ||
@@ -714,8 +1028,18 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 		    (int)sizeof(name))
 		return 0;
 	/* The common miss costs one fstatat and no lock. */
-	if (fstatat(s->dirfd, name, &st, 0) < 0 && errno == ENOENT)
+	if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno == ENOENT)
 		return 0;
+	/* Being loaded by another thread: its result is the answer, if it
+	 * comes soon; a slow load must not hold the request. */
+	if (!mfsd_inflight_wait(s, name, MFSD_LOOKUP_WAIT_NS))
+		return 0;
+	m = mfsd_store_get_key(s, key);
+	if (m) {
+		mfsd_store_put(s, m);
+		return 0;
+	}
 	return mfsd_store_refresh(s, name, cb, arg);
 }
 
@@ -798,7 +1122,7 @@ static int mfsd_name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
+int mfsd_store_scan_names(struct mfsd_store *s, mfsd_name_fn fn, void *arg)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -811,12 +1135,89 @@ int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		/* Each name once, in order. */
 		if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-			rc = mfsd_store_refresh(s, names[i], cb, arg);
+			fn(arg, names[i]);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
 	return rc;
+}
+
+/* What a rescan in the calling thread passes along. */
+struct mfsd_rescan {
+	struct mfsd_store *s;
+	mfsd_change_fn cb;
+	void *arg;
+	int rc; /* the first failure */
+};
+
+/* An mfsd_name_fn refreshing each name in this thread. */
+static void mfsd_rescan_one(void *arg, const char *name)
+{
+	struct mfsd_rescan *r = arg;
+	int rc = mfsd_store_refresh(r->s, name, r->cb, r->arg);
+
+	if (r->rc == 0)
+		r->rc = rc;
+}
+
+int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
+{
+	struct mfsd_rescan r = {s, cb, arg, 0};
+	int rc = mfsd_store_scan_names(s, mfsd_rescan_one, &r);
+
+	return rc < 0 ? rc : r.rc;
+}
+
+/* True if transient entry @k is due for a retry.  Lock held (s->lock). */
+static bool mfsd_retry_due(const struct mfsd_skipped *k, uint64_t now_ns,
+			   bool fd_freed)
+{
+	return k->transient &&
+	       (k->retry_ns <= now_ns || (fd_freed && k->wants_fd));
+}
+
+ssize_t mfsd_store_retries(struct mfsd_store *s, uint64_t now_ns,
+			   bool fd_freed, char ***names, uint64_t *next_ns)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	*next_ns = 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; rc == 0 && i < s->nskipped; i++) {
+		struct mfsd_skipped *k = &s->skipped[i];
+
+		if (mfsd_retry_due(k, now_ns, fd_freed)) {
+			rc = mfsd_names_add(&v, &n, &cap, k->file_name);
+			/* Not taken again before its refresh reschedules
+			 * it. */
+			k->retry_ns = now_ns + k->backoff_ns;
+		}
+		if (k->transient && (*next_ns == 0 || k->retry_ns < *next_ns))
+			*next_ns = k->retry_ns;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return rc;
+	}
+	*names = v;
+	return (ssize_t)n;
+}
+
+void mfsd_store_skip_counts(struct mfsd_store *s, struct mfsd_skip_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	out->skipped = s->nskipped;
+	for (size_t i = 0; i < s->nskipped; i++)
+		out->transient += s->skipped[i].transient;
+	out->waiting = s->nwaiting;
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -832,7 +1233,7 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_mutex_init(&s->refresh_lock, NULL);
+	pthread_cond_init(&s->settled, NULL);
 	s->cache = cache;
 	s->next_gen = 1;
 	s->dirfd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -847,13 +1248,6 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 					   MFSD_MODE_BITS);
 	atomic_store(&s->dir_uid, (unsigned)s->dir_st.st_uid);
 	atomic_store(&s->dir_gid, (unsigned)s->dir_st.st_gid);
-	rc = mfsd_store_rescan(s, NULL, NULL);
-	if (rc < 0)
-		goto fail;
-	s->changes = 0; /* counts the changes made live, after loading */
-	s->loaded = true;
-	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
-		 s->npublished, dir_path, s->nskipped);
 	*out = s;
 	return 0;
 fail:
@@ -865,17 +1259,30 @@ void mfsd_store_close(struct mfsd_store *s)
 {
 	if (!s)
 		return;
+	/* Whoever waits for descriptors is going away too. */
+	s->fd_freed = NULL;
 	for (size_t i = 0; i < s->nlive; i++)
 		mfsd_model_free(s, s->by_gen[i]);
 	mfsd_store_free_skipped(s->skipped, s->nskipped);
+	for (size_t i = 0; i < s->ninflight; i++)
+		free(s->inflight[i].name);
+	free(s->inflight);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	free(s->by_gen);
 	free(s->by_key);
 	free(s->dir_path);
-	pthread_mutex_destroy(&s->refresh_lock);
+	pthread_cond_destroy(&s->settled);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+void mfsd_store_mark_loaded(struct mfsd_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->changes = 0; /* counts the changes made live, after loading */
+	pthread_mutex_unlock(&s->lock);
+	atomic_store(&s->loaded, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1040,13 +1447,9 @@ bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m)
 
 void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m)
 {
-	/* Under refresh_lock too: a refresh relies on by_key not changing
-	 * under it. */
-	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
 	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
 	(void)mfsd_store_unlock_reap(s, m);
-	pthread_mutex_unlock(&s->refresh_lock);
 }
 
 /* ------------------------------------------------------------------ */

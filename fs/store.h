@@ -21,7 +21,11 @@
  * grace period lets a process that was walking a path through the
  * directory when the model left finish its walk in the old version.
  *
- * Lock order: refresh_lock, then lock, then the chunk cache's lock.
+ * One thread at a time refreshes a given container name (the in-flight
+ * set below), but names are refreshed in parallel and no lock is held
+ * while a container loads, so a slow container delays nothing else.
+ *
+ * Lock order: lock, then the chunk cache's lock.
  */
 #ifndef MFSD_STORE_H
 #define MFSD_STORE_H
@@ -148,6 +152,22 @@ struct mfsd_skipped {
 	char *reason;
 	bool has_id;    /* st is known: do not retry the same file */
 	struct stat st; /* the file that was refused */
+	/*
+	 * The failure says nothing about the file (descriptors, memory or
+	 * I/O ran short): it is retried when retry_ns (CLOCK_MONOTONIC) is
+	 * due, the delay doubling up to a maximum, and at once when a
+	 * descriptor is freed if @wants_fd.
+	 */
+	bool transient;
+	bool wants_fd;
+	uint64_t retry_ns;
+	uint64_t backoff_ns;
+};
+
+/* A container name being refreshed by some thread. */
+struct mfsd_inflight {
+	char *name;
+	bool again; /* changed meanwhile: refresh once more */
 };
 
 struct mfsd_store {
@@ -165,16 +185,22 @@ struct mfsd_store {
 	_Atomic unsigned dir_uid;
 	_Atomic unsigned dir_gid;
 
-	/* Set once the initial scan is done, before any other thread
-	 * exists; read-only afterwards. */
-	bool loaded;
+	/* Most container descriptors open at once (0: no limit); the rest
+	 * of RLIMIT_NOFILE is kept for the daemon's own work.  Set before
+	 * any load. */
+	size_t fd_budget;
+	/* Called, with no lock held, when a container descriptor was
+	 * closed after a load had to wait for one.  Set before threads. */
+	void (*fd_freed)(void *arg);
+	void *fd_freed_arg;
 
-	/* Serializes refreshes: one container is loaded and swapped in at
-	 * a time, so the published model read at the start of a refresh
-	 * is still the published one when it is replaced. */
-	pthread_mutex_t refresh_lock;
+	/* Set once the initial scan is done; only its logging depends on
+	 * it. */
+	_Atomic bool loaded;
 
 	pthread_mutex_t lock;
+	/* Signalled (under lock) when a name leaves the in-flight set. */
+	pthread_cond_t settled;
 	/* Protected by lock: */
 	uint64_t next_gen;
 	struct mfsd_model **by_gen; /* every live model, ascending gen */
@@ -189,16 +215,26 @@ struct mfsd_store {
 	uint64_t release_clock; /* ticks at every last release of a model */
 	size_t nretired;        /* live models that are retired */
 	uint64_t changes;       /* models added, replaced or removed live */
+	struct mfsd_inflight *inflight; /* names being refreshed */
+	size_t ninflight;
+	size_t inflight_cap;
+	size_t nfds;      /* container descriptors open or being opened */
+	bool fd_starved;  /* a load waits for a descriptor */
+	size_t nwaiting;  /* skipped entries that wait for a descriptor */
 };
 
 /*
- * Opens STORE_DIR @dir_path and loads every valid "*.mfs" container in it;
- * bad ones are logged and listed in store->skipped.  Returns 0, or a
- * negative errno if the directory itself cannot be read (or memory runs
- * out).  *@out is freed with mfsd_store_close.
+ * Opens STORE_DIR @dir_path; nothing is loaded yet (mfsd_store_rescan or
+ * mfsd_store_scan_names does that).  Returns 0, or a negative errno if
+ * the directory cannot be opened (or memory runs out).  *@out is freed
+ * with mfsd_store_close.
  */
 int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 		    struct mfsd_cache *cache);
+
+/* Ends the initial scan: from now on changes are counted as live ones
+ * and logged one by one. */
+void mfsd_store_mark_loaded(struct mfsd_store *s);
 
 /* Frees the store and every model, whatever their counts. */
 void mfsd_store_close(struct mfsd_store *s);
@@ -249,7 +285,8 @@ uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
 			   uint64_t grace_ns);
 
 /* Takes @m out of the store as removed: no longer found by key; it
- * lives on until its counts reach zero. */
+ * lives on until its counts reach zero.  (For tests: the caller must
+ * not refresh @m's name meanwhile.) */
 void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m);
 
 /* What a refresh changed in the namespace. */
@@ -277,9 +314,15 @@ typedef void (*mfsd_change_fn)(void *arg, const struct mfsd_change *c);
  * valid container is loaded and published under its key (a replaced
  * model stays alive for its holders), an invalid one is logged, listed as
  * skipped and its key removed, a vanished one is removed, a chmod or
- * chown changes the permissions shown.  Names that are hidden or not
- * "*.mfs" are ignored.  Calls @cb (may be NULL) for the change made, if
- * any.  Returns 0, or -ENOMEM when memory ran out (the change may be
+ * chown changes the permissions shown.  Only regular files are
+ * containers: anything else (symbolic link, FIFO, device, directory,
+ * socket) is skipped with the reason, without being opened or followed.
+ * A load that failed for want of descriptors, memory or I/O is skipped
+ * as transient and retried (mfsd_store_retries).  Names that are hidden
+ * or not "*.mfs" are ignored.  If another thread is refreshing the same
+ * name, that thread refreshes it once more and this call returns at
+ * once.  Calls @cb (may be NULL) for each change made, with no lock
+ * held.  Returns 0, or -ENOMEM when memory ran out (the change may be
  * partly made; a later refresh retries).
  */
 int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
@@ -287,15 +330,46 @@ int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 
 /*
  * For a lookup of @key that found nothing: if "<key>.mfs" exists in
- * STORE_DIR now (one fstatat when it does not), refreshes it.  Returns
+ * STORE_DIR now (one fstatat when it does not), refreshes it.  If
+ * another thread is refreshing it, waits for that at most
+ * MFSD_LOOKUP_WAIT_NS and then returns: a lookup never waits long on a
+ * slow container (the refresh tells @cb when the key appears).  Returns
  * as mfsd_store_refresh.
  */
 int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 			   mfsd_change_fn cb, void *arg);
 
-/* Refreshes every name in STORE_DIR, every published and every skipped
- * one (used at start and when inotify lost events).  0 or -ENOMEM. */
+/* How long a lookup waits for a refresh of its key by another thread. */
+#define MFSD_LOOKUP_WAIT_NS (UINT64_C(20) * 1000000u)
+
+/* Visits a name of STORE_DIR. */
+typedef void (*mfsd_name_fn)(void *arg, const char *file_name);
+
+/* Calls @fn for every container name in STORE_DIR and every published
+ * and skipped one, each once, in ascending order.  0 or -errno (the
+ * directory could not be read, or memory ran out). */
+int mfsd_store_scan_names(struct mfsd_store *s, mfsd_name_fn fn, void *arg);
+
+/* mfsd_store_refresh of every name mfsd_store_scan_names visits, in
+ * this thread.  0 or -ENOMEM or the scan's error. */
 int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg);
+
+/*
+ * The names of transient skipped entries due for a retry at @now_ns
+ * (and all that wait for a descriptor if @fd_freed), malloc'd in
+ * *@names (free each and the array).  *@next_ns gets when the next
+ * retry falls due (0: none pending).  Count or -ENOMEM.
+ */
+ssize_t mfsd_store_retries(struct mfsd_store *s, uint64_t now_ns,
+			   bool fd_freed, char ***names, uint64_t *next_ns);
+
+/* Counts of the skipped entries for the start-up summary. */
+struct mfsd_skip_counts {
+	size_t skipped;   /* all entries, transient ones included */
+	size_t transient; /* failures retried later */
+	size_t waiting;   /* of those, waiting for a descriptor */
+};
+void mfsd_store_skip_counts(struct mfsd_store *s, struct mfsd_skip_counts *out);
 
 /* Re-reads the permissions of STORE_DIR itself; calls @cb with
  * MFSD_CHANGE_ROOT_ATTR if they changed. */

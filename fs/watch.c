@@ -217,6 +217,31 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 			 "watched: it is gone", w->store->dir_path);
 }
 
+/* Has store entry @name refreshed: by the loader, so that a slow
+ * container does not hold the watcher, else here. */
+static void mfsd_refresh_later(struct mfsd_watch *w, const char *name,
+			       struct mfsd_batch *b)
+{
+	if (w->loader && mfsd_loader_push(w->loader, name) == 0)
+		return;
+	/* No loader, or no memory to queue the name. */
+	(void)mfsd_store_refresh(w->store, name, mfsd_batch_add, b);
+}
+
+/* What an mfsd_name_fn of a rescan passes along. */
+struct mfsd_rescan_ctx {
+	struct mfsd_watch *w;
+	struct mfsd_batch *b;
+};
+
+/* An mfsd_name_fn: refreshes each name of a rescan. */
+static void mfsd_rescan_name(void *arg, const char *name)
+{
+	struct mfsd_rescan_ctx *r = arg;
+
+	mfsd_refresh_later(r->w, name, r->b);
+}
+
 /* Reads the pending inotify events and refreshes what they name. */
 static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
 {
@@ -238,15 +263,16 @@ static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
 			else if (ev->name[0] != '.')
 				/* Hidden names are writers' temporary
 				 * files: never models. */
-				(void)mfsd_store_refresh(w->store, ev->name,
-							 mfsd_batch_add, b);
+				mfsd_refresh_later(w, ev->name, b);
 		}
 	}
 	if (overflow) {
 		mfsd_count(&w->overflows, 1);
 		mfsd_log(MFSD_LOG_WARNING, "inotify queue overflow: rescanning "
 			 "%s", w->store->dir_path);
-		(void)mfsd_store_rescan(w->store, mfsd_batch_add, b);
+		struct mfsd_rescan_ctx r = {w, b};
+
+		(void)mfsd_store_scan_names(w->store, mfsd_rescan_name, &r);
 	}
 }
 
@@ -337,6 +363,26 @@ static int mfsd_budget(struct mfsd_watch *w, struct mfsd_model **models,
 	return 0;
 }
 
+/* Has the transient load failures due now refreshed (all that wait for a
+ * descriptor if @fd_freed).  Returns when the next falls due (0: none);
+ * without memory, retries in MFSD_RETRY_NS. */
+static uint64_t mfsd_retry_loads(struct mfsd_watch *w, bool fd_freed,
+				 uint64_t now, struct mfsd_batch *b)
+{
+	char **names;
+	uint64_t next;
+	ssize_t n = mfsd_store_retries(w->store, now, fd_freed, &names, &next);
+
+	if (n < 0)
+		return now + MFSD_RETRY_NS;
+	for (ssize_t i = 0; i < n; i++) {
+		mfsd_refresh_later(w, names[i], b);
+		free(names[i]);
+	}
+	free(names);
+	return next;
+}
+
 /* Sweeps the removed models and applies the budget. */
 static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 {
@@ -386,28 +432,32 @@ static int mfsd_watch_timeout(const struct mfsd_watch *w, int timeout_ms)
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-/* Moves the posted changes into @b (applied after the lock is dropped:
- * a notification must never wait while a request thread waits for the
- * lock).  Returns whether a kick came. */
-static bool mfsd_take_posts(struct mfsd_watch *w, struct mfsd_batch *b)
-{
-	struct mfsd_change posted[MFSD_WATCH_QUEUE];
+/* What other threads asked of the watcher since the last round. */
+struct mfsd_posts {
+	struct mfsd_change *changes; /* malloc'd */
 	size_t n;
 	bool kicked;
+	bool fd_freed;
+};
 
+/* Takes the posted changes and flags (applied after the lock is
+ * dropped: a notification must never wait while a request thread waits
+ * for the lock); a lost change dirties the root listing in @b. */
+static void mfsd_take_posts(struct mfsd_watch *w, struct mfsd_posts *p,
+			    struct mfsd_batch *b)
+{
 	pthread_mutex_lock(&w->lock);
-	n = w->nqueue;
-	memcpy(posted, w->queue, n * sizeof(*posted));
-	w->nqueue = 0;
-	kicked = w->kicked;
-	w->kicked = false;
+	p->changes = w->queue;
+	p->n = w->nqueue;
+	w->queue = NULL;
+	w->nqueue = w->queue_cap = 0;
+	p->kicked = w->kicked;
+	p->fd_freed = w->fd_freed;
+	w->kicked = w->fd_freed = false;
 	if (w->lost)
 		b->root_dirty = true;
 	w->lost = false;
 	pthread_mutex_unlock(&w->lock);
-	for (size_t i = 0; i < n; i++)
-		mfsd_batch_add(b, &posted[i]);
-	return kicked;
 }
 
 void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
@@ -415,8 +465,8 @@ void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 	struct pollfd p[] = {{.fd = w->ifd, .events = POLLIN},
 			     {.fd = w->efd, .events = POLLIN}};
 	struct mfsd_batch b = {.w = w};
-	uint64_t drained;
-	bool kicked;
+	struct mfsd_posts posts;
+	uint64_t drained, retry;
 
 	if (poll(p, sizeof(p) / sizeof(p[0]),
 		 mfsd_watch_timeout(w, timeout_ms)) > 0) {
@@ -425,9 +475,15 @@ void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 		if (p[0].revents & POLLIN)
 			mfsd_watch_read(w, &b);
 	}
-	kicked = mfsd_take_posts(w, &b);
+	mfsd_take_posts(w, &posts, &b);
+	for (size_t i = 0; i < posts.n; i++)
+		mfsd_batch_add(&b, &posts.changes[i]);
+	free(posts.changes);
+	retry = mfsd_retry_loads(w, posts.fd_freed, mfsd_now_ns(), &b);
 	mfsd_batch_flush(&b);
-	mfsd_maintain(w, kicked);
+	mfsd_maintain(w, posts.kicked);
+	if (retry && (w->next_sweep_ns == 0 || retry < w->next_sweep_ns))
+		w->next_sweep_ns = retry;
 }
 
 static void *mfsd_watch_main(void *arg)
@@ -467,18 +523,11 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
 	if (w->efd < 0)
 		goto fail;
 	pthread_mutex_init(&w->lock, NULL);
-	/* Whatever changed before the watch existed. */
-	rc = mfsd_store_rescan(s, NULL, NULL);
-	if (rc < 0) {
-		pthread_mutex_destroy(&w->lock);
-		goto out;
-	}
 	return 0;
 fail:
 	rc = -errno;
 	mfsd_log(MFSD_LOG_ERR, "cannot watch %s: %s", s->dir_path,
 		 strerror(errno));
-out:
 	if (w->ifd >= 0)
 		close(w->ifd);
 	if (w->efd >= 0)
@@ -522,7 +571,26 @@ void mfsd_watch_destroy(struct mfsd_watch *w)
 	close(w->ifd);
 	close(w->efd);
 	w->ifd = w->efd = -1;
+	free(w->queue);
+	w->queue = NULL;
 	pthread_mutex_destroy(&w->lock);
+}
+
+/* Makes room for one more posted change.  0 or -ENOMEM.  Lock held
+ * (w->lock). */
+static int mfsd_watch_reserve(struct mfsd_watch *w)
+{
+	size_t cap = w->queue_cap ? w->queue_cap * 2 : MFSD_WATCH_QUEUE;
+	struct mfsd_change *q;
+
+	if (w->nqueue < w->queue_cap)
+		return 0;
+	q = realloc(w->queue, cap * sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	w->queue = q;
+	w->queue_cap = cap;
+	return 0;
 }
 
 void mfsd_watch_post(void *arg, const struct mfsd_change *c)
@@ -530,10 +598,20 @@ void mfsd_watch_post(void *arg, const struct mfsd_change *c)
 	struct mfsd_watch *w = arg;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->nqueue < MFSD_WATCH_QUEUE)
+	if (mfsd_watch_reserve(w) == 0)
 		w->queue[w->nqueue++] = *c;
 	else
 		w->lost = true;
+	pthread_mutex_unlock(&w->lock);
+	mfsd_watch_wake(w);
+}
+
+void mfsd_watch_fd_freed(void *arg)
+{
+	struct mfsd_watch *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->fd_freed = true;
 	pthread_mutex_unlock(&w->lock);
 	mfsd_watch_wake(w);
 }

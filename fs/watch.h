@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "loader.h"
 #include "store.h"
 
 /*
@@ -47,11 +48,8 @@ struct mfsd_watch_stats {
 	uint64_t evicted_bytes; /* their estimated page cache */
 };
 
-/*
- * Changes request threads can post before the watcher takes them.  Only
- * lookups of unknown keys post (a key they published); if more pile up,
- * the root's listing is invalidated as a whole instead.
- */
+/* First room for changes posted by other threads (lookups of unknown
+ * keys, loader threads); the queue grows as needed. */
 #define MFSD_WATCH_QUEUE 64u
 
 /*
@@ -67,6 +65,9 @@ struct mfsd_watch {
 	struct mfsd_notifier notifier;
 	uint64_t budget; /* page cache of released models; 0 = no limit */
 	uint64_t retire_grace_ns; /* MFSD_RETIRE_GRACE_NS; tests lower it */
+	/* Where names to refresh go (set before the thread starts); NULL:
+	 * they are refreshed in the watcher's own thread (unit tests). */
+	struct mfsd_loader *loader;
 	int ifd;         /* inotify descriptor */
 	int efd;         /* eventfd: wakes the thread for posts and stop */
 	pthread_t tid;
@@ -76,10 +77,12 @@ struct mfsd_watch {
 
 	pthread_mutex_t lock;
 	/* Protected by lock: */
-	struct mfsd_change queue[MFSD_WATCH_QUEUE]; /* posted changes */
+	struct mfsd_change *queue; /* posted changes */
 	size_t nqueue;
-	bool lost;   /* the queue was full: a change was dropped */
+	size_t queue_cap;
+	bool lost;   /* no memory for the queue: a change was dropped */
 	bool kicked; /* a model lost its last handle: maintain now */
+	bool fd_freed; /* a descriptor was freed while loads waited */
 
 	/* Only touched by the watcher thread: */
 	uint64_t next_sweep_ns; /* earliest pending retry; 0 = none */
@@ -94,8 +97,9 @@ struct mfsd_watch {
 
 /*
  * Watches the directory @s opened (through /proc/self/fd, so a directory
- * moved away is still followed and a new one at the old path is not),
- * then rescans it so nothing changed before the watch is missed.
+ * moved away is still followed and a new one at the old path is not).
+ * Call it before the store is scanned, so that nothing changed after
+ * the scan is missed, and before containers take the descriptors.
  * @budget as in struct mfsd_watch.  Returns 0 or a negative errno
  * (inotify or eventfd could not be set up; nothing to destroy then).
  */
@@ -123,11 +127,16 @@ void mfsd_watch_post(void *arg, const struct mfsd_change *c);
 /* Tells the watcher that a model lost its last open handle. */
 void mfsd_watch_kick(struct mfsd_watch *w);
 
+/* For store->fd_freed (@arg is the struct mfsd_watch): a container
+ * descriptor was closed while loads waited for one; they are retried. */
+void mfsd_watch_fd_freed(void *arg);
+
 /*
  * One round of the thread's loop: waits up to @timeout_ms (-1: until
  * something happens, but not past a pending retry) for inotify events
- * or posts, refreshes the names changed, sends the notifications, and
- * maintains (sweeps and retires removed models, applies the budget).
+ * or posts, has the names changed refreshed (by the loader if set),
+ * sends the notifications, and maintains (sweeps and retires removed
+ * models, applies the budget, retries transient load failures).
  * Unit tests call it directly, without starting the thread, after
  * setting w->notifier.
  */

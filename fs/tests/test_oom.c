@@ -211,6 +211,8 @@ static bool run(long k)
 		ok_or_nomem(rc);
 		watching = rc == 0;
 	}
+	if (watching)
+		ok_or_nomem(mfsd_store_rescan(s, NULL, NULL));
 	if (watching) {
 		w.notifier = nop;
 		w.retire_grace_ns = 0; /* retire at once: that path too */

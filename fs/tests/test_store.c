@@ -117,6 +117,7 @@ static void test_scan(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
 	/* Bad ones are listed with a reason; hidden and foreign names are
 	 * ignored silently. */
 	assert_int_equal(s->nskipped, 3);
@@ -191,6 +192,8 @@ static struct mfsd_store *open_store(struct mfsd_cache *c)
 
 	assert_int_equal(mfsd_cache_init(c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_store_open(&s, g_dir, c), 0);
+	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
+	mfsd_store_mark_loaded(s);
 	g_nchanges = 0;
 	return s;
 }
@@ -627,6 +630,7 @@ static void test_empty_store(void **state)
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_store_open(&s, dir, &c), 0);
+	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
 	assert_int_equal(mfsd_store_list(s, &list), 0);
 	mfsd_store_free_list(list, 0);
 	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
@@ -659,6 +663,7 @@ static void test_slots_and_attributes(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
 	m = mfsd_store_get_key(s, "good");
 	assert_non_null(m);
 	assert_null(mfsd_store_get_key(s, "nope"));
@@ -706,6 +711,7 @@ static void test_lifetime(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
 	m = mfsd_store_get_key(s, "good");
 	assert_non_null(m);
 	gen = m->gen;
