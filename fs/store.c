@@ -289,28 +289,16 @@ static void mfsd_model_set_perms(struct mfsd_model *m, const struct stat *st)
 	atomic_store(&m->gid, (unsigned)st->st_gid);
 }
 
-/* What a store entry of type @mode is, for a skip reason; NULL for a
- * regular file. */
-static const char *mfsd_not_regular(mode_t mode)
+/* Writes into @why (MFSD_WHY_MAX) why a store entry of type @mode is
+ * not served; false (nothing written) for a regular file. */
+static bool mfsd_not_regular(mode_t mode, char *why)
 {
-	switch (mode & S_IFMT) {
-	case S_IFREG:
-		return NULL;
-	case S_IFLNK:
-		return "a symbolic link: containers must be regular files "
-		       "(links are not followed)";
-	case S_IFIFO:
-		return "a FIFO, not a regular file";
-	case S_IFCHR:
-		return "a character device, not a regular file";
-	case S_IFBLK:
-		return "a block device, not a regular file";
-	case S_IFDIR:
-		return "a directory, not a regular file";
-	case S_IFSOCK:
-		return "a socket, not a regular file";
-	}
-	return "not a regular file";
+	if (S_ISREG(mode))
+		return false;
+	snprintf(why, MFSD_WHY_MAX, "a %s, not a regular file%s",
+		 mfs_file_type_name(mode),
+		 S_ISLNK(mode) ? " (links are not followed)" : "");
+	return true;
 }
 
 /*
@@ -324,12 +312,14 @@ static int mfsd_open_entry(struct mfsd_store *s, const char *name,
 			   const struct stat *st, struct stat *out, char *why)
 {
 	int fd = openat(s->dirfd, name, MFSD_CONTAINER_OPEN_FLAGS), rc;
-	const char *kind;
 
+	if (fd < 0 && errno == ELOOP) {
+		mfsd_not_regular(S_IFLNK, why);
+		return -EINVAL;
+	}
 	if (fd < 0) {
-		rc = errno == ELOOP ? -EINVAL : -errno;
-		mfsd_why(why, errno == ELOOP ? mfsd_not_regular(S_IFLNK)
-					     : strerror(errno));
+		rc = -errno;
+		mfsd_why(why, strerror(errno));
 		return rc;
 	}
 	if (fstat(fd, out) < 0) {
@@ -337,10 +327,12 @@ static int mfsd_open_entry(struct mfsd_store *s, const char *name,
 		mfsd_why(why, strerror(errno));
 		goto fail;
 	}
-	kind = mfsd_not_regular(out->st_mode);
-	rc = kind ? -EINVAL : -EAGAIN;
-	mfsd_why(why, kind ? kind : "replaced while it was being opened");
-	if (kind || out->st_dev != st->st_dev || out->st_ino != st->st_ino)
+	rc = -EINVAL;
+	if (mfsd_not_regular(out->st_mode, why))
+		goto fail;
+	rc = -EAGAIN;
+	mfsd_why(why, "replaced while it was being opened");
+	if (out->st_dev != st->st_dev || out->st_ino != st->st_ino)
 		goto fail;
 	/* Reads of a regular file ignore O_NONBLOCK; clear it anyway, the
 	 * descriptor lives as long as the model. */
@@ -860,10 +852,11 @@ static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
 				   struct mfsd_model *cur,
 				   struct mfsd_change *c)
 {
-	struct mfsd_skip sk = {.why = mfsd_not_regular(st->st_mode),
-			       .st = st};
+	char why[MFSD_WHY_MAX];
+	struct mfsd_skip sk = {.why = why, .st = st};
 
-	if (!mfsd_skipped_same(s, name, st))
+	if (!mfsd_skipped_same(s, name, st) &&
+	    mfsd_not_regular(st->st_mode, why))
 		mfsd_skipped_set(s, name, &sk);
 	if (cur)
 		mfsd_refresh_remove(s, cur, c);

@@ -715,9 +715,9 @@ static int mfs_add_npy(mfs_builder *b, struct mfs_npy_import *imp, int dirfd,
 	mfs_npy_info info;
 	int rc;
 
-	s->fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
+	s->fd = mfs_open_regular(dirfd, file, 0, label);
 	if (s->fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", label, strerror(errno));
+		return s->fd;
 	rc = mfs_npy_read_fd(s->fd, label, &info);
 	if (rc < 0) {
 		close(s->fd);
@@ -746,19 +746,23 @@ static int mfs_npy_filter(const struct dirent *d)
 /* Reads DIR/metadata.json into @b if it exists. */
 static int mfs_import_metadata(mfs_builder *b, int dirfd, const char *dir)
 {
-	int fd = openat(dirfd, MFS_METADATA_FILE, O_RDONLY | O_CLOEXEC);
+	char label[PATH_MAX];
 	struct stat st;
 	char *text;
-	int rc;
+	int fd, rc;
 
-	if (fd < 0 && errno == ENOENT)
+	snprintf(label, sizeof(label), "%s/%s", dir, MFS_METADATA_FILE);
+	fd = mfs_open_regular(dirfd, MFS_METADATA_FILE, 0, label);
+	if (fd == -ENOENT) {
+		mfs_clear_error();
 		return 0;
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	}
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
 		rc = -errno;
-		if (fd >= 0)
-			close(fd);
-		return mfs_fail(rc, "%s/%s: %s", dir, MFS_METADATA_FILE,
-				strerror(-rc));
+		close(fd);
+		return mfs_fail(rc, "%s: %s", label, strerror(-rc));
 	}
 	if ((uint64_t)st.st_size > MFS_MAX_METADATA) {
 		close(fd);

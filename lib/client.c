@@ -423,12 +423,14 @@ static int mfs_get_dir(const struct mfs_client *cl, const char *key,
 	rc = mfs_join(path, cl->path, file);
 	if (rc < 0)
 		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
+	/* A store entry: only a regular file is a container (as the daemon
+	 * serves it), never followed through a link. */
+	fd = mfs_open_regular(AT_FDCWD, path, MFS_OPEN_NOFOLLOW, NULL);
+	if (fd == -ENOENT)
 		return mfs_fail(-ENOENT, "no model '%s' in store '%s'", key,
 				cl->path);
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	rc = mfs_container_open_fd(&c, fd, path);
 	if (rc < 0) {
 		close(fd);
@@ -457,14 +459,14 @@ static int mfs_get_dir(const struct mfs_client *cl, const char *key,
 static int mfs_read_file(int dfd, const char *name, const char *path,
 			 uint64_t max, char **out, size_t *len)
 {
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC), rc = 0;
+	int fd = mfs_open_regular(dfd, name, MFS_OPEN_NOFOLLOW, path), rc = 0;
 	size_t cap = 0, used = 0, first = MFS_READ_INITIAL;
 	char *buf = NULL, *p;
 	struct stat st;
 	ssize_t n;
 
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	if (fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size <= max)
 		first = (size_t)st.st_size + 1;
 	for (;;) {
@@ -592,9 +594,9 @@ static int mfs_map_npy(const char *kdir, int dfd,
 	rc = mfs_join(path, kdir, e->file);
 	if (rc < 0)
 		return rc;
-	fd = openat(dfd, e->file, O_RDONLY | O_CLOEXEC);
+	fd = mfs_open_regular(dfd, e->file, MFS_OPEN_NOFOLLOW, path);
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	rc = mfs_npy_read_fd(fd, path, &info);
 	if (rc == 0)
 		rc = mfs_npy_matches(path, &info, e);

@@ -3,8 +3,10 @@
  * metadata check, checksum and full-transfer I/O helpers.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -219,6 +221,67 @@ uint64_t mfs_checksum(const void *data, size_t len)
 		return mfs_checksum_avx2(data, len);
 #endif
 	return XXH3_64bits(data, len);
+}
+
+const char *mfs_file_type_name(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return "regular file";
+	case S_IFDIR:
+		return "directory";
+	case S_IFLNK:
+		return "symbolic link";
+	case S_IFIFO:
+		return "FIFO";
+	case S_IFSOCK:
+		return "socket";
+	case S_IFCHR:
+		return "character device";
+	case S_IFBLK:
+		return "block device";
+	}
+	return "file of unknown type";
+}
+
+/* Opening a file that may be anything must not wait for a FIFO's writer
+ * or make a terminal ours; regular files ignore O_NONBLOCK. */
+#define MFS_OPEN_SAFE_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+int mfs_open_regular(int dirfd, const char *path, unsigned flags,
+		     const char *label)
+{
+	int oflags = MFS_OPEN_SAFE_FLAGS, fd, rc;
+	struct stat st;
+
+	if (!label)
+		label = path;
+	if (flags & MFS_OPEN_NOFOLLOW)
+		oflags |= O_NOFOLLOW;
+	fd = openat(dirfd, path, oflags);
+	if (fd < 0 && errno == ELOOP && (flags & MFS_OPEN_NOFOLLOW))
+		return mfs_fail(-EINVAL, "%s: a symbolic link, not a regular "
+				"file (links are not followed)", label);
+	if (fd < 0)
+		return mfs_fail(-errno, "%s: open: %s", label, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		rc = mfs_fail(-errno, "%s: fstat: %s", label, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return mfs_fail(S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+				"%s: a %s, not a regular file", label,
+				mfs_file_type_name(st.st_mode));
+	}
+	/* Back to blocking reads, as any descriptor the caller opens. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+		rc = mfs_fail(-errno, "%s: fcntl: %s", label, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	return fd;
 }
 
 int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off)

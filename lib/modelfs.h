@@ -130,6 +130,35 @@ MFS_API int mfs_check_array_name(const char *name);
 MFS_API int mfs_check_key(const char *key);
 
 /**
+ * What a file of type @p mode (st_mode; only the S_IFMT bits count) is,
+ * for messages: "regular file", "directory", "symbolic link", "FIFO",
+ * "socket", "character device", "block device" or "file of unknown
+ * type".  Static text; thread-safe.
+ */
+MFS_API const char *mfs_file_type_name(mode_t mode);
+
+/** Flags of mfs_open_regular and mfs_container_open_at. */
+enum {
+	/** A symbolic link is refused, not followed (store entries: a
+	 *  link could lead anywhere, even into a modelfs mount). */
+	MFS_OPEN_NOFOLLOW = 1u << 0,
+};
+
+/**
+ * Opens @p path (relative to directory @p dirfd, or AT_FDCWD) read-only
+ * if it is a regular file, without blocking on a FIFO, acquiring a
+ * terminal or keeping anything else open; a device is never read.
+ * @p flags: MFS_OPEN_NOFOLLOW or 0.  @p label names the file in messages
+ * (NULL: @p path).  Returns the descriptor (close-on-exec, blocking, the
+ * caller owns it) or a negative errno with the message set: -EISDIR for
+ * a directory, -EINVAL for anything else that is not a regular file
+ * (the message names what it is; a link refused under MFS_OPEN_NOFOLLOW
+ * too, never -ELOOP), else open's or fstat's errno.  Thread-safe.
+ */
+MFS_API int mfs_open_regular(int dirfd, const char *path, unsigned flags,
+			     const char *label);
+
+/**
  * Checks that @p json (@p len bytes, no NUL needed) is valid UTF-8 JSON
  * whose top level is an object, at most MFS_MAX_METADATA bytes.
  * Returns 0, or -EINVAL with a message giving line/column of the problem.
@@ -249,9 +278,21 @@ typedef struct mfs_container mfs_container;
 MFS_API int mfs_container_open(mfs_container **out, const char *path);
 
 /**
- * As mfs_container_open on an open, readable descriptor.  @p label names
- * the file in messages.  On success the container owns @p fd and closes it
- * in mfs_container_close; on failure the caller still owns it.
+ * As mfs_container_open on @p path relative to directory @p dirfd (or
+ * AT_FDCWD), opened with mfs_open_regular(@p flags): a FIFO, device or
+ * other file that is not regular is refused (-EINVAL, a directory
+ * -EISDIR) without being read or waited on, and with MFS_OPEN_NOFOLLOW
+ * a symbolic link too.
+ */
+MFS_API int mfs_container_open_at(mfs_container **out, int dirfd,
+				  const char *path, unsigned flags);
+
+/**
+ * As mfs_container_open on an open, readable descriptor of a regular
+ * file (a directory is -EISDIR, anything else -EINVAL).  @p label names
+ * the file in messages.
+ * On success the container owns @p fd and closes it in
+ * mfs_container_close; on failure the caller still owns it.
  */
 MFS_API int mfs_container_open_fd(mfs_container **out, int fd,
 				  const char *label);

@@ -749,6 +749,10 @@ int mfs_container_open_fd(mfs_container **out, int fd, const char *label)
 				label);
 	if (fstat(fd, &st) < 0)
 		return mfs_fail(-errno, "%s: fstat: %s", label, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return mfs_fail(S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+				"%s: a %s, not a regular file", label,
+				mfs_file_type_name(st.st_mode));
 	rc = mfs_read_header(fd, label, (uint64_t)st.st_size, &h);
 	if (rc < 0)
 		return rc;
@@ -768,20 +772,26 @@ int mfs_container_open_fd(mfs_container **out, int fd, const char *label)
 	return 0;
 }
 
-int mfs_container_open(mfs_container **out, const char *path)
+int mfs_container_open_at(mfs_container **out, int dirfd, const char *path,
+			  unsigned flags)
 {
 	int fd, rc;
 
 	mfs_clear_error();
 	if (!path)
 		return mfs_fail(-EINVAL, "no container path given");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = mfs_open_regular(dirfd, path, flags, NULL);
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	rc = mfs_container_open_fd(out, fd, path);
 	if (rc < 0)
 		close(fd);
 	return rc;
+}
+
+int mfs_container_open(mfs_container **out, const char *path)
+{
+	return mfs_container_open_at(out, AT_FDCWD, path, 0);
 }
 
 /* ------------------------------------------------------------------ */

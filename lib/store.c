@@ -840,10 +840,10 @@ static int mfs_container_key(int fd, const char *label, char *key)
 
 static int mfs_file_key(const char *path, char *key)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	int fd = mfs_open_regular(AT_FDCWD, path, 0, NULL), rc;
 
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	rc = mfs_container_key(fd, path, key);
 	close(fd);
 	return rc;
@@ -1221,9 +1221,9 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 		return mfs_fail(-ENAMETOOLONG, "path of a file being "
 				"published is too long (%d bytes at most) in "
 				"store '%s'", PATH_MAX - 1, s->dir);
-	src = open(path, O_RDONLY | O_CLOEXEC);
+	src = mfs_open_regular(AT_FDCWD, path, 0, NULL);
 	if (src < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return src;
 	dst = mkostemp(tmp, O_CLOEXEC);
 	if (dst < 0) {
 		rc = mfs_fail(-errno, "store '%s': creating '%s': %s", s->dir,
@@ -1282,9 +1282,9 @@ static int mfs_input_kind(const char *path, enum mfs_input *kind)
 		*kind = MFS_INPUT_NPY_DIR;
 		return 0;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = mfs_open_regular(AT_FDCWD, path, 0, NULL);
 	if (fd < 0)
-		return mfs_fail(-errno, "%s: open: %s", path, strerror(errno));
+		return fd;
 	/* A short file leaves zeros, which match neither magic. */
 	if (pread(fd, head, sizeof(head), 0) < 0) {
 		close(fd);

@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -129,7 +130,8 @@ static bool ctl_ls_dir_entry(const char *dir, const char *name,
 	rc = mfs_check_key(key);
 	if (rc < 0) {
 		ok = ctl_ls_invalid(invalid, name, ctl_lib_error(rc));
-	} else if ((rc = mfs_container_open(&c, path)) < 0) {
+	} else if ((rc = mfs_container_open_at(&c, AT_FDCWD, path,
+					       MFS_OPEN_NOFOLLOW)) < 0) {
 		ok = ctl_ls_invalid(invalid, name,
 				    ctl_ls_reason(ctl_lib_error(rc), path));
 	} else {

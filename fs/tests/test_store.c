@@ -28,6 +28,8 @@
 #define CACHE_BYTES (1u << 20)
 #define PATH_LEN 512
 #define DIR_LEN 64
+/* Far past any retry scheduled by a test. */
+#define TEST_DAY_NS (UINT64_C(86400) * 1000000000u)
 
 static char g_dir[DIR_LEN];
 
@@ -525,6 +527,122 @@ static void test_refresh_key(void **state)
 	close_store(s, &c);
 }
 
+/* The reason a skipped entry @name was given, or NULL. */
+static const char *skip_reason(struct mfsd_store *s, const char *name)
+{
+	for (size_t i = 0; i < s->nskipped; i++) {
+		if (strcmp(s->skipped[i].file_name, name) == 0)
+			return s->skipped[i].reason;
+	}
+	return NULL;
+}
+
+/* Store entries that are not regular files are skipped with what they
+ * are, without being opened (a FIFO would block the open) or followed
+ * (a link to a valid container is still refused); a container that
+ * becomes a link leaves the namespace. */
+static void test_irregular_entries(void **state)
+{
+	char path[PATH_LEN], target[PATH_LEN];
+	struct mfsd_cache c;
+	struct mfsd_store *s;
+
+	(void)state;
+	path_in(path, "fifo.mfs");
+	assert_int_equal(mkfifo(path, 0644), 0);
+	path_in(target, "good.mfs");
+	path_in(path, "link.mfs");
+	assert_int_equal(symlink(target, path), 0);
+	path_in(path, "sock.mfs");
+	assert_int_equal(mknod(path, S_IFSOCK | 0644, 0), 0);
+	write_version("flip.mfs", 1);
+	s = open_store(&c);
+	assert_non_null(strstr(skip_reason(s, "fifo.mfs"), "a FIFO"));
+	assert_non_null(strstr(skip_reason(s, "link.mfs"), "symbolic link"));
+	assert_non_null(strstr(skip_reason(s, "sock.mfs"), "a socket"));
+	assert_int_equal(gen_of(s, "fifo"), 0);
+	assert_int_equal(gen_of(s, "link"), 0);
+	assert_true(gen_of(s, "flip") != 0);
+	/* A published container replaced by a link is removed. */
+	path_in(path, "flip.mfs");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_equal(mfsd_store_refresh(s, "flip.mfs", record, NULL), 0);
+	assert_int_equal(g_nchanges, 1);
+	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
+	assert_int_equal(gen_of(s, "flip"), 0);
+	assert_non_null(strstr(skip_reason(s, "flip.mfs"), "symbolic link"));
+	/* A lookup of the FIFO's key answers at once, finding nothing. */
+	assert_int_equal(mfsd_store_refresh_key(s, "fifo", record, NULL), 0);
+	assert_int_equal(gen_of(s, "fifo"), 0);
+	remove_file("fifo.mfs");
+	remove_file("link.mfs");
+	remove_file("sock.mfs");
+	remove_file("flip.mfs");
+	close_store(s, &c);
+}
+
+/* Beyond the descriptor budget a container waits, as a transient skip;
+ * it loads when a descriptor is freed, or when its retry falls due. */
+static void test_fd_budget(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_store *s = open_store(&c);
+	struct mfsd_skip_counts k;
+	char **names;
+	uint64_t next, now = 1;
+	ssize_t n;
+
+	(void)state;
+	/* good and other are open: no room for a third. */
+	s->fd_budget = s->nfds;
+	write_version("late.mfs", 1);
+	write_version("later.mfs", 1);
+	assert_int_equal(mfsd_store_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, "later.mfs", record, NULL), 0);
+	assert_int_equal(gen_of(s, "late"), 0);
+	assert_non_null(strstr(skip_reason(s, "late.mfs"),
+			       "waiting for a file descriptor"));
+	mfsd_store_skip_counts(s, &k);
+	assert_int_equal(k.waiting, 2);
+	assert_int_equal(k.transient, 2);
+	/* Not due yet (the clock is at 1 ns), but scheduled. */
+	n = mfsd_store_retries(s, now, false, &names, &next);
+	assert_int_equal(n, 0);
+	free(names);
+	assert_true(next > now);
+	/* A freed descriptor makes every waiting entry due at once. */
+	n = mfsd_store_retries(s, now, true, &names, &next);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "late.mfs");
+	assert_string_equal(names[1], "later.mfs");
+	for (ssize_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	/* Room for one: it loads, the other still waits. */
+	s->fd_budget++;
+	assert_int_equal(mfsd_store_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh(s, "later.mfs", record, NULL), 0);
+	assert_true(gen_of(s, "late") != 0);
+	assert_int_equal(gen_of(s, "later"), 0);
+	mfsd_store_skip_counts(s, &k);
+	assert_int_equal(k.waiting, 1);
+	/* Once the budget allows, the timer alone brings it back. */
+	s->fd_budget = 0;
+	n = mfsd_store_retries(s, next + TEST_DAY_NS, false, &names,
+			       &next);
+	assert_int_equal(n, 1);
+	assert_int_equal(mfsd_store_refresh(s, names[0], record, NULL), 0);
+	free(names[0]);
+	free(names);
+	assert_true(gen_of(s, "later") != 0);
+	mfsd_store_skip_counts(s, &k);
+	assert_int_equal(k.transient, 0);
+	remove_file("late.mfs");
+	remove_file("later.mfs");
+	close_store(s, &c);
+}
+
 /* Everything changed behind the store's back is found by a rescan. */
 static void test_rescan(void **state)
 {
@@ -774,6 +892,8 @@ int main(void)
 		cmocka_unit_test(test_refresh_invalid),
 		cmocka_unit_test(test_refresh_chmod),
 		cmocka_unit_test(test_refresh_key),
+		cmocka_unit_test(test_irregular_entries),
+		cmocka_unit_test(test_fd_budget),
 		cmocka_unit_test(test_rescan),
 		cmocka_unit_test(test_moved_store),
 		cmocka_unit_test(test_holds),

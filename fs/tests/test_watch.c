@@ -439,6 +439,29 @@ static void test_chmod(void **state)
 	assert_int_equal(count_calls(INVAL_INODE, MFSD_ROOT_INO, 0, NULL), 1);
 }
 
+/* A container waiting for a descriptor loads as soon as another model's
+ * descriptor is closed, long before its retry timer. */
+static void test_fd_freed(void **state)
+{
+	struct fixture *f = watched(state, 0);
+
+	f->store->fd_freed = mfsd_watch_fd_freed;
+	f->store->fd_freed_arg = &f->watch;
+	f->store->fd_budget = f->store->nfds; /* base holds the only one */
+	write_version("waits.mfs", 2);
+	for (int i = 0; i < ROUNDS && f->store->nwaiting == 0; i++)
+		mfsd_watch_run_once(&f->watch, ROUND_MS);
+	assert_int_equal(f->store->nwaiting, 1);
+	assert_int_equal(gen_of(f->store, "waits"), 0);
+	/* Only a freed descriptor can bring it now. */
+	f->store->skipped[0].retry_ns = UINT64_MAX;
+	/* Nothing holds base: removing it closes its descriptor. */
+	remove_file("base.mfs");
+	run_until(&f->watch, "waits", 0, false);
+	assert_int_equal(f->store->nwaiting, 0);
+	f->store->fd_freed = NULL;
+}
+
 /* Posts beyond the queue's first room are all applied, in order (loader
  * threads post every change they make). */
 static void test_post_overflow(void **state)
@@ -543,6 +566,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_freed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_unheld, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_replace_held, setup,
