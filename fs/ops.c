@@ -370,7 +370,9 @@ static int mfsd_open_file(fuse_req_t req, struct mfsd_model *m, uint64_t slot,
 	if (slot == MFSD_SLOT_DIR)
 		return -EISDIR;
 	h->pid = mfsd_proc_tgid(fuse_req_ctx(req)->pid);
-	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid, slot);
+	/* The opener's user decides who is shown this holder. */
+	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid,
+				    fuse_req_ctx(req)->uid, slot);
 	if (rc < 0)
 		return rc;
 	/* Only now: a handle of kind FILE releases what it opened. */
