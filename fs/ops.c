@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "cred.h"
 #include "daemon.h"
 #include "inode.h"
 #include "log.h"
@@ -351,14 +352,24 @@ static void mfsd_reply_open(fuse_req_t req, struct fuse_file_info *fi,
 		mfsd_handle_put(ctx, h);
 }
 
-static int mfsd_open_status(struct mfsd_ctx *ctx, struct mfsd_handle *h,
+static int mfsd_open_status(fuse_req_t req, struct mfsd_handle *h,
 			    struct fuse_file_info *fi)
 {
+	struct mfsd_cred cred;
+	int rc;
+
 	h->kind = MFSD_H_STATUS;
-	/* Each open sees one consistent snapshot; reads bypass the page
-	 * cache so the next open sees a fresh one. */
+	/* Each open sees one consistent snapshot, made for the opener;
+	 * reads bypass the page cache so the next open sees a fresh one
+	 * and no user reads another's. */
 	fi->direct_io = 1;
-	return mfsd_status_snapshot(ctx, &h->text, &h->text_len);
+	rc = mfsd_cred_of_req(req, &cred);
+	if (rc < 0)
+		return rc;
+	rc = mfsd_status_snapshot(mfsd_ctx(req), &cred, &h->text,
+				  &h->text_len);
+	mfsd_cred_free(&cred);
+	return rc;
 }
 
 /* Opens a file of busy model @m; the handle keeps the model alive. */
@@ -370,7 +381,9 @@ static int mfsd_open_file(fuse_req_t req, struct mfsd_model *m, uint64_t slot,
 	if (slot == MFSD_SLOT_DIR)
 		return -EISDIR;
 	h->pid = mfsd_proc_tgid(fuse_req_ctx(req)->pid);
-	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid, slot);
+	/* The opener's user decides who is shown this holder. */
+	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid,
+				    fuse_req_ctx(req)->uid, slot);
 	if (rc < 0)
 		return rc;
 	/* Only now: a handle of kind FILE releases what it opened. */
@@ -404,7 +417,7 @@ static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (ino == MFSD_STATUS_INO)
-		rc = mfsd_open_status(ctx, h, fi);
+		rc = mfsd_open_status(req, h, fi);
 	else {
 		rc = mfsd_resolve(ctx, ino, &m, &slot);
 		if (rc == 0)
@@ -722,21 +735,26 @@ static void mfsd_shape_text(const mfs_array_info *ai, char *buf, size_t len)
 					 (unsigned long long)ai->shape[i]);
 }
 
-/* The value of xattr @name of slot @slot of busy @m, malloc'd in *@out.
- * 0, -ENODATA or -ENOMEM. */
-static int mfsd_xattr_value(struct mfsd_ctx *ctx, struct mfsd_model *m,
+/* The value of xattr @name of slot @slot of busy @m for the caller of
+ * @req, malloc'd in *@out.  0, -ENODATA or -ENOMEM. */
+static int mfsd_xattr_value(fuse_req_t req, struct mfsd_model *m,
 			    uint64_t slot, const char *name, char **out)
 {
 	char text[MFSD_SHAPE_TEXT_MAX];
 	unsigned long long nopen;
 	const mfs_array_info *ai;
+	struct mfsd_cred cred;
 	char *holders;
 
 	if (slot == MFSD_SLOT_DIR) {
 		if (strcmp(name, MFSD_XATTR_HOLDERS) != 0 &&
 		    strcmp(name, MFSD_XATTR_HANDLES) != 0)
 			return -ENODATA;
-		if (mfsd_status_holders(ctx->store, m, &holders, &nopen) < 0)
+		/* The kernel let the caller read the directory; which of
+		 * its holders it is shown depends on its uid alone. */
+		mfsd_cred_ids_of_req(req, &cred);
+		if (mfsd_status_holders(mfsd_ctx(req)->store, m, &cred,
+					&holders, &nopen) < 0)
 			return -ENOMEM;
 		if (strcmp(name, MFSD_XATTR_HOLDERS) == 0) {
 			*out = holders;
@@ -798,7 +816,7 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, mfsd_ino_gen(ino) == 0 ? ENODATA : -rc);
 		return;
 	}
-	rc = mfsd_xattr_value(ctx, m, slot, name, &val);
+	rc = mfsd_xattr_value(req, m, slot, name, &val);
 	mfsd_store_put(ctx->store, m);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);

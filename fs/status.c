@@ -1,5 +1,11 @@
 /*
  * status.c - /.status and the usage xattrs (see status.h).
+ *
+ * Each document is built for one caller and tells it only what it could
+ * reach itself through the mount (default_permissions is always on, so
+ * the kernel checks the same modes): the models it may open, the
+ * skipped files it may read, and of each listed model only the holders
+ * that are processes of its own user.  Root is shown everything.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "cred.h"
 #include "inode.h"
 #include "proc.h"
 #include "status.h"
@@ -108,17 +115,64 @@ static bool mfsd_status_usage(json_t *o, struct mfsd_model *m,
 			mfsd_json_u64(atomic_load(&m->pc_evictions)));
 }
 
-/* The object of busy model @m; *@skip is set (and NULL returned) for a
- * retired model, which .status does not list. */
+/* True if @cred may list the names of the store: read the mount's root,
+ * which shows STORE_DIR's owner and mode. */
+static bool mfsd_sees_root(struct mfsd_store *s, const struct mfsd_cred *cred)
+{
+	return mfsd_cred_may_read(cred, atomic_load(&s->dir_mode),
+				  atomic_load(&s->dir_uid),
+				  atomic_load(&s->dir_gid));
+}
+
+/* True if @cred could find busy model @m and open its files through the
+ * mount (every file of a model shows the container's owner and mode). */
+static bool mfsd_sees_model(struct mfsd_store *s, const struct mfsd_cred *cred,
+			    struct mfsd_model *m)
+{
+	return mfsd_sees_root(s, cred) &&
+	       mfsd_cred_may_read(cred, atomic_load(&m->mode),
+				  atomic_load(&m->uid), atomic_load(&m->gid));
+}
+
+/* True if @cred could list and read skipped file @v in STORE_DIR; one
+ * whose owner and mode are unknown is shown to root only. */
+static bool mfsd_sees_skipped(struct mfsd_store *s,
+			      const struct mfsd_cred *cred,
+			      const struct mfsd_skipped *v)
+{
+	if (mfsd_cred_is_root(cred))
+		return true;
+	return v->has_id && mfsd_sees_root(s, cred) &&
+	       mfsd_cred_may_read(cred, v->st.st_mode, v->st.st_uid,
+				  v->st.st_gid);
+}
+
+/* Copies @m's usage as @cred may see it: root sees every holder, anyone
+ * else only the holds its own uid made (a pid says who runs what).
+ * 0 or -ENOMEM; free with mfsd_store_usage_free. */
+static int mfsd_status_usage_for(struct mfsd_store *s, struct mfsd_model *m,
+				 const struct mfsd_cred *cred,
+				 struct mfsd_model_usage *u)
+{
+	int rc = mfsd_store_usage(s, m, u);
+
+	if (rc == 0 && !mfsd_cred_is_root(cred))
+		mfsd_store_usage_keep_uid(u, cred->uid);
+	return rc;
+}
+
+/* The object of busy model @m for @cred; *@skip is set (and NULL
+ * returned) for a retired model, which .status does not list, and for
+ * a model @cred may not open. */
 static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
-				 bool *skip)
+				 const struct mfsd_cred *cred, bool *skip)
 {
 	struct mfsd_model_usage u;
 	json_t *o;
 	bool ok;
 
-	*skip = m->retired;
-	if (*skip || mfsd_store_usage(s, m, &u) < 0)
+	*skip = m->retired || !mfsd_sees_model(s, cred, m);
+	if (*skip || mfsd_status_usage_for(s, m, cred, &u) < 0)
 		return NULL;
 	o = json_object();
 	ok = o && mfsd_set(o, "key", json_string(m->key)) &&
@@ -146,8 +200,10 @@ struct mfsd_status_sums {
 	uint64_t released_bytes; /* page cache of models with no handle */
 };
 
-/* Every model still served (published, or removed and still held). */
+/* Every model still served (published, or removed and still held) that
+ * @cred may open. */
 static json_t *mfsd_status_models(struct mfsd_store *s,
+				  const struct mfsd_cred *cred,
 				  struct mfsd_status_sums *sums)
 {
 	struct mfsd_model **models;
@@ -156,7 +212,7 @@ static json_t *mfsd_status_models(struct mfsd_store *s,
 
 	for (ssize_t i = 0; arr && i < n; i++) {
 		bool skip;
-		json_t *o = mfsd_status_model(s, models[i], &skip);
+		json_t *o = mfsd_status_model(s, models[i], cred, &skip);
 		uint64_t nopen;
 
 		if (skip)
@@ -177,15 +233,20 @@ static json_t *mfsd_status_models(struct mfsd_store *s,
 	return arr;
 }
 
-static json_t *mfsd_status_skipped(struct mfsd_store *s)
+/* The skipped containers @cred may read, with the reasons. */
+static json_t *mfsd_status_skipped(struct mfsd_store *s,
+				   const struct mfsd_cred *cred)
 {
 	struct mfsd_skipped *v;
 	ssize_t n = mfsd_store_skipped(s, &v);
 	json_t *arr = n >= 0 ? json_array() : NULL;
 
 	for (ssize_t i = 0; arr && i < n; i++) {
-		json_t *o = json_object();
+		json_t *o;
 
+		if (!mfsd_sees_skipped(s, cred, &v[i]))
+			continue;
+		o = json_object();
 		if (!o || !mfsd_set(o, "file", json_string(v[i].file_name)) ||
 		    !mfsd_set(o, "error", json_string(v[i].reason)) ||
 		    json_array_append_new(arr, o) < 0) {
@@ -274,24 +335,35 @@ static double mfsd_uptime(const struct mfsd_ctx *ctx)
 		       MFSD_NSEC_PER_SEC;
 }
 
-static json_t *mfsd_status_json(struct mfsd_ctx *ctx)
+/* "store_dir" for a caller who may read it (as its xattr on the root,
+ * which the kernel only lets such callers read); nothing for others. */
+static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
+				  const struct mfsd_cred *cred)
+{
+	if (!mfsd_sees_root(ctx->store, cred))
+		return true;
+	return mfsd_set(root, "store_dir", json_string(ctx->opt.store_dir));
+}
+
+static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
+				const struct mfsd_cred *cred)
 {
 	struct mfsd_status_sums sums = {0};
 	json_t *root = json_object(), *models;
 	bool ok;
 
-	models = mfsd_status_models(ctx->store, &sums);
+	models = mfsd_status_models(ctx->store, cred, &sums);
 	ok = root && models &&
 	     mfsd_set(root, "pid", json_integer(getpid())) &&
 	     mfsd_set(root, "version", json_string(mfs_version())) &&
 	     mfsd_set(root, "uptime_seconds", json_real(mfsd_uptime(ctx))) &&
-	     mfsd_set(root, "store_dir", json_string(ctx->opt.store_dir)) &&
+	     mfsd_status_store_dir(ctx, root, cred) &&
 	     mfsd_set(root, "mountpoint", json_string(ctx->opt.mountpoint)) &&
 	     mfsd_set(root, "threads", json_integer(ctx->opt.threads)) &&
 	     mfsd_set(root, "totals",
 		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&
 	     mfsd_set(root, "models", json_incref(models)) &&
-	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->store));
+	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->store, cred));
 	json_decref(models);
 	if (!ok) {
 		json_decref(root);
@@ -329,9 +401,10 @@ static int mfsd_status_text(const json_t *root, char **out, size_t *len)
 	return 0;
 }
 
-int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len)
+int mfsd_status_snapshot(struct mfsd_ctx *ctx, const struct mfsd_cred *cred,
+			 char **out, size_t *len)
 {
-	json_t *root = mfsd_status_json(ctx);
+	json_t *root = mfsd_status_json(ctx, cred);
 	int rc;
 
 	if (!root)
@@ -342,12 +415,13 @@ int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len)
 }
 
 int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
-			char **out, unsigned long long *nopen)
+			const struct mfsd_cred *cred, char **out,
+			unsigned long long *nopen)
 {
 	struct mfsd_model_usage u;
 	char *text, *p;
 
-	if (mfsd_store_usage(s, m, &u) < 0)
+	if (mfsd_status_usage_for(s, m, cred, &u) < 0)
 		return -ENOMEM;
 	text = malloc(u.nholders * MFSD_PID_TEXT_MAX + 1);
 	if (!text) {

@@ -7,19 +7,27 @@
 
 #include <stddef.h>
 
+#include "cred.h"
 #include "daemon.h"
 
 /*
- * Builds the /.status document: pid, version, uptime, per-model usage
- * (open handles, holder pids and their command names), skipped
- * containers and the totals.  *@out is malloc'd, NUL-terminated, *@len
- * bytes.  Returns 0 or -ENOMEM.
+ * Builds the /.status document for caller @cred: pid, version, uptime,
+ * per-model usage (open handles, holder pids and their command names),
+ * skipped containers and the totals.  It lists only the models @cred may
+ * open and the skipped files it may read, and of each model only the
+ * holders of @cred's user; "store_dir" only if it may read the root
+ * (all of it for root).  The totals of models and open handles sum the
+ * listed models.  *@out is malloc'd, NUL-terminated, *@len bytes.
+ * Returns 0 or -ENOMEM.
  */
-int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len);
+int mfsd_status_snapshot(struct mfsd_ctx *ctx, const struct mfsd_cred *cred,
+			 char **out, size_t *len);
 
-/* The holders of @m as "PID,PID,..." (ascending; "" if none), and its
- * open handle count in *@nopen.  *@out is malloc'd.  0 or -ENOMEM. */
+/* The holders of @m that @cred may see (its own user's; all for root) as
+ * "PID,PID,..." (ascending; "" if none), and the model's open handle
+ * count, every user's, in *@nopen.  *@out is malloc'd.  0 or -ENOMEM. */
 int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
-			char **out, unsigned long long *nopen);
+			const struct mfsd_cred *cred, char **out,
+			unsigned long long *nopen);
 
 #endif /* MFSD_STATUS_H */

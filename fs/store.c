@@ -1379,7 +1379,7 @@ static bool mfsd_hold_at(const struct mfsd_model *m, size_t pos, pid_t pid,
 }
 
 int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
-			   pid_t pid, uint64_t slot)
+			   pid_t pid, uid_t uid, uint64_t slot)
 {
 	size_t pos;
 	int rc = 0;
@@ -1393,7 +1393,8 @@ int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
 			goto out;
 		memmove(&m->holds[pos + 1], &m->holds[pos],
 			(m->nholds - pos) * sizeof(*m->holds));
-		m->holds[pos] = (struct mfsd_hold){.pid = pid, .slot = slot};
+		m->holds[pos] = (struct mfsd_hold){
+			.pid = pid, .slot = slot, .uid = uid};
 		m->nholds++;
 	}
 	m->holds[pos].handles++;
@@ -1482,6 +1483,7 @@ ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out)
 /* Sums @u->holds per pid into @u->holders (allocated for nholds). */
 static void mfsd_usage_holders(struct mfsd_model_usage *u)
 {
+	u->nholders = 0;
 	for (size_t i = 0; i < u->nholds; i++) {
 		struct mfsd_holder *last = u->nholders
 						   ? &u->holders[u->nholders - 1]
@@ -1543,6 +1545,17 @@ int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 	}
 	mfsd_usage_holders(u);
 	return 0;
+}
+
+void mfsd_store_usage_keep_uid(struct mfsd_model_usage *u, uid_t uid)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < u->nholds; i++)
+		if (u->holds[i].uid == uid)
+			u->holds[kept++] = u->holds[i];
+	u->nholds = kept;
+	mfsd_usage_holders(u);
 }
 
 void mfsd_store_usage_free(struct mfsd_model_usage *u)

@@ -74,6 +74,7 @@ struct mfsd_hold {
 	pid_t pid;
 	uint64_t slot;
 	uint64_t handles;
+	uid_t uid; /* of the open that made the hold: who may see it */
 };
 
 /* One process holding open handles on a model (a summary of its holds). */
@@ -258,10 +259,11 @@ void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
 bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 		       uint64_t n);
 
-/* Counts an open handle of process @pid on file @slot of busy model @m.
- * 0 or -ENOMEM. */
+/* Counts an open handle of process @pid, opened as user @uid, on file
+ * @slot of busy model @m.  A hold is per (pid, slot): the user of its
+ * first open stays its user.  0 or -ENOMEM. */
 int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
-			   pid_t pid, uint64_t slot);
+			   pid_t pid, uid_t uid, uint64_t slot);
 
 /* Ends an open handle of @pid on @slot of @m (may free @m).  Returns
  * true if it was the model's last open handle. */
@@ -419,6 +421,10 @@ struct mfsd_model_usage {
 int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 		     struct mfsd_model_usage *usage);
 void mfsd_store_usage_free(struct mfsd_model_usage *usage);
+
+/* Keeps in @usage only the holds made by user @uid, and the holders they
+ * add up to; the model's counts (nopen, ...) are left whole. */
+void mfsd_store_usage_keep_uid(struct mfsd_model_usage *usage, uid_t uid);
 
 /* Marks every live model busy and returns them (ascending gen) in a
  * malloc'd array; release with mfsd_store_put_all.  Count or -ENOMEM. */

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "modelfs.h"
@@ -31,7 +32,8 @@ const char ctl_usage_holders[] =
 	"the model's files the process holds (from the daemon if it tells,\n"
 	"else from /proc/PID/fd and /proc/PID/maps; '-' when they cannot be\n"
 	"read).  A model removed from the store but still held is listed\n"
-	"too.\n"
+	"too.  Users other than root are shown only the processes of their\n"
+	"own user, and only for a model they may open.\n"
 	"\n"
 	"Options:\n"
 	"  --json      print {\"key\", \"mount\", \"holders\": [{\"pid\",\n"
@@ -39,8 +41,9 @@ const char ctl_usage_holders[] =
 	"  -h, --help  show this help\n"
 	"\n"
 	"Exit status: 0 listed (also when nobody holds the model), 1 failed\n"
-	"(not a modelfs mount, no model KEY on it, unreadable status), 2\n"
-	"usage error (unknown option, missing argument, invalid KEY).\n";
+	"(not a modelfs mount, no model KEY on it or none the caller may\n"
+	"open, unreadable status), 2 usage error (unknown option, missing\n"
+	"argument, invalid KEY).\n";
 
 enum { CTL_OPT_JSON = CTL_OPT_LONG_ONLY };
 
@@ -259,8 +262,30 @@ static void ctl_sort_holders(json_t *holders)
 }
 
 /*
+ * Says why @key is not in the /.status of mount @mnt: the daemon lists a
+ * model only to callers who may open it, so a key that exists (its
+ * directory can be looked up) is one the caller is not shown.
+ */
+static void ctl_not_listed(const struct ctl_command *cmd, const char *mnt,
+			   const char *key)
+{
+	char *dir = NULL;
+	struct stat st;
+
+	if (asprintf(&dir, "%s/%s", mnt, key) >= 0 && stat(dir, &st) == 0)
+		ctl_err(cmd, "model '%s' on mount '%s' is not shown to you: "
+			"its holders are listed only to users who may open "
+			"it", key, mnt);
+	else
+		ctl_err(cmd, "no model '%s' on mount '%s'", key, mnt);
+	free(dir);
+}
+
+/*
  * The holders of @key on mount @mnt into @holders, from its /.status
- * (every model of that key: a replaced one may still be held).
+ * (every model of that key: a replaced one may still be held).  The
+ * daemon lists only the holders that are processes of the caller's
+ * user (all for root).
  */
 static int ctl_gather(const struct ctl_command *cmd, const char *mnt,
 		      const char *key, json_t *holders)
@@ -282,7 +307,7 @@ static int ctl_gather(const struct ctl_command *cmd, const char *mnt,
 	}
 	json_decref(status);
 	if (!found) {
-		ctl_err(cmd, "no model '%s' on mount '%s'", key, mnt);
+		ctl_not_listed(cmd, mnt, key);
 		return CTL_EXIT_FAIL;
 	}
 	if (!ok || !realpath(mnt, real) ||

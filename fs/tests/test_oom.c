@@ -31,6 +31,8 @@
 #define CACHE_BYTES (1u << 20)
 #define PATH_LEN 512
 #define DIR_LEN 64
+/* The user holds are made as, which does not matter here. */
+#define HOLDER_UID 1000
 /* No run needs more allocations than this; reaching it is a bug. */
 #define MAX_INJECTIONS 5000
 
@@ -123,7 +125,7 @@ static bool run_store(struct mfsd_store *s, struct mfsd_watch *w)
 	gen = old->gen;
 	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
 	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
-	rc = mfsd_store_open_handle(s, old, 7, MFSD_SLOT_ARRAY0);
+	rc = mfsd_store_open_handle(s, old, 7, HOLDER_UID, MFSD_SLOT_ARRAY0);
 	ok_or_nomem(rc);
 	held = rc == 0;
 	ok &= held;

@@ -30,8 +30,19 @@
 #define DIR_LEN 64
 /* Far past any retry scheduled by a test. */
 #define TEST_DAY_NS (UINT64_C(86400) * 1000000000u)
+/* The user holds are made as, where the user does not matter. */
+#define HOLDER_UID 1000
+/* Another user, for holds one user must not see of another. */
+#define OTHER_UID 1001
 
 static char g_dir[DIR_LEN];
+
+/* Counts an open handle of @pid on @slot of @m, made as HOLDER_UID. */
+static int hold(struct mfsd_store *s, struct mfsd_model *m, pid_t pid,
+		uint64_t slot)
+{
+	return mfsd_store_open_handle(s, m, pid, HOLDER_UID, slot);
+}
 
 static void path_in(char *out, const char *name)
 {
@@ -322,8 +333,7 @@ static void test_refresh_replace_held(void **state)
 	gen = old->gen;
 	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
 	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
-	assert_int_equal(mfsd_store_open_handle(s, old, 5, MFSD_SLOT_ARRAY0),
-			 0);
+	assert_int_equal(hold(s, old, 5, MFSD_SLOT_ARRAY0), 0);
 	mfsd_store_put(s, old);
 
 	write_version("rep.mfs", 2);
@@ -695,7 +705,8 @@ static void test_moved_store(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* Holds per process and file; holders sum them per process. */
+/* Holds per process and file; holders sum them per process; a user's
+ * view keeps the holds that user made. */
 static void test_holds(void **state)
 {
 	struct mfsd_cache c;
@@ -704,11 +715,11 @@ static void test_holds(void **state)
 	struct mfsd_model_usage u;
 
 	(void)state;
-	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0 + 1),
-			 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 20, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 30, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0 + 1), 0);
+	assert_int_equal(mfsd_store_open_handle(s, m, 20, OTHER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
 	assert_int_equal(u.nopen, 4);
 	assert_int_equal(u.nholds, 3);
@@ -722,6 +733,19 @@ static void test_holds(void **state)
 	assert_int_equal(u.holders[0].handles, 1);
 	assert_int_equal(u.holders[1].pid, 30);
 	assert_int_equal(u.holders[1].handles, 3);
+	assert_int_equal(u.holds[0].uid, OTHER_UID);
+	assert_int_equal(u.holds[1].uid, HOLDER_UID);
+	/* One user's view: its own holds, the model's counts whole. */
+	mfsd_store_usage_keep_uid(&u, HOLDER_UID);
+	assert_int_equal(u.nopen, 4);
+	assert_int_equal(u.nholds, 2);
+	assert_int_equal(u.holds[0].pid, 30);
+	assert_int_equal(u.nholders, 1);
+	assert_int_equal(u.holders[0].pid, 30);
+	assert_int_equal(u.holders[0].handles, 3);
+	mfsd_store_usage_keep_uid(&u, OTHER_UID);
+	assert_int_equal(u.nholds, 0);
+	assert_int_equal(u.nholders, 0);
 	mfsd_store_usage_free(&u);
 	assert_false(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
 	assert_false(mfsd_store_release_handle(s, m, 20, MFSD_SLOT_ARRAY0));
@@ -835,9 +859,9 @@ static void test_lifetime(void **state)
 	gen = m->gen;
 	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
 	mfsd_store_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
-	assert_int_equal(mfsd_store_open_handle(s, m, 10, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 11, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 10, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 10, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 11, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(hold(s, m, 10, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
 	assert_int_equal(u.nopen, 3);
 	assert_int_equal(u.nlookup, 2);

@@ -32,6 +32,8 @@
 #define CACHE_BYTES (1u << 20)
 #define PATH_LEN 512
 #define DIR_LEN 64
+/* The user holds are made as, which does not matter here. */
+#define HOLDER_UID 1000
 #define MAX_CALLS 4096
 #define NAME_LEN 256
 /* Rounds of the loop to wait for an inotify event (each up to 100 ms). */
@@ -293,7 +295,8 @@ static void test_replace_held(void **state)
 
 	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
 	mfsd_store_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
-	assert_int_equal(mfsd_store_open_handle(s, m, 42, MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(
+		mfsd_store_open_handle(s, m, 42, HOLDER_UID, MFSD_SLOT_ARRAY0), 0);
 	mfsd_store_put(s, m);
 	write_version("base.mfs", 9);
 	assert_true(run_until(&f->watch, "base", gen, false) > gen);
@@ -360,7 +363,7 @@ static void test_retire(void **state)
 static void serve_and_release(struct fixture *f, struct mfsd_model *m,
 			      pid_t pid, uint64_t n, bool release)
 {
-	assert_int_equal(mfsd_store_open_handle(f->store, m, pid,
+	assert_int_equal(mfsd_store_open_handle(f->store, m, pid, HOLDER_UID,
 						MFSD_SLOT_ARRAY0), 0);
 	mfsd_model_served(m, n);
 	if (release &&
