@@ -270,12 +270,19 @@ static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
 			     const struct mfsd_status_sums *sums)
 {
 	struct mfsd_store_counts sc;
+	struct mfsd_skip_counts k;
 	struct mfsd_watch_stats ws = {0};
 
 	mfsd_store_counts(ctx->store, &sc);
+	mfsd_store_skip_counts(ctx->store, &k);
 	if (ctx->watching)
 		mfsd_watch_get_stats(&ctx->watch, &ws);
 	return mfsd_set(o, "published", mfsd_json_u64(sc.published)) &&
+	       mfsd_set(o, "waiting_for_descriptors",
+			mfsd_json_u64(k.waiting)) &&
+	       mfsd_set(o, "retrying", mfsd_json_u64(k.transient)) &&
+	       mfsd_set(o, "container_descriptors",
+			mfsd_json_u64(ctx->store->fd_budget)) &&
 	       mfsd_set(o, "retired_models", mfsd_json_u64(sc.retired)) &&
 	       mfsd_set(o, "store_changes", mfsd_json_u64(sc.changes)) &&
 	       mfsd_set(o, "inotify_events", mfsd_json_u64(ws.events)) &&

@@ -248,36 +248,46 @@ const char *mfs_file_type_name(mode_t mode)
  * or make a terminal ours; regular files ignore O_NONBLOCK. */
 #define MFS_OPEN_SAFE_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
+/* The message and error for @label, a @mode file that is not regular. */
+static int mfs_not_regular(const char *label, mode_t mode, bool link)
+{
+	return mfs_fail(S_ISDIR(mode) ? -EISDIR : -EINVAL,
+			"%s: a %s, not a regular file%s", label,
+			mfs_file_type_name(mode),
+			link ? " (links are not followed)" : "");
+}
+
 int mfs_open_regular(int dirfd, const char *path, unsigned flags,
 		     const char *label)
 {
-	int oflags = MFS_OPEN_SAFE_FLAGS, fd, rc;
-	struct stat st;
+	bool nofollow = flags & MFS_OPEN_NOFOLLOW;
+	struct stat before, st;
+	int fd, rc;
 
 	if (!label)
 		label = path;
-	if (flags & MFS_OPEN_NOFOLLOW)
-		oflags |= O_NOFOLLOW;
-	fd = openat(dirfd, path, oflags);
-	if (fd < 0 && errno == ELOOP && (flags & MFS_OPEN_NOFOLLOW))
-		return mfs_fail(-EINVAL, "%s: a symbolic link, not a regular "
-				"file (links are not followed)", label);
+	/* Looked at first, so that nothing but a regular file is opened:
+	 * opening a device can act on it. */
+	if (fstatat(dirfd, path, &before, nofollow ? AT_SYMLINK_NOFOLLOW : 0) < 0)
+		return mfs_fail(-errno, "%s: open: %s", label, strerror(errno));
+	if (!S_ISREG(before.st_mode))
+		return mfs_not_regular(label, before.st_mode,
+				       S_ISLNK(before.st_mode));
+	fd = openat(dirfd, path,
+		    MFS_OPEN_SAFE_FLAGS | (nofollow ? O_NOFOLLOW : 0));
+	if (fd < 0 && errno == ELOOP && nofollow)
+		return mfs_not_regular(label, S_IFLNK, true);
 	if (fd < 0)
 		return mfs_fail(-errno, "%s: open: %s", label, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = mfs_fail(-errno, "%s: fstat: %s", label, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return mfs_fail(S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
-				"%s: a %s, not a regular file", label,
-				mfs_file_type_name(st.st_mode));
-	}
+	rc = fstat(fd, &st) < 0 ? -errno : 0;
+	if (rc < 0)
+		mfs_fail(rc, "%s: fstat: %s", label, strerror(-rc));
+	else if (!S_ISREG(st.st_mode))
+		rc = mfs_not_regular(label, st.st_mode, false);
 	/* Back to blocking reads, as any descriptor the caller opens. */
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+	else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
 		rc = mfs_fail(-errno, "%s: fcntl: %s", label, strerror(errno));
+	if (rc < 0) {
 		close(fd);
 		return rc;
 	}

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import struct
@@ -261,9 +262,10 @@ class Mount:
 
 
 @contextlib.contextmanager
-def mounted(work, store, options=(), args=(), name="mnt"):
+def mounted(work, store, options=(), args=(), name="mnt", nofile=None):
     """Mounts @store with the real daemon; yields a Mount.  @options are
-    joined into one -o; @args are extra command-line arguments."""
+    joined into one -o; @args are extra command-line arguments; @nofile,
+    if given, is the daemon's descriptor limit (soft and hard)."""
     mnt = tempfile.mkdtemp(prefix=name + "-", dir=work.root)
     os.chmod(mnt, 0o755)
     log_path = mnt + ".log"
@@ -273,8 +275,12 @@ def mounted(work, store, options=(), args=(), name="mnt"):
     cmd += list(args) + [store, mnt]
     logf = open(log_path, "wb")
     _our_mountpoints.add(os.path.realpath(mnt))
+    limit = None
+    if nofile is not None:
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                            stderr=logf, close_fds=True)
+                            stderr=logf, close_fds=True, preexec_fn=limit)
     logf.close()
     _our_daemons.append(proc)
     m = Mount(mnt, proc, log_path, store)
