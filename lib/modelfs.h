@@ -72,7 +72,9 @@ MFS_API const char *mfs_version(void);
 /**
  * Returns the message of the last failure on the calling thread, or "" if
  * none.  The string is thread-local and valid until the next libmodelfs
- * call on this thread.
+ * call on this thread.  It is one line of valid UTF-8: control characters
+ * and invalid UTF-8 in the names it quotes are escaped as by mfs_escape
+ * with MFS_ESCAPE_KEEP_BACKSLASH.
  */
 MFS_API const char *mfs_last_error(void);
 
