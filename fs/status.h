@@ -12,8 +12,10 @@
 /*
  * Builds the /.status document: pid, version, uptime, per-model usage
  * (open handles, holder pids and their command names), skipped
- * containers and the totals.  *@out is malloc'd, NUL-terminated, *@len
- * bytes.  Returns 0 or -ENOMEM.
+ * containers and the totals.  Text from outside (file names, command
+ * names, paths) is given verbatim when it is valid UTF-8, else escaped by
+ * mfs_escape, so that one odd name cannot make the document fail.  *@out
+ * is malloc'd, NUL-terminated, *@len bytes.  Returns 0 or -ENOMEM.
  */
 int mfsd_status_snapshot(struct mfsd_ctx *ctx, char **out, size_t *len);
 
