@@ -21,6 +21,10 @@
 #define MFS_UTF8_ED_CONT_MAX 0x9fu /* ED A0..BF would be a surrogate */
 #define MFS_UTF8_F0_CONT_MIN 0x90u /* F0 80..8F would be overlong */
 #define MFS_UTF8_F4_CONT_MAX 0x8fu /* F4 90.. would be above U+10FFFF */
+/* Lengths of multibyte sequences, by lead byte range. */
+#define MFS_UTF8_LEN2 2u
+#define MFS_UTF8_LEN3 3u
+#define MFS_UTF8_LEN4 4u
 /* C1 controls U+0080..U+009F are encoded C2 80..C2 9F. */
 #define MFS_UTF8_C1_LEAD 0xc2u
 #define MFS_UTF8_C1_LAST 0x9fu
@@ -54,13 +58,17 @@ static size_t mfs_utf8_seq_len(const uint8_t *p, size_t n)
 
 	if (p[0] < MFS_UTF8_LEAD2_MIN || p[0] > MFS_UTF8_LEAD4_MAX)
 		return 0;
-	need = p[0] < MFS_UTF8_LEAD3_MIN ? 2 : p[0] < MFS_UTF8_LEAD4_MIN ? 3 : 4;
+	need = p[0] < MFS_UTF8_LEAD3_MIN   ? MFS_UTF8_LEN2
+	       : p[0] < MFS_UTF8_LEAD4_MIN ? MFS_UTF8_LEN3
+					   : MFS_UTF8_LEN4;
 	if (n < need)
 		return 0;
 	mfs_utf8_second_range(p[0], &lo, &hi);
 	if (p[1] < lo || p[1] > hi)
 		return 0;
-	for (size_t i = 2; i < need; i++) {
+	/* The second byte was checked above; the rest are plain
+	 * continuation bytes. */
+	for (size_t i = MFS_UTF8_LEN2; i < need; i++) {
 		if (p[i] < MFS_UTF8_CONT_MIN || p[i] > MFS_UTF8_CONT_MAX)
 			return 0;
 	}
