@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "cred.h"
+#include "modelfs.h"
 #include "inode.h"
 #include "proc.h"
 #include "status.h"
@@ -30,6 +31,31 @@
 static bool mfsd_set(json_t *obj, const char *key, json_t *val)
 {
 	return val && json_object_set_new(obj, key, val) == 0;
+}
+
+/*
+ * A JSON string of text that comes from outside (file names, process
+ * names, paths): verbatim when it is valid UTF-8 (JSON escapes control
+ * characters itself), else escaped as the log shows it, because
+ * json_string refuses invalid UTF-8 and one such name must not make the
+ * whole of /.status fail.  NULL only when out of memory.
+ */
+static json_t *mfsd_json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	size_t n;
+	char *esc;
+
+	if (j)
+		return j;
+	n = mfs_escape(NULL, 0, s, strlen(s), MFS_ESCAPE_KEEP_BACKSLASH);
+	esc = malloc(n + 1);
+	if (!esc)
+		return NULL;
+	mfs_escape(esc, n + 1, s, strlen(s), MFS_ESCAPE_KEEP_BACKSLASH);
+	j = json_string(esc);
+	free(esc);
+	return j;
 }
 
 static json_t *mfsd_json_u64(uint64_t v)
@@ -51,7 +77,7 @@ static json_t *mfsd_status_files_json(struct mfsd_model *m,
 		if (u->holds[i].pid != pid)
 			continue;
 		name = mfsd_slot_name(m, u->holds[i].slot);
-		if (json_array_append_new(arr, json_string(name ? name : "")) <
+		if (json_array_append_new(arr, mfsd_json_text(name ? name : "")) <
 		    0) {
 			json_decref(arr);
 			arr = NULL;
@@ -73,7 +99,7 @@ static json_t *mfsd_status_holders_json(struct mfsd_model *m,
 
 		mfsd_proc_comm(hd->pid, comm, sizeof(comm));
 		if (!h || !mfsd_set(h, "pid", json_integer(hd->pid)) ||
-		    !mfsd_set(h, "comm", json_string(comm)) ||
+		    !mfsd_set(h, "comm", mfsd_json_text(comm)) ||
 		    !mfsd_set(h, "handles", mfsd_json_u64(hd->handles)) ||
 		    !mfsd_set(h, "files",
 			      mfsd_status_files_json(m, u, hd->pid)) ||
@@ -176,7 +202,7 @@ static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
 		return NULL;
 	o = json_object();
 	ok = o && mfsd_set(o, "key", json_string(m->key)) &&
-	     mfsd_set(o, "file", json_string(m->file_name)) &&
+	     mfsd_set(o, "file", mfsd_json_text(m->file_name)) &&
 	     mfsd_set(o, "generation", mfsd_json_u64(m->gen)) &&
 	     mfsd_set(o, "inode",
 		      mfsd_json_u64(mfsd_ino(m->gen, MFSD_SLOT_DIR))) &&
@@ -247,8 +273,8 @@ static json_t *mfsd_status_skipped(struct mfsd_store *s,
 		if (!mfsd_sees_skipped(s, cred, &v[i]))
 			continue;
 		o = json_object();
-		if (!o || !mfsd_set(o, "file", json_string(v[i].file_name)) ||
-		    !mfsd_set(o, "error", json_string(v[i].reason)) ||
+		if (!o || !mfsd_set(o, "file", mfsd_json_text(v[i].file_name)) ||
+		    !mfsd_set(o, "error", mfsd_json_text(v[i].reason)) ||
 		    json_array_append_new(arr, o) < 0) {
 			json_decref(o);
 			json_decref(arr);
@@ -349,7 +375,7 @@ static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
 {
 	if (!mfsd_sees_root(ctx->store, cred))
 		return true;
-	return mfsd_set(root, "store_dir", json_string(ctx->opt.store_dir));
+	return mfsd_set(root, "store_dir", mfsd_json_text(ctx->opt.store_dir));
 }
 
 static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
@@ -365,7 +391,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 	     mfsd_set(root, "version", json_string(mfs_version())) &&
 	     mfsd_set(root, "uptime_seconds", json_real(mfsd_uptime(ctx))) &&
 	     mfsd_status_store_dir(ctx, root, cred) &&
-	     mfsd_set(root, "mountpoint", json_string(ctx->opt.mountpoint)) &&
+	     mfsd_set(root, "mountpoint", mfsd_json_text(ctx->opt.mountpoint)) &&
 	     mfsd_set(root, "threads", json_integer(ctx->opt.threads)) &&
 	     mfsd_set(root, "totals",
 		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&

@@ -17,8 +17,10 @@
  * open and the skipped files it may read, and of each model only the
  * holders of @cred's user; "store_dir" only if it may read the root
  * (all of it for root).  The totals of models and open handles sum the
- * listed models.  *@out is malloc'd, NUL-terminated, *@len bytes.
- * Returns 0 or -ENOMEM.
+ * listed models.  Text from outside (file names, command names, paths)
+ * is given verbatim when it is valid UTF-8, else escaped by mfs_escape,
+ * so that one odd name cannot make the document fail.  *@out is
+ * malloc'd, NUL-terminated, *@len bytes.  Returns 0 or -ENOMEM.
  */
 int mfsd_status_snapshot(struct mfsd_ctx *ctx, const struct mfsd_cred *cred,
 			 char **out, size_t *len);

@@ -31,11 +31,18 @@ const char *mfs_last_error(void)
 
 int mfs_fail(int err, const char *fmt, ...)
 {
+	char raw[MFS_ERROR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(mfs_errbuf, sizeof(mfs_errbuf), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* Messages quote file names and keys, which may hold newlines or
+	 * terminal controls; the whole message is escaped so no caller can
+	 * forget.  Backslashes are kept: a message that quotes an earlier
+	 * message (already escaped) must not have its escapes doubled. */
+	mfs_escape(mfs_errbuf, sizeof(mfs_errbuf), raw, strlen(raw),
+		   MFS_ESCAPE_KEEP_BACKSLASH);
 	return err;
 }
 

@@ -72,9 +72,50 @@ MFS_API const char *mfs_version(void);
 /**
  * Returns the message of the last failure on the calling thread, or "" if
  * none.  The string is thread-local and valid until the next libmodelfs
- * call on this thread.
+ * call on this thread.  It is one line of valid UTF-8: control characters
+ * and invalid UTF-8 in the names it quotes are escaped as by mfs_escape
+ * with MFS_ESCAPE_KEEP_BACKSLASH.
  */
 MFS_API const char *mfs_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Text for people and logs                                            */
+/* ------------------------------------------------------------------ */
+
+/**
+ * mfs_escape flag: leave '\' as it is.  For a sink that receives text
+ * some of whose parts are already escaped (a message that quotes another
+ * message): escaping the whole of it again is then a no-op, so escapes
+ * are never doubled.  Without it '\' becomes "\\" and the escaped text
+ * can be read back unambiguously.
+ */
+#define MFS_ESCAPE_KEEP_BACKSLASH 0x1u
+/** Most bytes one input byte can become: "\xNN". */
+#define MFS_ESCAPE_MAX_EXPANSION 4u
+
+/**
+ * Escapes the @p len bytes at @p src (which may hold NUL bytes) into text
+ * that is safe to print or log: valid UTF-8 with no control characters.
+ * Newline, carriage return and tab become "\n", "\r" and "\t"; '\' becomes
+ * "\\" (unless @p flags has MFS_ESCAPE_KEEP_BACKSLASH); every other C0
+ * byte, DEL, each byte of a C1 control character (U+0080..U+009F) and
+ * each byte that is not part of a valid UTF-8 sequence (overlong forms,
+ * surrogates and code points above U+10FFFF are invalid) becomes "\xNN"
+ * (lowercase hex).  Printable ASCII and valid multibyte UTF-8 are copied.
+ *
+ * @p dst receives at most @p size bytes including the terminating NUL; it
+ * is always NUL-terminated when @p size > 0, and the text is cut only
+ * between whole escapes or characters, so a truncated result is still
+ * valid escaped text.  @p dst may be NULL when @p size is 0 (to measure).
+ * @p src may be NULL when @p len is 0.  The buffers must not overlap.
+ *
+ * Returns the length of the whole escaped text, without the NUL, as
+ * snprintf does: the output was truncated if the result is >= @p size.
+ * The result is at most @p len * MFS_ESCAPE_MAX_EXPANSION.  Never fails,
+ * allocates nothing and keeps no state: thread-safe, async-signal-safe.
+ */
+MFS_API size_t mfs_escape(char *dst, size_t size, const char *src, size_t len,
+			  unsigned flags);
 
 /* ------------------------------------------------------------------ */
 /* Types                                                               */

@@ -257,8 +257,10 @@ bool mfs_is_modelfs_mount(const char *path)
 
 int mfs_fail_dead_mount(const char *what, const char *path)
 {
+	/* A lazy unmount (-z): processes that still map files of the dead
+	 * mount make a plain 'fusermount3 -u' fail with EBUSY. */
 	return mfs_fail(-ENOTCONN, "%s'%s' is a modelfs mount whose daemon has "
-			"exited (%s); unmount it with 'fusermount3 -u %s' and "
+			"exited (%s); unmount it with 'fusermount3 -uz %s' and "
 			"start the daemon again", what, path, strerror(ENOTCONN),
 			path);
 }

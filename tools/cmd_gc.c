@@ -41,8 +41,10 @@ struct ctl_gc_ctx {
 static void ctl_gc_print(void *ctx, const char *name)
 {
 	const struct ctl_gc_ctx *g = ctx;
+	struct ctl_text d, n;
 
-	printf("%s/%s\n", g->dir, name);
+	/* Removed files are writers' temporaries: any name a writer chose. */
+	printf("%s/%s\n", ctl_text(&d, g->dir), ctl_text(&n, name));
 }
 
 int ctl_cmd_gc(const struct ctl_command *self, int argc, char **argv)

@@ -74,7 +74,7 @@ static void ctl_add_unique(json_t *arr, const char *s)
 		if (strcmp(json_string_value(v), s) == 0)
 			return;
 	}
-	json_array_append_new(arr, json_string(s));
+	json_array_append_new(arr, ctl_json_text(s));
 }
 
 /* Adds @path's file name to @files if @path is a file of the model
@@ -176,8 +176,9 @@ static json_t *ctl_holder_entry(json_t *holders, json_int_t pid,
 		if (ctl_json_int(h, "pid", -1) == pid)
 			return h;
 	}
-	h = json_pack("{s:I, s:s, s:I, s:n}", "pid", pid, "command",
-		      comm ? comm : "", "handles", (json_int_t)0, "files");
+	h = json_pack("{s:I, s:o, s:I, s:n}", "pid", pid, "command",
+		      ctl_json_text(comm ? comm : ""), "handles", (json_int_t)0,
+		      "files");
 	if (h && json_array_append_new(holders, h) < 0)
 		return NULL;
 	return h;
@@ -330,26 +331,32 @@ static int ctl_gather(const struct ctl_command *cmd, const char *mnt,
 static void ctl_print_files(json_t *h)
 {
 	json_t *files = json_object_get(h, "files"), *f;
+	struct ctl_text t;
 	size_t i;
 
 	if (json_array_size(files) == 0) {
 		fputs("-", stdout);
 		return;
 	}
-	json_array_foreach(files, i, f)
-		printf("%s%s", i ? "," : "", json_string_value(f));
+	json_array_foreach(files, i, f) {
+		const char *name = json_string_value(f);
+
+		printf("%s%s", i ? "," : "", ctl_text(&t, name ? name : "?"));
+	}
 }
 
 static void ctl_holders_table(json_t *holders)
 {
+	struct ctl_text t;
 	json_t *h;
 	size_t i;
 
 	printf("%-8s %-16s %7s  %s\n", "PID", "COMMAND", "HANDLES", "FILES");
 	json_array_foreach(holders, i, h) {
+		/* A process names itself (prctl PR_SET_NAME): any bytes. */
 		printf("%-8lld %-16s %7lld  ",
 		       (long long)ctl_json_int(h, "pid", -1),
-		       json_string_value(json_object_get(h, "command")),
+		       ctl_json_text_value(h, "command", &t),
 		       (long long)ctl_json_int(h, "handles", 0));
 		ctl_print_files(h);
 		putchar('\n');
@@ -359,8 +366,8 @@ static void ctl_holders_table(json_t *holders)
 static int ctl_holders_run(const struct ctl_command *cmd, const char *mnt,
 			   const char *key, bool as_json)
 {
-	json_t *doc = json_pack("{s:s, s:s, s:[]}", "key", key, "mount", mnt,
-				"holders");
+	json_t *doc = json_pack("{s:s, s:o, s:[]}", "key", key, "mount",
+				ctl_json_text(mnt), "holders");
 	json_t *holders = json_object_get(doc, "holders");
 	char *text;
 	int rc;

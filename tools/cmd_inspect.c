@@ -144,6 +144,7 @@ static int ctl_print_table(const struct ctl_command *cmd,
 {
 	size_t n = mfs_container_array_count(c), meta_len = 0;
 	int width[CTL_COL_COUNT];
+	struct ctl_text label;
 	struct ctl_row row;
 	mfs_array_info a;
 	int rc;
@@ -153,7 +154,8 @@ static int ctl_print_table(const struct ctl_command *cmd,
 	if (rc < 0)
 		goto fail;
 	printf("%s: %" PRIu64 " bytes, %zu arrays, metadata %zu bytes\n",
-	       mfs_container_label(c), mfs_container_file_size(c), n, meta_len);
+	       ctl_text(&label, mfs_container_label(c)),
+	       mfs_container_file_size(c), n, meta_len);
 	ctl_print_row(ctl_col_titles, width);
 	for (size_t i = 0; i < n; i++) {
 		rc = mfs_container_array(c, i, &a);

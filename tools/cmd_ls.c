@@ -41,7 +41,8 @@ const char ctl_usage_ls[] =
 	"              mount), \"models\": [{\"key\", \"file\", \"file_size\",\n"
 	"              \"raw_size\", \"arrays\"; on a mount also\n"
 	"              \"open_handles\", \"holders\" (pids), \"removed\"}],\n"
-	"              \"invalid\": [{\"file\", \"error\"}]}\n"
+	"              \"invalid\": [{\"file\", \"error\"}]}; a file name that\n"
+	"              is not UTF-8 is given escaped (\\xNN), as in the table\n"
 	"  -h, --help  show this help\n"
 	"\n"
 	"Exit status: 0 listed (invalid containers included), 1 failed (no\n"
@@ -72,8 +73,9 @@ static bool ctl_ls_invalid(json_t *invalid, const char *file,
 			   const char *error)
 {
 	return json_array_append_new(invalid,
-				     json_pack("{s:s, s:s}", "file", file,
-					       "error", error)) == 0;
+				     json_pack("{s:o, s:o}", "file",
+					       ctl_json_text(file), "error",
+					       ctl_json_text(error))) == 0;
 }
 
 /* The listing entry of the valid container @c stored as @file. */
@@ -105,13 +107,14 @@ static bool ctl_is_container_name(const char *name)
 	       strcmp(name + n - s, CTL_CONTAINER_SUFFIX) == 0;
 }
 
-/* @msg without a leading "@path: " (the library names the file; the
- * listing names it already). */
+/* @msg without a leading "@path: " (the library names the file, escaped;
+ * the listing names it already). */
 static const char *ctl_ls_reason(const char *msg, const char *path)
 {
-	size_t n = strlen(path);
+	struct ctl_text t;
+	size_t n = strlen(ctl_text(&t, path));
 
-	if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+	if (strncmp(msg, t.s, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
 		return msg + n + 2;
 	return msg;
 }
@@ -328,8 +331,13 @@ static void ctl_ls_cells(json_t *m, struct ctl_ls_cells *c)
 		NULL, "file_size", "raw_size", "arrays", "open_handles",
 	};
 
-	snprintf(c->text[CTL_COL_KEY], CTL_LS_CELL_MAX, "%s",
-		 json_string_value(json_object_get(m, "key")));
+	const char *key = json_string_value(json_object_get(m, "key"));
+
+	/* Keys are checked names, but .status is another program's
+	 * output: escaped all the same (and cut to the cell). */
+	key = key ? key : "";
+	mfs_escape(c->text[CTL_COL_KEY], CTL_LS_CELL_MAX, key, strlen(key),
+		   MFS_ESCAPE_KEEP_BACKSLASH);
 	for (int col = CTL_COL_FILE; col < CTL_COLS; col++)
 		snprintf(c->text[col], CTL_LS_CELL_MAX, "%" PRId64,
 			 ctl_json_int(m, fields[col], 0));
@@ -357,6 +365,7 @@ static void ctl_ls_table(json_t *doc, bool mount)
 	int ncols = mount ? CTL_COLS : CTL_COL_OPEN, width[CTL_COLS];
 	char titles[CTL_COLS][CTL_LS_CELL_MAX];
 	struct ctl_ls_cells cells;
+	struct ctl_text t1, t2;
 	size_t i;
 
 	for (int col = 0; col < CTL_COLS; col++) {
@@ -381,13 +390,12 @@ static void ctl_ls_table(json_t *doc, bool mount)
 	json_array_foreach(models, i, m) {
 		if (!ctl_ls_in_table(m))
 			printf("removed %s: %" PRId64 " open handles\n",
-			       json_string_value(json_object_get(m, "key")),
+			       ctl_json_text_value(m, "key", &t1),
 			       ctl_json_int(m, "open_handles", 0));
 	}
 	json_array_foreach(json_object_get(doc, "invalid"), i, m)
-		printf("invalid %s: %s\n",
-		       json_string_value(json_object_get(m, "file")),
-		       json_string_value(json_object_get(m, "error")));
+		printf("invalid %s: %s\n", ctl_json_text_value(m, "file", &t1),
+		       ctl_json_text_value(m, "error", &t2));
 }
 
 static int ctl_ls_print_json(const struct ctl_command *cmd, json_t *doc)
@@ -414,8 +422,8 @@ static int ctl_ls_run(const struct ctl_command *cmd, const char *path,
 
 	if (rc != CTL_EXIT_OK)
 		return rc;
-	doc = json_pack("{s:s, s:b, s:[], s:[]}", "path", path, "mount", mount,
-			"models", "invalid");
+	doc = json_pack("{s:o, s:b, s:[], s:[]}", "path", ctl_json_text(path),
+			"mount", mount, "models", "invalid");
 	if (!doc) {
 		ctl_err(cmd, "out of memory");
 		return CTL_EXIT_FAIL;

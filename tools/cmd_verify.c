@@ -36,7 +36,7 @@ static const struct option ctl_verify_options[] = {
 /* What the per-chunk callback needs to name the chunk. */
 struct ctl_verify_ctx {
 	const mfs_container *c;
-	const char *label;
+	const char *label; /* the path escaped, as the library names it */
 };
 
 /* Advances *@p past @lit if the text starts with it. */
@@ -105,7 +105,8 @@ static uint64_t ctl_total_chunks(const mfs_container *c)
 /* Verifies one file and prints its lines; true if it is good. */
 static bool ctl_verify_file(const char *path)
 {
-	struct ctl_verify_ctx v = {.label = path};
+	struct ctl_text label;
+	struct ctl_verify_ctx v = {.label = ctl_text(&label, path)};
 	mfs_container *c;
 	uint64_t chunks;
 	int64_t bad;
@@ -122,11 +123,11 @@ static bool ctl_verify_file(const char *path)
 	if (bad < 0)
 		ctl_print_about(stdout, path, ctl_lib_error((int)bad));
 	else if (bad == 0)
-		printf("%s: ok, %zu arrays, %" PRIu64 " chunks\n", path,
+		printf("%s: ok, %zu arrays, %" PRIu64 " chunks\n", v.label,
 		       mfs_container_array_count(c), chunks);
 	else
 		printf("%s: FAILED, %" PRId64 " of %" PRIu64 " chunks bad\n",
-		       path, bad, chunks);
+		       v.label, bad, chunks);
 	mfs_container_close(c);
 	return bad == 0;
 }

@@ -91,3 +91,19 @@ int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir)
 			"store directory", dir);
 	return CTL_EXIT_FAIL;
 }
+
+json_t *ctl_json_text(const char *raw)
+{
+	json_t *j = json_string(raw);
+	struct ctl_text t;
+
+	return j ? j : json_string(ctl_text(&t, raw));
+}
+
+const char *ctl_json_text_value(const json_t *obj, const char *name,
+				struct ctl_text *t)
+{
+	const char *s = json_string_value(json_object_get(obj, name));
+
+	return ctl_text(t, s ? s : "?");
+}

@@ -36,6 +36,19 @@ int ctl_mount_state(const struct ctl_command *cmd, const char *path,
 int ctl_load_status(const struct ctl_command *cmd, const char *mount,
 		    json_t **out);
 
+/*
+ * A JSON string of @raw, a name from outside (store directory, /proc,
+ * command line): verbatim if it is valid UTF-8 (JSON escapes control
+ * characters), else escaped by ctl_text, as the daemon's /.status does;
+ * json_string would refuse it.  NULL only when out of memory.
+ */
+json_t *ctl_json_text(const char *raw);
+
+/* String member @name of @obj escaped by ctl_text into @t, for printing;
+ * "?" if it is missing or not a string. */
+const char *ctl_json_text_value(const json_t *obj, const char *name,
+				struct ctl_text *t);
+
 /* Integer member @name of @obj, or @dflt if missing or not an integer. */
 int64_t ctl_json_int(const json_t *obj, const char *name, int64_t dflt);
 

@@ -17,14 +17,27 @@
 /* First read size of ctl_read_file; it doubles from there. */
 #define CTL_READ_STEP 4096u
 
+const char *ctl_text(struct ctl_text *t, const char *raw)
+{
+	mfs_escape(t->s, sizeof(t->s), raw, strlen(raw),
+		   MFS_ESCAPE_KEEP_BACKSLASH);
+	return t->s;
+}
+
 static void ctl_verr(const struct ctl_command *cmd, const char *fmt,
 		     va_list ap)
 {
+	char raw[CTL_TEXT_MAX];
+	struct ctl_text t;
+
+	/* Messages quote paths and keys from the command line and the
+	 * store; escaping the whole line covers every caller.  Library
+	 * messages in it are escaped already and stay as they are. */
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	fputs("modelctl: ", stderr);
 	if (cmd)
 		fprintf(stderr, "%s: ", cmd->name);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s\n", ctl_text(&t, raw));
 }
 
 void ctl_err(const struct ctl_command *cmd, const char *fmt, ...)
@@ -91,8 +104,13 @@ const char *ctl_lib_error(int rc)
 
 void ctl_print_about(FILE *out, const char *label, const char *msg)
 {
-	size_t n = strlen(label);
+	/* The library names the file escaped: compare like with like. */
+	struct ctl_text l, m;
+	size_t n;
 
+	label = ctl_text(&l, label);
+	msg = ctl_text(&m, msg);
+	n = strlen(label);
 	if (strncmp(msg, label, n) == 0 && msg[n] == ':')
 		fprintf(out, "%s\n", msg);
 	else

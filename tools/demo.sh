@@ -23,9 +23,11 @@ fi
 store=$base/store
 src=$base/src
 # Unmount a previous demo mount (also one whose daemon has exited: any
-# access to it fails with ENOTCONN) so the store can be regenerated.
+# access to it fails with ENOTCONN) so the store can be regenerated.  A
+# plain unmount fails with EBUSY while processes still map its files; the
+# lazy one (-z) detaches it anyway and lets those processes finish.
 if grep -q " $mnt fuse.modelfs " /proc/mounts; then
-	fusermount3 -u "$mnt"
+	fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt"
 fi
 mkdir -p "$store" "$src" "$mnt"
 

@@ -5,10 +5,13 @@
 #ifndef CTL_MODELCTL_H
 #define CTL_MODELCTL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "modelfs.h"
 
 /*
  * Exit statuses, the same for every subcommand (and listed by --help):
@@ -60,8 +63,25 @@ extern const char ctl_usage_ls[];
 extern const char ctl_usage_holders[];
 extern const char ctl_usage_gc[];
 
+/* Room for the escape of any path: each byte may become "\xNN". */
+#define CTL_TEXT_MAX (PATH_MAX * MFS_ESCAPE_MAX_EXPANSION + 1)
+
+/* A buffer for ctl_text. */
+struct ctl_text {
+	char s[CTL_TEXT_MAX];
+};
+
+/*
+ * @raw (a name from the store directory, .status, /proc or the command
+ * line) as text that is safe to print: escaped as mfs_last_error() is
+ * (control characters and invalid UTF-8; '\' kept), so a name reads the
+ * same in a library message and around it.  Returns @t->s.
+ */
+const char *ctl_text(struct ctl_text *t, const char *raw);
+
 /* Prints "modelctl: CMD: message\n" on stderr ("modelctl: message" for a
- * NULL @cmd, the tool itself). */
+ * NULL @cmd, the tool itself), escaped by ctl_text so that no name in it
+ * can break the line. */
 void ctl_err(const struct ctl_command *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -89,7 +109,7 @@ const char *ctl_lib_error(int rc);
 /*
  * Prints @msg, a library message about the file @label, on @out as one
  * line that starts with "LABEL: " (the library's messages already do;
- * others get the prefix added).
+ * others get the prefix added).  Both are escaped by ctl_text.
  */
 void ctl_print_about(FILE *out, const char *label, const char *msg);
 

@@ -293,10 +293,10 @@ static void test_mount_dead(void **state)
 	assert_int_equal(mfs_mount_probe(ct_d.mnt), MFS_MOUNT_DEAD);
 	assert_false(mfs_is_modelfs_mount(ct_d.mnt));
 	ct_expect(mfs_store_open_mount(&s, ct_d.mnt), -ENOTCONN,
-		  "fusermount3 -u");
+		  "fusermount3 -uz ");
 	snprintf(spec, sizeof(spec), "%s", ct_mount_spec());
 	ct_expect(mfs_client_open(&c, spec), -ENOTCONN, "daemon has exited");
-	ct_expect(mfs_client_open(&c, ct_d.mnt), -ENOTCONN, "fusermount3 -u");
+	ct_expect(mfs_client_open(&c, ct_d.mnt), -ENOTCONN, "fusermount3 -uz ");
 	ct_setenv("MODELFS_MOUNT", ct_d.mnt);
 	ct_setenv("MODELFS_STORE", ct_path(ct_base, "fallback"));
 	assert_int_equal(mfs_store_get(&s, 0), 0);
