@@ -176,6 +176,13 @@ static void mfsd_reply_negative(fuse_req_t req)
 	fuse_reply_entry(req, &e);
 }
 
+/* An mfsd_name_fn: hands a container a lookup found to the loader (a
+ * request thread must not spend seconds loading one). */
+static void mfsd_queue_load(void *arg, const char *file_name)
+{
+	(void)mfsd_loader_push(arg, file_name);
+}
+
 static void mfsd_lookup_root(fuse_req_t req, const char *name)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
@@ -193,7 +200,10 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 		 * The watcher is told of what this finds (it must not be
 		 * notified from here), and the lookup answers at once. */
 		(void)mfsd_store_refresh_key(ctx->store, name, mfsd_watch_post,
-					     &ctx->watch);
+					     &ctx->watch,
+					     ctx->loading ? mfsd_queue_load
+							  : NULL,
+					     &ctx->loader);
 		m = mfsd_store_get_key(ctx->store, name);
 	}
 	if (!m) {

@@ -862,10 +862,15 @@ static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
 		mfsd_refresh_remove(s, cur, c);
 }
 
-/* One refresh of @name by the thread that has it in flight.  c->kind is
- * left as -1 if nothing changed. */
+/* What mfsd_refresh_name returns when told not to load and the name
+ * needs a load. */
+#define MFSD_NEEDS_LOAD 1
+
+/* One refresh of @name by the thread that has it in flight; without
+ * @may_load, a container to load is left alone and MFSD_NEEDS_LOAD
+ * returned.  c->kind is left as -1 if nothing changed. */
 static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
-			     struct mfsd_change *c)
+			     bool may_load, struct mfsd_change *c)
 {
 	size_t klen = strlen(name) - strlen(MFSD_CONTAINER_SUFFIX);
 	struct mfsd_skip sk = {.transient = true};
@@ -901,7 +906,8 @@ static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 			c->old_gen = cur->gen;
 		}
 	} else if (!mfsd_skipped_same(s, name, &st)) {
-		rc = mfsd_refresh_load(s, name, c->key, &st, cur, c);
+		rc = may_load ? mfsd_refresh_load(s, name, c->key, &st, cur, c)
+			      : MFSD_NEEDS_LOAD;
 	}
 	if (cur)
 		mfsd_store_put(s, cur);
@@ -967,19 +973,26 @@ static bool mfsd_inflight_leave(struct mfsd_store *s, const char *name)
 	return again;
 }
 
+/* Sets @deadline to @wait_ns from now, for pthread_cond_timedwait. */
+static void mfsd_deadline(struct timespec *deadline, uint64_t wait_ns)
+{
+	uint64_t ns;
+
+	clock_gettime(CLOCK_REALTIME, deadline);
+	ns = (uint64_t)deadline->tv_nsec + wait_ns;
+	deadline->tv_sec += (time_t)(ns / MFSD_NS_PER_SEC);
+	deadline->tv_nsec = (long)(ns % MFSD_NS_PER_SEC);
+}
+
 /* Waits until @name is not in flight, at most @wait_ns; true if it is
  * not. */
 static bool mfsd_inflight_wait(struct mfsd_store *s, const char *name,
 			       uint64_t wait_ns)
 {
 	struct timespec deadline;
-	uint64_t ns;
 	bool settled;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	ns = (uint64_t)deadline.tv_nsec + wait_ns;
-	deadline.tv_sec += (time_t)(ns / MFSD_NS_PER_SEC);
-	deadline.tv_nsec = (long)(ns % MFSD_NS_PER_SEC);
+	mfsd_deadline(&deadline, wait_ns);
 	pthread_mutex_lock(&s->lock);
 	while (mfsd_inflight_find(s, name) < s->ninflight &&
 	       pthread_cond_timedwait(&s->settled, &s->lock, &deadline) == 0)
@@ -989,8 +1002,9 @@ static bool mfsd_inflight_wait(struct mfsd_store *s, const char *name,
 	return settled;
 }
 
-int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
-		       mfsd_change_fn cb, void *arg)
+/* mfsd_store_refresh; without @may_load as mfsd_refresh_name. */
+static int mfsd_refresh(struct mfsd_store *s, const char *file_name,
+			bool may_load, mfsd_change_fn cb, void *arg)
 {
 	int rc;
 
@@ -1002,19 +1016,58 @@ int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 	do {
 		struct mfsd_change c = {.kind = (enum mfsd_change_kind)-1};
 
-		rc = mfsd_refresh_name(s, file_name, &c);
+		rc = mfsd_refresh_name(s, file_name, may_load, &c);
 		if ((int)c.kind != -1 && cb)
 			cb(arg, &c);
 	} while (mfsd_inflight_leave(s, file_name));
 	return rc;
 }
 
+int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
+		       mfsd_change_fn cb, void *arg)
+{
+	return mfsd_refresh(s, file_name, true, cb, arg);
+}
+
+/* True if @key is published now. */
+static bool mfsd_key_published(struct mfsd_store *s, const char *key)
+{
+	struct mfsd_model *m = mfsd_store_get_key(s, key);
+
+	if (m)
+		mfsd_store_put(s, m);
+	return m != NULL;
+}
+
+/* Waits, at most @wait_ns, until @key is published; woken whenever a
+ * refresh ends. */
+static void mfsd_key_wait(struct mfsd_store *s, const char *key,
+			  uint64_t wait_ns)
+{
+	struct timespec deadline;
+	size_t pos;
+	bool found = false;
+
+	mfsd_deadline(&deadline, wait_ns);
+	pthread_mutex_lock(&s->lock);
+	while (!found) {
+		pos = mfsd_key_pos(s, key);
+		found = pos < s->npublished &&
+			strcmp(s->by_key[pos]->key, key) == 0;
+		if (!found && pthread_cond_timedwait(&s->settled, &s->lock,
+						     &deadline) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
-			   mfsd_change_fn cb, void *arg)
+			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
+			   void *qarg)
 {
 	char name[NAME_MAX + 1];
-	struct mfsd_model *m;
 	struct stat st;
+	int rc;
 
 	if (mfs_check_key(key) < 0 ||
 	    snprintf(name, sizeof(name), "%s" MFSD_CONTAINER_SUFFIX, key) >=
@@ -1024,16 +1077,20 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 	if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
 	    errno == ENOENT)
 		return 0;
-	/* Being loaded by another thread: its result is the answer, if it
-	 * comes soon; a slow load must not hold the request. */
-	if (!mfsd_inflight_wait(s, name, MFSD_LOOKUP_WAIT_NS))
+	/* Being refreshed by another thread: its result is the answer, if
+	 * it comes soon. */
+	if (!mfsd_inflight_wait(s, name, MFSD_LOOKUP_WAIT_NS) ||
+	    mfsd_key_published(s, key))
 		return 0;
-	m = mfsd_store_get_key(s, key);
-	if (m) {
-		mfsd_store_put(s, m);
-		return 0;
-	}
-	return mfsd_store_refresh(s, name, cb, arg);
+	/* Everything but a load is quick and done here; a load, which may
+	 * take seconds, goes to @queue's threads, and the lookup waits for
+	 * it only briefly. */
+	rc = mfsd_refresh(s, name, queue == NULL, cb, arg);
+	if (rc != MFSD_NEEDS_LOAD)
+		return rc;
+	queue(qarg, name);
+	mfsd_key_wait(s, key, MFSD_LOOKUP_WAIT_NS);
+	return 0;
 }
 
 void mfsd_store_refresh_root(struct mfsd_store *s, mfsd_change_fn cb,

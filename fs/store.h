@@ -311,6 +311,9 @@ struct mfsd_change {
  * dropped. */
 typedef void (*mfsd_change_fn)(void *arg, const struct mfsd_change *c);
 
+/* Visits a name of STORE_DIR. */
+typedef void (*mfsd_name_fn)(void *arg, const char *file_name);
+
 /*
  * Brings the entry @file_name of STORE_DIR up to date: a new or replaced
  * valid container is loaded and published under its key (a replaced
@@ -332,20 +335,19 @@ int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 
 /*
  * For a lookup of @key that found nothing: if "<key>.mfs" exists in
- * STORE_DIR now (one fstatat when it does not), refreshes it.  If
- * another thread is refreshing it, waits for that at most
- * MFSD_LOOKUP_WAIT_NS and then returns: a lookup never waits long on a
- * slow container (the refresh tells @cb when the key appears).  Returns
- * as mfsd_store_refresh.
+ * STORE_DIR now (one fstatat when it does not), refreshes it as
+ * mfsd_store_refresh would, except that a container to load is handed
+ * to @queue (@qarg, the file name; NULL: loaded here) and waited for at
+ * most MFSD_LOOKUP_WAIT_NS, as is a refresh of it by another thread: a
+ * lookup never waits long on a slow container (the refresh tells @cb
+ * when the key appears).  Returns as mfsd_store_refresh.
  */
 int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
-			   mfsd_change_fn cb, void *arg);
+			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
+			   void *qarg);
 
 /* How long a lookup waits for a refresh of its key by another thread. */
 #define MFSD_LOOKUP_WAIT_NS (UINT64_C(20) * 1000000u)
-
-/* Visits a name of STORE_DIR. */
-typedef void (*mfsd_name_fn)(void *arg, const char *file_name);
 
 /* Calls @fn for every container name in STORE_DIR and every published
  * and skipped one, each once, in ascending order.  0 or -errno (the

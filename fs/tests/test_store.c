@@ -456,7 +456,7 @@ static void test_refresh_invalid(void **state)
 	assert_int_equal(gen_of(s, "inv"), 0);
 	assert_true(skipped(s, "inv.mfs"));
 	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "inv", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "inv", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	write_version("inv.mfs", 4);
 	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
@@ -525,11 +525,11 @@ static void test_refresh_key(void **state)
 	struct mfsd_store *s = open_store(&c);
 
 	(void)state;
-	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "../x", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	write_version("fresh.mfs", 2);
-	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_true(gen_of(s, "fresh") != 0);
@@ -583,7 +583,7 @@ static void test_irregular_entries(void **state)
 	assert_int_equal(gen_of(s, "flip"), 0);
 	assert_non_null(strstr(skip_reason(s, "flip.mfs"), "symbolic link"));
 	/* A lookup of the FIFO's key answers at once, finding nothing. */
-	assert_int_equal(mfsd_store_refresh_key(s, "fifo", record, NULL), 0);
+	assert_int_equal(mfsd_store_refresh_key(s, "fifo", record, NULL, NULL, NULL), 0);
 	assert_int_equal(gen_of(s, "fifo"), 0);
 	remove_file("fifo.mfs");
 	remove_file("link.mfs");
@@ -694,7 +694,7 @@ static void test_moved_store(void **state)
 	write_version("impostor.mfs", 1);
 	write_version_in(moved, "followed.mfs", 1, 1);
 	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "impostor", record, NULL),
+	assert_int_equal(mfsd_store_refresh_key(s, "impostor", record, NULL, NULL, NULL),
 			 0);
 	assert_int_equal(gen_of(s, "impostor"), 0);
 	assert_true(gen_of(s, "followed") != 0);
