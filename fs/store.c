@@ -862,13 +862,10 @@ static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
 		mfsd_refresh_remove(s, cur, c);
 }
 
-/* What mfsd_refresh_name returns when told not to load and the name
- * needs a load. */
-#define MFSD_NEEDS_LOAD 1
-
 /* One refresh of @name by the thread that has it in flight; without
- * @may_load, a container to load is left alone and MFSD_NEEDS_LOAD
- * returned.  c->kind is left as -1 if nothing changed. */
+ * @may_load, a container to load is left alone and
+ * MFSD_REFRESH_NEEDS_LOAD returned.  c->kind is left as -1 if nothing
+ * changed. */
 static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 			     bool may_load, struct mfsd_change *c)
 {
@@ -907,7 +904,7 @@ static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 		}
 	} else if (!mfsd_skipped_same(s, name, &st)) {
 		rc = may_load ? mfsd_refresh_load(s, name, c->key, &st, cur, c)
-			      : MFSD_NEEDS_LOAD;
+			      : MFSD_REFRESH_NEEDS_LOAD;
 	}
 	if (cur)
 		mfsd_store_put(s, cur);
@@ -1009,10 +1006,12 @@ static int mfsd_refresh(struct mfsd_store *s, const char *file_name,
 	int rc;
 
 	if (!mfsd_is_container_name(file_name))
-		return 0;
+		return MFSD_REFRESH_DONE;
 	rc = mfsd_inflight_enter(s, file_name);
-	if (rc <= 0)
+	if (rc < 0)
 		return rc;
+	if (rc == 0)
+		return MFSD_REFRESH_DEFERRED;
 	do {
 		struct mfsd_change c = {.kind = (enum mfsd_change_kind)-1};
 
@@ -1027,6 +1026,12 @@ int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 		       mfsd_change_fn cb, void *arg)
 {
 	return mfsd_refresh(s, file_name, true, cb, arg);
+}
+
+int mfsd_store_refresh_quick(struct mfsd_store *s, const char *file_name,
+			     mfsd_change_fn cb, void *arg)
+{
+	return mfsd_refresh(s, file_name, false, cb, arg);
 }
 
 /* True if @key is published now. */
@@ -1086,8 +1091,8 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 	 * take seconds, goes to @queue's threads, and the lookup waits for
 	 * it only briefly. */
 	rc = mfsd_refresh(s, name, queue == NULL, cb, arg);
-	if (rc != MFSD_NEEDS_LOAD)
-		return rc;
+	if (rc != MFSD_REFRESH_NEEDS_LOAD)
+		return rc < 0 ? rc : MFSD_REFRESH_DONE;
 	queue(qarg, name);
 	mfsd_key_wait(s, key, MFSD_LOOKUP_WAIT_NS);
 	return 0;
@@ -1207,7 +1212,7 @@ static void mfsd_rescan_one(void *arg, const char *name)
 	struct mfsd_rescan *r = arg;
 	int rc = mfsd_store_refresh(r->s, name, r->cb, r->arg);
 
-	if (r->rc == 0)
+	if (r->rc == 0 && rc < 0)
 		r->rc = rc;
 }
 

@@ -314,6 +314,16 @@ typedef void (*mfsd_change_fn)(void *arg, const struct mfsd_change *c);
 /* Visits a name of STORE_DIR. */
 typedef void (*mfsd_name_fn)(void *arg, const char *file_name);
 
+/* What a refresh did, when it did not fail. */
+enum mfsd_refresh_result {
+	MFSD_REFRESH_DONE = 0,
+	/* Another thread was refreshing the name: it refreshes it once
+	 * more, and so sees whatever made this call. */
+	MFSD_REFRESH_DEFERRED = 1,
+	/* (mfsd_store_refresh_quick) A container must be loaded. */
+	MFSD_REFRESH_NEEDS_LOAD = 2,
+};
+
 /*
  * Brings the entry @file_name of STORE_DIR up to date: a new or replaced
  * valid container is loaded and published under its key (a replaced
@@ -324,14 +334,24 @@ typedef void (*mfsd_name_fn)(void *arg, const char *file_name);
  * socket) is skipped with the reason, without being opened or followed.
  * A load that failed for want of descriptors, memory or I/O is skipped
  * as transient and retried (mfsd_store_retries).  Names that are hidden
- * or not "*.mfs" are ignored.  If another thread is refreshing the same
- * name, that thread refreshes it once more and this call returns at
- * once.  Calls @cb (may be NULL) for each change made, with no lock
- * held.  Returns 0, or -ENOMEM when memory ran out (the change may be
- * partly made; a later refresh retries).
+ * or not "*.mfs" are ignored.  No lock is held while a container loads.
+ * Calls @cb (may be NULL) for each change made, with no lock held.
+ * Returns MFSD_REFRESH_DONE, MFSD_REFRESH_DEFERRED (another thread had
+ * the name), or -ENOMEM when memory ran out (the change may be partly
+ * made; a later refresh retries).
  */
 int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
 		       mfsd_change_fn cb, void *arg);
+
+/*
+ * As mfsd_store_refresh, but without loading a container: if one must
+ * be loaded, returns MFSD_REFRESH_NEEDS_LOAD and leaves it to the
+ * caller to have the name refreshed (on a thread that may wait).  Never
+ * opens a file: removals, skips and permission changes are applied at
+ * once.  MFSD_REFRESH_DONE, _DEFERRED, _NEEDS_LOAD or -ENOMEM.
+ */
+int mfsd_store_refresh_quick(struct mfsd_store *s, const char *file_name,
+			     mfsd_change_fn cb, void *arg);
 
 /*
  * For a lookup of @key that found nothing: if "<key>.mfs" exists in

@@ -217,11 +217,16 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 			 "watched: it is gone", w->store->dir_path);
 }
 
-/* Has store entry @name refreshed: by the loader, so that a slow
- * container does not hold the watcher, else here. */
+/* Refreshes store entry @name: here unless a container must be loaded,
+ * which goes to the loader so that a slow one does not hold the
+ * watcher. */
 static void mfsd_refresh_later(struct mfsd_watch *w, const char *name,
 			       struct mfsd_batch *b)
 {
+	int rc = mfsd_store_refresh_quick(w->store, name, mfsd_batch_add, b);
+
+	if (rc != MFSD_REFRESH_NEEDS_LOAD)
+		return;
 	if (w->loader && mfsd_loader_push(w->loader, name) == 0)
 		return;
 	/* No loader, or no memory to queue the name. */

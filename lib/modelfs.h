@@ -780,12 +780,14 @@ MFS_API const char *mfs_store_client_spec(const mfs_store *s);
  * acquired; a store released elsewhere is skipped and dropped by the
  * acquiring thread's next mfs_store_get).  The last release shuts the
  * store down: the ephemeral models it put are removed (never persistent
- * ones nor models other stores put), a private directory is removed if
- * it is then empty, an in-process store drops its models (models already
- * got stay valid).  The handle must not be used after its last release.
- * Returns 0, -EINVAL (NULL, not an open store, or released more often
- * than acquired), or the first error of removing files at shutdown (the
- * store is shut down anyway).  Thread-safe.
+ * ones nor models other stores put; a mount store waits, as
+ * mfs_store_remove, until the mount no longer shows them), a private
+ * directory is removed if it is then empty, an in-process store drops
+ * its models (models already got stay valid).  The handle must not be
+ * used after its last release.  Returns 0, -EINVAL (NULL, not an open
+ * store, or released more often than acquired), -ETIMEDOUT (a removal
+ * did not show on the mount in time), or the first error of removing
+ * files at shutdown (the store is shut down anyway).  Thread-safe.
  */
 MFS_API int mfs_store_release(mfs_store *s);
 

@@ -346,7 +346,11 @@ static mfs_store *mfs_store_alloc(enum mfs_store_kind kind, const char *dir,
 	return s;
 }
 
-/* Shuts @s down (mfs_stores_lock held): removes what it put ephemeral. */
+static int mfs_mount_wait(const mfs_store *s, const char *key, ino_t old_ino,
+			  bool gone);
+
+/* Shuts @s down (mfs_stores_lock held): removes what it put ephemeral
+ * and, on a mount, waits until the daemon shows them gone. */
 static int mfs_store_shutdown(mfs_store *s)
 {
 	char path[PATH_MAX];
@@ -376,6 +380,13 @@ static int mfs_store_shutdown(mfs_store *s)
 	if (s->n_ephemeral > 0 && !s->private_dir) {
 		int frc = mfs_fsync_dir(s->dir);
 		rc = rc ? rc : frc;
+	}
+	/* As mfs_store_remove: once released, the models are gone from the
+	 * mount too, not just from its store directory. */
+	for (size_t i = 0; s->kind == MFS_KIND_MOUNT && i < s->n_ephemeral;
+	     i++) {
+		int wrc = mfs_mount_wait(s, s->ephemeral[i], 0, true);
+		rc = rc ? rc : wrc;
 	}
 	/* A private directory still holding persistent models stays. */
 	if (s->private_dir && rmdir(s->dir) < 0 && errno != ENOTEMPTY &&
