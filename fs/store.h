@@ -366,8 +366,15 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
 			   void *qarg);
 
-/* How long a lookup waits for a refresh of its key by another thread. */
-#define MFSD_LOOKUP_WAIT_NS (UINT64_C(20) * 1000000u)
+/*
+ * How long a lookup waits for its key's container to load.  A container
+ * of ordinary size loads in well under a millisecond, so a lookup right
+ * after a publish finds it even on a busy machine; one that is slow to
+ * load holds the request (and the kernel's notifications on the root,
+ * which wait for lookups there to end) only this long, and shows when
+ * it is loaded.
+ */
+#define MFSD_LOOKUP_WAIT_NS (UINT64_C(50) * 1000000u)
 
 /* Calls @fn for every container name in STORE_DIR and every published
  * and skipped one, each once, in ascending order.  0 or -errno (the
