@@ -15,6 +15,9 @@
 
 /* Breaks read from the signalfd at once; more are read in turns. */
 #define MFSD_LEASE_BATCH 32u
+/* Without memory to look for the broken leases, look again after this
+ * (the writers wait meanwhile; the kernel's own limit is 45 s). */
+#define MFSD_LEASE_RETRY_NS 10000000L
 /* Pause between looks at the reads a break waits for: they end within a
  * reply's time, and the writer they hold up waits anyway. */
 #define MFSD_LEASE_WAIT_NS 100000L
@@ -105,6 +108,18 @@ static const char *mfsd_lease_why(int err)
 	}
 }
 
+const char *mfsd_lease_state_name(struct mfsd_model *m)
+{
+	switch (atomic_load(&m->trust)) {
+	case MFSD_TRUST_LEASED:
+		return "held";
+	case MFSD_TRUST_UNLEASED:
+		return "none";
+	default:
+		return "broken";
+	}
+}
+
 void mfsd_lease_take(struct mfsd_model *m)
 {
 	int rc = mfsd_lease_lock(mfs_container_fd(m->container));
@@ -191,8 +206,14 @@ static void mfsd_lease_scan(struct mfsd_store *s, const int *fds, size_t n,
 	ssize_t count = mfsd_store_get_all(s, &models);
 
 	if (count < 0) {
-		mfsd_log(MFSD_LOG_WARNING, "lease breaks not handled: out of "
+		const struct timespec pause = {0, MFSD_LEASE_RETRY_NS};
+
+		/* The signals are read: a SIGIO to ourselves makes the next
+		 * round check every leased model. */
+		mfsd_log(MFSD_LOG_WARNING, "lease breaks postponed: out of "
 			 "memory");
+		nanosleep(&pause, NULL);
+		(void)kill(getpid(), SIGIO);
 		return;
 	}
 	for (ssize_t i = 0; i < count; i++) {

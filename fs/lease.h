@@ -74,6 +74,10 @@ void mfsd_lease_take(struct mfsd_model *m);
  */
 void mfsd_lease_refresh(struct mfsd_model *m);
 
+/* What .status shows of @m's lease: "held", "none" (served re-verified
+ * from the start) or "broken" (rewritten in place; re-verified). */
+const char *mfsd_lease_state_name(struct mfsd_model *m);
+
 /* True once @m's lease broke: its container was opened for writing or
  * truncated in place, so the file no longer holds its generation. */
 static inline bool mfsd_lease_rewritten(struct mfsd_model *m)

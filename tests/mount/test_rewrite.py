@@ -144,6 +144,11 @@ def check_mmap(errors, what, fd, old):
     return faulted
 
 
+def leases(m, key):
+    """The "lease" of every generation of @key in the mount's .status."""
+    return [x.get("lease") for x in m.status()["models"] if x["key"] == key]
+
+
 def check_after(errors, what, fd, container, old):
     before = len(errors)
     drop_caches(fd, container)
@@ -173,6 +178,9 @@ def check_leased(work, arr, options):
                 olds[key] = h.pread_all(fds[key], os.fstat(fds[key]).st_size)
                 h.check(olds[key][HDR:] == arr.tobytes(),
                         "%s: first read of the model is wrong" % key)
+                h.check(leases(m, key) == ["held"],
+                        "%s: .status shows lease %r, expected held" %
+                        (key, leases(m, key)))
             for key in CASES:
                 container = os.path.join(store, key + ".mfs")
                 what = "%r %s (%s)" % (options, key, ops[key].__name__)
@@ -182,6 +190,10 @@ def check_leased(work, arr, options):
                 if key in ("ow", "tr", "tt") and failed == 0:
                     errors.append("%s: no read failed although bytes "
                                   "changed" % what)
+                if "broken" not in leases(m, key):
+                    errors.append("%s: .status shows leases %r, expected "
+                                  "the held generation's broken" %
+                                  (what, leases(m, key)))
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -209,6 +221,9 @@ def check_unleased(work, arr, options):
                 old = h.pread_all(fd, os.fstat(fd).st_size)
                 h.check(old[HDR:] == arr.tobytes(),
                         "held: first read of the model is wrong")
+                h.check(leases(m, "held") == ["none"],
+                        "held: .status shows lease %r, expected none" %
+                        leases(m, "held"))
                 junk = b"\x55" * (2 * CS)
                 os.pwrite(wfd, junk, data_offset(container) + 5 * CS + 7)
                 what = "%r held (write through a descriptor open at load)" \
