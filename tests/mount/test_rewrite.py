@@ -13,13 +13,15 @@ file's size does not change.  The daemon's log names the rewrite.
 
 A container that a process holds open for writing when the daemon loads it
 cannot be leased: it is served re-verifying every chunk from the start
-(logged), and a write through that descriptor is caught the same way.
+(logged), and a write through that descriptor is caught the same way.  A
+container published the usual way ends up leased.
 
 All of it with raw bytes sent by splice (the default) and by pread."""
 
 import errno
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -29,6 +31,7 @@ PAGE = 4096
 CS = 64 << 10          # chunk size: 32 chunks of 64 KiB
 N = (2 << 20) // 4     # 2 MiB of float32
 HDR = 4096             # the .npy header the mount serves
+LEASE_WAIT = 5.0       # seconds for a refresh after the writer's close
 CASES = ("ow", "tr", "ap", "tt")
 
 
@@ -207,6 +210,25 @@ def check_leased(work, arr, options):
             (options, len(errors), "\n  ".join(errors[:40])))
 
 
+def check_published(work, arr, options):
+    """A container published the usual way (modelctl put renames it into
+    place before closing it, so the daemon cannot lease it at first) is
+    leased once the writer has closed it: it does not stay re-verified."""
+    store = work.dir("store-put")
+    npy = h.save_npy(work.path("emb.npy"), h.Array("emb", arr))
+    with h.mounted(work, store, options=options) as m:
+        h.run_tool([h.MODELCTL, "put", store, "--key", "pub", npy])
+        deadline = time.monotonic() + LEASE_WAIT
+        while leases(m, "pub") != ["held"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = leases(m, "pub")
+        data = h.read_file(m.p("pub", "emb.npy"))[HDR:]
+    h.check(got == ["held"], "%r: a published model's lease is %r, "
+            "expected held" % (options, got))
+    h.check(data == arr.tobytes(), "%r: published model reads wrong" %
+            options)
+
+
 def check_unleased(work, arr, options):
     """A container open for writing when the daemon loads it."""
     store = make_store(work, "store-held", arr)
@@ -250,6 +272,7 @@ def main(work):
     for options in ([], ["io=pread"]):
         check_leased(work, arr, options)
         check_unleased(work, arr, options)
+    check_published(work, arr, [])
 
 
 if __name__ == "__main__":
