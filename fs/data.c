@@ -5,8 +5,11 @@
  * demand), decoded LZ4 chunks pinned in the cache, raw chunks just read
  * to check their checksum, or a range of the backing file for raw chunks
  * checked before (the verified bitmap), sent by splice or pread.  LZ4
- * chunks are checked each time they are decoded.  After the reply the
- * backing pages read are dropped: the mount's page cache holds the bytes.
+ * chunks are checked each time they are decoded.  Raw chunks are served
+ * from the backing file only while the model's container is leased
+ * (lease.h); otherwise each is read, checked and served from a buffer
+ * every time.  After the reply the backing pages read are dropped: the
+ * mount's page cache holds the bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 
 #include "data.h"
 #include "internal.h"
+#include "lease.h"
 #include "log.h"
 
 #define MFSD_PAGE ((uint64_t)MFS_PAGE_SIZE)
@@ -40,6 +44,8 @@ struct mfsd_reply {
 	char **bufs; /* freshly verified raw chunks the pieces point into */
 	size_t nbufs;
 	char *header;  /* NPY header bytes, if the read covers any */
+	struct mfsd_model *direct; /* model whose file bytes are served
+				      unchecked (mfsd_lease_enter) */
 	void *rawbuf;  /* pread buffer of the file piece (pread mode) */
 	int fd;        /* backing descriptor of file pieces */
 	uint64_t drop_start; /* backing range to drop after replying */
@@ -103,14 +109,16 @@ static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
 }
 
 /*
- * Checks raw chunk @chunk and marks it verified: read into @buf (its raw
- * length), or, with a NULL @buf, into a buffer of the library's so that
- * its bytes then travel to the kernel by splice straight from the
- * backing file.  0 or a negative errno (failure logged once).
+ * Checks raw chunk @chunk, read into @buf (its raw length), or, with a
+ * NULL @buf, into a buffer of the library's so that its bytes then travel
+ * to the kernel by splice straight from the backing file.  @remember:
+ * mark it verified, so that it is served from the file from now on (only
+ * while the container is leased).  0 or a negative errno (failure logged
+ * once).
  */
 static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 			     size_t index, uint64_t chunk, void *buf,
-			     size_t len)
+			     size_t len, bool remember)
 {
 	struct mfsd_array *a = &m->arrays[index];
 	ssize_t n = buf ? mfs_container_read_chunk(m->container, index, chunk,
@@ -121,7 +129,7 @@ static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 		mfsd_chunk_failed(d, m, index, chunk, (int)n);
 		return (int)n;
 	}
-	if (mfsd_bit_set(a->verified, chunk))
+	if (!remember || mfsd_bit_set(a->verified, chunk))
 		atomic_fetch_add_explicit(&d->stats->chunks_verified, 1,
 					  memory_order_relaxed);
 	return 0;
@@ -164,7 +172,8 @@ static int mfsd_add_header(struct mfsd_reply *r, const struct mfsd_array *a,
  * the first time is checked first: with splice, in a buffer of its own,
  * and then spliced from the file like a verified one (measured faster than
  * serving the buffer); with pread, read whole into a buffer that is then
- * served, instead of being read a second time.
+ * served, instead of being read a second time.  Without a lease on the
+ * container every chunk is served the pread way, each time.
  */
 static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 			struct mfsd_model *m, size_t index, uint64_t roff,
@@ -173,7 +182,9 @@ static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 	struct mfsd_array *a = &m->arrays[index];
 	const mfs_array_info *ai = &a->info;
 	uint64_t end = roff + rlen;
+	bool direct = mfsd_lease_enter(m);
 
+	r->direct = direct ? m : NULL;
 	r->fd = mfs_container_fd(m->container);
 	r->drop_start = ai->data_offset + roff;
 	r->drop_end = ai->data_offset + end;
@@ -187,13 +198,13 @@ static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 		char *buf;
 		int rc;
 
-		if (!mfsd_bit_test(a->verified, c) &&
+		if (direct && !mfsd_bit_test(a->verified, c) &&
 		    d->io == MFSD_IO_SPLICE) {
-			rc = mfsd_verify_chunk(d, m, index, c, NULL, 0);
+			rc = mfsd_verify_chunk(d, m, index, c, NULL, 0, true);
 			if (rc < 0)
 				return rc;
 		}
-		if (mfsd_bit_test(a->verified, c)) {
+		if (direct && mfsd_bit_test(a->verified, c)) {
 			mfsd_add_piece(r, NULL, ai->data_offset + from,
 				       (size_t)(to - from));
 			continue;
@@ -202,7 +213,7 @@ static int mfsd_add_raw(const struct mfsd_data *d, struct mfsd_reply *r,
 		if (!buf)
 			return -ENOMEM;
 		r->bufs[r->nbufs++] = buf;
-		rc = mfsd_verify_chunk(d, m, index, c, buf, clen);
+		rc = mfsd_verify_chunk(d, m, index, c, buf, clen, direct);
 		if (rc < 0)
 			return rc;
 		mfsd_add_piece(r, buf + (from - cstart), 0,
@@ -289,9 +300,12 @@ static int mfsd_reply_init(struct mfsd_reply *r, const struct mfsd_array *a,
 	return r->pieces && r->pins && r->bufs ? 0 : -ENOMEM;
 }
 
-/* Unpins, drops the backing range served, frees. */
+/* Ends the unchecked read, unpins, drops the backing range served,
+ * frees. */
 static void mfsd_reply_finish(const struct mfsd_data *d, struct mfsd_reply *r)
 {
+	if (r->direct)
+		mfsd_lease_leave(r->direct);
 	for (size_t i = 0; i < r->npins; i++)
 		mfsd_cache_put(d->cache, r->pins[i]);
 	if (r->fd >= 0)

@@ -20,6 +20,7 @@
 
 #include "daemon.h"
 #include "evict.h"
+#include "lease.h"
 #include "log.h"
 #include "ops.h"
 
@@ -705,6 +706,10 @@ int main(int argc, char **argv)
 	ctx.opt.store_dir = store;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
+	/* Before any thread exists: they all inherit the blocked signal. */
+	if (mfsd_lease_setup() < 0)
+		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
+			 "every chunk is re-verified each time it is served");
 	mfsd_raise_nofile();
 	mfsd_tune_malloc(ctx.opt.cache_bytes);
 	if (mfsd_ctx_init(&ctx) == 0)

@@ -19,6 +19,7 @@
 #include "cred.h"
 #include "modelfs.h"
 #include "inode.h"
+#include "lease.h"
 #include "proc.h"
 #include "status.h"
 
@@ -211,6 +212,7 @@ static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
 	     mfsd_set(o, "stored_size", mfsd_json_u64(m->stored_size)) &&
 	     mfsd_set(o, "file_size",
 		      mfsd_json_u64(mfs_container_file_size(m->container))) &&
+	     mfsd_set(o, "lease", json_string(mfsd_lease_state_name(m))) &&
 	     mfsd_status_usage(o, m, &u);
 	mfsd_store_usage_free(&u);
 	if (!ok) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "chunkcache.h"
+#include "lease.h"
 #include "log.h"
 #include "store.h"
 
@@ -408,6 +409,7 @@ static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
 	 */
 	(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 			    POSIX_FADV_RANDOM);
+	mfsd_lease_take(m);
 	rc = mfsd_model_fill(m, why);
 	if (rc < 0)
 		goto fail;
@@ -813,6 +815,8 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 			mfsd_refresh_remove(s, cur, c);
 		return rc == -ENOMEM ? rc : 0;
 	}
+	/* A break between the lease and now found no model to mark. */
+	mfsd_lease_refresh(m);
 	mfsd_skipped_drop(s, name);
 	c->kind = cur ? MFSD_CHANGE_REPLACED : MFSD_CHANGE_ADDED;
 	c->old_gen = cur ? cur->gen : 0;
@@ -897,7 +901,11 @@ static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 			mfsd_refresh_remove(s, cur, c);
 	} else if (!S_ISREG(st.st_mode)) {
 		mfsd_refresh_irregular(s, name, &st, cur, c);
-	} else if (cur && mfsd_same_file(&cur->st, &st)) {
+	} else if (cur && mfsd_same_file(&cur->st, &st) &&
+		   !mfsd_lease_rewritten(cur)) {
+		/* A rewritten container is loaded again even if its size and
+		 * mtime look the same: its bytes are not the generation's. */
+		mfsd_lease_refresh(cur);
 		if (mfsd_update_perms(cur, &st)) {
 			c->kind = MFSD_CHANGE_ATTR;
 			c->old_gen = cur->gen;

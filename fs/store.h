@@ -117,6 +117,19 @@ struct mfsd_model {
 	_Atomic unsigned uid;
 	_Atomic unsigned gid;
 
+	/* Trust in the container's bytes (lease.h): an enum mfsd_trust, set
+	 * by the loader before the model is published, afterwards changed
+	 * only in lease.c (the thread that handles a lease break, a refresh
+	 * that leases it late); read by request threads without a lock. */
+	_Atomic int trust;
+	/* Why the loader could not lease the container (positive errno, 0
+	 * if leased); afterwards read and cleared by refreshes only, which
+	 * hold refresh_lock. */
+	int lease_err;
+	/* Reads serving the container's bytes unchecked (lease.h): a lease
+	 * is released only when none is left. */
+	_Atomic uint64_t direct_reads;
+
 	/* Page-cache estimate: bytes served since the mount's pages of the
 	 * model were last dropped (capped at view_size when read), and how
 	 * often they were dropped for the budget.  Lock-free counters. */

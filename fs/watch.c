@@ -21,6 +21,7 @@
 
 #include "evict.h"
 #include "inode.h"
+#include "lease.h"
 #include "log.h"
 #include "watch.h"
 
@@ -468,13 +469,17 @@ static void mfsd_take_posts(struct mfsd_watch *w, struct mfsd_posts *p,
 void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 {
 	struct pollfd p[] = {{.fd = w->ifd, .events = POLLIN},
-			     {.fd = w->efd, .events = POLLIN}};
+			     {.fd = w->efd, .events = POLLIN},
+			     {.fd = w->sfd, .events = POLLIN}};
 	struct mfsd_batch b = {.w = w};
 	struct mfsd_posts posts;
 	uint64_t drained, retry;
 
 	if (poll(p, sizeof(p) / sizeof(p[0]),
 		 mfsd_watch_timeout(w, timeout_ms)) > 0) {
+		/* First: a writer waits for the lease to be let go. */
+		if (p[2].revents & POLLIN)
+			mfsd_lease_drain(w->sfd, w->store);
 		if (p[1].revents & POLLIN)
 			(void)!read(w->efd, &drained, sizeof(drained));
 		if (p[0].revents & POLLIN)
@@ -518,7 +523,7 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
 	w->store = s;
 	w->budget = budget;
 	w->retire_grace_ns = MFSD_RETIRE_GRACE_NS;
-	w->efd = -1;
+	w->efd = w->sfd = -1;
 	/* The open directory, not its path: see watch.h. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->dirfd);
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -527,6 +532,13 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
 	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->efd < 0)
 		goto fail;
+	/* Without leases (unit tests) there are no breaks to wait for. */
+	rc = mfsd_lease_signalfd();
+	if (rc < 0 && rc != -ENOTSUP) {
+		errno = -rc;
+		goto fail;
+	}
+	w->sfd = rc < 0 ? -1 : rc;
 	pthread_mutex_init(&w->lock, NULL);
 	return 0;
 fail:
@@ -537,7 +549,9 @@ fail:
 		close(w->ifd);
 	if (w->efd >= 0)
 		close(w->efd);
-	w->ifd = w->efd = -1;
+	if (w->sfd >= 0)
+		close(w->sfd);
+	w->ifd = w->efd = w->sfd = -1;
 	return rc;
 }
 
@@ -546,6 +560,7 @@ int mfsd_watch_start(struct mfsd_watch *w, const struct mfsd_notifier *n)
 	int rc;
 
 	w->notifier = *n;
+	mfsd_lease_adopt(w->store);
 	rc = pthread_create(&w->tid, NULL, mfsd_watch_main, w);
 	if (rc != 0)
 		return -rc;
@@ -575,7 +590,9 @@ void mfsd_watch_destroy(struct mfsd_watch *w)
 		return;
 	close(w->ifd);
 	close(w->efd);
-	w->ifd = w->efd = -1;
+	if (w->sfd >= 0)
+		close(w->sfd);
+	w->ifd = w->efd = w->sfd = -1;
 	free(w->queue);
 	w->queue = NULL;
 	pthread_mutex_destroy(&w->lock);

@@ -70,6 +70,7 @@ struct mfsd_watch {
 	struct mfsd_loader *loader;
 	int ifd;         /* inotify descriptor */
 	int efd;         /* eventfd: wakes the thread for posts and stop */
+	int sfd;         /* signalfd of lease breaks (lease.h), or -1 */
 	pthread_t tid;
 	bool started;
 
@@ -106,8 +107,10 @@ struct mfsd_watch {
 int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
 		    uint64_t budget);
 
-/* Starts the thread, which sends notifications through @n (copied).
- * 0 or a negative errno. */
+/* Starts the thread, which sends notifications through @n (copied),
+ * after pointing the store's lease breaks at the current process (it
+ * may have daemonized since the store was loaded).  0 or a negative
+ * errno. */
 int mfsd_watch_start(struct mfsd_watch *w, const struct mfsd_notifier *n);
 
 /*
