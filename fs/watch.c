@@ -25,11 +25,15 @@
 #include "log.h"
 #include "watch.h"
 
-/* What changes a container's name in the directory, or its mode. */
+/* What changes a container's name in the directory, or its mode; and
+ * IN_MODIFY, for a container rewritten in place without being opened for
+ * writing (truncate(2)): the lease caught the change, the refresh that
+ * follows takes the changed file in.  Writers' temporary files are
+ * hidden, so their writes cost an event read and no more. */
 #define MFSD_WATCH_MASK                                                  \
 	(IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_DELETE |      \
-	 IN_ATTRIB | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF |         \
-	 IN_ONLYDIR)
+	 IN_ATTRIB | IN_CREATE | IN_MODIFY | IN_DELETE_SELF |            \
+	 IN_MOVE_SELF | IN_ONLYDIR)
 /* Room for many events per read (each is 16 bytes plus its name). */
 #define MFSD_INOTIFY_BUF (64u << 10)
 #define MFSD_PROC_FD_PATH_MAX 64
@@ -152,6 +156,7 @@ struct mfsd_batch {
 	struct mfsd_change c[MFSD_BATCH];
 	size_t n;
 	bool root_dirty; /* the root's listing changed */
+	size_t changes;  /* changes added this round */
 };
 
 /* Sends the notifications for the changes in @b and empties it. */
@@ -196,6 +201,7 @@ static void mfsd_batch_add(void *arg, const struct mfsd_change *c)
 	if (b->n == MFSD_BATCH)
 		mfsd_batch_flush(b);
 	b->c[b->n++] = *c;
+	b->changes++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -466,6 +472,12 @@ static void mfsd_take_posts(struct mfsd_watch *w, struct mfsd_posts *p,
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* True if a sweep, retire or load retry is due now. */
+static bool mfsd_sweep_due(const struct mfsd_watch *w)
+{
+	return w->next_sweep_ns != 0 && mfsd_now_ns() >= w->next_sweep_ns;
+}
+
 void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 {
 	struct pollfd p[] = {{.fd = w->ifd, .events = POLLIN},
@@ -491,7 +503,11 @@ void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 	free(posts.changes);
 	retry = mfsd_retry_loads(w, posts.fd_freed, mfsd_now_ns(), &b);
 	mfsd_batch_flush(&b);
-	mfsd_maintain(w, posts.kicked);
+	/* A pass over every model, only when something can have changed
+	 * what it does: not for events that changed nothing (the writes of
+	 * a writer's temporary file, say). */
+	if (posts.kicked || b.changes || mfsd_sweep_due(w))
+		mfsd_maintain(w, posts.kicked);
 	if (retry && (w->next_sweep_ns == 0 || retry < w->next_sweep_ns))
 		w->next_sweep_ns = retry;
 }
