@@ -8,7 +8,6 @@
 #ifndef MFSD_DATA_H
 #define MFSD_DATA_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <stdatomic.h>

@@ -11,7 +11,6 @@
 #ifndef MFSD_INODE_H
 #define MFSD_INODE_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <stdint.h>
