@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "chunkcache.h"
-#include "store.h"
+#include "table.h"
 
 /* Daemon-wide counters shown in .status; updated without locks. */
 struct mfsd_stats {

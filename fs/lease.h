@@ -32,7 +32,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "store.h"
+#include "table.h"
 
 /* How far the backing bytes of a model's raw chunks are trusted. */
 enum mfsd_trust {
@@ -114,13 +114,13 @@ static inline void mfsd_lease_leave(struct mfsd_model *m)
  * the live models of @s (every leased model when the signal queue
  * overflowed).  Watcher thread.
  */
-void mfsd_lease_drain(int sfd, struct mfsd_store *s);
+void mfsd_lease_drain(int sfd, struct mfsd_table *s);
 
 /*
  * Makes the current process receive the breaks of every leased model of
  * @s (leases taken before daemonizing named the parent), and handles
  * breaks that went to the parent.  Call after daemonizing.
  */
-void mfsd_lease_adopt(struct mfsd_store *s);
+void mfsd_lease_adopt(struct mfsd_table *s);
 
 #endif /* MFSD_LEASE_H */

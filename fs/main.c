@@ -450,7 +450,7 @@ static void mfsd_load_name(void *arg, const char *name)
 	struct mfsd_ctx *ctx = arg;
 	bool notify = atomic_load(&ctx->notify);
 
-	(void)mfsd_store_refresh(ctx->store, name,
+	(void)mfsd_table_refresh(ctx->table, name,
 				 notify ? mfsd_watch_post : NULL, &ctx->watch);
 }
 
@@ -467,9 +467,9 @@ static void mfsd_scan_name(void *arg, const char *name)
 /* Loads the store on the loader's threads and says what came of it. */
 static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 {
-	struct mfsd_store_counts sc;
+	struct mfsd_table_counts sc;
 	struct mfsd_skip_counts k;
-	int rc = mfsd_store_scan_names(ctx->store, mfsd_scan_name, ctx);
+	int rc = mfsd_table_scan_names(ctx->table, mfsd_scan_name, ctx);
 
 	mfsd_loader_wait(&ctx->loader);
 	if (rc < 0) {
@@ -477,9 +477,9 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
-	mfsd_store_mark_loaded(ctx->store);
-	mfsd_store_counts(ctx->store, &sc);
-	mfsd_store_skip_counts(ctx->store, &k);
+	mfsd_table_mark_loaded(ctx->table);
+	mfsd_table_counts(ctx->table, &sc);
+	mfsd_table_skip_counts(ctx->table, &k);
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 sc.published, ctx->opt.store_dir, k.skipped - k.transient);
 	if (k.waiting)
@@ -487,7 +487,7 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 			 "descriptor: %zu are open, the most the descriptor "
 			 "limit allows (raise it with ulimit -n or "
 			 "LimitNOFILE=); they load as descriptors are freed",
-			 k.waiting, ctx->store->fd_budget);
+			 k.waiting, ctx->table->fd_budget);
 	if (k.transient > k.waiting)
 		mfsd_log(MFSD_LOG_WARNING, "%zu containers could not be loaded "
 			 "for now (see above); they are retried",
@@ -503,22 +503,22 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 	rc = mfsd_cache_init(&ctx->cache, ctx->opt.cache_bytes);
 	if (rc < 0)
 		return rc;
-	rc = mfsd_store_open(&ctx->store, ctx->opt.store_dir, &ctx->cache);
+	rc = mfsd_table_open(&ctx->table, ctx->opt.store_dir, &ctx->cache);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
-	ctx->store->fd_budget = mfsd_fd_budget(&ctx->opt);
+	ctx->table->fd_budget = mfsd_fd_budget(&ctx->opt);
 	/* Before any container takes a descriptor, and before the scan so
 	 * that no change is missed; the thread starts once the session can
 	 * carry notifications. */
-	rc = mfsd_watch_init(&ctx->watch, ctx->store, ctx->opt.page_budget);
+	rc = mfsd_watch_init(&ctx->watch, ctx->table, ctx->opt.page_budget);
 	if (rc < 0)
 		return rc;
 	ctx->watching = true;
-	ctx->store->fd_freed = mfsd_watch_fd_freed;
-	ctx->store->fd_freed_arg = &ctx->watch;
+	ctx->table->fd_freed = mfsd_watch_fd_freed;
+	ctx->table->fd_freed_arg = &ctx->watch;
 	rc = mfsd_loader_init(&ctx->loader, mfsd_load_name, ctx,
 			      MFSD_LOADER_MAX_THREADS);
 	if (rc < 0)
@@ -548,7 +548,7 @@ static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
 		mfsd_loader_destroy(&ctx->loader);
 	if (ctx->watching)
 		mfsd_watch_destroy(&ctx->watch);
-	mfsd_store_close(ctx->store);
+	mfsd_table_close(ctx->table);
 	mfsd_cache_destroy(&ctx->cache);
 }
 

@@ -1,6 +1,6 @@
 /*
- * store.c - loading STORE_DIR, following it live, and the
- * reference-counted model table (see store.h).
+ * table.c - loading STORE_DIR, following it live, and the
+ * reference-counted model table (see table.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include "chunkcache.h"
 #include "lease.h"
 #include "log.h"
-#include "store.h"
+#include "table.h"
 
 #define MFSD_CONTAINER_SUFFIX ".mfs"
 #define MFSD_NPY_SUFFIX ".npy"
@@ -88,7 +88,7 @@ static void mfsd_vec_remove(struct mfsd_model **v, size_t *n, size_t pos)
 }
 
 /* Index of the first model with key >= @key in by_key.  Lock held. */
-static size_t mfsd_key_pos(const struct mfsd_store *s, const char *key)
+static size_t mfsd_key_pos(const struct mfsd_table *s, const char *key)
 {
 	size_t lo = 0, hi = s->npublished;
 
@@ -104,7 +104,7 @@ static size_t mfsd_key_pos(const struct mfsd_store *s, const char *key)
 }
 
 /* Index of the first model with gen >= @gen in by_gen.  Lock held. */
-static size_t mfsd_gen_pos(const struct mfsd_store *s, uint64_t gen)
+static size_t mfsd_gen_pos(const struct mfsd_table *s, uint64_t gen)
 {
 	size_t lo = 0, hi = s->nlive;
 
@@ -125,7 +125,7 @@ static size_t mfsd_gen_pos(const struct mfsd_store *s, uint64_t gen)
 
 /* Takes a descriptor from the budget for a container about to be opened.
  * 0, or -EMFILE when the budget is spent (the load then waits). */
-static int mfsd_fd_get(struct mfsd_store *s)
+static int mfsd_fd_get(struct mfsd_table *s)
 {
 	int rc = 0;
 
@@ -142,7 +142,7 @@ static int mfsd_fd_get(struct mfsd_store *s)
 
 /* Gives back a descriptor of the budget; if a load waits for one, tells
  * s->fd_freed. */
-static void mfsd_fd_put(struct mfsd_store *s)
+static void mfsd_fd_put(struct mfsd_table *s)
 {
 	bool wake;
 
@@ -161,7 +161,7 @@ static void mfsd_fd_put(struct mfsd_store *s)
  * cache too (the model left the store; an unlinked container's space is
  * freed once its descriptor closes).  Idempotent.
  */
-static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m,
+static void mfsd_model_release_data(struct mfsd_table *s, struct mfsd_model *m,
 				    bool drop_pages)
 {
 	bool had_fd = m->container != NULL;
@@ -193,7 +193,7 @@ static void mfsd_model_release_data(struct mfsd_store *s, struct mfsd_model *m,
 
 /* Frees @m; its state is read without the lock, so callers own @m alone
  * (no other thread can reach it any more). */
-static void mfsd_model_free(struct mfsd_store *s, struct mfsd_model *m)
+static void mfsd_model_free(struct mfsd_table *s, struct mfsd_model *m)
 {
 	if (!m)
 		return;
@@ -309,7 +309,7 @@ static bool mfsd_not_regular(mode_t mode, char *why)
  * negative errno with @why set: -EINVAL if it is not a regular file now,
  * -EAGAIN if another file took its name meanwhile (transient).
  */
-static int mfsd_open_entry(struct mfsd_store *s, const char *name,
+static int mfsd_open_entry(struct mfsd_table *s, const char *name,
 			   const struct stat *st, struct stat *out, char *why)
 {
 	int fd = openat(s->dirfd, name, MFSD_CONTAINER_OPEN_FLAGS), rc;
@@ -347,7 +347,7 @@ fail:
 /* Opens the container of @m, store entry @file_name that was the regular
  * file @st, on a descriptor of the budget.  0 or a negative errno with
  * @why set. */
-static int mfsd_model_open(struct mfsd_store *s, struct mfsd_model *m,
+static int mfsd_model_open(struct mfsd_table *s, struct mfsd_model *m,
 			   const char *file_name, const struct stat *st,
 			   char *why)
 {
@@ -382,7 +382,7 @@ fail:
 /* Loads container @file_name of the store, which fstatat found to be the
  * regular file @st, as model @key.  Returns 0 or a negative errno with
  * @why (MFSD_WHY_MAX bytes) naming the reason. */
-static int mfsd_model_load(struct mfsd_store *s, const char *file_name,
+static int mfsd_model_load(struct mfsd_table *s, const char *file_name,
 			   const struct stat *st, const char *key,
 			   struct mfsd_model **out, char *why)
 {
@@ -443,11 +443,11 @@ static bool mfsd_model_idle(const struct mfsd_model *m)
 
 /*
  * After a count of @m changed: notes since when it is idle (for
- * mfsd_store_retire), and if nothing at all is left, takes it out of
+ * mfsd_table_retire), and if nothing at all is left, takes it out of
  * by_gen and returns true (the caller frees it after dropping the
  * lock).  Lock held.
  */
-static bool mfsd_store_reap(struct mfsd_store *s, struct mfsd_model *m)
+static bool mfsd_table_reap(struct mfsd_table *s, struct mfsd_model *m)
 {
 	size_t pos;
 
@@ -470,9 +470,9 @@ static bool mfsd_store_reap(struct mfsd_store *s, struct mfsd_model *m)
 /* Drops the lock after a count of @m changed, then frees @m if that
  * change left it nothing.  Returns whether @m is idle (see
  * mfsd_model_idle) and still there. */
-static bool mfsd_store_unlock_reap(struct mfsd_store *s, struct mfsd_model *m)
+static bool mfsd_table_unlock_reap(struct mfsd_table *s, struct mfsd_model *m)
 {
-	bool dead = mfsd_store_reap(s, m);
+	bool dead = mfsd_table_reap(s, m);
 	bool idle = m && !dead && !m->retired && mfsd_model_idle(m);
 
 	pthread_mutex_unlock(&s->lock);
@@ -484,7 +484,7 @@ static bool mfsd_store_unlock_reap(struct mfsd_store *s, struct mfsd_model *m)
 	return idle;
 }
 
-uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
+uint64_t mfsd_table_retire(struct mfsd_table *s, struct mfsd_model *m,
 			   uint64_t grace_ns)
 {
 	uint64_t now = mfsd_now_ns(), due = 0;
@@ -513,7 +513,7 @@ uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
 }
 
 /* Takes @m out of by_key as @state.  Lock held. */
-static void mfsd_store_take_out(struct mfsd_store *s, struct mfsd_model *m,
+static void mfsd_table_take_out(struct mfsd_table *s, struct mfsd_model *m,
 				enum mfsd_model_state state)
 {
 	size_t pos = mfsd_key_pos(s, m->key);
@@ -531,7 +531,7 @@ static void mfsd_store_take_out(struct mfsd_store *s, struct mfsd_model *m,
  * of @old (NULL: the key is new; else @old is busy and leaves as
  * replaced).  0 or -ENOMEM.
  */
-static int mfsd_store_publish(struct mfsd_store *s, struct mfsd_model *m,
+static int mfsd_table_publish(struct mfsd_table *s, struct mfsd_model *m,
 			      struct mfsd_model *old)
 {
 	size_t kpos;
@@ -568,7 +568,7 @@ static int mfsd_store_publish(struct mfsd_store *s, struct mfsd_model *m,
 /* ------------------------------------------------------------------ */
 
 /* Index of the first skipped entry with name >= @name.  Lock held. */
-static size_t mfsd_skipped_pos(const struct mfsd_store *s, const char *name)
+static size_t mfsd_skipped_pos(const struct mfsd_table *s, const char *name)
 {
 	size_t lo = 0, hi = s->nskipped;
 
@@ -594,7 +594,7 @@ static bool mfsd_same_file(const struct stat *a, const struct stat *b)
 }
 
 /* True if @name is skipped and @st is the very file that was refused. */
-static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
+static bool mfsd_skipped_same(struct mfsd_table *s, const char *name,
 			      const struct stat *st)
 {
 	const struct mfsd_skipped *k;
@@ -611,7 +611,7 @@ static bool mfsd_skipped_same(struct mfsd_store *s, const char *name,
 }
 
 /* Removes skipped entry @k (at @pos).  Lock held (s->lock). */
-static void mfsd_skipped_remove(struct mfsd_store *s, size_t pos)
+static void mfsd_skipped_remove(struct mfsd_table *s, size_t pos)
 {
 	struct mfsd_skipped *k = &s->skipped[pos];
 
@@ -624,7 +624,7 @@ static void mfsd_skipped_remove(struct mfsd_store *s, size_t pos)
 }
 
 /* Forgets that @name was skipped (it is gone or valid now). */
-static void mfsd_skipped_drop(struct mfsd_store *s, const char *name)
+static void mfsd_skipped_drop(struct mfsd_table *s, const char *name)
 {
 	size_t pos;
 
@@ -669,7 +669,7 @@ static struct mfsd_skip mfsd_load_skip(int rc, const char *why,
  * next retry of a transient one is scheduled.  Returns whether this is
  * news for the log (not the same transient failure again).  Lock held
  * (s->lock). */
-static bool mfsd_skipped_fill(struct mfsd_store *s, struct mfsd_skipped *k,
+static bool mfsd_skipped_fill(struct mfsd_table *s, struct mfsd_skipped *k,
 			      char *reason, const struct mfsd_skip *sk)
 {
 	bool news = !k->transient || !sk->transient || !k->reason ||
@@ -695,7 +695,7 @@ static bool mfsd_skipped_fill(struct mfsd_store *s, struct mfsd_skipped *k,
 
 /* Logs that @name is skipped, once per reason.  A descriptor wait during
  * the initial scan is summed up after it instead. */
-static void mfsd_skipped_log(struct mfsd_store *s, const char *name,
+static void mfsd_skipped_log(struct mfsd_table *s, const char *name,
 			     const struct mfsd_skip *sk)
 {
 	int level = MFSD_LOG_WARNING;
@@ -713,7 +713,7 @@ static void mfsd_skipped_log(struct mfsd_store *s, const char *name,
  * again until it changes.  Best effort: without memory the entry is not
  * recorded (a later refresh of the name tries again).
  */
-static void mfsd_skipped_set(struct mfsd_store *s, const char *name,
+static void mfsd_skipped_set(struct mfsd_table *s, const char *name,
 			     const struct mfsd_skip *sk)
 {
 	char *fname = strdup(name), *reason = strdup(sk->why);
@@ -776,11 +776,11 @@ static bool mfsd_update_perms(struct mfsd_model *m, const struct stat *st)
 }
 
 /* Takes busy @m out of the namespace as removed; fills @c. */
-static void mfsd_refresh_remove(struct mfsd_store *s, struct mfsd_model *m,
+static void mfsd_refresh_remove(struct mfsd_table *s, struct mfsd_model *m,
 				struct mfsd_change *c)
 {
 	pthread_mutex_lock(&s->lock);
-	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
+	mfsd_table_take_out(s, m, MFSD_MODEL_REMOVED);
 	pthread_mutex_unlock(&s->lock);
 	c->kind = MFSD_CHANGE_REMOVED;
 	c->old_gen = m->gen;
@@ -794,7 +794,7 @@ static void mfsd_refresh_remove(struct mfsd_store *s, struct mfsd_model *m,
  * skipped and takes @cur out.  Fills @c if the namespace changed; returns
  * 0 or -ENOMEM.
  */
-static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
+static int mfsd_refresh_load(struct mfsd_table *s, const char *name,
 			     const char *key, const struct stat *st,
 			     struct mfsd_model *cur, struct mfsd_change *c)
 {
@@ -804,7 +804,7 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 	int rc = mfsd_model_load(s, name, st, key, &m, why);
 
 	if (rc == 0) {
-		rc = mfsd_store_publish(s, m, cur);
+		rc = mfsd_table_publish(s, m, cur);
 		if (rc < 0)
 			mfsd_model_free(s, m);
 	}
@@ -833,7 +833,7 @@ static int mfsd_refresh_load(struct mfsd_store *s, const char *name,
 
 /* Refreshes @name, whose key is not valid: it is never published, only
  * the skipped list follows it.  @serr: errno of fstatat (0: @st). */
-static void mfsd_refresh_bad_key(struct mfsd_store *s, const char *name,
+static void mfsd_refresh_bad_key(struct mfsd_table *s, const char *name,
 				 size_t klen, int serr, const struct stat *st)
 {
 	struct mfsd_skip sk = {.st = st};
@@ -851,7 +851,7 @@ static void mfsd_refresh_bad_key(struct mfsd_store *s, const char *name,
 
 /* Refreshes @name, which exists with status @st but is not a regular
  * file: skipped (never opened), and its key is taken out. */
-static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
+static void mfsd_refresh_irregular(struct mfsd_table *s, const char *name,
 				   const struct stat *st,
 				   struct mfsd_model *cur,
 				   struct mfsd_change *c)
@@ -870,7 +870,7 @@ static void mfsd_refresh_irregular(struct mfsd_store *s, const char *name,
  * @may_load, a container to load is left alone and
  * MFSD_REFRESH_NEEDS_LOAD returned.  c->kind is left as -1 if nothing
  * changed. */
-static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
+static int mfsd_refresh_name(struct mfsd_table *s, const char *name,
 			     bool may_load, struct mfsd_change *c)
 {
 	size_t klen = strlen(name) - strlen(MFSD_CONTAINER_SUFFIX);
@@ -889,7 +889,7 @@ static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 		mfsd_refresh_bad_key(s, name, klen, serr, &st);
 		return 0;
 	}
-	cur = mfsd_store_get_key(s, c->key);
+	cur = mfsd_table_get_key(s, c->key);
 	if (serr == ENOENT || serr == ENOTDIR) {
 		mfsd_skipped_drop(s, name);
 		if (cur)
@@ -915,13 +915,13 @@ static int mfsd_refresh_name(struct mfsd_store *s, const char *name,
 			      : MFSD_REFRESH_NEEDS_LOAD;
 	}
 	if (cur)
-		mfsd_store_put(s, cur);
+		mfsd_table_put(s, cur);
 	return rc;
 }
 
 /* Index of @name in the in-flight set, or ninflight.  Lock held
  * (s->lock). */
-static size_t mfsd_inflight_find(const struct mfsd_store *s, const char *name)
+static size_t mfsd_inflight_find(const struct mfsd_table *s, const char *name)
 {
 	size_t i = 0;
 
@@ -932,7 +932,7 @@ static size_t mfsd_inflight_find(const struct mfsd_store *s, const char *name)
 
 /* Puts @name in flight for this thread: 1, or 0 if another thread has it
  * (it is told to refresh it again), or -ENOMEM. */
-static int mfsd_inflight_enter(struct mfsd_store *s, const char *name)
+static int mfsd_inflight_enter(struct mfsd_table *s, const char *name)
 {
 	char *copy = NULL;
 	size_t i;
@@ -960,7 +960,7 @@ out:
 
 /* Takes @name, in flight for this thread, out of the set, unless it was
  * asked again meanwhile: then returns true and keeps it. */
-static bool mfsd_inflight_leave(struct mfsd_store *s, const char *name)
+static bool mfsd_inflight_leave(struct mfsd_table *s, const char *name)
 {
 	size_t i;
 	bool again;
@@ -991,7 +991,7 @@ static void mfsd_deadline(struct timespec *deadline, uint64_t wait_ns)
 
 /* Waits until @name is not in flight, at most @wait_ns; true if it is
  * not. */
-static bool mfsd_inflight_wait(struct mfsd_store *s, const char *name,
+static bool mfsd_inflight_wait(struct mfsd_table *s, const char *name,
 			       uint64_t wait_ns)
 {
 	struct timespec deadline;
@@ -1007,8 +1007,8 @@ static bool mfsd_inflight_wait(struct mfsd_store *s, const char *name,
 	return settled;
 }
 
-/* mfsd_store_refresh; without @may_load as mfsd_refresh_name. */
-static int mfsd_refresh(struct mfsd_store *s, const char *file_name,
+/* mfsd_table_refresh; without @may_load as mfsd_refresh_name. */
+static int mfsd_refresh(struct mfsd_table *s, const char *file_name,
 			bool may_load, mfsd_change_fn cb, void *arg)
 {
 	int rc;
@@ -1030,31 +1030,31 @@ static int mfsd_refresh(struct mfsd_store *s, const char *file_name,
 	return rc;
 }
 
-int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
+int mfsd_table_refresh(struct mfsd_table *s, const char *file_name,
 		       mfsd_change_fn cb, void *arg)
 {
 	return mfsd_refresh(s, file_name, true, cb, arg);
 }
 
-int mfsd_store_refresh_quick(struct mfsd_store *s, const char *file_name,
+int mfsd_table_refresh_quick(struct mfsd_table *s, const char *file_name,
 			     mfsd_change_fn cb, void *arg)
 {
 	return mfsd_refresh(s, file_name, false, cb, arg);
 }
 
 /* True if @key is published now. */
-static bool mfsd_key_published(struct mfsd_store *s, const char *key)
+static bool mfsd_key_published(struct mfsd_table *s, const char *key)
 {
-	struct mfsd_model *m = mfsd_store_get_key(s, key);
+	struct mfsd_model *m = mfsd_table_get_key(s, key);
 
 	if (m)
-		mfsd_store_put(s, m);
+		mfsd_table_put(s, m);
 	return m != NULL;
 }
 
 /* Waits, at most @wait_ns, until @key is published; woken whenever a
  * refresh ends. */
-static void mfsd_key_wait(struct mfsd_store *s, const char *key,
+static void mfsd_key_wait(struct mfsd_table *s, const char *key,
 			  uint64_t wait_ns)
 {
 	struct timespec deadline;
@@ -1074,7 +1074,7 @@ static void mfsd_key_wait(struct mfsd_store *s, const char *key,
 	pthread_mutex_unlock(&s->lock);
 }
 
-int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
+int mfsd_table_refresh_key(struct mfsd_table *s, const char *key,
 			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
 			   void *qarg)
 {
@@ -1106,7 +1106,7 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 	return 0;
 }
 
-void mfsd_store_refresh_root(struct mfsd_store *s, mfsd_change_fn cb,
+void mfsd_table_refresh_root(struct mfsd_table *s, mfsd_change_fn cb,
 			     void *arg)
 {
 	struct mfsd_change c = {.kind = MFSD_CHANGE_ROOT_ATTR};
@@ -1141,7 +1141,7 @@ static int mfsd_names_add(char ***v, size_t *n, size_t *cap, const char *name)
 }
 
 /* Adds the container names of the directory to the list.  0 or -errno. */
-static int mfsd_names_dir(struct mfsd_store *s, char ***v, size_t *n,
+static int mfsd_names_dir(struct mfsd_table *s, char ***v, size_t *n,
 			  size_t *cap)
 {
 	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1166,7 +1166,7 @@ static int mfsd_names_dir(struct mfsd_store *s, char ***v, size_t *n,
 }
 
 /* Adds the names of the published and skipped containers.  0 or -ENOMEM. */
-static int mfsd_names_known(struct mfsd_store *s, char ***v, size_t *n,
+static int mfsd_names_known(struct mfsd_table *s, char ***v, size_t *n,
 			    size_t *cap)
 {
 	int rc = 0;
@@ -1185,7 +1185,7 @@ static int mfsd_name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int mfsd_store_scan_names(struct mfsd_store *s, mfsd_name_fn fn, void *arg)
+int mfsd_table_scan_names(struct mfsd_table *s, mfsd_name_fn fn, void *arg)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -1208,7 +1208,7 @@ int mfsd_store_scan_names(struct mfsd_store *s, mfsd_name_fn fn, void *arg)
 
 /* What a rescan in the calling thread passes along. */
 struct mfsd_rescan {
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	mfsd_change_fn cb;
 	void *arg;
 	int rc; /* the first failure */
@@ -1218,16 +1218,16 @@ struct mfsd_rescan {
 static void mfsd_rescan_one(void *arg, const char *name)
 {
 	struct mfsd_rescan *r = arg;
-	int rc = mfsd_store_refresh(r->s, name, r->cb, r->arg);
+	int rc = mfsd_table_refresh(r->s, name, r->cb, r->arg);
 
 	if (r->rc == 0 && rc < 0)
 		r->rc = rc;
 }
 
-int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg)
+int mfsd_table_rescan(struct mfsd_table *s, mfsd_change_fn cb, void *arg)
 {
 	struct mfsd_rescan r = {s, cb, arg, 0};
-	int rc = mfsd_store_scan_names(s, mfsd_rescan_one, &r);
+	int rc = mfsd_table_scan_names(s, mfsd_rescan_one, &r);
 
 	return rc < 0 ? rc : r.rc;
 }
@@ -1240,7 +1240,7 @@ static bool mfsd_retry_due(const struct mfsd_skipped *k, uint64_t now_ns,
 	       (k->retry_ns <= now_ns || (fd_freed && k->wants_fd));
 }
 
-ssize_t mfsd_store_retries(struct mfsd_store *s, uint64_t now_ns,
+ssize_t mfsd_table_retries(struct mfsd_table *s, uint64_t now_ns,
 			   bool fd_freed, char ***names, uint64_t *next_ns)
 {
 	char **v = NULL;
@@ -1272,7 +1272,7 @@ ssize_t mfsd_store_retries(struct mfsd_store *s, uint64_t now_ns,
 	return (ssize_t)n;
 }
 
-void mfsd_store_skip_counts(struct mfsd_store *s, struct mfsd_skip_counts *out)
+void mfsd_table_skip_counts(struct mfsd_table *s, struct mfsd_skip_counts *out)
 {
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&s->lock);
@@ -1287,10 +1287,10 @@ void mfsd_store_skip_counts(struct mfsd_store *s, struct mfsd_skip_counts *out)
 /* Opening and closing                                                 */
 /* ------------------------------------------------------------------ */
 
-int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
+int mfsd_table_open(struct mfsd_table **out, const char *dir_path,
 		    struct mfsd_cache *cache)
 {
-	struct mfsd_store *s = calloc(1, sizeof(*s));
+	struct mfsd_table *s = calloc(1, sizeof(*s));
 	int rc = -ENOMEM;
 
 	if (!s)
@@ -1314,11 +1314,11 @@ int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
 	*out = s;
 	return 0;
 fail:
-	mfsd_store_close(s);
+	mfsd_table_close(s);
 	return rc;
 }
 
-void mfsd_store_close(struct mfsd_store *s)
+void mfsd_table_close(struct mfsd_table *s)
 {
 	if (!s)
 		return;
@@ -1326,7 +1326,7 @@ void mfsd_store_close(struct mfsd_store *s)
 	s->fd_freed = NULL;
 	for (size_t i = 0; i < s->nlive; i++)
 		mfsd_model_free(s, s->by_gen[i]);
-	mfsd_store_free_skipped(s->skipped, s->nskipped);
+	mfsd_table_free_skipped(s->skipped, s->nskipped);
 	for (size_t i = 0; i < s->ninflight; i++)
 		free(s->inflight[i].name);
 	free(s->inflight);
@@ -1340,7 +1340,7 @@ void mfsd_store_close(struct mfsd_store *s)
 	free(s);
 }
 
-void mfsd_store_mark_loaded(struct mfsd_store *s)
+void mfsd_table_mark_loaded(struct mfsd_table *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->changes = 0; /* counts the changes made live, after loading */
@@ -1352,7 +1352,7 @@ void mfsd_store_mark_loaded(struct mfsd_store *s)
 /* Counts                                                              */
 /* ------------------------------------------------------------------ */
 
-struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key)
+struct mfsd_model *mfsd_table_get_key(struct mfsd_table *s, const char *key)
 {
 	struct mfsd_model *m = NULL;
 	size_t pos;
@@ -1367,7 +1367,7 @@ struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key)
 	return m;
 }
 
-struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen)
+struct mfsd_model *mfsd_table_get_gen(struct mfsd_table *s, uint64_t gen)
 {
 	struct mfsd_model *m = NULL;
 	size_t pos;
@@ -1382,14 +1382,14 @@ struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen)
 	return m;
 }
 
-void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m)
+void mfsd_table_put(struct mfsd_table *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
 	m->nbusy--;
-	(void)mfsd_store_unlock_reap(s, m);
+	(void)mfsd_table_unlock_reap(s, m);
 }
 
-void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
+void mfsd_table_lookup(struct mfsd_table *s, struct mfsd_model *m,
 		       uint64_t slot, uint64_t n)
 {
 	pthread_mutex_lock(&s->lock);
@@ -1407,7 +1407,7 @@ static void mfsd_count_sub(uint64_t *count, uint64_t n)
 	*count -= n < *count ? n : *count;
 }
 
-bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+bool mfsd_table_forget(struct mfsd_table *s, uint64_t gen, uint64_t slot,
 		       uint64_t n)
 {
 	struct mfsd_model *m = NULL;
@@ -1420,7 +1420,7 @@ bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
 		mfsd_count_sub(slot == MFSD_SLOT_DIR ? &m->nlookup_dir
 						     : &m->nlookup_files, n);
 	}
-	return mfsd_store_unlock_reap(s, m);
+	return mfsd_table_unlock_reap(s, m);
 }
 
 /* Index of the first hold >= (@pid, @slot) in m->holds.  Lock held. */
@@ -1448,7 +1448,7 @@ static bool mfsd_hold_at(const struct mfsd_model *m, size_t pos, pid_t pid,
 	       m->holds[pos].slot == slot;
 }
 
-int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
+int mfsd_table_open_handle(struct mfsd_table *s, struct mfsd_model *m,
 			   pid_t pid, uid_t uid, uint64_t slot)
 {
 	size_t pos;
@@ -1474,7 +1474,7 @@ out:
 	return rc;
 }
 
-bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
+bool mfsd_table_release_handle(struct mfsd_table *s, struct mfsd_model *m,
 			       pid_t pid, uint64_t slot)
 {
 	size_t pos;
@@ -1491,43 +1491,43 @@ bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
 	last = m->nopen == 0;
 	if (last)
 		m->released_seq = ++s->release_clock;
-	(void)mfsd_store_unlock_reap(s, m);
+	(void)mfsd_table_unlock_reap(s, m);
 	return last;
 }
 
-void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m)
+void mfsd_table_open_dir(struct mfsd_table *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
 	m->ndirs++;
 	pthread_mutex_unlock(&s->lock);
 }
 
-bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m)
+bool mfsd_table_release_dir(struct mfsd_table *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
 	mfsd_count_sub(&m->ndirs, 1);
-	return mfsd_store_unlock_reap(s, m);
+	return mfsd_table_unlock_reap(s, m);
 }
 
-void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m)
+void mfsd_table_unpublish(struct mfsd_table *s, struct mfsd_model *m)
 {
 	pthread_mutex_lock(&s->lock);
-	mfsd_store_take_out(s, m, MFSD_MODEL_REMOVED);
-	(void)mfsd_store_unlock_reap(s, m);
+	mfsd_table_take_out(s, m, MFSD_MODEL_REMOVED);
+	(void)mfsd_table_unlock_reap(s, m);
 }
 
 /* ------------------------------------------------------------------ */
 /* Copies for listings and .status                                     */
 /* ------------------------------------------------------------------ */
 
-void mfsd_store_free_list(struct mfsd_dirent_model *list, size_t n)
+void mfsd_table_free_list(struct mfsd_dirent_model *list, size_t n)
 {
 	for (size_t i = 0; list && i < n; i++)
 		free(list[i].key);
 	free(list);
 }
 
-ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out)
+ssize_t mfsd_table_list(struct mfsd_table *s, struct mfsd_dirent_model **out)
 {
 	struct mfsd_dirent_model *list;
 	size_t n;
@@ -1539,7 +1539,7 @@ ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out)
 		list[i].gen = s->by_key[i]->gen;
 		list[i].key = strdup(s->by_key[i]->key);
 		if (!list[i].key) {
-			mfsd_store_free_list(list, i);
+			mfsd_table_free_list(list, i);
 			list = NULL;
 		}
 	}
@@ -1581,7 +1581,7 @@ static void mfsd_model_counts_locked(const struct mfsd_model *m,
 	out->released_seq = m->released_seq;
 }
 
-void mfsd_store_model_counts(struct mfsd_store *s, struct mfsd_model *m,
+void mfsd_table_model_counts(struct mfsd_table *s, struct mfsd_model *m,
 			     struct mfsd_model_counts *out)
 {
 	pthread_mutex_lock(&s->lock);
@@ -1589,7 +1589,7 @@ void mfsd_store_model_counts(struct mfsd_store *s, struct mfsd_model *m,
 	pthread_mutex_unlock(&s->lock);
 }
 
-int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
+int mfsd_table_usage(struct mfsd_table *s, struct mfsd_model *m,
 		     struct mfsd_model_usage *u)
 {
 	size_t n;
@@ -1610,14 +1610,14 @@ int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!u->holds || !u->holders) {
-		mfsd_store_usage_free(u);
+		mfsd_table_usage_free(u);
 		return -ENOMEM;
 	}
 	mfsd_usage_holders(u);
 	return 0;
 }
 
-void mfsd_store_usage_keep_uid(struct mfsd_model_usage *u, uid_t uid)
+void mfsd_table_usage_keep_uid(struct mfsd_model_usage *u, uid_t uid)
 {
 	size_t kept = 0;
 
@@ -1628,7 +1628,7 @@ void mfsd_store_usage_keep_uid(struct mfsd_model_usage *u, uid_t uid)
 	mfsd_usage_holders(u);
 }
 
-void mfsd_store_usage_free(struct mfsd_model_usage *u)
+void mfsd_table_usage_free(struct mfsd_model_usage *u)
 {
 	free(u->holds);
 	free(u->holders);
@@ -1637,7 +1637,7 @@ void mfsd_store_usage_free(struct mfsd_model_usage *u)
 	u->nholds = u->nholders = 0;
 }
 
-ssize_t mfsd_store_get_all(struct mfsd_store *s, struct mfsd_model ***out)
+ssize_t mfsd_table_get_all(struct mfsd_table *s, struct mfsd_model ***out)
 {
 	struct mfsd_model **v;
 	size_t n;
@@ -1656,15 +1656,15 @@ ssize_t mfsd_store_get_all(struct mfsd_store *s, struct mfsd_model ***out)
 	return (ssize_t)n;
 }
 
-void mfsd_store_put_all(struct mfsd_store *s, struct mfsd_model **models,
+void mfsd_table_put_all(struct mfsd_table *s, struct mfsd_model **models,
 			size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		mfsd_store_put(s, models[i]);
+		mfsd_table_put(s, models[i]);
 	free(models);
 }
 
-void mfsd_store_free_skipped(struct mfsd_skipped *v, size_t n)
+void mfsd_table_free_skipped(struct mfsd_skipped *v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++) {
 		free(v[i].file_name);
@@ -1673,7 +1673,7 @@ void mfsd_store_free_skipped(struct mfsd_skipped *v, size_t n)
 	free(v);
 }
 
-ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out)
+ssize_t mfsd_table_skipped(struct mfsd_table *s, struct mfsd_skipped **out)
 {
 	struct mfsd_skipped *v;
 	size_t n;
@@ -1686,7 +1686,7 @@ ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out)
 		v[i].file_name = strdup(s->skipped[i].file_name);
 		v[i].reason = strdup(s->skipped[i].reason);
 		if (!v[i].file_name || !v[i].reason) {
-			mfsd_store_free_skipped(v, i + 1);
+			mfsd_table_free_skipped(v, i + 1);
 			v = NULL;
 		}
 	}
@@ -1697,7 +1697,7 @@ ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out)
 	return (ssize_t)n;
 }
 
-void mfsd_store_counts(struct mfsd_store *s, struct mfsd_store_counts *out)
+void mfsd_table_counts(struct mfsd_table *s, struct mfsd_table_counts *out)
 {
 	pthread_mutex_lock(&s->lock);
 	out->published = s->npublished;

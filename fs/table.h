@@ -1,5 +1,5 @@
 /*
- * store.h - the model table: containers loaded from STORE_DIR, each a
+ * table.h - the model table: containers loaded from STORE_DIR, each a
  * model with a generation number that is never reused, the reference
  * counts that decide when a model's memory and descriptor may go, and
  * the live refresh that follows the directory while it is mounted.
@@ -16,7 +16,7 @@
  * their entries), but may keep its directory inode until memory is
  * reclaimed.  So a model that has been idle (out of the namespace, no
  * handle, no file known to the kernel) for a grace period is *retired*
- * (mfsd_store_retire): its container is closed and its arrays freed, and
+ * (mfsd_table_retire): its container is closed and its arrays freed, and
  * its directory looks empty from then on, like a removed directory.  The
  * grace period lets a process that was walking a path through the
  * directory when the model left finish its walk in the old version.
@@ -27,8 +27,8 @@
  *
  * Lock order: lock, then the chunk cache's lock.
  */
-#ifndef MFSD_STORE_H
-#define MFSD_STORE_H
+#ifndef MFSD_TABLE_H
+#define MFSD_TABLE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -146,7 +146,7 @@ struct mfsd_model {
 	uint64_t nlookup_files; /* kernel lookups summed over its files */
 	uint64_t nopen;         /* open file handles */
 	uint64_t ndirs;         /* open directory handles */
-	uint64_t nbusy;         /* requests between mfsd_store_get and _put */
+	uint64_t nbusy;         /* requests between mfsd_table_get and _put */
 	uint64_t released_seq;  /* store->release_clock when nopen last
 				   became 0; 0 = never released */
 	uint64_t idle_since_ns; /* CLOCK_MONOTONIC when it became idle
@@ -184,8 +184,8 @@ struct mfsd_inflight {
 	bool again; /* changed meanwhile: refresh once more */
 };
 
-struct mfsd_store {
-	/* Immutable after mfsd_store_open: */
+struct mfsd_table {
+	/* Immutable after mfsd_table_open: */
 	char *dir_path; /* the path given (realpath at start-up) */
 	int dirfd;      /* the directory opened at start: all access is
 			   relative to it, so a directory moved away is
@@ -238,57 +238,57 @@ struct mfsd_store {
 };
 
 /*
- * Opens STORE_DIR @dir_path; nothing is loaded yet (mfsd_store_rescan or
- * mfsd_store_scan_names does that).  Returns 0, or a negative errno if
+ * Opens STORE_DIR @dir_path; nothing is loaded yet (mfsd_table_rescan or
+ * mfsd_table_scan_names does that).  Returns 0, or a negative errno if
  * the directory cannot be opened (or memory runs out).  *@out is freed
- * with mfsd_store_close.
+ * with mfsd_table_close.
  */
-int mfsd_store_open(struct mfsd_store **out, const char *dir_path,
+int mfsd_table_open(struct mfsd_table **out, const char *dir_path,
 		    struct mfsd_cache *cache);
 
 /* Ends the initial scan: from now on changes are counted as live ones
  * and logged one by one. */
-void mfsd_store_mark_loaded(struct mfsd_store *s);
+void mfsd_table_mark_loaded(struct mfsd_table *s);
 
 /* Frees the store and every model, whatever their counts. */
-void mfsd_store_close(struct mfsd_store *s);
+void mfsd_table_close(struct mfsd_table *s);
 
 /* Finds a published model by key and marks it busy; NULL if none. */
-struct mfsd_model *mfsd_store_get_key(struct mfsd_store *s, const char *key);
+struct mfsd_model *mfsd_table_get_key(struct mfsd_table *s, const char *key);
 
 /* Finds a live model by generation and marks it busy; NULL if none. */
-struct mfsd_model *mfsd_store_get_gen(struct mfsd_store *s, uint64_t gen);
+struct mfsd_model *mfsd_table_get_gen(struct mfsd_table *s, uint64_t gen);
 
-/* Ends a busy mark from mfsd_store_get_*; may free the model. */
-void mfsd_store_put(struct mfsd_store *s, struct mfsd_model *m);
+/* Ends a busy mark from mfsd_table_get_*; may free the model. */
+void mfsd_table_put(struct mfsd_table *s, struct mfsd_model *m);
 
 /* Counts @n kernel lookups of slot @slot's inode of busy model @m. */
-void mfsd_store_lookup(struct mfsd_store *s, struct mfsd_model *m,
+void mfsd_table_lookup(struct mfsd_table *s, struct mfsd_model *m,
 		       uint64_t slot, uint64_t n);
 
 /* The kernel forgot @n lookups of slot @slot of generation @gen (may
  * free the model).  Returns true if the model is now idle: the watcher
  * retires it after the grace period. */
-bool mfsd_store_forget(struct mfsd_store *s, uint64_t gen, uint64_t slot,
+bool mfsd_table_forget(struct mfsd_table *s, uint64_t gen, uint64_t slot,
 		       uint64_t n);
 
 /* Counts an open handle of process @pid, opened as user @uid, on file
  * @slot of busy model @m.  A hold is per (pid, slot): the user of its
  * first open stays its user.  0 or -ENOMEM. */
-int mfsd_store_open_handle(struct mfsd_store *s, struct mfsd_model *m,
+int mfsd_table_open_handle(struct mfsd_table *s, struct mfsd_model *m,
 			   pid_t pid, uid_t uid, uint64_t slot);
 
 /* Ends an open handle of @pid on @slot of @m (may free @m).  Returns
  * true if it was the model's last open handle. */
-bool mfsd_store_release_handle(struct mfsd_store *s, struct mfsd_model *m,
+bool mfsd_table_release_handle(struct mfsd_table *s, struct mfsd_model *m,
 			       pid_t pid, uint64_t slot);
 
 /* Counts an open directory handle on busy model @m. */
-void mfsd_store_open_dir(struct mfsd_store *s, struct mfsd_model *m);
+void mfsd_table_open_dir(struct mfsd_table *s, struct mfsd_model *m);
 
 /* Ends an open directory handle on @m (may free @m).  Returns true if
- * the model is now idle, as mfsd_store_forget. */
-bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m);
+ * the model is now idle, as mfsd_table_forget. */
+bool mfsd_table_release_dir(struct mfsd_table *s, struct mfsd_model *m);
 
 /*
  * Retires @m (busy with the caller's mark only) if it has been idle for
@@ -296,13 +296,13 @@ bool mfsd_store_release_dir(struct mfsd_store *s, struct mfsd_model *m);
  * it was retired or is not idle, else when (CLOCK_MONOTONIC ns) it may
  * be retired.
  */
-uint64_t mfsd_store_retire(struct mfsd_store *s, struct mfsd_model *m,
+uint64_t mfsd_table_retire(struct mfsd_table *s, struct mfsd_model *m,
 			   uint64_t grace_ns);
 
 /* Takes @m out of the store as removed: no longer found by key; it
  * lives on until its counts reach zero.  (For tests: the caller must
  * not refresh @m's name meanwhile.) */
-void mfsd_store_unpublish(struct mfsd_store *s, struct mfsd_model *m);
+void mfsd_table_unpublish(struct mfsd_table *s, struct mfsd_model *m);
 
 /* What a refresh changed in the namespace. */
 enum mfsd_change_kind {
@@ -333,7 +333,7 @@ enum mfsd_refresh_result {
 	/* Another thread was refreshing the name: it refreshes it once
 	 * more, and so sees whatever made this call. */
 	MFSD_REFRESH_DEFERRED = 1,
-	/* (mfsd_store_refresh_quick) A container must be loaded. */
+	/* (mfsd_table_refresh_quick) A container must be loaded. */
 	MFSD_REFRESH_NEEDS_LOAD = 2,
 };
 
@@ -346,36 +346,36 @@ enum mfsd_refresh_result {
  * containers: anything else (symbolic link, FIFO, device, directory,
  * socket) is skipped with the reason, without being opened or followed.
  * A load that failed for want of descriptors, memory or I/O is skipped
- * as transient and retried (mfsd_store_retries).  Names that are hidden
+ * as transient and retried (mfsd_table_retries).  Names that are hidden
  * or not "*.mfs" are ignored.  No lock is held while a container loads.
  * Calls @cb (may be NULL) for each change made, with no lock held.
  * Returns MFSD_REFRESH_DONE, MFSD_REFRESH_DEFERRED (another thread had
  * the name), or -ENOMEM when memory ran out (the change may be partly
  * made; a later refresh retries).
  */
-int mfsd_store_refresh(struct mfsd_store *s, const char *file_name,
+int mfsd_table_refresh(struct mfsd_table *s, const char *file_name,
 		       mfsd_change_fn cb, void *arg);
 
 /*
- * As mfsd_store_refresh, but without loading a container: if one must
+ * As mfsd_table_refresh, but without loading a container: if one must
  * be loaded, returns MFSD_REFRESH_NEEDS_LOAD and leaves it to the
  * caller to have the name refreshed (on a thread that may wait).  Never
  * opens a file: removals, skips and permission changes are applied at
  * once.  MFSD_REFRESH_DONE, _DEFERRED, _NEEDS_LOAD or -ENOMEM.
  */
-int mfsd_store_refresh_quick(struct mfsd_store *s, const char *file_name,
+int mfsd_table_refresh_quick(struct mfsd_table *s, const char *file_name,
 			     mfsd_change_fn cb, void *arg);
 
 /*
  * For a lookup of @key that found nothing: if "<key>.mfs" exists in
  * STORE_DIR now (one fstatat when it does not), refreshes it as
- * mfsd_store_refresh would, except that a container to load is handed
+ * mfsd_table_refresh would, except that a container to load is handed
  * to @queue (@qarg, the file name; NULL: loaded here) and waited for at
  * most MFSD_LOOKUP_WAIT_NS, as is a refresh of it by another thread: a
  * lookup never waits long on a slow container (the refresh tells @cb
- * when the key appears).  Returns as mfsd_store_refresh.
+ * when the key appears).  Returns as mfsd_table_refresh.
  */
-int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
+int mfsd_table_refresh_key(struct mfsd_table *s, const char *key,
 			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
 			   void *qarg);
 
@@ -392,11 +392,11 @@ int mfsd_store_refresh_key(struct mfsd_store *s, const char *key,
 /* Calls @fn for every container name in STORE_DIR and every published
  * and skipped one, each once, in ascending order.  0 or -errno (the
  * directory could not be read, or memory ran out). */
-int mfsd_store_scan_names(struct mfsd_store *s, mfsd_name_fn fn, void *arg);
+int mfsd_table_scan_names(struct mfsd_table *s, mfsd_name_fn fn, void *arg);
 
-/* mfsd_store_refresh of every name mfsd_store_scan_names visits, in
+/* mfsd_table_refresh of every name mfsd_table_scan_names visits, in
  * this thread.  0 or -ENOMEM or the scan's error. */
-int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg);
+int mfsd_table_rescan(struct mfsd_table *s, mfsd_change_fn cb, void *arg);
 
 /*
  * The names of transient skipped entries due for a retry at @now_ns
@@ -404,7 +404,7 @@ int mfsd_store_rescan(struct mfsd_store *s, mfsd_change_fn cb, void *arg);
  * *@names (free each and the array).  *@next_ns gets when the next
  * retry falls due (0: none pending).  Count or -ENOMEM.
  */
-ssize_t mfsd_store_retries(struct mfsd_store *s, uint64_t now_ns,
+ssize_t mfsd_table_retries(struct mfsd_table *s, uint64_t now_ns,
 			   bool fd_freed, char ***names, uint64_t *next_ns);
 
 /* Counts of the skipped entries for the start-up summary. */
@@ -413,11 +413,11 @@ struct mfsd_skip_counts {
 	size_t transient; /* failures retried later */
 	size_t waiting;   /* of those, waiting for a descriptor */
 };
-void mfsd_store_skip_counts(struct mfsd_store *s, struct mfsd_skip_counts *out);
+void mfsd_table_skip_counts(struct mfsd_table *s, struct mfsd_skip_counts *out);
 
 /* Re-reads the permissions of STORE_DIR itself; calls @cb with
  * MFSD_CHANGE_ROOT_ATTR if they changed. */
-void mfsd_store_refresh_root(struct mfsd_store *s, mfsd_change_fn cb,
+void mfsd_table_refresh_root(struct mfsd_table *s, mfsd_change_fn cb,
 			     void *arg);
 
 /* Name of a published model, for a directory listing. */
@@ -427,9 +427,9 @@ struct mfsd_dirent_model {
 };
 
 /* Copies the published models (ascending key) into a malloc'd array.
- * Returns the count or -ENOMEM.  Free with mfsd_store_free_list. */
-ssize_t mfsd_store_list(struct mfsd_store *s, struct mfsd_dirent_model **out);
-void mfsd_store_free_list(struct mfsd_dirent_model *list, size_t n);
+ * Returns the count or -ENOMEM.  Free with mfsd_table_free_list. */
+ssize_t mfsd_table_list(struct mfsd_table *s, struct mfsd_dirent_model **out);
+void mfsd_table_free_list(struct mfsd_dirent_model *list, size_t n);
 
 /* The counts of one model, copied under the lock. */
 struct mfsd_model_counts {
@@ -443,7 +443,7 @@ struct mfsd_model_counts {
 };
 
 /* Copies @m's counts (no allocation). */
-void mfsd_store_model_counts(struct mfsd_store *s, struct mfsd_model *m,
+void mfsd_table_model_counts(struct mfsd_table *s, struct mfsd_model *m,
 			     struct mfsd_model_counts *out);
 
 /* What .status shows of one model, copied under the lock. */
@@ -459,34 +459,34 @@ struct mfsd_model_usage {
 };
 
 /* Copies @m's counts and holders.  0 or -ENOMEM; free with
- * mfsd_store_usage_free. */
-int mfsd_store_usage(struct mfsd_store *s, struct mfsd_model *m,
+ * mfsd_table_usage_free. */
+int mfsd_table_usage(struct mfsd_table *s, struct mfsd_model *m,
 		     struct mfsd_model_usage *usage);
-void mfsd_store_usage_free(struct mfsd_model_usage *usage);
+void mfsd_table_usage_free(struct mfsd_model_usage *usage);
 
 /* Keeps in @usage only the holds made by user @uid, and the holders they
  * add up to; the model's counts (nopen, ...) are left whole. */
-void mfsd_store_usage_keep_uid(struct mfsd_model_usage *usage, uid_t uid);
+void mfsd_table_usage_keep_uid(struct mfsd_model_usage *usage, uid_t uid);
 
 /* Marks every live model busy and returns them (ascending gen) in a
- * malloc'd array; release with mfsd_store_put_all.  Count or -ENOMEM. */
-ssize_t mfsd_store_get_all(struct mfsd_store *s, struct mfsd_model ***out);
-void mfsd_store_put_all(struct mfsd_store *s, struct mfsd_model **models,
+ * malloc'd array; release with mfsd_table_put_all.  Count or -ENOMEM. */
+ssize_t mfsd_table_get_all(struct mfsd_table *s, struct mfsd_model ***out);
+void mfsd_table_put_all(struct mfsd_table *s, struct mfsd_model **models,
 			size_t n);
 
 /* Copies the skipped containers (ascending name) for .status.  Count or
- * -ENOMEM; free with mfsd_store_free_skipped. */
-ssize_t mfsd_store_skipped(struct mfsd_store *s, struct mfsd_skipped **out);
-void mfsd_store_free_skipped(struct mfsd_skipped *v, size_t n);
+ * -ENOMEM; free with mfsd_table_free_skipped. */
+ssize_t mfsd_table_skipped(struct mfsd_table *s, struct mfsd_skipped **out);
+void mfsd_table_free_skipped(struct mfsd_skipped *v, size_t n);
 
 /* Counters of the table for .status. */
-struct mfsd_store_counts {
+struct mfsd_table_counts {
 	size_t published;
 	size_t live;
 	size_t retired;
 	uint64_t changes;
 };
-void mfsd_store_counts(struct mfsd_store *s, struct mfsd_store_counts *out);
+void mfsd_table_counts(struct mfsd_table *s, struct mfsd_table_counts *out);
 
 /* True if chunk @chunk of @a has the bit set in @bitmap. */
 static inline bool mfsd_bit_test(_Atomic uint64_t *bitmap, uint64_t chunk)
@@ -522,4 +522,4 @@ static inline uint64_t mfsd_model_cached(struct mfsd_model *m)
 	return n < m->view_size ? n : m->view_size;
 }
 
-#endif /* MFSD_STORE_H */
+#endif /* MFSD_TABLE_H */
