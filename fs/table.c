@@ -16,11 +16,11 @@
 #include "lease.h"
 #include "log.h"
 #include "table.h"
+#include "vec.h"
 
 #define MFSD_CONTAINER_SUFFIX ".mfs"
 #define MFSD_NPY_SUFFIX ".npy"
 #define MFSD_BITS_PER_WORD 64u
-#define MFSD_INITIAL_CAP 16u
 /* Room for the library's message about a bad container. */
 #define MFSD_WHY_MAX 1024
 /* Permission bits of a mode (chmod changes only these). */
@@ -46,77 +46,36 @@ static void mfsd_why(char *why, const char *msg)
 }
 
 /* ------------------------------------------------------------------ */
-/* Sorted pointer arrays                                               */
+/* Sorted vectors                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Grows *@v (of *@cap elements of @size bytes) to hold at least @need.
- * 0 or -ENOMEM. */
-static int mfsd_grow(void **v, size_t *cap, size_t need, size_t size)
+/* Orders key @key against the model pointer @elem (of by_key). */
+static int mfsd_key_cmp(const void *key, const void *elem)
 {
-	size_t ncap = *cap ? *cap : MFSD_INITIAL_CAP;
-	void *nv;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need)
-		ncap *= 2;
-	nv = realloc(*v, ncap * size);
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
-	*cap = ncap;
-	return 0;
+	return strcmp(key, (*(struct mfsd_model *const *)elem)->key);
 }
 
-static int mfsd_vec_reserve(struct mfsd_model ***v, size_t *cap, size_t need)
+/* Orders generation *@key against the model pointer @elem (of by_gen). */
+static int mfsd_gen_cmp(const void *key, const void *elem)
 {
-	return mfsd_grow((void **)v, cap, need, sizeof(**v));
-}
+	uint64_t gen = *(const uint64_t *)key;
+	uint64_t other = (*(struct mfsd_model *const *)elem)->gen;
 
-static void mfsd_vec_insert(struct mfsd_model **v, size_t *n, size_t pos,
-			    struct mfsd_model *m)
-{
-	memmove(&v[pos + 1], &v[pos], (*n - pos) * sizeof(*v));
-	v[pos] = m;
-	(*n)++;
-}
-
-static void mfsd_vec_remove(struct mfsd_model **v, size_t *n, size_t pos)
-{
-	memmove(&v[pos], &v[pos + 1], (*n - pos - 1) * sizeof(*v));
-	(*n)--;
+	return (gen > other) - (gen < other);
 }
 
 /* Index of the first model with key >= @key in by_key.  Lock held. */
 static size_t mfsd_key_pos(const struct mfsd_table *s, const char *key)
 {
-	size_t lo = 0, hi = s->npublished;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (strcmp(s->by_key[mid]->key, key) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return mfsd_vec_lower_bound(s->by_key, s->npublished,
+				    sizeof(*s->by_key), key, mfsd_key_cmp);
 }
 
 /* Index of the first model with gen >= @gen in by_gen.  Lock held. */
 static size_t mfsd_gen_pos(const struct mfsd_table *s, uint64_t gen)
 {
-	size_t lo = 0, hi = s->nlive;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (s->by_gen[mid]->gen < gen)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return mfsd_vec_lower_bound(s->by_gen, s->nlive, sizeof(*s->by_gen),
+				    &gen, mfsd_gen_cmp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -461,7 +420,7 @@ static bool mfsd_table_reap(struct mfsd_table *s, struct mfsd_model *m)
 		return false;
 	pos = mfsd_gen_pos(s, m->gen);
 	if (pos < s->nlive && s->by_gen[pos] == m)
-		mfsd_vec_remove(s->by_gen, &s->nlive, pos);
+		mfsd_vec_remove(s->by_gen, &s->nlive, sizeof(*s->by_gen), pos);
 	if (m->retired)
 		s->nretired--;
 	return true;
@@ -521,7 +480,8 @@ static void mfsd_table_take_out(struct mfsd_table *s, struct mfsd_model *m,
 	if (m->state != MFSD_MODEL_PUBLISHED)
 		return;
 	if (pos < s->npublished && s->by_key[pos] == m)
-		mfsd_vec_remove(s->by_key, &s->npublished, pos);
+		mfsd_vec_remove(s->by_key, &s->npublished,
+				sizeof(*s->by_key), pos);
 	m->state = state;
 	s->changes++;
 }
@@ -538,10 +498,11 @@ static int mfsd_table_publish(struct mfsd_table *s, struct mfsd_model *m,
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = mfsd_vec_reserve(&s->by_gen, &s->live_cap, s->nlive + 1);
+	rc = mfsd_vec_reserve((void **)&s->by_gen, &s->live_cap, s->nlive + 1,
+			      sizeof(*s->by_gen));
 	if (rc == 0)
-		rc = mfsd_vec_reserve(&s->by_key, &s->published_cap,
-				      s->npublished + 1);
+		rc = mfsd_vec_reserve((void **)&s->by_key, &s->published_cap,
+				      s->npublished + 1, sizeof(*s->by_key));
 	if (rc < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return rc;
@@ -549,14 +510,15 @@ static int mfsd_table_publish(struct mfsd_table *s, struct mfsd_model *m,
 	m->gen = s->next_gen++;
 	m->state = MFSD_MODEL_PUBLISHED;
 	/* Generations only grow, so the newest goes last. */
-	mfsd_vec_insert(s->by_gen, &s->nlive, s->nlive, m);
+	mfsd_vec_insert(s->by_gen, &s->nlive, sizeof(m), s->nlive, &m);
 	kpos = mfsd_key_pos(s, m->key);
 	if (old && kpos < s->npublished && s->by_key[kpos] == old) {
 		/* One step: a lookup finds the old or the new, never none. */
 		s->by_key[kpos] = m;
 		old->state = MFSD_MODEL_REPLACED;
 	} else {
-		mfsd_vec_insert(s->by_key, &s->npublished, kpos, m);
+		mfsd_vec_insert(s->by_key, &s->npublished, sizeof(m), kpos,
+				&m);
 	}
 	s->changes++;
 	pthread_mutex_unlock(&s->lock);
@@ -567,20 +529,18 @@ static int mfsd_table_publish(struct mfsd_table *s, struct mfsd_model *m,
 /* Skipped containers                                                  */
 /* ------------------------------------------------------------------ */
 
+/* Orders name @key against skipped entry @elem. */
+static int mfsd_skipped_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct mfsd_skipped *)elem)->file_name);
+}
+
 /* Index of the first skipped entry with name >= @name.  Lock held. */
 static size_t mfsd_skipped_pos(const struct mfsd_table *s, const char *name)
 {
-	size_t lo = 0, hi = s->nskipped;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (strcmp(s->skipped[mid].file_name, name) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return mfsd_vec_lower_bound(s->skipped, s->nskipped,
+				    sizeof(*s->skipped), name,
+				    mfsd_skipped_cmp);
 }
 
 /* True if @a and @b are the same file with the same contents (an
@@ -619,8 +579,7 @@ static void mfsd_skipped_remove(struct mfsd_table *s, size_t pos)
 		s->nwaiting--;
 	free(k->file_name);
 	free(k->reason);
-	memmove(k, k + 1, (s->nskipped - pos - 1) * sizeof(*k));
-	s->nskipped--;
+	mfsd_vec_remove(s->skipped, &s->nskipped, sizeof(*k), pos);
 }
 
 /* Forgets that @name was skipped (it is gone or valid now). */
@@ -727,12 +686,13 @@ static void mfsd_skipped_set(struct mfsd_table *s, const char *name,
 	pos = mfsd_skipped_pos(s, name);
 	if (pos < s->nskipped && strcmp(s->skipped[pos].file_name, name) == 0) {
 		k = &s->skipped[pos];
-	} else if (mfsd_grow((void **)&s->skipped, &s->skipped_cap,
-			     s->nskipped + 1, sizeof(*s->skipped)) == 0) {
+	} else if (mfsd_vec_reserve((void **)&s->skipped, &s->skipped_cap,
+				    s->nskipped + 1, sizeof(*s->skipped)) == 0) {
+		struct mfsd_skipped fresh = {.file_name = fname};
+
+		mfsd_vec_insert(s->skipped, &s->nskipped, sizeof(fresh), pos,
+				&fresh);
 		k = &s->skipped[pos];
-		memmove(k + 1, k, (s->nskipped - pos) * sizeof(*k));
-		s->nskipped++;
-		*k = (struct mfsd_skipped){.file_name = fname};
 		fname = NULL;
 	}
 	if (k) {
@@ -945,7 +905,7 @@ static int mfsd_inflight_enter(struct mfsd_table *s, const char *name)
 		goto out;
 	}
 	copy = strdup(name);
-	if (!copy || mfsd_grow((void **)&s->inflight, &s->inflight_cap,
+	if (!copy || mfsd_vec_reserve((void **)&s->inflight, &s->inflight_cap,
 			       s->ninflight + 1, sizeof(*s->inflight)) < 0) {
 		free(copy);
 		rc = -ENOMEM;
@@ -1131,7 +1091,7 @@ static int mfsd_names_add(char ***v, size_t *n, size_t *cap, const char *name)
 {
 	char *copy;
 
-	if (mfsd_grow((void **)v, cap, *n + 1, sizeof(**v)) < 0)
+	if (mfsd_vec_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0)
 		return -ENOMEM;
 	copy = strdup(name);
 	if (!copy)
@@ -1423,22 +1383,24 @@ bool mfsd_table_forget(struct mfsd_table *s, uint64_t gen, uint64_t slot,
 	return mfsd_table_unlock_reap(s, m);
 }
 
+/* Orders the (pid, slot) of hold @key against hold @elem. */
+static int mfsd_hold_cmp(const void *key, const void *elem)
+{
+	const struct mfsd_hold *a = key, *b = elem;
+
+	if (a->pid != b->pid)
+		return a->pid < b->pid ? -1 : 1;
+	return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
 /* Index of the first hold >= (@pid, @slot) in m->holds.  Lock held. */
 static size_t mfsd_hold_pos(const struct mfsd_model *m, pid_t pid,
 			    uint64_t slot)
 {
-	size_t lo = 0, hi = m->nholds;
+	struct mfsd_hold key = {.pid = pid, .slot = slot};
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct mfsd_hold *h = &m->holds[mid];
-
-		if (h->pid < pid || (h->pid == pid && h->slot < slot))
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return mfsd_vec_lower_bound(m->holds, m->nholds, sizeof(*m->holds),
+				    &key, mfsd_hold_cmp);
 }
 
 static bool mfsd_hold_at(const struct mfsd_model *m, size_t pos, pid_t pid,
@@ -1457,15 +1419,13 @@ int mfsd_table_open_handle(struct mfsd_table *s, struct mfsd_model *m,
 	pthread_mutex_lock(&s->lock);
 	pos = mfsd_hold_pos(m, pid, slot);
 	if (!mfsd_hold_at(m, pos, pid, slot)) {
-		rc = mfsd_grow((void **)&m->holds, &m->holds_cap,
-			       m->nholds + 1, sizeof(*m->holds));
+		struct mfsd_hold h = {.pid = pid, .slot = slot, .uid = uid};
+
+		rc = mfsd_vec_reserve((void **)&m->holds, &m->holds_cap,
+				      m->nholds + 1, sizeof(*m->holds));
 		if (rc < 0)
 			goto out;
-		memmove(&m->holds[pos + 1], &m->holds[pos],
-			(m->nholds - pos) * sizeof(*m->holds));
-		m->holds[pos] = (struct mfsd_hold){
-			.pid = pid, .slot = slot, .uid = uid};
-		m->nholds++;
+		mfsd_vec_insert(m->holds, &m->nholds, sizeof(h), pos, &h);
 	}
 	m->holds[pos].handles++;
 	m->nopen++;
@@ -1482,11 +1442,8 @@ bool mfsd_table_release_handle(struct mfsd_table *s, struct mfsd_model *m,
 
 	pthread_mutex_lock(&s->lock);
 	pos = mfsd_hold_pos(m, pid, slot);
-	if (mfsd_hold_at(m, pos, pid, slot) && --m->holds[pos].handles == 0) {
-		memmove(&m->holds[pos], &m->holds[pos + 1],
-			(m->nholds - pos - 1) * sizeof(*m->holds));
-		m->nholds--;
-	}
+	if (mfsd_hold_at(m, pos, pid, slot) && --m->holds[pos].handles == 0)
+		mfsd_vec_remove(m->holds, &m->nholds, sizeof(*m->holds), pos);
 	mfsd_count_sub(&m->nopen, 1);
 	last = m->nopen == 0;
 	if (last)
