@@ -9,6 +9,7 @@
 
 #include "chunkcache.h"
 #include "data.h"
+#include "follow.h"
 #include "loader.h"
 #include "table.h"
 #include "watch.h"

@@ -450,7 +450,7 @@ static void mfsd_load_name(void *arg, const char *name)
 	struct mfsd_ctx *ctx = arg;
 	bool notify = atomic_load(&ctx->notify);
 
-	(void)mfsd_table_refresh(ctx->table, name,
+	(void)mfsd_follow_refresh(ctx->table, name,
 				 notify ? mfsd_watch_post : NULL, &ctx->watch);
 }
 
@@ -469,7 +469,7 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 {
 	struct mfsd_table_counts sc;
 	struct mfsd_skip_counts k;
-	int rc = mfsd_table_scan_names(ctx->table, mfsd_scan_name, ctx);
+	int rc = mfsd_follow_scan_names(ctx->table, mfsd_scan_name, ctx);
 
 	mfsd_loader_wait(&ctx->loader);
 	if (rc < 0) {
@@ -479,7 +479,7 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	}
 	mfsd_table_mark_loaded(ctx->table);
 	mfsd_table_counts(ctx->table, &sc);
-	mfsd_table_skip_counts(ctx->table, &k);
+	mfsd_follow_skip_counts(ctx->table, &k);
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 sc.published, ctx->opt.store_dir, k.skipped - k.transient);
 	if (k.waiting)

@@ -199,7 +199,7 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 		/* Published a moment ago, before inotify told the watcher?
 		 * The watcher is told of what this finds (it must not be
 		 * notified from here), and the lookup answers at once. */
-		(void)mfsd_table_refresh_key(ctx->table, name, mfsd_watch_post,
+		(void)mfsd_follow_refresh_key(ctx->table, name, mfsd_watch_post,
 					     &ctx->watch,
 					     ctx->loading ? mfsd_queue_load
 							  : NULL,

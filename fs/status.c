@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "cred.h"
+#include "follow.h"
 #include "modelfs.h"
 #include "inode.h"
 #include "lease.h"
@@ -266,7 +267,7 @@ static json_t *mfsd_status_skipped(struct mfsd_table *s,
 				   const struct mfsd_cred *cred)
 {
 	struct mfsd_skipped *v;
-	ssize_t n = mfsd_table_skipped(s, &v);
+	ssize_t n = mfsd_follow_skipped(s, &v);
 	json_t *arr = n >= 0 ? json_array() : NULL;
 
 	for (ssize_t i = 0; arr && i < n; i++) {
@@ -284,7 +285,7 @@ static json_t *mfsd_status_skipped(struct mfsd_table *s,
 		}
 	}
 	if (n >= 0)
-		mfsd_table_free_skipped(v, (size_t)n);
+		mfsd_follow_free_skipped(v, (size_t)n);
 	return arr;
 }
 
@@ -302,7 +303,7 @@ static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
 	struct mfsd_watch_stats ws = {0};
 
 	mfsd_table_counts(ctx->table, &sc);
-	mfsd_table_skip_counts(ctx->table, &k);
+	mfsd_follow_skip_counts(ctx->table, &k);
 	if (ctx->watching)
 		mfsd_watch_get_stats(&ctx->watch, &ws);
 	return mfsd_set(o, "published", mfsd_json_u64(sc.published)) &&

@@ -22,6 +22,7 @@
 #include "evict.h"
 #include "inode.h"
 #include "lease.h"
+#include "clock.h"
 #include "log.h"
 #include "watch.h"
 
@@ -51,15 +52,6 @@
 #define MFSD_RETRY_NS (1000 * MFSD_NS_PER_MS)
 /* How long mfsd_watch_stop waits for the thread before giving up. */
 #define MFSD_STOP_GRACE_SEC 2
-
-static uint64_t mfsd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) +
-	       (uint64_t)ts.tv_nsec;
-}
 
 static void mfsd_count(_Atomic uint64_t *c, uint64_t n)
 {
@@ -213,7 +205,7 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 			    struct mfsd_batch *b)
 {
 	if (mask & IN_ATTRIB)
-		mfsd_table_refresh_root(w->table, mfsd_batch_add, b);
+		mfsd_follow_refresh_root(w->table, mfsd_batch_add, b);
 	if (mask & (IN_DELETE_SELF | IN_MOVE_SELF))
 		mfsd_log(MFSD_LOG_WARNING, "store directory %s was %s; still "
 			 "serving the directory that was opened",
@@ -230,14 +222,14 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 static void mfsd_refresh_later(struct mfsd_watch *w, const char *name,
 			       struct mfsd_batch *b)
 {
-	int rc = mfsd_table_refresh_quick(w->table, name, mfsd_batch_add, b);
+	int rc = mfsd_follow_refresh_quick(w->table, name, mfsd_batch_add, b);
 
 	if (rc != MFSD_REFRESH_NEEDS_LOAD)
 		return;
 	if (w->loader && mfsd_loader_push(w->loader, name) == 0)
 		return;
 	/* No loader, or no memory to queue the name. */
-	(void)mfsd_table_refresh(w->table, name, mfsd_batch_add, b);
+	(void)mfsd_follow_refresh(w->table, name, mfsd_batch_add, b);
 }
 
 /* What an mfsd_name_fn of a rescan passes along. */
@@ -284,7 +276,7 @@ static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
 			 "%s", w->table->dir_path);
 		struct mfsd_rescan_ctx r = {w, b};
 
-		(void)mfsd_table_scan_names(w->table, mfsd_rescan_name, &r);
+		(void)mfsd_follow_scan_names(w->table, mfsd_rescan_name, &r);
 	}
 }
 
@@ -383,7 +375,7 @@ static uint64_t mfsd_retry_loads(struct mfsd_watch *w, bool fd_freed,
 {
 	char **names;
 	uint64_t next;
-	ssize_t n = mfsd_table_retries(w->table, now, fd_freed, &names, &next);
+	ssize_t n = mfsd_follow_retries(w->table, now, fd_freed, &names, &next);
 
 	if (n < 0)
 		return now + MFSD_RETRY_NS;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "follow.h"
 #include "loader.h"
 #include "table.h"
 

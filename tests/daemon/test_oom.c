@@ -24,6 +24,7 @@
 
 #include "chunkcache.h"
 #include "fail_alloc.h"
+#include "follow.h"
 #include "inode.h"
 #include "table.h"
 #include "watch.h"
@@ -135,7 +136,7 @@ static bool run_store(struct mfsd_table *s, struct mfsd_watch *w)
 	write_version("a.mfs", 2);
 	write_version("b.mfs", 1);
 	write_garbage("bad.mfs");
-	rc = mfsd_table_rescan(s, mfsd_watch_post, w);
+	rc = mfsd_follow_rescan(s, mfsd_watch_post, w);
 	ok_or_nomem(rc);
 	ok &= rc == 0;
 
@@ -151,10 +152,10 @@ static bool run_store(struct mfsd_table *s, struct mfsd_watch *w)
 	if (n >= 0)
 		mfsd_table_free_list(list, (size_t)n);
 	ok &= n >= 0;
-	n = mfsd_table_skipped(s, &sk);
+	n = mfsd_follow_skipped(s, &sk);
 	ok_or_nomem(n < 0 ? (int)n : 0);
 	if (n >= 0)
-		mfsd_table_free_skipped(sk, (size_t)n);
+		mfsd_follow_free_skipped(sk, (size_t)n);
 	ok &= n >= 0;
 	if (held && mfsd_table_release_handle(s, old, 7, MFSD_SLOT_ARRAY0))
 		mfsd_watch_kick(w);
@@ -214,7 +215,7 @@ static bool run(long k)
 		watching = rc == 0;
 	}
 	if (watching)
-		ok_or_nomem(mfsd_table_rescan(s, NULL, NULL));
+		ok_or_nomem(mfsd_follow_rescan(s, NULL, NULL));
 	if (watching) {
 		w.notifier = nop;
 		w.retire_grace_ns = 0; /* retire at once: that path too */

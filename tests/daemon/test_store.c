@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "chunkcache.h"
+#include "follow.h"
 #include "inode.h"
 #include "table.h"
 
@@ -130,7 +131,7 @@ static void test_scan(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_table_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	/* Bad ones are listed with a reason; hidden and foreign names are
 	 * ignored silently. */
 	assert_int_equal(s->nskipped, 3);
@@ -205,7 +206,7 @@ static struct mfsd_table *open_store(struct mfsd_cache *c)
 
 	assert_int_equal(mfsd_cache_init(c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_table_open(&s, g_dir, c), 0);
-	assert_int_equal(mfsd_table_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	mfsd_table_mark_loaded(s);
 	g_nchanges = 0;
 	return s;
@@ -236,21 +237,21 @@ static void test_refresh_add_remove(void **state)
 	uint64_t gen;
 
 	(void)state;
-	assert_int_equal(mfsd_table_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 0); /* no such file: nothing */
 	write_version("live.mfs", 1);
-	assert_int_equal(mfsd_table_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_string_equal(g_changes[0].key, "live");
 	gen = gen_of(s, "live");
 	assert_int_equal(g_changes[0].new_gen, gen);
 	/* A second event for the same file changes nothing. */
-	assert_int_equal(mfsd_table_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 
 	remove_file("live.mfs");
-	assert_int_equal(mfsd_table_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(g_changes[1].old_gen, gen);
@@ -275,10 +276,10 @@ static void test_refresh_ignored(void **state)
 	write_version("x.mfs.tmp", 1);
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	assert_int_equal(mfsd_table_refresh(s, ".tmp.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, "x.mfs.tmp", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, ".mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, longname, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, ".tmp.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "x.mfs.tmp", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, ".mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, longname, record, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	assert_false(skipped(s, ".tmp.mfs"));
 	remove_file(".tmp.mfs");
@@ -297,19 +298,19 @@ static void test_refresh_bad_key(void **state)
 
 	(void)state;
 	write_version("_bad.mfs", 1);
-	assert_int_equal(mfsd_table_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "_bad.mfs", record, NULL), 0);
 	assert_true(skipped(s, "_bad.mfs"));
 	/* A key one byte too long. */
 	memset(name, 'k', MFS_MAX_KEY_LEN + 1);
 	strcpy(name + MFS_MAX_KEY_LEN + 1, ".mfs");
 	write_version(name, 1);
-	assert_int_equal(mfsd_table_refresh(s, name, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, name, record, NULL), 0);
 	assert_true(skipped(s, name));
 	assert_int_equal(g_nchanges, 0);
 	remove_file("_bad.mfs");
 	remove_file(name);
-	assert_int_equal(mfsd_table_refresh(s, "_bad.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, name, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, name, record, NULL), 0);
 	assert_int_equal(s->nskipped, before);
 	close_store(s, &c);
 }
@@ -337,7 +338,7 @@ static void test_refresh_replace_held(void **state)
 	mfsd_table_put(s, old);
 
 	write_version("rep.mfs", 2);
-	assert_int_equal(mfsd_table_refresh(s, "rep.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "rep.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REPLACED);
 	assert_int_equal(g_changes[0].old_gen, gen);
@@ -399,7 +400,7 @@ static void test_retired_model(void **state)
 	mfsd_table_open_dir(s, m);
 	mfsd_table_put(s, m);
 	remove_file("ret.mfs");
-	assert_int_equal(mfsd_table_refresh(s, "ret.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "ret.mfs", record, NULL), 0);
 	/* An open directory handle keeps it whole. */
 	m = mfsd_table_get_gen(s, gen);
 	assert_false(m->retired);
@@ -449,17 +450,17 @@ static void test_refresh_invalid(void **state)
 	gen = gen_of(s, "inv");
 	assert_true(gen != 0);
 	write_file("inv.mfs", "garbage, not a container");
-	assert_int_equal(mfsd_table_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(g_changes[0].old_gen, gen);
 	assert_int_equal(gen_of(s, "inv"), 0);
 	assert_true(skipped(s, "inv.mfs"));
-	assert_int_equal(mfsd_table_refresh(s, "inv.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh_key(s, "inv", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "inv", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	write_version("inv.mfs", 4);
-	assert_int_equal(mfsd_table_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ADDED);
 	assert_false(skipped(s, "inv.mfs"));
@@ -467,11 +468,11 @@ static void test_refresh_invalid(void **state)
 	remove_file("inv.mfs");
 	path_in(path, "inv.mfs");
 	assert_int_equal(mkdir(path, 0755), 0);
-	assert_int_equal(mfsd_table_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_changes[2].kind, MFSD_CHANGE_REMOVED);
 	assert_true(skipped(s, "inv.mfs"));
 	assert_int_equal(rmdir(path), 0);
-	assert_int_equal(mfsd_table_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_false(skipped(s, "inv.mfs"));
 	close_store(s, &c);
 }
@@ -493,7 +494,7 @@ static void test_refresh_chmod(void **state)
 	s = open_store(&c);
 	gen = gen_of(s, "mod");
 	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(mfsd_table_refresh(s, "mod.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "mod.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ATTR);
 	assert_int_equal(g_changes[0].old_gen, gen);
@@ -506,12 +507,12 @@ static void test_refresh_chmod(void **state)
 	mfsd_table_put(s, m);
 	/* The root follows chmod of STORE_DIR. */
 	assert_int_equal(chmod(g_dir, 0750), 0);
-	mfsd_table_refresh_root(s, record, NULL);
+	mfsd_follow_refresh_root(s, record, NULL);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ROOT_ATTR);
 	mfsd_stat_root(s, &st);
 	assert_int_equal(st.st_mode, S_IFDIR | 0550);
-	mfsd_table_refresh_root(s, record, NULL);
+	mfsd_follow_refresh_root(s, record, NULL);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(chmod(g_dir, 0700), 0);
 	remove_file("mod.mfs");
@@ -525,11 +526,11 @@ static void test_refresh_key(void **state)
 	struct mfsd_table *s = open_store(&c);
 
 	(void)state;
-	assert_int_equal(mfsd_table_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
-	assert_int_equal(mfsd_table_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	write_version("fresh.mfs", 2);
-	assert_int_equal(mfsd_table_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_true(gen_of(s, "fresh") != 0);
@@ -577,13 +578,13 @@ static void test_irregular_entries(void **state)
 	path_in(path, "flip.mfs");
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(symlink(target, path), 0);
-	assert_int_equal(mfsd_table_refresh(s, "flip.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "flip.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(gen_of(s, "flip"), 0);
 	assert_non_null(strstr(skip_reason(s, "flip.mfs"), "symbolic link"));
 	/* A lookup of the FIFO's key answers at once, finding nothing. */
-	assert_int_equal(mfsd_table_refresh_key(s, "fifo", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fifo", record, NULL, NULL, NULL), 0);
 	assert_int_equal(gen_of(s, "fifo"), 0);
 	remove_file("fifo.mfs");
 	remove_file("link.mfs");
@@ -608,21 +609,21 @@ static void test_fd_budget(void **state)
 	s->fd_budget = s->nfds;
 	write_version("late.mfs", 1);
 	write_version("later.mfs", 1);
-	assert_int_equal(mfsd_table_refresh(s, "late.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, "later.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "later.mfs", record, NULL), 0);
 	assert_int_equal(gen_of(s, "late"), 0);
 	assert_non_null(strstr(skip_reason(s, "late.mfs"),
 			       "waiting for a file descriptor"));
-	mfsd_table_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.waiting, 2);
 	assert_int_equal(k.transient, 2);
 	/* Not due yet (the clock is at 1 ns), but scheduled. */
-	n = mfsd_table_retries(s, now, false, &names, &next);
+	n = mfsd_follow_retries(s, now, false, &names, &next);
 	assert_int_equal(n, 0);
 	free(names);
 	assert_true(next > now);
 	/* A freed descriptor makes every waiting entry due at once. */
-	n = mfsd_table_retries(s, now, true, &names, &next);
+	n = mfsd_follow_retries(s, now, true, &names, &next);
 	assert_int_equal(n, 2);
 	assert_string_equal(names[0], "late.mfs");
 	assert_string_equal(names[1], "later.mfs");
@@ -631,22 +632,22 @@ static void test_fd_budget(void **state)
 	free(names);
 	/* Room for one: it loads, the other still waits. */
 	s->fd_budget++;
-	assert_int_equal(mfsd_table_refresh(s, "late.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh(s, "later.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "later.mfs", record, NULL), 0);
 	assert_true(gen_of(s, "late") != 0);
 	assert_int_equal(gen_of(s, "later"), 0);
-	mfsd_table_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.waiting, 1);
 	/* Once the budget allows, the timer alone brings it back. */
 	s->fd_budget = 0;
-	n = mfsd_table_retries(s, next + TEST_DAY_NS, false, &names,
+	n = mfsd_follow_retries(s, next + TEST_DAY_NS, false, &names,
 			       &next);
 	assert_int_equal(n, 1);
-	assert_int_equal(mfsd_table_refresh(s, names[0], record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, names[0], record, NULL), 0);
 	free(names[0]);
 	free(names);
 	assert_true(gen_of(s, "later") != 0);
-	mfsd_table_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.transient, 0);
 	remove_file("late.mfs");
 	remove_file("later.mfs");
@@ -667,7 +668,7 @@ static void test_rescan(void **state)
 	remove_file("r1.mfs");
 	write_version("r2.mfs", 2);
 	write_version("r3.mfs", 1);
-	assert_int_equal(mfsd_table_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
 	for (size_t i = 0; i < g_nchanges; i++)
 		kinds[g_changes[i].kind]++;
 	assert_int_equal(g_nchanges, 3);
@@ -693,8 +694,8 @@ static void test_moved_store(void **state)
 	assert_int_equal(mkdir(g_dir, 0755), 0);
 	write_version("impostor.mfs", 1);
 	write_version_in(moved, "followed.mfs", 1, 1);
-	assert_int_equal(mfsd_table_rescan(s, record, NULL), 0);
-	assert_int_equal(mfsd_table_refresh_key(s, "impostor", record, NULL, NULL, NULL),
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "impostor", record, NULL, NULL, NULL),
 			 0);
 	assert_int_equal(gen_of(s, "impostor"), 0);
 	assert_true(gen_of(s, "followed") != 0);
@@ -772,10 +773,10 @@ static void test_empty_store(void **state)
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_table_open(&s, dir, &c), 0);
-	assert_int_equal(mfsd_table_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	assert_int_equal(mfsd_table_list(s, &list), 0);
 	mfsd_table_free_list(list, 0);
-	assert_int_equal(mfsd_table_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
 	assert_int_equal(s->nskipped, 0);
 	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
@@ -805,7 +806,7 @@ static void test_slots_and_attributes(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_table_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	m = mfsd_table_get_key(s, "good");
 	assert_non_null(m);
 	assert_null(mfsd_table_get_key(s, "nope"));
@@ -853,7 +854,7 @@ static void test_lifetime(void **state)
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
 	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_table_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	m = mfsd_table_get_key(s, "good");
 	assert_non_null(m);
 	gen = m->gen;

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "chunkcache.h"
+#include "follow.h"
 #include "inode.h"
 #include "table.h"
 #include "watch.h"
@@ -200,7 +201,7 @@ static int setup(void **state)
 	write_version("base.mfs", 1);
 	if (mfsd_cache_init(&f->cache, CACHE_BYTES) < 0 ||
 	    mfsd_table_open(&f->store, g_dir, &f->cache) < 0 ||
-	    mfsd_table_rescan(f->store, NULL, NULL) < 0)
+	    mfsd_follow_rescan(f->store, NULL, NULL) < 0)
 		return -1;
 	*state = f;
 	return 0;
