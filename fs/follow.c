@@ -37,7 +37,8 @@ static int mfsd_skipped_cmp(const void *key, const void *elem)
 	return strcmp(key, ((const struct mfsd_skipped *)elem)->file_name);
 }
 
-/* Index of the first skipped entry with name >= @name.  Lock held. */
+/* Index of the first skipped entry with name >= @name.  t->lock
+ * held. */
 static size_t mfsd_skipped_pos(const struct mfsd_table *t, const char *name)
 {
 	return mfsd_vec_lower_bound(t->skipped, t->nskipped,
@@ -72,7 +73,7 @@ static bool mfsd_skipped_same(struct mfsd_table *t, const char *name,
 	return same;
 }
 
-/* Removes skipped entry @k (at @pos).  Lock held (t->lock). */
+/* Removes skipped entry @k (at @pos).  t->lock held. */
 static void mfsd_skipped_remove(struct mfsd_table *t, size_t pos)
 {
 	struct mfsd_skipped *k = &t->skipped[pos];
@@ -128,8 +129,8 @@ static struct mfsd_skip mfsd_load_skip(int rc, const char *why,
 
 /* Stores @sk into entry @k, whose reason becomes @reason (taken); the
  * next retry of a transient one is scheduled.  Returns whether this is
- * news for the log (not the same transient failure again).  Lock held
- * (t->lock). */
+ * news for the log (not the same transient failure again).  t->lock
+ * held. */
 static bool mfsd_skipped_fill(struct mfsd_table *t, struct mfsd_skipped *k,
 			      char *reason, const struct mfsd_skip *sk)
 {
@@ -415,8 +416,7 @@ static int mfsd_refresh_name(struct mfsd_table *t, const char *name,
 /* One thread per name                                                */
 /* ------------------------------------------------------------------ */
 
-/* Index of @name in the in-flight set, or ninflight.  Lock held
- * (t->lock). */
+/* Index of @name in the in-flight set, or ninflight.  t->lock held. */
 static size_t mfsd_inflight_find(const struct mfsd_table *t, const char *name)
 {
 	size_t i = 0;
@@ -516,13 +516,13 @@ static int mfsd_refresh(struct mfsd_table *t, const char *file_name,
 }
 
 int mfsd_follow_refresh(struct mfsd_table *t, const char *file_name,
-		       mfsd_change_fn cb, void *arg)
+			mfsd_change_fn cb, void *arg)
 {
 	return mfsd_refresh(t, file_name, true, cb, arg);
 }
 
 int mfsd_follow_refresh_quick(struct mfsd_table *t, const char *file_name,
-			     mfsd_change_fn cb, void *arg)
+			      mfsd_change_fn cb, void *arg)
 {
 	return mfsd_refresh(t, file_name, false, cb, arg);
 }
@@ -538,8 +538,8 @@ static bool mfsd_key_published(struct mfsd_table *t, const char *key)
 }
 
 int mfsd_follow_refresh_key(struct mfsd_table *t, const char *key,
-			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
-			   void *qarg)
+			    mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
+			    void *qarg)
 {
 	char name[NAME_MAX + 1];
 	struct stat st;
@@ -570,7 +570,7 @@ int mfsd_follow_refresh_key(struct mfsd_table *t, const char *key,
 }
 
 void mfsd_follow_refresh_root(struct mfsd_table *t, mfsd_change_fn cb,
-			     void *arg)
+			      void *arg)
 {
 	struct mfsd_change c = {.kind = MFSD_CHANGE_ROOT_ATTR};
 	struct stat st;
@@ -699,7 +699,7 @@ int mfsd_follow_rescan(struct mfsd_table *t, mfsd_change_fn cb, void *arg)
 	return rc < 0 ? rc : r.rc;
 }
 
-/* True if transient entry @k is due for a retry.  Lock held (t->lock). */
+/* True if transient entry @k is due for a retry.  t->lock held. */
 static bool mfsd_retry_due(const struct mfsd_skipped *k, uint64_t now_ns,
 			   bool fd_freed)
 {
@@ -708,7 +708,7 @@ static bool mfsd_retry_due(const struct mfsd_skipped *k, uint64_t now_ns,
 }
 
 ssize_t mfsd_follow_retries(struct mfsd_table *t, uint64_t now_ns,
-			   bool fd_freed, char ***names, uint64_t *next_ns)
+			    bool fd_freed, char ***names, uint64_t *next_ns)
 {
 	char **v = NULL;
 	size_t n = 0, cap = 0;

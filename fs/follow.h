@@ -96,7 +96,7 @@ enum mfsd_refresh_result {
  * made; a later refresh retries).
  */
 int mfsd_follow_refresh(struct mfsd_table *t, const char *file_name,
-		       mfsd_change_fn cb, void *arg);
+			mfsd_change_fn cb, void *arg);
 
 /*
  * As mfsd_follow_refresh, but without loading a container: if one must
@@ -106,7 +106,7 @@ int mfsd_follow_refresh(struct mfsd_table *t, const char *file_name,
  * once.  MFSD_REFRESH_DONE, _DEFERRED, _NEEDS_LOAD or -ENOMEM.
  */
 int mfsd_follow_refresh_quick(struct mfsd_table *t, const char *file_name,
-			     mfsd_change_fn cb, void *arg);
+			      mfsd_change_fn cb, void *arg);
 
 /*
  * For a lookup of @key that found nothing: if "<key>.mfs" exists in
@@ -118,8 +118,8 @@ int mfsd_follow_refresh_quick(struct mfsd_table *t, const char *file_name,
  * when the key appears).  Returns as mfsd_follow_refresh.
  */
 int mfsd_follow_refresh_key(struct mfsd_table *t, const char *key,
-			   mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
-			   void *qarg);
+			    mfsd_change_fn cb, void *arg, mfsd_name_fn queue,
+			    void *qarg);
 
 /*
  * How long a lookup waits for its key's container to load.  A container
@@ -147,7 +147,7 @@ int mfsd_follow_rescan(struct mfsd_table *t, mfsd_change_fn cb, void *arg);
  * retry falls due (0: none pending).  Count or -ENOMEM.
  */
 ssize_t mfsd_follow_retries(struct mfsd_table *t, uint64_t now_ns,
-			   bool fd_freed, char ***names, uint64_t *next_ns);
+			    bool fd_freed, char ***names, uint64_t *next_ns);
 
 /* Counts of the skipped entries for the start-up summary. */
 struct mfsd_skip_counts {
@@ -161,7 +161,7 @@ void mfsd_follow_skip_counts(struct mfsd_table *t,
 /* Re-reads the permissions of STORE_DIR itself; calls @cb with
  * MFSD_CHANGE_ROOT_ATTR if they changed. */
 void mfsd_follow_refresh_root(struct mfsd_table *t, mfsd_change_fn cb,
-			     void *arg);
+			      void *arg);
 
 /* Copies the skipped containers (ascending name) for .status.  Count or
  * -ENOMEM; free with mfsd_follow_free_skipped. */

@@ -69,8 +69,9 @@ void mfsd_lease_take(struct mfsd_model *m);
  * For a refresh that found published model @m's container unchanged:
  * leases it if it could not be leased at load only because a writer had
  * it open.  Then handles a break that came while no thread could find
- * @m (between its load and its publication).  The caller holds
- * refresh_lock and @m is published (so not retired).
+ * @m (between its load and its publication).  The caller has @m's name
+ * in flight (follow.h: one refresh per name at a time) and @m is
+ * published (so not retired).
  */
 void mfsd_lease_refresh(struct mfsd_model *m);
 

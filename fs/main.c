@@ -451,7 +451,7 @@ static void mfsd_load_name(void *arg, const char *name)
 	bool notify = atomic_load(&ctx->notify);
 
 	(void)mfsd_follow_refresh(ctx->table, name,
-				 notify ? mfsd_watch_post : NULL, &ctx->watch);
+				  notify ? mfsd_watch_post : NULL, &ctx->watch);
 }
 
 /* An mfsd_name_fn: queues a name of the initial scan (done here if it

@@ -107,8 +107,8 @@ struct mfsd_model {
 	 * that leases it late); read by request threads without a lock. */
 	_Atomic int trust;
 	/* Why the loader could not lease the container (positive errno, 0
-	 * if leased); afterwards read and cleared by refreshes only, which
-	 * hold refresh_lock. */
+	 * if leased); afterwards read and cleared only by the refresh that
+	 * has the model's name in flight (follow.h: one at a time). */
 	int lease_err;
 	/* Reads serving the container's bytes unchecked (lease.h): a lease
 	 * is released only when none is left. */
@@ -122,9 +122,9 @@ struct mfsd_model {
 
 	/* Protected by the table's lock (struct mfsd_table, table.h): */
 	enum mfsd_model_state state;
-	/* Container closed, arrays freed.  Set under the lock only while no
-	 * other busy mark exists, so a holder of a busy mark may read it
-	 * without the lock: it cannot change meanwhile. */
+	/* Container closed, arrays freed.  Set under the table's lock only
+	 * while no other busy mark exists, so a holder of a busy mark may
+	 * read it without the lock: it cannot change meanwhile. */
 	bool retired;
 	uint64_t nlookup_dir;   /* kernel lookups of the directory inode */
 	uint64_t nlookup_files; /* kernel lookups summed over its files */

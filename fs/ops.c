@@ -200,10 +200,10 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 		 * The watcher is told of what this finds (it must not be
 		 * notified from here), and the lookup answers at once. */
 		(void)mfsd_follow_refresh_key(ctx->table, name, mfsd_watch_post,
-					     &ctx->watch,
-					     ctx->loading ? mfsd_queue_load
-							  : NULL,
-					     &ctx->loader);
+					      &ctx->watch,
+					      ctx->loading ? mfsd_queue_load
+							   : NULL,
+					      &ctx->loader);
 		m = mfsd_table_get_key(ctx->table, name);
 	}
 	if (!m) {

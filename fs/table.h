@@ -73,7 +73,8 @@ struct mfsd_table {
 	_Atomic bool loaded;
 
 	pthread_mutex_t lock;
-	/* Signalled (under lock) when a name leaves the in-flight set. */
+	/* Signalled (under lock) when a name leaves the in-flight set
+	 * (follow.c). */
 	pthread_cond_t settled;
 
 	/* The table.  Protected by lock: */
@@ -113,47 +114,47 @@ int mfsd_table_open(struct mfsd_table **out, const char *dir_path,
 
 /* Ends the initial scan: from now on changes are counted as live ones
  * and logged one by one. */
-void mfsd_table_mark_loaded(struct mfsd_table *s);
+void mfsd_table_mark_loaded(struct mfsd_table *t);
 
 /* Frees the table and every model, whatever their counts. */
-void mfsd_table_close(struct mfsd_table *s);
+void mfsd_table_close(struct mfsd_table *t);
 
 /* Finds a published model by key and marks it busy; NULL if none. */
-struct mfsd_model *mfsd_table_get_key(struct mfsd_table *s, const char *key);
+struct mfsd_model *mfsd_table_get_key(struct mfsd_table *t, const char *key);
 
 /* Finds a live model by generation and marks it busy; NULL if none. */
-struct mfsd_model *mfsd_table_get_gen(struct mfsd_table *s, uint64_t gen);
+struct mfsd_model *mfsd_table_get_gen(struct mfsd_table *t, uint64_t gen);
 
 /* Ends a busy mark from mfsd_table_get_*; may free the model. */
-void mfsd_table_put(struct mfsd_table *s, struct mfsd_model *m);
+void mfsd_table_put(struct mfsd_table *t, struct mfsd_model *m);
 
 /* Counts @n kernel lookups of slot @slot's inode of busy model @m. */
-void mfsd_table_lookup(struct mfsd_table *s, struct mfsd_model *m,
+void mfsd_table_lookup(struct mfsd_table *t, struct mfsd_model *m,
 		       uint64_t slot, uint64_t n);
 
 /* The kernel forgot @n lookups of slot @slot of generation @gen (may
  * free the model).  Returns true if the model is now idle: the watcher
  * retires it after the grace period. */
-bool mfsd_table_forget(struct mfsd_table *s, uint64_t gen, uint64_t slot,
+bool mfsd_table_forget(struct mfsd_table *t, uint64_t gen, uint64_t slot,
 		       uint64_t n);
 
 /* Counts an open handle of process @pid, opened as user @uid, on file
  * @slot of busy model @m.  A hold is per (pid, slot): the user of its
  * first open stays its user.  0 or -ENOMEM. */
-int mfsd_table_open_handle(struct mfsd_table *s, struct mfsd_model *m,
+int mfsd_table_open_handle(struct mfsd_table *t, struct mfsd_model *m,
 			   pid_t pid, uid_t uid, uint64_t slot);
 
 /* Ends an open handle of @pid on @slot of @m (may free @m).  Returns
  * true if it was the model's last open handle. */
-bool mfsd_table_release_handle(struct mfsd_table *s, struct mfsd_model *m,
+bool mfsd_table_release_handle(struct mfsd_table *t, struct mfsd_model *m,
 			       pid_t pid, uint64_t slot);
 
 /* Counts an open directory handle on busy model @m. */
-void mfsd_table_open_dir(struct mfsd_table *s, struct mfsd_model *m);
+void mfsd_table_open_dir(struct mfsd_table *t, struct mfsd_model *m);
 
 /* Ends an open directory handle on @m (may free @m).  Returns true if
  * the model is now idle, as mfsd_table_forget. */
-bool mfsd_table_release_dir(struct mfsd_table *s, struct mfsd_model *m);
+bool mfsd_table_release_dir(struct mfsd_table *t, struct mfsd_model *m);
 
 /*
  * Retires @m (busy with the caller's mark only) if it has been idle for
@@ -161,7 +162,7 @@ bool mfsd_table_release_dir(struct mfsd_table *s, struct mfsd_model *m);
  * it was retired or is not idle, else when (CLOCK_MONOTONIC ns) it may
  * be retired.
  */
-uint64_t mfsd_table_retire(struct mfsd_table *s, struct mfsd_model *m,
+uint64_t mfsd_table_retire(struct mfsd_table *t, struct mfsd_model *m,
 			   uint64_t grace_ns);
 
 /*
@@ -169,22 +170,22 @@ uint64_t mfsd_table_retire(struct mfsd_table *s, struct mfsd_model *m,
  * publishes it under its key in place of @old (NULL: the key is new;
  * else @old is busy and leaves as replaced).  0 or -ENOMEM.
  */
-int mfsd_table_publish(struct mfsd_table *s, struct mfsd_model *m,
+int mfsd_table_publish(struct mfsd_table *t, struct mfsd_model *m,
 		       struct mfsd_model *old);
 
 /* Takes busy @m out of the namespace as removed; the caller's busy mark
  * keeps it until mfsd_table_put. */
-void mfsd_table_remove(struct mfsd_table *s, struct mfsd_model *m);
+void mfsd_table_remove(struct mfsd_table *t, struct mfsd_model *m);
 
 /* Waits, at most @wait_ns, until @key is published; woken whenever a
  * refresh ends (settled). */
-void mfsd_table_wait_key(struct mfsd_table *s, const char *key,
+void mfsd_table_wait_key(struct mfsd_table *t, const char *key,
 			 uint64_t wait_ns);
 
 /* Takes @m out of the table as removed: no longer found by key; it
  * lives on until its counts reach zero.  (For tests: the caller must
  * not refresh @m's name meanwhile.) */
-void mfsd_table_unpublish(struct mfsd_table *s, struct mfsd_model *m);
+void mfsd_table_unpublish(struct mfsd_table *t, struct mfsd_model *m);
 
 /* Name of a published model, for a directory listing. */
 struct mfsd_dirent_model {
@@ -194,10 +195,10 @@ struct mfsd_dirent_model {
 
 /* Copies the published models (ascending key) into a malloc'd array.
  * Returns the count or -ENOMEM.  Free with mfsd_table_free_list. */
-ssize_t mfsd_table_list(struct mfsd_table *s, struct mfsd_dirent_model **out);
+ssize_t mfsd_table_list(struct mfsd_table *t, struct mfsd_dirent_model **out);
 void mfsd_table_free_list(struct mfsd_dirent_model *list, size_t n);
 
-/* The counts of one model, copied under the lock. */
+/* The counts of one model, copied under the table's lock. */
 struct mfsd_model_counts {
 	enum mfsd_model_state state;
 	bool retired;
@@ -209,10 +210,10 @@ struct mfsd_model_counts {
 };
 
 /* Copies @m's counts (no allocation). */
-void mfsd_table_model_counts(struct mfsd_table *s, struct mfsd_model *m,
+void mfsd_table_model_counts(struct mfsd_table *t, struct mfsd_model *m,
 			     struct mfsd_model_counts *out);
 
-/* What .status shows of one model, copied under the lock. */
+/* What .status shows of one model, copied under the table's lock. */
 struct mfsd_model_usage {
 	struct mfsd_model_counts c;
 	bool in_store;    /* c.state == MFSD_MODEL_PUBLISHED */
@@ -226,7 +227,7 @@ struct mfsd_model_usage {
 
 /* Copies @m's counts and holders.  0 or -ENOMEM; free with
  * mfsd_table_usage_free. */
-int mfsd_table_usage(struct mfsd_table *s, struct mfsd_model *m,
+int mfsd_table_usage(struct mfsd_table *t, struct mfsd_model *m,
 		     struct mfsd_model_usage *usage);
 void mfsd_table_usage_free(struct mfsd_model_usage *usage);
 
@@ -236,8 +237,8 @@ void mfsd_table_usage_keep_uid(struct mfsd_model_usage *usage, uid_t uid);
 
 /* Marks every live model busy and returns them (ascending gen) in a
  * malloc'd array; release with mfsd_table_put_all.  Count or -ENOMEM. */
-ssize_t mfsd_table_get_all(struct mfsd_table *s, struct mfsd_model ***out);
-void mfsd_table_put_all(struct mfsd_table *s, struct mfsd_model **models,
+ssize_t mfsd_table_get_all(struct mfsd_table *t, struct mfsd_model ***out);
+void mfsd_table_put_all(struct mfsd_table *t, struct mfsd_model **models,
 			size_t n);
 
 /* Counters of the table for .status. */
@@ -247,6 +248,6 @@ struct mfsd_table_counts {
 	size_t retired;
 	uint64_t changes;
 };
-void mfsd_table_counts(struct mfsd_table *s, struct mfsd_table_counts *out);
+void mfsd_table_counts(struct mfsd_table *t, struct mfsd_table_counts *out);
 
 #endif /* MFSD_TABLE_H */

@@ -606,8 +606,8 @@ void mfsd_watch_destroy(struct mfsd_watch *w)
 	pthread_mutex_destroy(&w->lock);
 }
 
-/* Makes room for one more posted change.  0 or -ENOMEM.  Lock held
- * (w->lock). */
+/* Makes room for one more posted change.  0 or -ENOMEM.  w->lock
+ * held. */
 static int mfsd_watch_reserve(struct mfsd_watch *w)
 {
 	size_t cap = w->queue_cap ? w->queue_cap * 2 : MFSD_WATCH_QUEUE;
