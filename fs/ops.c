@@ -868,11 +868,21 @@ static void mfsd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 /* Everything that would write: EROFS                                  */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The mount is made read-only ("ro"), and on it the kernel answers every
+ * write-like call with EROFS itself: none of these requests is sent.
+ * But root may remount it read-write (mount(2) with MS_REMOUNT and no
+ * MS_RDONLY: FUSE accepts that), and then the kernel passes each of them
+ * on; these handlers keep the answer EROFS.  WRITE, FALLOCATE and
+ * COPY_FILE_RANGE need a handle opened for writing, which mfsd_open and
+ * mfsd_create never give: they cannot arrive, and have no handler.
+ */
 static void mfsd_erofs(fuse_req_t req)
 {
 	fuse_reply_err(req, EROFS);
 }
 
+/* SETATTR: chmod, chown, utimes, truncate of a path. */
 static void mfsd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			 int to_set, struct fuse_file_info *fi)
 {
@@ -880,6 +890,7 @@ static void mfsd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	mfsd_erofs(req);
 }
 
+/* MKNOD: mknod, mkfifo. */
 static void mfsd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, dev_t rdev)
 {
@@ -887,6 +898,7 @@ static void mfsd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* MKDIR. */
 static void mfsd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode)
 {
@@ -894,12 +906,14 @@ static void mfsd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* UNLINK and RMDIR (a rmdir of a model directory). */
 static void mfsd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	(void)parent, (void)name;
 	mfsd_erofs(req);
 }
 
+/* SYMLINK. */
 static void mfsd_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			 const char *name)
 {
@@ -907,6 +921,7 @@ static void mfsd_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	mfsd_erofs(req);
 }
 
+/* RENAME and RENAME2 (renameat2 flags). */
 static void mfsd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			fuse_ino_t newparent, const char *newname,
 			unsigned int flags)
@@ -915,6 +930,7 @@ static void mfsd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* LINK. */
 static void mfsd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		      const char *newname)
 {
@@ -922,13 +938,7 @@ static void mfsd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	mfsd_erofs(req);
 }
 
-static void mfsd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		       size_t size, off_t off, struct fuse_file_info *fi)
-{
-	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
-	mfsd_erofs(req);
-}
-
+/* SETXATTR, of any name (the user.modelfs.* ones are read-only). */
 static void mfsd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  const char *value, size_t size, int flags)
 {
@@ -936,34 +946,19 @@ static void mfsd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	mfsd_erofs(req);
 }
 
+/* REMOVEXATTR. */
 static void mfsd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino, (void)name;
 	mfsd_erofs(req);
 }
 
+/* CREATE: open(O_CREAT) of a name not known to exist, whatever the
+ * access mode. */
 static void mfsd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			mode_t mode, struct fuse_file_info *fi)
 {
 	(void)parent, (void)name, (void)mode, (void)fi;
-	mfsd_erofs(req);
-}
-
-static void mfsd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			   off_t offset, off_t length, struct fuse_file_info *fi)
-{
-	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
-	mfsd_erofs(req);
-}
-
-static void mfsd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
-				 off_t off_in, struct fuse_file_info *fi_in,
-				 fuse_ino_t ino_out, off_t off_out,
-				 struct fuse_file_info *fi_out, size_t len,
-				 int flags)
-{
-	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out;
-	(void)fi_out, (void)len, (void)flags;
 	mfsd_erofs(req);
 }
 
@@ -1020,7 +1015,6 @@ const struct fuse_lowlevel_ops mfsd_ops = {
 	.link = mfsd_link,
 	.open = mfsd_open,
 	.read = mfsd_read,
-	.write = mfsd_write,
 	.release = mfsd_release,
 	.opendir = mfsd_opendir,
 	.readdir = mfsd_readdir,
@@ -1032,6 +1026,4 @@ const struct fuse_lowlevel_ops mfsd_ops = {
 	.listxattr = mfsd_listxattr,
 	.removexattr = mfsd_removexattr,
 	.create = mfsd_create,
-	.fallocate = mfsd_fallocate,
-	.copy_file_range = mfsd_copy_file_range,
 };
