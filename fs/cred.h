@@ -7,7 +7,6 @@
 #ifndef MFSD_CRED_H
 #define MFSD_CRED_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <stdbool.h>

@@ -9,8 +9,9 @@
 
 #include "chunkcache.h"
 #include "data.h"
+#include "follow.h"
 #include "loader.h"
-#include "store.h"
+#include "table.h"
 #include "watch.h"
 
 /* Options as given on the command line (immutable once running). */
@@ -31,7 +32,7 @@ struct mfsd_options {
 struct mfsd_ctx {
 	struct mfsd_options opt;   /* immutable */
 	struct timespec started;   /* immutable, CLOCK_MONOTONIC */
-	struct mfsd_store *store;  /* own lock */
+	struct mfsd_table *table;  /* own lock */
 	struct mfsd_cache cache;   /* own lock */
 	struct mfsd_watch watch;   /* own lock; the watcher thread */
 	bool watching;             /* immutable: watch was set up */

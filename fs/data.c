@@ -53,6 +53,30 @@ struct mfsd_reply {
 	uint64_t drop_limit; /* end of the array's stored bytes */
 };
 
+int mfsd_data_bitmaps_init(struct mfsd_array *a)
+{
+	a->bitmap_words = (size_t)((a->info.chunk_count + MFSD_BITS_PER_WORD -
+				    1) / MFSD_BITS_PER_WORD);
+	/* An array without chunks still gets a word: no case for none. */
+	if (a->bitmap_words == 0)
+		a->bitmap_words = 1;
+	a->verified = calloc(a->bitmap_words, sizeof(*a->verified));
+	a->reported = calloc(a->bitmap_words, sizeof(*a->reported));
+	if (!a->verified || !a->reported) {
+		mfsd_data_bitmaps_free(a);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void mfsd_data_bitmaps_free(struct mfsd_array *a)
+{
+	free((void *)a->verified);
+	free((void *)a->reported);
+	a->verified = NULL;
+	a->reported = NULL;
+}
+
 /* Raw length of chunk @chunk of an array. */
 static size_t mfsd_chunk_len(const mfs_array_info *ai, uint64_t chunk)
 {

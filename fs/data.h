@@ -8,7 +8,6 @@
 #ifndef MFSD_DATA_H
 #define MFSD_DATA_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <stdatomic.h>
@@ -16,7 +15,39 @@
 #include <stdint.h>
 
 #include "chunkcache.h"
-#include "store.h"
+#include "model.h"
+
+/* Bits in a word of a chunk bitmap. */
+#define MFSD_BITS_PER_WORD 64u
+
+/*
+ * Allocates @a's chunk bitmaps (verified, reported: every bit clear) for
+ * its a->info.chunk_count chunks.  0, or -ENOMEM with both left NULL.
+ */
+int mfsd_data_bitmaps_init(struct mfsd_array *a);
+
+/* Frees @a's chunk bitmaps (either may be NULL). */
+void mfsd_data_bitmaps_free(struct mfsd_array *a);
+
+/* True if chunk @chunk has its bit set in @bitmap. */
+static inline bool mfsd_bit_test(_Atomic uint64_t *bitmap, uint64_t chunk)
+{
+	uint64_t w = atomic_load_explicit(&bitmap[chunk / MFSD_BITS_PER_WORD],
+					  memory_order_acquire);
+
+	return (w >> (chunk % MFSD_BITS_PER_WORD)) & 1u;
+}
+
+/* Sets the bit of @chunk; returns true if this call set it. */
+static inline bool mfsd_bit_set(_Atomic uint64_t *bitmap, uint64_t chunk)
+{
+	uint64_t bit = UINT64_C(1) << (chunk % MFSD_BITS_PER_WORD);
+	_Atomic uint64_t *word = &bitmap[chunk / MFSD_BITS_PER_WORD];
+	uint64_t old = atomic_fetch_or_explicit(word, bit,
+						memory_order_acq_rel);
+
+	return !(old & bit);
+}
 
 /* Daemon-wide counters shown in .status; updated without locks. */
 struct mfsd_stats {

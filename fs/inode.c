@@ -93,7 +93,7 @@ static void mfsd_stat_from(const struct stat *src, struct stat *st)
 	st->st_blksize = MFSD_BLKSIZE;
 }
 
-void mfsd_stat_root(struct mfsd_store *s, struct stat *st)
+void mfsd_stat_root(struct mfsd_table *s, struct stat *st)
 {
 	mfsd_stat_from(&s->dir_st, st);
 	st->st_ino = MFSD_ROOT_INO;
@@ -103,7 +103,7 @@ void mfsd_stat_root(struct mfsd_store *s, struct stat *st)
 	st->st_nlink = 2;
 }
 
-void mfsd_stat_status(const struct mfsd_store *s, struct stat *st)
+void mfsd_stat_status(const struct mfsd_table *s, struct stat *st)
 {
 	mfsd_stat_from(&s->dir_st, st);
 	st->st_ino = MFSD_STATUS_INO;

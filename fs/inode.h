@@ -6,18 +6,17 @@
  * 0 the model's directory, 1 manifest.json, 2 metadata.json, 3 + i array
  * i.  A replaced model therefore always gets new inode numbers, and an
  * inode number never names two different contents over the daemon's life.
- * The kernel's lookup counts are summed per model (store.h).
+ * The kernel's lookup counts are summed per model (table.h).
  */
 #ifndef MFSD_INODE_H
 #define MFSD_INODE_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "store.h"
+#include "table.h"
 
 #define MFSD_ROOT_INO FUSE_ROOT_ID
 #define MFSD_STATUS_INO ((fuse_ino_t)2)
@@ -70,10 +69,10 @@ int mfsd_slot_find(const struct mfsd_model *m, const char *name,
 		   uint64_t *slot);
 
 /* Attributes of the root, mirroring STORE_DIR read-only. */
-void mfsd_stat_root(struct mfsd_store *s, struct stat *st);
+void mfsd_stat_root(struct mfsd_table *s, struct stat *st);
 
 /* Attributes of /.status. */
-void mfsd_stat_status(const struct mfsd_store *s, struct stat *st);
+void mfsd_stat_status(const struct mfsd_table *s, struct stat *st);
 
 /* Attributes of slot @slot of @m, mirroring the container file.
  * 0 or -ENOENT for a slot the model does not have. */

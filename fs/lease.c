@@ -203,11 +203,11 @@ static bool mfsd_lease_fd_in(int fd, const int *fds, size_t n)
 /* Checks the leased live models of @s whose descriptor is in @fds[@n],
  * or all of them if @all; @adopt: point their breaks at this process
  * first. */
-static void mfsd_lease_scan(struct mfsd_store *s, const int *fds, size_t n,
+static void mfsd_lease_scan(struct mfsd_table *s, const int *fds, size_t n,
 			    bool all, bool adopt)
 {
 	struct mfsd_model **models;
-	ssize_t count = mfsd_store_get_all(s, &models);
+	ssize_t count = mfsd_table_get_all(s, &models);
 
 	if (count < 0) {
 		const struct timespec pause = {0, MFSD_LEASE_RETRY_NS};
@@ -225,7 +225,7 @@ static void mfsd_lease_scan(struct mfsd_store *s, const int *fds, size_t n,
 		struct mfsd_model_counts c;
 		int fd;
 
-		mfsd_store_model_counts(s, m, &c);
+		mfsd_table_model_counts(s, m, &c);
 		/* A retired model's descriptor, and its lease, are gone. */
 		if (c.retired || atomic_load(&m->trust) != MFSD_TRUST_LEASED)
 			continue;
@@ -236,10 +236,10 @@ static void mfsd_lease_scan(struct mfsd_store *s, const int *fds, size_t n,
 			(void)mfsd_lease_own(fd);
 		mfsd_lease_check(m);
 	}
-	mfsd_store_put_all(s, models, (size_t)count);
+	mfsd_table_put_all(s, models, (size_t)count);
 }
 
-void mfsd_lease_drain(int sfd, struct mfsd_store *s)
+void mfsd_lease_drain(int sfd, struct mfsd_table *s)
 {
 	struct signalfd_siginfo si[MFSD_LEASE_BATCH];
 	int fds[MFSD_LEASE_BATCH];
@@ -259,7 +259,7 @@ void mfsd_lease_drain(int sfd, struct mfsd_store *s)
 	}
 }
 
-void mfsd_lease_adopt(struct mfsd_store *s)
+void mfsd_lease_adopt(struct mfsd_table *s)
 {
 	if (mfsd_lease_signo != 0)
 		mfsd_lease_scan(s, NULL, 0, true, true);

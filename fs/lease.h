@@ -32,7 +32,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "store.h"
+#include "table.h"
 
 /* How far the backing bytes of a model's raw chunks are trusted. */
 enum mfsd_trust {
@@ -69,8 +69,9 @@ void mfsd_lease_take(struct mfsd_model *m);
  * For a refresh that found published model @m's container unchanged:
  * leases it if it could not be leased at load only because a writer had
  * it open.  Then handles a break that came while no thread could find
- * @m (between its load and its publication).  The caller holds
- * refresh_lock and @m is published (so not retired).
+ * @m (between its load and its publication).  The caller has @m's name
+ * in flight (follow.h: one refresh per name at a time) and @m is
+ * published (so not retired).
  */
 void mfsd_lease_refresh(struct mfsd_model *m);
 
@@ -114,13 +115,13 @@ static inline void mfsd_lease_leave(struct mfsd_model *m)
  * the live models of @s (every leased model when the signal queue
  * overflowed).  Watcher thread.
  */
-void mfsd_lease_drain(int sfd, struct mfsd_store *s);
+void mfsd_lease_drain(int sfd, struct mfsd_table *s);
 
 /*
  * Makes the current process receive the breaks of every leased model of
  * @s (leases taken before daemonizing named the parent), and handles
  * breaks that went to the parent.  Call after daemonizing.
  */
-void mfsd_lease_adopt(struct mfsd_store *s);
+void mfsd_lease_adopt(struct mfsd_table *s);
 
 #endif /* MFSD_LEASE_H */

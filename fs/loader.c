@@ -12,7 +12,7 @@
  * store queues every name at once). */
 #define MFSD_LOADER_QUEUE_FIRST 64u
 
-/* Takes the oldest queued name.  Lock held (l->lock), something queued. */
+/* Takes the oldest queued name.  l->lock held, something queued. */
 static char *mfsd_loader_pop(struct mfsd_loader *l)
 {
 	char *name = l->queue[l->head];
@@ -63,7 +63,7 @@ int mfsd_loader_init(struct mfsd_loader *l, mfsd_loader_fn fn, void *arg,
 	return 0;
 }
 
-/* Makes room for one more queued name.  0 or -ENOMEM.  Lock held. */
+/* Makes room for one more queued name.  0 or -ENOMEM.  l->lock held. */
 static int mfsd_loader_reserve(struct mfsd_loader *l)
 {
 	size_t cap = l->queue_cap ? l->queue_cap * 2 : MFSD_LOADER_QUEUE_FIRST;
@@ -85,7 +85,7 @@ static int mfsd_loader_reserve(struct mfsd_loader *l)
 }
 
 /* Starts one more thread if a queued name has no idle thread to take it.
- * Lock held. */
+ * l->lock held. */
 static void mfsd_loader_grow(struct mfsd_loader *l)
 {
 	int rc;

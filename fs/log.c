@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FUSE_USE_VERSION 314
 #include <fuse_log.h>
 
 #include "modelfs.h"

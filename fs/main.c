@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,89 +141,65 @@ static int mfsd_parse_uint(const char *s, unsigned long min,
 	return 0;
 }
 
-/* Options mount(8) or fstab may pass that mean nothing here. */
-static bool mfsd_ignored_option(const char *o)
-{
-	static const char *const ignored[] = {
-		"ro", "defaults", "default_permissions", "nodev", "nosuid",
-		"noexec", "noatime", "relatime", "_netdev", "nofail", "auto",
-		"noauto", "user", "users", "async", NULL,
-	};
+/* What each entry of mfsd_opt_table stands for (fuse_opt keys; libfuse's
+ * own are negative, and 0 is none). */
+enum mfsd_opt_key {
+	MFSD_KEY_NONE = 0,
+	MFSD_KEY_HELP,
+	MFSD_KEY_VERSION,
+	MFSD_KEY_FOREGROUND,
+	MFSD_KEY_DEBUG,
+	MFSD_KEY_THREADS,      /* --threads N, --threads=N */
+	MFSD_KEY_CACHE_BUDGET, /* --cache-budget SIZE, --cache-budget=SIZE */
+	MFSD_KEY_ALLOW_OTHER,  /* -o options from here on */
+	MFSD_KEY_CACHE_MB,
+	MFSD_KEY_READ_AHEAD_KB,
+	MFSD_KEY_MAX_READ,
+	MFSD_KEY_IO,
+	MFSD_KEY_OPT_CACHE_BUDGET,
+};
 
-	if (strncmp(o, "x-", 2) == 0)
-		return true;
-	for (size_t i = 0; ignored[i]; i++) {
-		if (strcmp(o, ignored[i]) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* The value of option @o if it is "@name=VALUE", else NULL. */
-static const char *mfsd_opt_value(const char *o, const char *name)
-{
-	size_t n = strlen(name);
-
-	if (strncmp(o, name, n) != 0 || o[n] != '=')
-		return NULL;
-	return o + n + 1;
-}
-
-/* Parses one -o option.  0 or -EINVAL (message printed). */
-static int mfsd_parse_option(struct mfsd_options *opt, const char *o)
-{
-	unsigned long v;
-	const char *val;
-
-	if (strcmp(o, "allow_other") == 0) {
-		opt->allow_other = true;
-	} else if ((val = mfsd_opt_value(o, "cache_mb"))) {
-		if (mfsd_parse_uint(val, 0, SIZE_MAX / MFSD_MB, &v) < 0)
-			goto bad;
-		opt->cache_bytes = (size_t)v * MFSD_MB;
-	} else if ((val = mfsd_opt_value(o, "read_ahead_kb"))) {
-		if (mfsd_parse_uint(val, 0, UINT_MAX, &v) < 0)
-			goto bad;
-		opt->read_ahead_kb = (unsigned)v;
-	} else if ((val = mfsd_opt_value(o, "max_read"))) {
-		if (mfsd_parse_uint(val, MFSD_MIN_MAX_READ, MFSD_MAX_MAX_READ,
-				    &v) < 0)
-			goto bad;
-		opt->max_read = (unsigned)v;
-	} else if ((val = mfsd_opt_value(o, "cache_budget"))) {
-		if (mfsd_parse_size(val, &opt->page_budget) < 0)
-			goto bad;
-	} else if ((val = mfsd_opt_value(o, "io"))) {
-		if (strcmp(val, "splice") == 0)
-			opt->io = MFSD_IO_SPLICE;
-		else if (strcmp(val, "pread") == 0)
-			opt->io = MFSD_IO_PREAD;
-		else
-			goto bad;
-	} else if (!mfsd_ignored_option(o)) {
-		fprintf(stderr, "modelfs: unknown option '-o %s'\n", o);
-		return -EINVAL;
-	}
-	return 0;
-bad:
-	fprintf(stderr, "modelfs: bad value in '-o %s'\n", o);
-	return -EINVAL;
-}
-
-/* Parses a comma-separated -o list. */
-static int mfsd_parse_options(struct mfsd_options *opt, const char *list)
-{
-	char *copy = strdup(list), *save = NULL, *tok;
-	int rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && rc == 0;
-	     tok = strtok_r(NULL, ",", &save))
-		rc = mfsd_parse_option(opt, tok);
-	free(copy);
-	return rc;
-}
+/*
+ * The command line.  fuse_opt_parse matches each argument, and each
+ * option of a -o list, against these templates and hands it to
+ * mfsd_opt_proc with its key; "NAME=" matches "NAME=VALUE".  The options
+ * that mount(8) or fstab may pass and that mean nothing here are
+ * discarded (and x-*, in mfsd_opt_proc).
+ */
+static const struct fuse_opt mfsd_opt_table[] = {
+	FUSE_OPT_KEY("-h", MFSD_KEY_HELP),
+	FUSE_OPT_KEY("--help", MFSD_KEY_HELP),
+	FUSE_OPT_KEY("-V", MFSD_KEY_VERSION),
+	FUSE_OPT_KEY("--version", MFSD_KEY_VERSION),
+	FUSE_OPT_KEY("-f", MFSD_KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", MFSD_KEY_DEBUG),
+	FUSE_OPT_KEY("--threads", MFSD_KEY_THREADS),
+	FUSE_OPT_KEY("--threads=", MFSD_KEY_THREADS),
+	FUSE_OPT_KEY("--cache-budget", MFSD_KEY_CACHE_BUDGET),
+	FUSE_OPT_KEY("--cache-budget=", MFSD_KEY_CACHE_BUDGET),
+	FUSE_OPT_KEY("allow_other", MFSD_KEY_ALLOW_OTHER),
+	FUSE_OPT_KEY("cache_mb=", MFSD_KEY_CACHE_MB),
+	FUSE_OPT_KEY("read_ahead_kb=", MFSD_KEY_READ_AHEAD_KB),
+	FUSE_OPT_KEY("max_read=", MFSD_KEY_MAX_READ),
+	FUSE_OPT_KEY("io=", MFSD_KEY_IO),
+	FUSE_OPT_KEY("cache_budget=", MFSD_KEY_OPT_CACHE_BUDGET),
+	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nodev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nosuid", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noexec", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noatime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("relatime", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("auto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("noauto", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("user", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("users", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_KEY("async", FUSE_OPT_KEY_DISCARD),
+	FUSE_OPT_END,
+};
 
 enum mfsd_args_result {
 	MFSD_ARGS_RUN,
@@ -230,88 +207,228 @@ enum mfsd_args_result {
 	MFSD_ARGS_USAGE,
 };
 
-/* Takes the value of an option that needs one: the rest of argv[*i]
- * after its first @skip characters (-oX), else the next argument. */
-static const char *mfsd_arg_value(int argc, char **argv, int *i, size_t skip)
+/* What mfsd_opt_proc gathers while fuse_opt_parse walks the line. */
+struct mfsd_parse {
+	struct mfsd_options *opt;
+	const char *prog;
+	const char *pos[2]; /* STORE_DIR and MOUNTPOINT, from argv */
+	int npos;
+	/* --threads or --cache-budget given alone: the next argument,
+	 * whatever it is, is its value. */
+	enum mfsd_opt_key pending;
+	/* Set with the result when a handler ends the parse (its message
+	 * printed); a failure without it is libfuse's. */
+	bool stopped;
+	enum mfsd_args_result result;
+};
+
+/* Ends the parse with @result: fuse_opt_parse stops at -1. */
+static int mfsd_parse_stop(struct mfsd_parse *p, enum mfsd_args_result result)
 {
-	if (argv[*i][skip])
-		return argv[*i] + skip;
-	if (*i + 1 >= argc)
-		return NULL;
-	return argv[++*i];
+	p->stopped = true;
+	p->result = result;
+	return -1;
 }
 
+/* Sets --threads from @v (NULL: none given).  0, or -1 with the parse
+ * stopped. */
+static int mfsd_set_threads(struct mfsd_parse *p, const char *v)
+{
+	unsigned long n;
+
+	if (mfsd_parse_uint(v, 1, MFSD_MAX_THREADS, &n) < 0) {
+		fprintf(stderr, "modelfs: --threads needs a number from 1 to "
+				"%u\n", MFSD_MAX_THREADS);
+		return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
+	}
+	p->opt->threads = (unsigned)n;
+	return 0;
+}
+
+/* Sets --cache-budget from @v (NULL: none given).  0, or -1 with the
+ * parse stopped. */
+static int mfsd_set_cache_budget(struct mfsd_parse *p, const char *v)
+{
+	if (mfsd_parse_size(v, &p->opt->page_budget) < 0) {
+		fprintf(stderr, "modelfs: --cache-budget needs a size such as "
+				"512M or 2G\n");
+		return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
+	}
+	return 0;
+}
+
+/* Sets the option of @key from @v, the text after "name=".  0 or
+ * -EINVAL. */
+static int mfsd_set_value(struct mfsd_options *opt, int key, const char *v)
+{
+	unsigned long n;
+
+	switch (key) {
+	case MFSD_KEY_CACHE_MB:
+		if (mfsd_parse_uint(v, 0, SIZE_MAX / MFSD_MB, &n) < 0)
+			return -EINVAL;
+		opt->cache_bytes = (size_t)n * MFSD_MB;
+		return 0;
+	case MFSD_KEY_READ_AHEAD_KB:
+		if (mfsd_parse_uint(v, 0, UINT_MAX, &n) < 0)
+			return -EINVAL;
+		opt->read_ahead_kb = (unsigned)n;
+		return 0;
+	case MFSD_KEY_MAX_READ:
+		if (mfsd_parse_uint(v, MFSD_MIN_MAX_READ, MFSD_MAX_MAX_READ,
+				    &n) < 0)
+			return -EINVAL;
+		opt->max_read = (unsigned)n;
+		return 0;
+	case MFSD_KEY_OPT_CACHE_BUDGET:
+		return mfsd_parse_size(v, &opt->page_budget);
+	default: /* MFSD_KEY_IO */
+		if (strcmp(v, "splice") == 0)
+			opt->io = MFSD_IO_SPLICE;
+		else if (strcmp(v, "pread") == 0)
+			opt->io = MFSD_IO_PREAD;
+		else
+			return -EINVAL;
+		return 0;
+	}
+}
+
+/* Takes an argument no template matched: "-" or one after "--" is a
+ * path, x-* (a -o option for other programs) is ignored.  0 or -1. */
+static int mfsd_unmatched(struct mfsd_parse *p, const char *arg, int key)
+{
+	if (key == FUSE_OPT_KEY_NONOPT || strcmp(arg, "-") == 0) {
+		if (p->npos == 2) {
+			fprintf(stderr, "modelfs: too many arguments\n");
+			return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
+		}
+		p->pos[p->npos++] = arg;
+		return 0;
+	}
+	/* An empty option of a -o list ("a,,b") says nothing. */
+	if (arg[0] == '\0' || strncmp(arg, "x-", strlen("x-")) == 0)
+		return 0;
+	fprintf(stderr, "modelfs: unknown option '%s%s'\n",
+		arg[0] == '-' ? "" : "-o ", arg);
+	return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
+}
+
+/* Prints the version line. */
+static void mfsd_version(void)
+{
+	printf("modelfs %s (libmodelfs %s, libfuse %s)\n",
+	       MODELFS_VERSION_STRING, mfs_version(), fuse_pkgversion());
+}
+
+/* Applies command-line option @arg of @key (MFSD_KEY_HELP ..
+ * MFSD_KEY_CACHE_BUDGET).  0, or -1 with the parse stopped. */
+static int mfsd_command_option(struct mfsd_parse *p, const char *arg, int key)
+{
+	const char *v = strchr(arg, '=');
+
+	switch (key) {
+	case MFSD_KEY_HELP:
+		mfsd_usage(stdout, p->prog);
+		return mfsd_parse_stop(p, MFSD_ARGS_EXIT_OK);
+	case MFSD_KEY_VERSION:
+		mfsd_version();
+		return mfsd_parse_stop(p, MFSD_ARGS_EXIT_OK);
+	case MFSD_KEY_DEBUG:
+		p->opt->debug = true;
+		p->opt->foreground = true; /* -d implies -f */
+		return 0;
+	case MFSD_KEY_FOREGROUND:
+		p->opt->foreground = true;
+		return 0;
+	default: /* --threads, --cache-budget */
+		if (!v) { /* the value is the next argument */
+			p->pending = (enum mfsd_opt_key)key;
+			return 0;
+		}
+		return key == MFSD_KEY_THREADS
+			       ? mfsd_set_threads(p, v + 1)
+			       : mfsd_set_cache_budget(p, v + 1);
+	}
+}
+
+/* Applies -o option @arg of @key (MFSD_KEY_ALLOW_OTHER on).  0, or -1
+ * with the parse stopped. */
+static int mfsd_mount_option(struct mfsd_parse *p, const char *arg, int key)
+{
+	if (key == MFSD_KEY_ALLOW_OTHER) {
+		p->opt->allow_other = true;
+		return 0;
+	}
+	/* The template ("name=") matched: arg has an '='. */
+	if (mfsd_set_value(p->opt, key, strchr(arg, '=') + 1) == 0)
+		return 0;
+	fprintf(stderr, "modelfs: bad value in '-o %s'\n", arg);
+	return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
+}
+
+/* A fuse_opt_proc_t: applies one argument or -o option of key @key.
+ * Returns 0 (argument used up) or -1 (parse stopped). */
+static int mfsd_opt_proc(void *data, const char *arg, int key,
+			 struct fuse_args *outargs)
+{
+	struct mfsd_parse *p = data;
+	enum mfsd_opt_key pending = p->pending;
+
+	(void)outargs;
+	p->pending = MFSD_KEY_NONE;
+	if (pending == MFSD_KEY_THREADS)
+		return mfsd_set_threads(p, arg);
+	if (pending == MFSD_KEY_CACHE_BUDGET)
+		return mfsd_set_cache_budget(p, arg);
+	if (key >= MFSD_KEY_ALLOW_OTHER)
+		return mfsd_mount_option(p, arg, key);
+	if (key >= MFSD_KEY_HELP)
+		return mfsd_command_option(p, arg, key);
+	return mfsd_unmatched(p, arg, key);
+}
+
+/* A fuse_log_func_t that drops libfuse's messages while the command line
+ * is parsed: the one it gives there (a -o without its value) is told in
+ * the daemon's words instead. */
+static void mfsd_log_none(enum fuse_log_level level, const char *fmt,
+			  va_list ap)
+{
+	(void)level, (void)fmt, (void)ap;
+}
+
+/* The command line into @opt (defaults filled in).  The messages of
+ * usage errors are printed. */
 static enum mfsd_args_result mfsd_parse_args(int argc, char **argv,
 					     struct mfsd_options *opt)
 {
-	const char *pos[2];
-	int npos = 0;
-	bool options_done = false;
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct mfsd_parse p = {.opt = opt, .prog = argv[0]};
+	int rc;
 
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v;
-		unsigned long n;
-
-		if (options_done || a[0] != '-' || a[1] == '\0') {
-			if (npos == 2) {
-				fprintf(stderr, "modelfs: too many arguments\n");
-				return MFSD_ARGS_USAGE;
-			}
-			pos[npos++] = a;
-		} else if (strcmp(a, "--") == 0) {
-			options_done = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			mfsd_usage(stdout, argv[0]);
-			return MFSD_ARGS_EXIT_OK;
-		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-			printf("modelfs %s (libmodelfs %s, libfuse %s)\n",
-			       MODELFS_VERSION_STRING, mfs_version(),
-			       fuse_pkgversion());
-			return MFSD_ARGS_EXIT_OK;
-		} else if (strcmp(a, "-f") == 0) {
-			opt->foreground = true;
-		} else if (strcmp(a, "-d") == 0) {
-			opt->debug = opt->foreground = true;
-		} else if (strncmp(a, "-o", strlen("-o")) == 0) {
-			v = mfsd_arg_value(argc, argv, &i, strlen("-o"));
-			if (!v || mfsd_parse_options(opt, v) < 0) {
-				if (!v)
-					fprintf(stderr, "modelfs: -o needs a value\n");
-				return MFSD_ARGS_USAGE;
-			}
-		} else if (strcmp(a, "--threads") == 0 ||
-			   mfsd_opt_value(a, "--threads")) {
-			v = mfsd_opt_value(a, "--threads");
-			if (!v)
-				v = i + 1 < argc ? argv[++i] : NULL;
-			if (mfsd_parse_uint(v, 1, MFSD_MAX_THREADS, &n) < 0) {
-				fprintf(stderr, "modelfs: --threads needs a "
-						"number from 1 to %u\n",
-					MFSD_MAX_THREADS);
-				return MFSD_ARGS_USAGE;
-			}
-			opt->threads = (unsigned)n;
-		} else if (strcmp(a, "--cache-budget") == 0 ||
-			   mfsd_opt_value(a, "--cache-budget")) {
-			v = mfsd_opt_value(a, "--cache-budget");
-			if (!v)
-				v = i + 1 < argc ? argv[++i] : NULL;
-			if (mfsd_parse_size(v, &opt->page_budget) < 0) {
-				fprintf(stderr, "modelfs: --cache-budget needs "
-						"a size such as 512M or 2G\n");
-				return MFSD_ARGS_USAGE;
-			}
-		} else {
-			fprintf(stderr, "modelfs: unknown option '%s'\n", a);
-			return MFSD_ARGS_USAGE;
-		}
+	fuse_set_log_func(mfsd_log_none);
+	rc = fuse_opt_parse(&args, &p, mfsd_opt_table, mfsd_opt_proc);
+	fuse_set_log_func(NULL);
+	fuse_opt_free_args(&args);
+	if (rc < 0 && p.stopped)
+		return p.result;
+	if (rc < 0) { /* only a -o at the very end, or memory */
+		if (strcmp(argv[argc - 1], "-o") == 0)
+			fprintf(stderr, "modelfs: -o needs a value\n");
+		return MFSD_ARGS_USAGE;
 	}
-	if (npos != 2) {
+	/* --threads or --cache-budget last, without its value. */
+	if (p.pending == MFSD_KEY_THREADS)
+		(void)mfsd_set_threads(&p, NULL);
+	else if (p.pending == MFSD_KEY_CACHE_BUDGET)
+		(void)mfsd_set_cache_budget(&p, NULL);
+	if (p.stopped)
+		return p.result;
+	if (p.npos != 2) {
 		fprintf(stderr, "modelfs: STORE_DIR and MOUNTPOINT are needed\n");
 		return MFSD_ARGS_USAGE;
 	}
-	opt->store_dir = pos[0];
-	opt->mountpoint = pos[1];
+	opt->store_dir = p.pos[0];
+	opt->mountpoint = p.pos[1];
 	return MFSD_ARGS_RUN;
 }
 
@@ -450,8 +567,8 @@ static void mfsd_load_name(void *arg, const char *name)
 	struct mfsd_ctx *ctx = arg;
 	bool notify = atomic_load(&ctx->notify);
 
-	(void)mfsd_store_refresh(ctx->store, name,
-				 notify ? mfsd_watch_post : NULL, &ctx->watch);
+	(void)mfsd_follow_refresh(ctx->table, name,
+				  notify ? mfsd_watch_post : NULL, &ctx->watch);
 }
 
 /* An mfsd_name_fn: queues a name of the initial scan (done here if it
@@ -467,9 +584,9 @@ static void mfsd_scan_name(void *arg, const char *name)
 /* Loads the store on the loader's threads and says what came of it. */
 static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 {
-	struct mfsd_store_counts sc;
+	struct mfsd_table_counts sc;
 	struct mfsd_skip_counts k;
-	int rc = mfsd_store_scan_names(ctx->store, mfsd_scan_name, ctx);
+	int rc = mfsd_follow_scan_names(ctx->table, mfsd_scan_name, ctx);
 
 	mfsd_loader_wait(&ctx->loader);
 	if (rc < 0) {
@@ -477,9 +594,9 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
-	mfsd_store_mark_loaded(ctx->store);
-	mfsd_store_counts(ctx->store, &sc);
-	mfsd_store_skip_counts(ctx->store, &k);
+	mfsd_table_mark_loaded(ctx->table);
+	mfsd_table_counts(ctx->table, &sc);
+	mfsd_follow_skip_counts(ctx->table, &k);
 	mfsd_log(MFSD_LOG_INFO, "%zu models loaded from %s, %zu skipped",
 		 sc.published, ctx->opt.store_dir, k.skipped - k.transient);
 	if (k.waiting)
@@ -487,7 +604,7 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 			 "descriptor: %zu are open, the most the descriptor "
 			 "limit allows (raise it with ulimit -n or "
 			 "LimitNOFILE=); they load as descriptors are freed",
-			 k.waiting, ctx->store->fd_budget);
+			 k.waiting, ctx->table->fd_budget);
 	if (k.transient > k.waiting)
 		mfsd_log(MFSD_LOG_WARNING, "%zu containers could not be loaded "
 			 "for now (see above); they are retried",
@@ -503,22 +620,22 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 	rc = mfsd_cache_init(&ctx->cache, ctx->opt.cache_bytes);
 	if (rc < 0)
 		return rc;
-	rc = mfsd_store_open(&ctx->store, ctx->opt.store_dir, &ctx->cache);
+	rc = mfsd_table_open(&ctx->table, ctx->opt.store_dir, &ctx->cache);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
 			 ctx->opt.store_dir, strerror(-rc));
 		return rc;
 	}
-	ctx->store->fd_budget = mfsd_fd_budget(&ctx->opt);
+	ctx->table->fd_budget = mfsd_fd_budget(&ctx->opt);
 	/* Before any container takes a descriptor, and before the scan so
 	 * that no change is missed; the thread starts once the session can
 	 * carry notifications. */
-	rc = mfsd_watch_init(&ctx->watch, ctx->store, ctx->opt.page_budget);
+	rc = mfsd_watch_init(&ctx->watch, ctx->table, ctx->opt.page_budget);
 	if (rc < 0)
 		return rc;
 	ctx->watching = true;
-	ctx->store->fd_freed = mfsd_watch_fd_freed;
-	ctx->store->fd_freed_arg = &ctx->watch;
+	ctx->table->fd_freed = mfsd_watch_fd_freed;
+	ctx->table->fd_freed_arg = &ctx->watch;
 	rc = mfsd_loader_init(&ctx->loader, mfsd_load_name, ctx,
 			      MFSD_LOADER_MAX_THREADS);
 	if (rc < 0)
@@ -548,7 +665,7 @@ static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
 		mfsd_loader_destroy(&ctx->loader);
 	if (ctx->watching)
 		mfsd_watch_destroy(&ctx->watch);
-	mfsd_store_close(ctx->store);
+	mfsd_table_close(ctx->table);
 	mfsd_cache_destroy(&ctx->cache);
 }
 

@@ -1,6 +1,6 @@
 /*
  * ops.c - FUSE low-level handlers: a thin adapter from requests to the
- * model table (store.c), the inode scheme (inode.c), the read path
+ * model table (table.c), the inode scheme (inode.c), the read path
  * (data.c) and the status document (status.c).  Every handler replies
  * exactly once, with a positive errno on failure.  The handler table is
  * at the end.
@@ -91,7 +91,7 @@ static struct mfsd_handle *mfsd_handle(const struct fuse_file_info *fi)
 
 /*
  * Resolves a model inode: *@m gets the model, marked busy (release with
- * mfsd_store_put), *@slot the slot.  -ENOENT (and *@m NULL) for the
+ * mfsd_table_put), *@slot the slot.  -ENOENT (and *@m NULL) for the
  * root, .status, or an inode of a model that is gone.
  */
 static int mfsd_resolve(struct mfsd_ctx *ctx, fuse_ino_t ino,
@@ -102,14 +102,14 @@ static int mfsd_resolve(struct mfsd_ctx *ctx, fuse_ino_t ino,
 	*m = NULL;
 	if (gen == 0)
 		return -ENOENT;
-	*m = mfsd_store_get_gen(ctx->store, gen);
+	*m = mfsd_table_get_gen(ctx->table, gen);
 	if (!*m)
 		return -ENOENT;
 	*slot = mfsd_ino_slot(ino);
 	if (*slot >= mfsd_slot_count(*m)) {
 		/* A file of a retired model: gone, as in a removed
 		 * directory. */
-		mfsd_store_put(ctx->store, *m);
+		mfsd_table_put(ctx->table, *m);
 		*m = NULL;
 		return -ENOENT;
 	}
@@ -127,11 +127,11 @@ static int mfsd_getattr_ino(struct mfsd_ctx *ctx, fuse_ino_t ino,
 
 	*timeout = MFSD_ATTR_TIMEOUT;
 	if (ino == MFSD_ROOT_INO) {
-		mfsd_stat_root(ctx->store, st);
+		mfsd_stat_root(ctx->table, st);
 		return 0;
 	}
 	if (ino == MFSD_STATUS_INO) {
-		mfsd_stat_status(ctx->store, st);
+		mfsd_stat_status(ctx->table, st);
 		*timeout = MFSD_STATUS_ATTR_TIMEOUT;
 		return 0;
 	}
@@ -139,7 +139,7 @@ static int mfsd_getattr_ino(struct mfsd_ctx *ctx, fuse_ino_t ino,
 	if (rc < 0)
 		return rc;
 	rc = mfsd_stat_slot(m, slot, st);
-	mfsd_store_put(ctx->store, m);
+	mfsd_table_put(ctx->table, m);
 	return rc;
 }
 
@@ -154,13 +154,13 @@ static void mfsd_entry_model(struct mfsd_ctx *ctx, struct mfsd_model *m,
 	e->generation = m->gen;
 	e->attr_timeout = MFSD_ATTR_TIMEOUT;
 	e->entry_timeout = MFSD_ENTRY_TIMEOUT;
-	mfsd_store_lookup(ctx->store, m, slot, 1);
+	mfsd_table_lookup(ctx->table, m, slot, 1);
 }
 
 static void mfsd_entry_status(struct mfsd_ctx *ctx, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	mfsd_stat_status(ctx->store, &e->attr);
+	mfsd_stat_status(ctx->table, &e->attr);
 	e->ino = MFSD_STATUS_INO;
 	e->attr_timeout = MFSD_STATUS_ATTR_TIMEOUT;
 	e->entry_timeout = MFSD_ENTRY_TIMEOUT;
@@ -194,17 +194,17 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 		fuse_reply_entry(req, &e);
 		return;
 	}
-	m = mfsd_store_get_key(ctx->store, name);
+	m = mfsd_table_get_key(ctx->table, name);
 	if (!m) {
 		/* Published a moment ago, before inotify told the watcher?
 		 * The watcher is told of what this finds (it must not be
 		 * notified from here), and the lookup answers at once. */
-		(void)mfsd_store_refresh_key(ctx->store, name, mfsd_watch_post,
-					     &ctx->watch,
-					     ctx->loading ? mfsd_queue_load
-							  : NULL,
-					     &ctx->loader);
-		m = mfsd_store_get_key(ctx->store, name);
+		(void)mfsd_follow_refresh_key(ctx->table, name, mfsd_watch_post,
+					      &ctx->watch,
+					      ctx->loading ? mfsd_queue_load
+							   : NULL,
+					      &ctx->loader);
+		m = mfsd_table_get_key(ctx->table, name);
 	}
 	if (!m) {
 		mfsd_reply_negative(req);
@@ -212,7 +212,7 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 	}
 	mfsd_entry_model(ctx, m, MFSD_SLOT_DIR, &e);
 	fuse_reply_entry(req, &e);
-	mfsd_store_put(ctx->store, m);
+	mfsd_table_put(ctx->table, m);
 }
 
 static void mfsd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -238,7 +238,7 @@ static void mfsd_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		mfsd_entry_model(ctx, m, slot, &e);
 		fuse_reply_entry(req, &e);
 	}
-	mfsd_store_put(ctx->store, m);
+	mfsd_table_put(ctx->table, m);
 }
 
 /* Counts a forget; true if it left a removed model idle (the watcher
@@ -249,7 +249,7 @@ static bool mfsd_forget_one(struct mfsd_ctx *ctx, fuse_ino_t ino,
 	uint64_t gen = mfsd_ino_gen(ino);
 
 	/* The root and .status are not counted: they never go away. */
-	return gen != 0 && mfsd_store_forget(ctx->store, gen,
+	return gen != 0 && mfsd_table_forget(ctx->table, gen,
 					     mfsd_ino_slot(ino), nlookup);
 }
 
@@ -299,7 +299,7 @@ static void mfsd_handle_free(struct mfsd_handle *h)
 	if (!h)
 		return;
 	free(h->text);
-	mfsd_store_free_list(h->keys, h->nkeys);
+	mfsd_table_free_list(h->keys, h->nkeys);
 	free(h);
 }
 
@@ -321,10 +321,10 @@ static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 	bool kick = false;
 
 	if (h->kind == MFSD_H_FILE)
-		kick = mfsd_store_release_handle(ctx->store, h->m, h->pid,
+		kick = mfsd_table_release_handle(ctx->table, h->m, h->pid,
 						 h->slot);
 	else if (h->kind == MFSD_H_MODEL_DIR)
-		kick = mfsd_store_release_dir(ctx->store, h->m);
+		kick = mfsd_table_release_dir(ctx->table, h->m);
 	if (kick)
 		mfsd_watch_kick(&ctx->watch);
 	mfsd_handle_free(h);
@@ -392,7 +392,7 @@ static int mfsd_open_file(fuse_req_t req, struct mfsd_model *m, uint64_t slot,
 		return -EISDIR;
 	h->pid = mfsd_proc_tgid(fuse_req_ctx(req)->pid);
 	/* The opener's user decides who is shown this holder. */
-	rc = mfsd_store_open_handle(mfsd_ctx(req)->store, m, h->pid,
+	rc = mfsd_table_open_handle(mfsd_ctx(req)->table, m, h->pid,
 				    fuse_req_ctx(req)->uid, slot);
 	if (rc < 0)
 		return rc;
@@ -433,7 +433,7 @@ static void mfsd_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (rc == 0)
 			rc = mfsd_open_file(req, m, slot, h, fi);
 		if (m)
-			mfsd_store_put(ctx->store, m);
+			mfsd_table_put(ctx->table, m);
 	}
 	mfsd_reply_open(req, fi, h, rc);
 }
@@ -506,7 +506,7 @@ static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (ino == MFSD_ROOT_INO) {
 		h->kind = MFSD_H_ROOT_DIR;
-		n = mfsd_store_list(ctx->store, &h->keys);
+		n = mfsd_table_list(ctx->table, &h->keys);
 		rc = n < 0 ? (int)n : 0;
 		h->nkeys = n < 0 ? 0 : (size_t)n;
 	} else if (ino == MFSD_STATUS_INO) {
@@ -517,12 +517,12 @@ static void mfsd_opendir(fuse_req_t req, fuse_ino_t ino,
 			rc = -ENOTDIR;
 		if (rc == 0) {
 			/* The directory handle keeps the model alive. */
-			mfsd_store_open_dir(ctx->store, m);
+			mfsd_table_open_dir(ctx->table, m);
 			h->kind = MFSD_H_MODEL_DIR;
 			h->m = m;
 		}
 		if (m)
-			mfsd_store_put(ctx->store, m);
+			mfsd_table_put(ctx->table, m);
 	}
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
@@ -546,7 +546,7 @@ static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 	memset(d, 0, sizeof(*d));
 	if (pos == MFSD_DIR_DOT || pos == MFSD_DIR_DOTDOT) {
 		d->name = pos == MFSD_DIR_DOT ? "." : "..";
-		mfsd_stat_root(ctx->store, &d->e.attr);
+		mfsd_stat_root(ctx->table, &d->e.attr);
 		return true;
 	}
 	if (pos == MFSD_DIR_FIRST) {
@@ -566,7 +566,7 @@ static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 		 * the key names now, not the model of the opendir snapshot
 		 * (replaced since, and already invalidated).  A key removed
 		 * since is listed without attributes (ino 0: no lookup). */
-		d->m = mfsd_store_get_key(ctx->store, k->key);
+		d->m = mfsd_table_get_key(ctx->table, k->key);
 		if (d->m) {
 			mfsd_stat_slot(d->m, MFSD_SLOT_DIR, &d->e.attr);
 			d->e.ino = d->e.attr.st_ino;
@@ -647,9 +647,9 @@ static void mfsd_readdir_handle(struct mfsd_ctx *ctx, fuse_req_t req,
 		/* The kernel takes a lookup of every entry it receives
 		 * with a non-zero ino. */
 		if (n <= size - used && d.e.ino != 0 && d.m)
-			mfsd_store_lookup(ctx->store, d.m, d.slot, 1);
+			mfsd_table_lookup(ctx->table, d.m, d.slot, 1);
 		if (d.m && h->kind == MFSD_H_ROOT_DIR)
-			mfsd_store_put(ctx->store, d.m);
+			mfsd_table_put(ctx->table, d.m);
 		if (n > size - used)
 			break;
 		used += n;
@@ -697,7 +697,7 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct mfsd_model **models;
 	struct statvfs sv;
 	uint64_t raw = 0, nmodels = 0;
-	ssize_t n = mfsd_store_get_all(ctx->store, &models);
+	ssize_t n = mfsd_table_get_all(ctx->table, &models);
 
 	(void)ino;
 	if (n < 0) {
@@ -711,7 +711,7 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 			nmodels++;
 		}
 	}
-	mfsd_store_put_all(ctx->store, models, (size_t)n);
+	mfsd_table_put_all(ctx->table, models, (size_t)n);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = MFSD_STATFS_BSIZE;
 	sv.f_frsize = MFSD_STATFS_BSIZE;
@@ -763,7 +763,7 @@ static int mfsd_xattr_value(fuse_req_t req, struct mfsd_model *m,
 		/* The kernel let the caller read the directory; which of
 		 * its holders it is shown depends on its uid alone. */
 		mfsd_cred_ids_of_req(req, &cred);
-		if (mfsd_status_holders(mfsd_ctx(req)->store, m, &cred,
+		if (mfsd_status_holders(mfsd_ctx(req)->table, m, &cred,
 					&holders, &nopen) < 0)
 			return -ENOMEM;
 		if (strcmp(name, MFSD_XATTR_HOLDERS) == 0) {
@@ -827,7 +827,7 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	rc = mfsd_xattr_value(req, m, slot, name, &val);
-	mfsd_store_put(ctx->store, m);
+	mfsd_table_put(ctx->table, m);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -853,7 +853,7 @@ static void mfsd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_err(req, ENOENT);
 		return;
 	}
-	mfsd_store_put(ctx->store, m);
+	mfsd_table_put(ctx->table, m);
 	if (slot == MFSD_SLOT_DIR)
 		mfsd_reply_xattr_bytes(req, mfsd_dir_xattrs,
 				       sizeof(mfsd_dir_xattrs), size);
@@ -868,11 +868,21 @@ static void mfsd_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 /* Everything that would write: EROFS                                  */
 /* ------------------------------------------------------------------ */
 
+/*
+ * The mount is made read-only ("ro"), and on it the kernel answers every
+ * write-like call with EROFS itself: none of these requests is sent.
+ * But root may remount it read-write (mount(2) with MS_REMOUNT and no
+ * MS_RDONLY: FUSE accepts that), and then the kernel passes each of them
+ * on; these handlers keep the answer EROFS.  WRITE, FALLOCATE and
+ * COPY_FILE_RANGE need a handle opened for writing, which mfsd_open and
+ * mfsd_create never give: they cannot arrive, and have no handler.
+ */
 static void mfsd_erofs(fuse_req_t req)
 {
 	fuse_reply_err(req, EROFS);
 }
 
+/* SETATTR: chmod, chown, utimes, truncate of a path. */
 static void mfsd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			 int to_set, struct fuse_file_info *fi)
 {
@@ -880,6 +890,7 @@ static void mfsd_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	mfsd_erofs(req);
 }
 
+/* MKNOD: mknod, mkfifo. */
 static void mfsd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode, dev_t rdev)
 {
@@ -887,6 +898,7 @@ static void mfsd_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* MKDIR. */
 static void mfsd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		       mode_t mode)
 {
@@ -894,12 +906,14 @@ static void mfsd_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* UNLINK and RMDIR (a rmdir of a model directory). */
 static void mfsd_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	(void)parent, (void)name;
 	mfsd_erofs(req);
 }
 
+/* SYMLINK. */
 static void mfsd_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			 const char *name)
 {
@@ -907,6 +921,7 @@ static void mfsd_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	mfsd_erofs(req);
 }
 
+/* RENAME and RENAME2 (renameat2 flags). */
 static void mfsd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			fuse_ino_t newparent, const char *newname,
 			unsigned int flags)
@@ -915,6 +930,7 @@ static void mfsd_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	mfsd_erofs(req);
 }
 
+/* LINK. */
 static void mfsd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		      const char *newname)
 {
@@ -922,13 +938,7 @@ static void mfsd_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	mfsd_erofs(req);
 }
 
-static void mfsd_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		       size_t size, off_t off, struct fuse_file_info *fi)
-{
-	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
-	mfsd_erofs(req);
-}
-
+/* SETXATTR, of any name (the user.modelfs.* ones are read-only). */
 static void mfsd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  const char *value, size_t size, int flags)
 {
@@ -936,34 +946,19 @@ static void mfsd_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	mfsd_erofs(req);
 }
 
+/* REMOVEXATTR. */
 static void mfsd_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino, (void)name;
 	mfsd_erofs(req);
 }
 
+/* CREATE: open(O_CREAT) of a name not known to exist, whatever the
+ * access mode. */
 static void mfsd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			mode_t mode, struct fuse_file_info *fi)
 {
 	(void)parent, (void)name, (void)mode, (void)fi;
-	mfsd_erofs(req);
-}
-
-static void mfsd_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			   off_t offset, off_t length, struct fuse_file_info *fi)
-{
-	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
-	mfsd_erofs(req);
-}
-
-static void mfsd_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
-				 off_t off_in, struct fuse_file_info *fi_in,
-				 fuse_ino_t ino_out, off_t off_out,
-				 struct fuse_file_info *fi_out, size_t len,
-				 int flags)
-{
-	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out;
-	(void)fi_out, (void)len, (void)flags;
 	mfsd_erofs(req);
 }
 
@@ -1020,7 +1015,6 @@ const struct fuse_lowlevel_ops mfsd_ops = {
 	.link = mfsd_link,
 	.open = mfsd_open,
 	.read = mfsd_read,
-	.write = mfsd_write,
 	.release = mfsd_release,
 	.opendir = mfsd_opendir,
 	.readdir = mfsd_readdir,
@@ -1032,6 +1026,4 @@ const struct fuse_lowlevel_ops mfsd_ops = {
 	.listxattr = mfsd_listxattr,
 	.removexattr = mfsd_removexattr,
 	.create = mfsd_create,
-	.fallocate = mfsd_fallocate,
-	.copy_file_range = mfsd_copy_file_range,
 };

@@ -4,7 +4,6 @@
 #ifndef MFSD_OPS_H
 #define MFSD_OPS_H
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 /* The handler table; the session's userdata is a struct mfsd_ctx *. */

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "cred.h"
+#include "follow.h"
 #include "modelfs.h"
 #include "inode.h"
 #include "lease.h"
@@ -144,7 +145,7 @@ static bool mfsd_status_usage(json_t *o, struct mfsd_model *m,
 
 /* True if @cred may list the names of the store: read the mount's root,
  * which shows STORE_DIR's owner and mode. */
-static bool mfsd_sees_root(struct mfsd_store *s, const struct mfsd_cred *cred)
+static bool mfsd_sees_root(struct mfsd_table *s, const struct mfsd_cred *cred)
 {
 	return mfsd_cred_may_read(cred, atomic_load(&s->dir_mode),
 				  atomic_load(&s->dir_uid),
@@ -153,7 +154,7 @@ static bool mfsd_sees_root(struct mfsd_store *s, const struct mfsd_cred *cred)
 
 /* True if @cred could find busy model @m and open its files through the
  * mount (every file of a model shows the container's owner and mode). */
-static bool mfsd_sees_model(struct mfsd_store *s, const struct mfsd_cred *cred,
+static bool mfsd_sees_model(struct mfsd_table *s, const struct mfsd_cred *cred,
 			    struct mfsd_model *m)
 {
 	return mfsd_sees_root(s, cred) &&
@@ -163,7 +164,7 @@ static bool mfsd_sees_model(struct mfsd_store *s, const struct mfsd_cred *cred,
 
 /* True if @cred could list and read skipped file @v in STORE_DIR; one
  * whose owner and mode are unknown is shown to root only. */
-static bool mfsd_sees_skipped(struct mfsd_store *s,
+static bool mfsd_sees_skipped(struct mfsd_table *s,
 			      const struct mfsd_cred *cred,
 			      const struct mfsd_skipped *v)
 {
@@ -176,22 +177,22 @@ static bool mfsd_sees_skipped(struct mfsd_store *s,
 
 /* Copies @m's usage as @cred may see it: root sees every holder, anyone
  * else only the holds its own uid made (a pid says who runs what).
- * 0 or -ENOMEM; free with mfsd_store_usage_free. */
-static int mfsd_status_usage_for(struct mfsd_store *s, struct mfsd_model *m,
+ * 0 or -ENOMEM; free with mfsd_table_usage_free. */
+static int mfsd_status_usage_for(struct mfsd_table *s, struct mfsd_model *m,
 				 const struct mfsd_cred *cred,
 				 struct mfsd_model_usage *u)
 {
-	int rc = mfsd_store_usage(s, m, u);
+	int rc = mfsd_table_usage(s, m, u);
 
 	if (rc == 0 && !mfsd_cred_is_root(cred))
-		mfsd_store_usage_keep_uid(u, cred->uid);
+		mfsd_table_usage_keep_uid(u, cred->uid);
 	return rc;
 }
 
 /* The object of busy model @m for @cred; *@skip is set (and NULL
  * returned) for a retired model, which .status does not list, and for
  * a model @cred may not open. */
-static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
+static json_t *mfsd_status_model(struct mfsd_table *s, struct mfsd_model *m,
 				 const struct mfsd_cred *cred, bool *skip)
 {
 	struct mfsd_model_usage u;
@@ -214,7 +215,7 @@ static json_t *mfsd_status_model(struct mfsd_store *s, struct mfsd_model *m,
 		      mfsd_json_u64(mfs_container_file_size(m->container))) &&
 	     mfsd_set(o, "lease", json_string(mfsd_lease_state_name(m))) &&
 	     mfsd_status_usage(o, m, &u);
-	mfsd_store_usage_free(&u);
+	mfsd_table_usage_free(&u);
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -230,12 +231,12 @@ struct mfsd_status_sums {
 
 /* Every model still served (published, or removed and still held) that
  * @cred may open. */
-static json_t *mfsd_status_models(struct mfsd_store *s,
+static json_t *mfsd_status_models(struct mfsd_table *s,
 				  const struct mfsd_cred *cred,
 				  struct mfsd_status_sums *sums)
 {
 	struct mfsd_model **models;
-	ssize_t n = mfsd_store_get_all(s, &models);
+	ssize_t n = mfsd_table_get_all(s, &models);
 	json_t *arr = n >= 0 ? json_array() : NULL;
 
 	for (ssize_t i = 0; arr && i < n; i++) {
@@ -257,16 +258,16 @@ static json_t *mfsd_status_models(struct mfsd_store *s,
 		}
 	}
 	if (n >= 0)
-		mfsd_store_put_all(s, models, (size_t)n);
+		mfsd_table_put_all(s, models, (size_t)n);
 	return arr;
 }
 
 /* The skipped containers @cred may read, with the reasons. */
-static json_t *mfsd_status_skipped(struct mfsd_store *s,
+static json_t *mfsd_status_skipped(struct mfsd_table *s,
 				   const struct mfsd_cred *cred)
 {
 	struct mfsd_skipped *v;
-	ssize_t n = mfsd_store_skipped(s, &v);
+	ssize_t n = mfsd_follow_skipped(s, &v);
 	json_t *arr = n >= 0 ? json_array() : NULL;
 
 	for (ssize_t i = 0; arr && i < n; i++) {
@@ -284,7 +285,7 @@ static json_t *mfsd_status_skipped(struct mfsd_store *s,
 		}
 	}
 	if (n >= 0)
-		mfsd_store_free_skipped(v, (size_t)n);
+		mfsd_follow_free_skipped(v, (size_t)n);
 	return arr;
 }
 
@@ -297,12 +298,12 @@ static uint64_t mfsd_load(_Atomic uint64_t *v)
 static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
 			     const struct mfsd_status_sums *sums)
 {
-	struct mfsd_store_counts sc;
+	struct mfsd_table_counts sc;
 	struct mfsd_skip_counts k;
 	struct mfsd_watch_stats ws = {0};
 
-	mfsd_store_counts(ctx->store, &sc);
-	mfsd_store_skip_counts(ctx->store, &k);
+	mfsd_table_counts(ctx->table, &sc);
+	mfsd_follow_skip_counts(ctx->table, &k);
 	if (ctx->watching)
 		mfsd_watch_get_stats(&ctx->watch, &ws);
 	return mfsd_set(o, "published", mfsd_json_u64(sc.published)) &&
@@ -310,7 +311,7 @@ static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
 			mfsd_json_u64(k.waiting)) &&
 	       mfsd_set(o, "retrying", mfsd_json_u64(k.transient)) &&
 	       mfsd_set(o, "container_descriptors",
-			mfsd_json_u64(ctx->store->fd_budget)) &&
+			mfsd_json_u64(ctx->table->fd_budget)) &&
 	       mfsd_set(o, "retired_models", mfsd_json_u64(sc.retired)) &&
 	       mfsd_set(o, "store_changes", mfsd_json_u64(sc.changes)) &&
 	       mfsd_set(o, "inotify_events", mfsd_json_u64(ws.events)) &&
@@ -375,7 +376,7 @@ static double mfsd_uptime(const struct mfsd_ctx *ctx)
 static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
 				  const struct mfsd_cred *cred)
 {
-	if (!mfsd_sees_root(ctx->store, cred))
+	if (!mfsd_sees_root(ctx->table, cred))
 		return true;
 	return mfsd_set(root, "store_dir", mfsd_json_text(ctx->opt.store_dir));
 }
@@ -387,7 +388,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 	json_t *root = json_object(), *models;
 	bool ok;
 
-	models = mfsd_status_models(ctx->store, cred, &sums);
+	models = mfsd_status_models(ctx->table, cred, &sums);
 	ok = root && models &&
 	     mfsd_set(root, "pid", json_integer(getpid())) &&
 	     mfsd_set(root, "version", json_string(mfs_version())) &&
@@ -398,7 +399,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 	     mfsd_set(root, "totals",
 		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&
 	     mfsd_set(root, "models", json_incref(models)) &&
-	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->store, cred));
+	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->table, cred));
 	json_decref(models);
 	if (!ok) {
 		json_decref(root);
@@ -449,7 +450,7 @@ int mfsd_status_snapshot(struct mfsd_ctx *ctx, const struct mfsd_cred *cred,
 	return rc;
 }
 
-int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
+int mfsd_status_holders(struct mfsd_table *s, struct mfsd_model *m,
 			const struct mfsd_cred *cred, char **out,
 			unsigned long long *nopen)
 {
@@ -460,7 +461,7 @@ int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
 		return -ENOMEM;
 	text = malloc(u.nholders * MFSD_PID_TEXT_MAX + 1);
 	if (!text) {
-		mfsd_store_usage_free(&u);
+		mfsd_table_usage_free(&u);
 		return -ENOMEM;
 	}
 	p = text;
@@ -468,7 +469,7 @@ int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
 	for (size_t i = 0; i < u.nholders; i++)
 		p += sprintf(p, "%s%ld", i ? "," : "", (long)u.holders[i].pid);
 	*nopen = u.nopen;
-	mfsd_store_usage_free(&u);
+	mfsd_table_usage_free(&u);
 	*out = text;
 	return 0;
 }

@@ -28,7 +28,7 @@ int mfsd_status_snapshot(struct mfsd_ctx *ctx, const struct mfsd_cred *cred,
 /* The holders of @m that @cred may see (its own user's; all for root) as
  * "PID,PID,..." (ascending; "" if none), and the model's open handle
  * count, every user's, in *@nopen.  *@out is malloc'd.  0 or -ENOMEM. */
-int mfsd_status_holders(struct mfsd_store *s, struct mfsd_model *m,
+int mfsd_status_holders(struct mfsd_table *s, struct mfsd_model *m,
 			const struct mfsd_cred *cred, char **out,
 			unsigned long long *nopen);
 

@@ -22,6 +22,7 @@
 #include "evict.h"
 #include "inode.h"
 #include "lease.h"
+#include "clock.h"
 #include "log.h"
 #include "watch.h"
 
@@ -51,15 +52,6 @@
 #define MFSD_RETRY_NS (1000 * MFSD_NS_PER_MS)
 /* How long mfsd_watch_stop waits for the thread before giving up. */
 #define MFSD_STOP_GRACE_SEC 2
-
-static uint64_t mfsd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * UINT64_C(1000000000) +
-	       (uint64_t)ts.tv_nsec;
-}
 
 static void mfsd_count(_Atomic uint64_t *c, uint64_t n)
 {
@@ -113,18 +105,18 @@ static void mfsd_delete_files(struct mfsd_watch *w, struct mfsd_model *m)
  * files.  (The kernel drops the directory's invalidated entry, and so
  * forgets its inode, once nothing uses it; if something keeps it, the
  * model retires after a grace period once its files are forgotten, see
- * store.h, so the directory costs no descriptor.)  Retries are scheduled
+ * table.h, so the directory costs no descriptor.)  Retries are scheduled
  * for file entries the kernel looks up again.
  */
 static void mfsd_model_left(struct mfsd_watch *w, uint64_t gen,
 			    const char *key)
 {
-	struct mfsd_model *m = mfsd_store_get_gen(w->store, gen);
+	struct mfsd_model *m = mfsd_table_get_gen(w->table, gen);
 	struct mfsd_model_counts c;
 	uint64_t now = mfsd_now_ns();
 
 	if (m) {
-		mfsd_store_model_counts(w->store, m, &c);
+		mfsd_table_model_counts(w->table, m, &c);
 		if (!c.retired)
 			mfsd_delete_files(w, m);
 	}
@@ -135,19 +127,19 @@ static void mfsd_model_left(struct mfsd_watch *w, uint64_t gen,
 	m->sweep_due_ns = now + MFSD_SWEEP_FIRST_NS;
 	if (w->next_sweep_ns == 0 || m->sweep_due_ns < w->next_sweep_ns)
 		w->next_sweep_ns = m->sweep_due_ns;
-	mfsd_store_put(w->store, m);
+	mfsd_table_put(w->table, m);
 }
 
 /* The permissions of model @gen changed: drop its cached attributes. */
 static void mfsd_model_attr(struct mfsd_watch *w, uint64_t gen)
 {
-	struct mfsd_model *m = mfsd_store_get_gen(w->store, gen);
+	struct mfsd_model *m = mfsd_table_get_gen(w->table, gen);
 
 	if (!m)
 		return;
 	for (uint64_t slot = MFSD_SLOT_DIR; slot < mfsd_slot_count(m); slot++)
 		mfsd_n_inval_inode(w, mfsd_ino(gen, slot), -1, 0);
-	mfsd_store_put(w->store, m);
+	mfsd_table_put(w->table, m);
 }
 
 /* Changes waiting to be applied, gathered during one round. */
@@ -213,15 +205,15 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 			    struct mfsd_batch *b)
 {
 	if (mask & IN_ATTRIB)
-		mfsd_store_refresh_root(w->store, mfsd_batch_add, b);
+		mfsd_follow_refresh_root(w->table, mfsd_batch_add, b);
 	if (mask & (IN_DELETE_SELF | IN_MOVE_SELF))
 		mfsd_log(MFSD_LOG_WARNING, "store directory %s was %s; still "
 			 "serving the directory that was opened",
-			 w->store->dir_path,
+			 w->table->dir_path,
 			 (mask & IN_DELETE_SELF) ? "deleted" : "moved");
 	if (mask & IN_IGNORED)
 		mfsd_log(MFSD_LOG_WARNING, "store directory %s is no longer "
-			 "watched: it is gone", w->store->dir_path);
+			 "watched: it is gone", w->table->dir_path);
 }
 
 /* Refreshes store entry @name: here unless a container must be loaded,
@@ -230,14 +222,14 @@ static void mfsd_self_event(struct mfsd_watch *w, uint32_t mask,
 static void mfsd_refresh_later(struct mfsd_watch *w, const char *name,
 			       struct mfsd_batch *b)
 {
-	int rc = mfsd_store_refresh_quick(w->store, name, mfsd_batch_add, b);
+	int rc = mfsd_follow_refresh_quick(w->table, name, mfsd_batch_add, b);
 
 	if (rc != MFSD_REFRESH_NEEDS_LOAD)
 		return;
 	if (w->loader && mfsd_loader_push(w->loader, name) == 0)
 		return;
 	/* No loader, or no memory to queue the name. */
-	(void)mfsd_store_refresh(w->store, name, mfsd_batch_add, b);
+	(void)mfsd_follow_refresh(w->table, name, mfsd_batch_add, b);
 }
 
 /* What an mfsd_name_fn of a rescan passes along. */
@@ -281,10 +273,10 @@ static void mfsd_watch_read(struct mfsd_watch *w, struct mfsd_batch *b)
 	if (overflow) {
 		mfsd_count(&w->overflows, 1);
 		mfsd_log(MFSD_LOG_WARNING, "inotify queue overflow: rescanning "
-			 "%s", w->store->dir_path);
+			 "%s", w->table->dir_path);
 		struct mfsd_rescan_ctx r = {w, b};
 
-		(void)mfsd_store_scan_names(w->store, mfsd_rescan_name, &r);
+		(void)mfsd_follow_scan_names(w->table, mfsd_rescan_name, &r);
 	}
 }
 
@@ -308,7 +300,7 @@ static uint64_t mfsd_sweep(struct mfsd_watch *w, struct mfsd_model *m,
 		return 0;
 	if (c->nlookup_files == 0)
 		return c->ndirs ? 0
-				: mfsd_store_retire(w->store, m,
+				: mfsd_table_retire(w->table, m,
 						    w->retire_grace_ns);
 	if (!kicked && now < m->sweep_due_ns)
 		return m->sweep_due_ns;
@@ -329,7 +321,7 @@ static void mfsd_evict(struct mfsd_watch *w, struct mfsd_model *m,
 {
 	struct mfsd_model_counts c;
 
-	mfsd_store_model_counts(w->store, m, &c);
+	mfsd_table_model_counts(w->table, m, &c);
 	/* A handle opened since the choice: the model is in use again. */
 	if (c.nopen || c.retired)
 		return;
@@ -361,7 +353,7 @@ static int mfsd_budget(struct mfsd_watch *w, struct mfsd_model **models,
 		struct mfsd_model_counts c;
 		uint64_t bytes = mfsd_model_cached(models[i]);
 
-		mfsd_store_model_counts(w->store, models[i], &c);
+		mfsd_table_model_counts(w->table, models[i], &c);
 		if (c.retired || c.nopen || c.released_seq == 0 || bytes == 0)
 			continue;
 		cands[nc++] = (struct mfsd_evict_cand){
@@ -383,7 +375,7 @@ static uint64_t mfsd_retry_loads(struct mfsd_watch *w, bool fd_freed,
 {
 	char **names;
 	uint64_t next;
-	ssize_t n = mfsd_store_retries(w->store, now, fd_freed, &names, &next);
+	ssize_t n = mfsd_follow_retries(w->table, now, fd_freed, &names, &next);
 
 	if (n < 0)
 		return now + MFSD_RETRY_NS;
@@ -400,14 +392,14 @@ static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 {
 	struct mfsd_model **models;
 	uint64_t now = mfsd_now_ns(), next = 0;
-	ssize_t n = mfsd_store_get_all(w->store, &models);
+	ssize_t n = mfsd_table_get_all(w->table, &models);
 	int rc = n < 0 ? (int)n : 0;
 
 	for (ssize_t i = 0; i < n; i++) {
 		struct mfsd_model_counts c;
 		uint64_t due;
 
-		mfsd_store_model_counts(w->store, models[i], &c);
+		mfsd_table_model_counts(w->table, models[i], &c);
 		due = mfsd_sweep(w, models[i], &c, kicked, now);
 		if (due && (next == 0 || due < next))
 			next = due;
@@ -415,7 +407,7 @@ static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 	if (rc == 0 && w->budget)
 		rc = mfsd_budget(w, models, (size_t)n);
 	if (n >= 0)
-		mfsd_store_put_all(w->store, models, (size_t)n);
+		mfsd_table_put_all(w->table, models, (size_t)n);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_WARNING, "maintenance postponed: %s",
 			 strerror(-rc));
@@ -491,7 +483,7 @@ void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 		 mfsd_watch_timeout(w, timeout_ms)) > 0) {
 		/* First: a writer waits for the lease to be let go. */
 		if (p[2].revents & POLLIN)
-			mfsd_lease_drain(w->sfd, w->store);
+			mfsd_lease_drain(w->sfd, w->table);
 		if (p[1].revents & POLLIN)
 			(void)!read(w->efd, &drained, sizeof(drained));
 		if (p[0].revents & POLLIN)
@@ -529,14 +521,14 @@ static void mfsd_watch_wake(struct mfsd_watch *w)
 	(void)!write(w->efd, &one, sizeof(one));
 }
 
-int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
+int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_table *s,
 		    uint64_t budget)
 {
 	char path[MFSD_PROC_FD_PATH_MAX];
 	int rc;
 
 	memset(w, 0, sizeof(*w));
-	w->store = s;
+	w->table = s;
 	w->budget = budget;
 	w->retire_grace_ns = MFSD_RETIRE_GRACE_NS;
 	w->efd = w->sfd = -1;
@@ -576,7 +568,7 @@ int mfsd_watch_start(struct mfsd_watch *w, const struct mfsd_notifier *n)
 	int rc;
 
 	w->notifier = *n;
-	mfsd_lease_adopt(w->store);
+	mfsd_lease_adopt(w->table);
 	rc = pthread_create(&w->tid, NULL, mfsd_watch_main, w);
 	if (rc != 0)
 		return -rc;
@@ -614,8 +606,8 @@ void mfsd_watch_destroy(struct mfsd_watch *w)
 	pthread_mutex_destroy(&w->lock);
 }
 
-/* Makes room for one more posted change.  0 or -ENOMEM.  Lock held
- * (w->lock). */
+/* Makes room for one more posted change.  0 or -ENOMEM.  w->lock
+ * held. */
 static int mfsd_watch_reserve(struct mfsd_watch *w)
 {
 	size_t cap = w->queue_cap ? w->queue_cap * 2 : MFSD_WATCH_QUEUE;

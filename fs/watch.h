@@ -18,8 +18,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "follow.h"
 #include "loader.h"
-#include "store.h"
+#include "table.h"
 
 /*
  * The kernel notifications the watcher sends: libfuse's in the daemon, a
@@ -53,7 +54,7 @@ struct mfsd_watch_stats {
 #define MFSD_WATCH_QUEUE 64u
 
 /*
- * How long a removed model stays whole after it became idle (store.h):
+ * How long a removed model stays whole after it became idle (table.h):
  * time for a process walking a path through its directory to finish the
  * walk in the old version, far more than a walk takes.
  */
@@ -61,7 +62,7 @@ struct mfsd_watch_stats {
 
 struct mfsd_watch {
 	/* Immutable after mfsd_watch_start: */
-	struct mfsd_store *store;
+	struct mfsd_table *table;
 	struct mfsd_notifier notifier;
 	uint64_t budget; /* page cache of released models; 0 = no limit */
 	uint64_t retire_grace_ns; /* MFSD_RETIRE_GRACE_NS; tests lower it */
@@ -104,7 +105,7 @@ struct mfsd_watch {
  * @budget as in struct mfsd_watch.  Returns 0 or a negative errno
  * (inotify or eventfd could not be set up; nothing to destroy then).
  */
-int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_store *s,
+int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_table *s,
 		    uint64_t budget);
 
 /* Starts the thread, which sends notifications through @n (copied),

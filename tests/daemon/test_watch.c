@@ -25,8 +25,9 @@
 #include <cmocka.h>
 
 #include "chunkcache.h"
+#include "follow.h"
 #include "inode.h"
-#include "store.h"
+#include "table.h"
 #include "watch.h"
 
 #define CACHE_BYTES (1u << 20)
@@ -158,13 +159,13 @@ static void remove_file(const char *name)
 }
 
 /* The generation published under @key, 0 if none. */
-static uint64_t gen_of(struct mfsd_store *s, const char *key)
+static uint64_t gen_of(struct mfsd_table *s, const char *key)
 {
-	struct mfsd_model *m = mfsd_store_get_key(s, key);
+	struct mfsd_model *m = mfsd_table_get_key(s, key);
 	uint64_t gen = m ? m->gen : 0;
 
 	if (m)
-		mfsd_store_put(s, m);
+		mfsd_table_put(s, m);
 	return gen;
 }
 
@@ -174,7 +175,7 @@ static uint64_t run_until(struct mfsd_watch *w, const char *key,
 			  uint64_t not_gen, bool want_gone)
 {
 	for (int i = 0; i < ROUNDS; i++) {
-		uint64_t gen = gen_of(w->store, key);
+		uint64_t gen = gen_of(w->table, key);
 
 		if (want_gone ? gen == 0 : gen != 0 && gen != not_gen)
 			return gen;
@@ -186,7 +187,7 @@ static uint64_t run_until(struct mfsd_watch *w, const char *key,
 
 struct fixture {
 	struct mfsd_cache cache;
-	struct mfsd_store *store;
+	struct mfsd_table *store;
 	struct mfsd_watch watch;
 };
 
@@ -199,8 +200,8 @@ static int setup(void **state)
 		return -1;
 	write_version("base.mfs", 1);
 	if (mfsd_cache_init(&f->cache, CACHE_BYTES) < 0 ||
-	    mfsd_store_open(&f->store, g_dir, &f->cache) < 0 ||
-	    mfsd_store_rescan(f->store, NULL, NULL) < 0)
+	    mfsd_table_open(&f->store, g_dir, &f->cache) < 0 ||
+	    mfsd_follow_rescan(f->store, NULL, NULL) < 0)
 		return -1;
 	*state = f;
 	return 0;
@@ -224,7 +225,7 @@ static int teardown(void **state)
 
 	assert_true(mfsd_watch_stop(&f->watch));
 	mfsd_watch_destroy(&f->watch);
-	mfsd_store_close(f->store);
+	mfsd_table_close(f->store);
 	mfsd_cache_destroy(&f->cache);
 	free(f);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.moved'", g_dir, g_dir);
@@ -251,12 +252,12 @@ static void test_publish(void **state)
 static void test_remove_unheld(void **state)
 {
 	struct fixture *f = watched(state, 0);
-	struct mfsd_model *m = mfsd_store_get_key(f->store, "base");
+	struct mfsd_model *m = mfsd_table_get_key(f->store, "base");
 	uint64_t gen = m->gen, dir = mfsd_ino(gen, MFSD_SLOT_DIR);
 
-	mfsd_store_lookup(f->store, m, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(f->store, m, MFSD_SLOT_ARRAY0, 1);
-	mfsd_store_put(f->store, m);
+	mfsd_table_lookup(f->store, m, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(f->store, m, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_put(f->store, m);
 	remove_file("base.mfs");
 	run_until(&f->watch, "base", 0, true);
 	assert_int_equal(count_calls(DELETE_ENTRY, dir,
@@ -270,9 +271,9 @@ static void test_remove_unheld(void **state)
 	assert_int_equal(count_calls(INVAL_ENTRY, MFSD_ROOT_INO, 0, "base"), 1);
 	assert_int_equal(count_calls(DELETE_ENTRY, MFSD_ROOT_INO, dir, "base"),
 			 0);
-	mfsd_store_forget(f->store, gen, MFSD_SLOT_ARRAY0, 1);
-	mfsd_store_forget(f->store, gen, MFSD_SLOT_DIR, 1);
-	assert_null(mfsd_store_get_gen(f->store, gen));
+	mfsd_table_forget(f->store, gen, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_forget(f->store, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_table_get_gen(f->store, gen));
 	/* Unknown to the kernel: only the name is invalidated. */
 	clear_calls();
 	write_version("gone.mfs", 1);
@@ -288,16 +289,16 @@ static void test_remove_unheld(void **state)
 static void test_replace_held(void **state)
 {
 	struct fixture *f = watched(state, 0);
-	struct mfsd_store *s = f->store;
-	struct mfsd_model *m = mfsd_store_get_key(s, "base");
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *m = mfsd_table_get_key(s, "base");
 	uint64_t gen = m->gen, file = mfsd_ino(gen, MFSD_SLOT_ARRAY0);
 	uint64_t dir = mfsd_ino(gen, MFSD_SLOT_DIR);
 
-	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_lookup(s, m, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
 	assert_int_equal(
-		mfsd_store_open_handle(s, m, 42, HOLDER_UID, MFSD_SLOT_ARRAY0), 0);
-	mfsd_store_put(s, m);
+		mfsd_table_open_handle(s, m, 42, HOLDER_UID, MFSD_SLOT_ARRAY0), 0);
+	mfsd_table_put(s, m);
 	write_version("base.mfs", 9);
 	assert_true(run_until(&f->watch, "base", gen, false) > gen);
 	assert_int_equal(count_calls(INVAL_ENTRY, MFSD_ROOT_INO, 0, "base"), 1);
@@ -308,7 +309,7 @@ static void test_replace_held(void **state)
 	mfsd_watch_run_once(&f->watch, 0);
 	assert_int_equal(count_calls(DELETE_ENTRY, dir, file, "v.npy"), 1);
 	clear_calls();
-	if (mfsd_store_release_handle(s, m, 42, MFSD_SLOT_ARRAY0))
+	if (mfsd_table_release_handle(s, m, 42, MFSD_SLOT_ARRAY0))
 		mfsd_watch_kick(&f->watch);
 	mfsd_watch_run_once(&f->watch, 0);
 	assert_int_equal(count_calls(DELETE_ENTRY, dir, file, "v.npy"), 1);
@@ -316,9 +317,9 @@ static void test_replace_held(void **state)
 	mfsd_watch_run_once(&f->watch, 2 * ROUND_MS);
 	mfsd_watch_run_once(&f->watch, 2 * ROUND_MS);
 	assert_true(count_calls(DELETE_ENTRY, dir, file, "v.npy") >= 2);
-	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
-	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_table_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_table_get_gen(s, gen));
 	/* Nothing is pending any more: a round with no timeout returns. */
 	clear_calls();
 	mfsd_watch_run_once(&f->watch, 0);
@@ -330,44 +331,44 @@ static void test_replace_held(void **state)
 static void test_retire(void **state)
 {
 	struct fixture *f = watched(state, 0);
-	struct mfsd_store *s = f->store;
-	struct mfsd_model *m = mfsd_store_get_key(s, "base");
-	struct mfsd_store_counts sc;
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *m = mfsd_table_get_key(s, "base");
+	struct mfsd_table_counts sc;
 	uint64_t gen = m->gen;
 
 	f->watch.retire_grace_ns = 3 * ROUND_MS * UINT64_C(1000000);
-	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(s, m, MFSD_SLOT_MANIFEST, 1);
-	mfsd_store_put(s, m);
+	mfsd_table_lookup(s, m, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(s, m, MFSD_SLOT_MANIFEST, 1);
+	mfsd_table_put(s, m);
 	remove_file("base.mfs");
 	run_until(&f->watch, "base", 0, true);
-	if (mfsd_store_forget(s, gen, MFSD_SLOT_MANIFEST, 1))
+	if (mfsd_table_forget(s, gen, MFSD_SLOT_MANIFEST, 1))
 		mfsd_watch_kick(&f->watch);
 	mfsd_watch_run_once(&f->watch, 0);
-	mfsd_store_counts(s, &sc);
+	mfsd_table_counts(s, &sc);
 	assert_int_equal(sc.retired, 0); /* within the grace period */
 	for (int i = 0; i < ROUNDS && sc.retired == 0; i++) {
 		mfsd_watch_run_once(&f->watch, ROUND_MS);
-		mfsd_store_counts(s, &sc);
+		mfsd_table_counts(s, &sc);
 	}
 	assert_int_equal(sc.retired, 1);
-	m = mfsd_store_get_gen(s, gen);
+	m = mfsd_table_get_gen(s, gen);
 	assert_true(m->retired);
 	assert_null(m->container);
-	mfsd_store_put(s, m);
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
-	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_table_put(s, m);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_table_get_gen(s, gen));
 }
 
 /* Serves @n bytes of busy @m through a handle of @pid, then releases. */
 static void serve_and_release(struct fixture *f, struct mfsd_model *m,
 			      pid_t pid, uint64_t n, bool release)
 {
-	assert_int_equal(mfsd_store_open_handle(f->store, m, pid, HOLDER_UID,
+	assert_int_equal(mfsd_table_open_handle(f->store, m, pid, HOLDER_UID,
 						MFSD_SLOT_ARRAY0), 0);
 	mfsd_model_served(m, n);
 	if (release &&
-	    mfsd_store_release_handle(f->store, m, pid, MFSD_SLOT_ARRAY0))
+	    mfsd_table_release_handle(f->store, m, pid, MFSD_SLOT_ARRAY0))
 		mfsd_watch_kick(&f->watch);
 }
 
@@ -375,7 +376,7 @@ static void serve_and_release(struct fixture *f, struct mfsd_model *m,
 static void test_budget(void **state)
 {
 	struct fixture *f = watched(state, 100);
-	struct mfsd_store *s = f->store;
+	struct mfsd_table *s = f->store;
 	struct mfsd_model *held, *old, *recent;
 	struct mfsd_watch_stats ws;
 	uint64_t ino;
@@ -384,9 +385,9 @@ static void test_budget(void **state)
 	write_version("recent.mfs", 1);
 	run_until(&f->watch, "held", 0, false);
 	run_until(&f->watch, "recent", 0, false);
-	held = mfsd_store_get_key(s, "held");
-	old = mfsd_store_get_key(s, "base");
-	recent = mfsd_store_get_key(s, "recent");
+	held = mfsd_table_get_key(s, "held");
+	old = mfsd_table_get_key(s, "base");
+	recent = mfsd_table_get_key(s, "recent");
 	serve_and_release(f, held, 1, 10000, false);
 	/* Estimates are capped at what the files hold. */
 	assert_int_equal(mfsd_model_cached(held), held->view_size);
@@ -409,10 +410,10 @@ static void test_budget(void **state)
 	mfsd_watch_run_once(&f->watch, 0);
 	mfsd_watch_get_stats(&f->watch, &ws);
 	assert_int_equal(ws.evictions, 1);
-	assert_true(mfsd_store_release_handle(s, held, 1, MFSD_SLOT_ARRAY0));
-	mfsd_store_put(s, held);
-	mfsd_store_put(s, old);
-	mfsd_store_put(s, recent);
+	assert_true(mfsd_table_release_handle(s, held, 1, MFSD_SLOT_ARRAY0));
+	mfsd_table_put(s, held);
+	mfsd_table_put(s, old);
+	mfsd_table_put(s, recent);
 }
 
 static void test_chmod(void **state)

@@ -22,8 +22,9 @@
 #include <cmocka.h>
 
 #include "chunkcache.h"
+#include "follow.h"
 #include "inode.h"
-#include "store.h"
+#include "table.h"
 
 #define CACHE_BYTES (1u << 20)
 #define PATH_LEN 512
@@ -38,10 +39,10 @@
 static char g_dir[DIR_LEN];
 
 /* Counts an open handle of @pid on @slot of @m, made as HOLDER_UID. */
-static int hold(struct mfsd_store *s, struct mfsd_model *m, pid_t pid,
+static int hold(struct mfsd_table *s, struct mfsd_model *m, pid_t pid,
 		uint64_t slot)
 {
-	return mfsd_store_open_handle(s, m, pid, HOLDER_UID, slot);
+	return mfsd_table_open_handle(s, m, pid, HOLDER_UID, slot);
 }
 
 static void path_in(char *out, const char *name)
@@ -111,7 +112,7 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static bool skipped(const struct mfsd_store *s, const char *name)
+static bool skipped(const struct mfsd_table *s, const char *name)
 {
 	for (size_t i = 0; i < s->nskipped; i++) {
 		if (strcmp(s->skipped[i].file_name, name) == 0)
@@ -123,27 +124,27 @@ static bool skipped(const struct mfsd_store *s, const char *name)
 static void test_scan(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	struct mfsd_dirent_model *list;
 	ssize_t n;
 
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
 	/* Bad ones are listed with a reason; hidden and foreign names are
 	 * ignored silently. */
 	assert_int_equal(s->nskipped, 3);
 	assert_true(skipped(s, "garbage.mfs"));
 	assert_true(skipped(s, "-dash.mfs"));
 	assert_true(skipped(s, "dir.mfs"));
-	n = mfsd_store_list(s, &list);
+	n = mfsd_table_list(s, &list);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].key, "good");
 	assert_string_equal(list[1].key, "other");
 	assert_true(list[0].gen != list[1].gen);
-	mfsd_store_free_list(list, (size_t)n);
-	mfsd_store_close(s);
+	mfsd_table_free_list(list, (size_t)n);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
 }
 
@@ -199,65 +200,65 @@ static void remove_file(const char *name)
 
 /* Opens the test directory as a store (fresh cache) and clears the
  * recorded changes. */
-static struct mfsd_store *open_store(struct mfsd_cache *c)
+static struct mfsd_table *open_store(struct mfsd_cache *c)
 {
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 
 	assert_int_equal(mfsd_cache_init(c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, g_dir, c), 0);
-	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
-	mfsd_store_mark_loaded(s);
+	assert_int_equal(mfsd_table_open(&s, g_dir, c), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
+	mfsd_table_mark_loaded(s);
 	g_nchanges = 0;
 	return s;
 }
 
-static void close_store(struct mfsd_store *s, struct mfsd_cache *c)
+static void close_store(struct mfsd_table *s, struct mfsd_cache *c)
 {
-	mfsd_store_close(s);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(c);
 }
 
 /* The generation published under @key, 0 if none. */
-static uint64_t gen_of(struct mfsd_store *s, const char *key)
+static uint64_t gen_of(struct mfsd_table *s, const char *key)
 {
-	struct mfsd_model *m = mfsd_store_get_key(s, key);
+	struct mfsd_model *m = mfsd_table_get_key(s, key);
 	uint64_t gen = m ? m->gen : 0;
 
 	if (m)
-		mfsd_store_put(s, m);
+		mfsd_table_put(s, m);
 	return gen;
 }
 
 static void test_refresh_add_remove(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
-	struct mfsd_store_counts sc;
+	struct mfsd_table *s = open_store(&c);
+	struct mfsd_table_counts sc;
 	uint64_t gen;
 
 	(void)state;
-	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 0); /* no such file: nothing */
 	write_version("live.mfs", 1);
-	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_string_equal(g_changes[0].key, "live");
 	gen = gen_of(s, "live");
 	assert_int_equal(g_changes[0].new_gen, gen);
 	/* A second event for the same file changes nothing. */
-	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 
 	remove_file("live.mfs");
-	assert_int_equal(mfsd_store_refresh(s, "live.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "live.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(g_changes[1].old_gen, gen);
 	assert_int_equal(gen_of(s, "live"), 0);
 	/* Nothing held it: freed at once. */
-	assert_null(mfsd_store_get_gen(s, gen));
-	mfsd_store_counts(s, &sc);
+	assert_null(mfsd_table_get_gen(s, gen));
+	mfsd_table_counts(s, &sc);
 	assert_int_equal(sc.published, 2);
 	assert_int_equal(sc.changes, 2);
 	close_store(s, &c);
@@ -268,17 +269,17 @@ static void test_refresh_ignored(void **state)
 {
 	char longname[NAME_MAX + 8];
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
+	struct mfsd_table *s = open_store(&c);
 
 	(void)state;
 	write_version(".tmp.mfs", 1);
 	write_version("x.mfs.tmp", 1);
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	assert_int_equal(mfsd_store_refresh(s, ".tmp.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, "x.mfs.tmp", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, ".mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, longname, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, ".tmp.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "x.mfs.tmp", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, ".mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, longname, record, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	assert_false(skipped(s, ".tmp.mfs"));
 	remove_file(".tmp.mfs");
@@ -292,24 +293,24 @@ static void test_refresh_bad_key(void **state)
 {
 	char name[MFS_MAX_KEY_LEN + 8];
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
+	struct mfsd_table *s = open_store(&c);
 	size_t before = s->nskipped;
 
 	(void)state;
 	write_version("_bad.mfs", 1);
-	assert_int_equal(mfsd_store_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "_bad.mfs", record, NULL), 0);
 	assert_true(skipped(s, "_bad.mfs"));
 	/* A key one byte too long. */
 	memset(name, 'k', MFS_MAX_KEY_LEN + 1);
 	strcpy(name + MFS_MAX_KEY_LEN + 1, ".mfs");
 	write_version(name, 1);
-	assert_int_equal(mfsd_store_refresh(s, name, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, name, record, NULL), 0);
 	assert_true(skipped(s, name));
 	assert_int_equal(g_nchanges, 0);
 	remove_file("_bad.mfs");
 	remove_file(name);
-	assert_int_equal(mfsd_store_refresh(s, "_bad.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, name, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "_bad.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, name, record, NULL), 0);
 	assert_int_equal(s->nskipped, before);
 	close_store(s, &c);
 }
@@ -319,7 +320,7 @@ static void test_refresh_bad_key(void **state)
 static void test_refresh_replace_held(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	struct mfsd_model *old, *m;
 	struct mfsd_model_usage u;
 	unsigned char byte;
@@ -328,16 +329,16 @@ static void test_refresh_replace_held(void **state)
 	(void)state;
 	write_version("rep.mfs", 1);
 	s = open_store(&c);
-	old = mfsd_store_get_key(s, "rep");
+	old = mfsd_table_get_key(s, "rep");
 	assert_non_null(old);
 	gen = old->gen;
-	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_lookup(s, old, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
 	assert_int_equal(hold(s, old, 5, MFSD_SLOT_ARRAY0), 0);
-	mfsd_store_put(s, old);
+	mfsd_table_put(s, old);
 
 	write_version("rep.mfs", 2);
-	assert_int_equal(mfsd_store_refresh(s, "rep.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "rep.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REPLACED);
 	assert_int_equal(g_changes[0].old_gen, gen);
@@ -345,37 +346,37 @@ static void test_refresh_replace_held(void **state)
 	assert_int_equal(gen_of(s, "rep"), g_changes[0].new_gen);
 
 	/* The old one still reads its own bytes. */
-	m = mfsd_store_get_gen(s, gen);
+	m = mfsd_table_get_gen(s, gen);
 	assert_ptr_equal(m, old);
 	assert_int_equal(mfs_container_read(m->container, 0, 0, &byte, 1), 1);
 	assert_int_equal(byte, 1);
-	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(mfsd_table_usage(s, m, &u), 0);
 	assert_int_equal(u.c.state, MFSD_MODEL_REPLACED);
 	assert_false(u.in_store);
-	mfsd_store_usage_free(&u);
-	mfsd_store_put(s, m);
-	m = mfsd_store_get_key(s, "rep");
+	mfsd_table_usage_free(&u);
+	mfsd_table_put(s, m);
+	m = mfsd_table_get_key(s, "rep");
 	assert_int_equal(mfs_container_read(m->container, 0, 0, &byte, 1), 1);
 	assert_int_equal(byte, 2);
-	mfsd_store_put(s, m);
+	mfsd_table_put(s, m);
 
 	/* Released, files forgotten: idle (only the directory inode is left
 	 * in the kernel), retired once the grace period is over; then
 	 * forgotten entirely. */
-	assert_true(mfsd_store_release_handle(s, old, 5, MFSD_SLOT_ARRAY0));
-	assert_true(mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1));
-	m = mfsd_store_get_gen(s, gen);
+	assert_true(mfsd_table_release_handle(s, old, 5, MFSD_SLOT_ARRAY0));
+	assert_true(mfsd_table_forget(s, gen, MFSD_SLOT_ARRAY0, 1));
+	m = mfsd_table_get_gen(s, gen);
 	assert_non_null(m);
 	assert_false(m->retired);
-	assert_true(mfsd_store_retire(s, m, UINT64_MAX / 2) != 0);
+	assert_true(mfsd_table_retire(s, m, UINT64_MAX / 2) != 0);
 	assert_false(m->retired);
-	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
+	assert_int_equal(mfsd_table_retire(s, m, 0), 0);
 	assert_true(m->retired);
 	assert_null(m->container);
 	assert_int_equal(mfsd_slot_count(m), 1);
-	mfsd_store_put(s, m);
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
-	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_table_put(s, m);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_null(mfsd_table_get_gen(s, gen));
 	remove_file("rep.mfs");
 	close_store(s, &c);
 }
@@ -384,8 +385,8 @@ static void test_refresh_replace_held(void **state)
 static void test_retired_model(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
-	struct mfsd_store_counts sc;
+	struct mfsd_table *s;
+	struct mfsd_table_counts sc;
 	struct mfsd_model *m;
 	struct stat st;
 	uint64_t gen, slot;
@@ -393,42 +394,42 @@ static void test_retired_model(void **state)
 	(void)state;
 	write_version("ret.mfs", 3);
 	s = open_store(&c);
-	m = mfsd_store_get_key(s, "ret");
+	m = mfsd_table_get_key(s, "ret");
 	gen = m->gen;
-	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 2);
-	mfsd_store_open_dir(s, m);
-	mfsd_store_put(s, m);
+	mfsd_table_lookup(s, m, MFSD_SLOT_DIR, 2);
+	mfsd_table_open_dir(s, m);
+	mfsd_table_put(s, m);
 	remove_file("ret.mfs");
-	assert_int_equal(mfsd_store_refresh(s, "ret.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "ret.mfs", record, NULL), 0);
 	/* An open directory handle keeps it whole. */
-	m = mfsd_store_get_gen(s, gen);
+	m = mfsd_table_get_gen(s, gen);
 	assert_false(m->retired);
 	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), 0);
 	/* Not idle while the directory is open: cannot retire. */
-	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
+	assert_int_equal(mfsd_table_retire(s, m, 0), 0);
 	assert_false(m->retired);
-	mfsd_store_put(s, m);
-	assert_true(mfsd_store_release_dir(s, m));
-	m = mfsd_store_get_gen(s, gen);
+	mfsd_table_put(s, m);
+	assert_true(mfsd_table_release_dir(s, m));
+	m = mfsd_table_get_gen(s, gen);
 	assert_non_null(m);
 	/* A request using it (a second busy mark) postpones retiring. */
-	assert_non_null(mfsd_store_get_gen(s, gen));
-	assert_true(mfsd_store_retire(s, m, 0) != 0);
+	assert_non_null(mfsd_table_get_gen(s, gen));
+	assert_true(mfsd_table_retire(s, m, 0) != 0);
 	assert_false(m->retired);
-	mfsd_store_put(s, m);
-	assert_int_equal(mfsd_store_retire(s, m, 0), 0);
+	mfsd_table_put(s, m);
+	assert_int_equal(mfsd_table_retire(s, m, 0), 0);
 	assert_true(m->retired);
 	assert_int_equal(mfsd_slot_find(m, "v.npy", &slot), -ENOENT);
 	assert_int_equal(mfsd_slot_find(m, "manifest.json", &slot), -ENOENT);
 	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_DIR, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_MANIFEST, &st), -ENOENT);
-	mfsd_store_counts(s, &sc);
+	mfsd_table_counts(s, &sc);
 	assert_int_equal(sc.retired, 1);
-	mfsd_store_put(s, m);
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 2);
-	assert_null(mfsd_store_get_gen(s, gen));
-	mfsd_store_counts(s, &sc);
+	mfsd_table_put(s, m);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 2);
+	assert_null(mfsd_table_get_gen(s, gen));
+	mfsd_table_counts(s, &sc);
 	assert_int_equal(sc.retired, 0);
 	close_store(s, &c);
 }
@@ -439,7 +440,7 @@ static void test_retired_model(void **state)
 static void test_refresh_invalid(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	char path[PATH_LEN];
 	uint64_t gen;
 
@@ -449,17 +450,17 @@ static void test_refresh_invalid(void **state)
 	gen = gen_of(s, "inv");
 	assert_true(gen != 0);
 	write_file("inv.mfs", "garbage, not a container");
-	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(g_changes[0].old_gen, gen);
 	assert_int_equal(gen_of(s, "inv"), 0);
 	assert_true(skipped(s, "inv.mfs"));
-	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "inv", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "inv", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	write_version("inv.mfs", 4);
-	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ADDED);
 	assert_false(skipped(s, "inv.mfs"));
@@ -467,11 +468,11 @@ static void test_refresh_invalid(void **state)
 	remove_file("inv.mfs");
 	path_in(path, "inv.mfs");
 	assert_int_equal(mkdir(path, 0755), 0);
-	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_int_equal(g_changes[2].kind, MFSD_CHANGE_REMOVED);
 	assert_true(skipped(s, "inv.mfs"));
 	assert_int_equal(rmdir(path), 0);
-	assert_int_equal(mfsd_store_refresh(s, "inv.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "inv.mfs", record, NULL), 0);
 	assert_false(skipped(s, "inv.mfs"));
 	close_store(s, &c);
 }
@@ -480,7 +481,7 @@ static void test_refresh_invalid(void **state)
 static void test_refresh_chmod(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	struct mfsd_model *m;
 	char path[PATH_LEN];
 	struct stat st;
@@ -493,25 +494,25 @@ static void test_refresh_chmod(void **state)
 	s = open_store(&c);
 	gen = gen_of(s, "mod");
 	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(mfsd_store_refresh(s, "mod.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "mod.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ATTR);
 	assert_int_equal(g_changes[0].old_gen, gen);
-	m = mfsd_store_get_key(s, "mod");
+	m = mfsd_table_get_key(s, "mod");
 	assert_int_equal(m->gen, gen);
 	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_ARRAY0, &st), 0);
 	assert_int_equal(st.st_mode, S_IFREG | 0400);
 	assert_int_equal(mfsd_stat_slot(m, MFSD_SLOT_DIR, &st), 0);
 	assert_int_equal(st.st_mode, S_IFDIR | 0500);
-	mfsd_store_put(s, m);
+	mfsd_table_put(s, m);
 	/* The root follows chmod of STORE_DIR. */
 	assert_int_equal(chmod(g_dir, 0750), 0);
-	mfsd_store_refresh_root(s, record, NULL);
+	mfsd_follow_refresh_root(s, record, NULL);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(g_changes[1].kind, MFSD_CHANGE_ROOT_ATTR);
 	mfsd_stat_root(s, &st);
 	assert_int_equal(st.st_mode, S_IFDIR | 0550);
-	mfsd_store_refresh_root(s, record, NULL);
+	mfsd_follow_refresh_root(s, record, NULL);
 	assert_int_equal(g_nchanges, 2);
 	assert_int_equal(chmod(g_dir, 0700), 0);
 	remove_file("mod.mfs");
@@ -522,14 +523,14 @@ static void test_refresh_chmod(void **state)
 static void test_refresh_key(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
+	struct mfsd_table *s = open_store(&c);
 
 	(void)state;
-	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	write_version("fresh.mfs", 2);
-	assert_int_equal(mfsd_store_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_true(gen_of(s, "fresh") != 0);
@@ -538,7 +539,7 @@ static void test_refresh_key(void **state)
 }
 
 /* The reason a skipped entry @name was given, or NULL. */
-static const char *skip_reason(struct mfsd_store *s, const char *name)
+static const char *skip_reason(struct mfsd_table *s, const char *name)
 {
 	for (size_t i = 0; i < s->nskipped; i++) {
 		if (strcmp(s->skipped[i].file_name, name) == 0)
@@ -555,7 +556,7 @@ static void test_irregular_entries(void **state)
 {
 	char path[PATH_LEN], target[PATH_LEN];
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 
 	(void)state;
 	path_in(path, "fifo.mfs");
@@ -577,13 +578,13 @@ static void test_irregular_entries(void **state)
 	path_in(path, "flip.mfs");
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(symlink(target, path), 0);
-	assert_int_equal(mfsd_store_refresh(s, "flip.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "flip.mfs", record, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_REMOVED);
 	assert_int_equal(gen_of(s, "flip"), 0);
 	assert_non_null(strstr(skip_reason(s, "flip.mfs"), "symbolic link"));
 	/* A lookup of the FIFO's key answers at once, finding nothing. */
-	assert_int_equal(mfsd_store_refresh_key(s, "fifo", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fifo", record, NULL, NULL, NULL), 0);
 	assert_int_equal(gen_of(s, "fifo"), 0);
 	remove_file("fifo.mfs");
 	remove_file("link.mfs");
@@ -597,7 +598,7 @@ static void test_irregular_entries(void **state)
 static void test_fd_budget(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
+	struct mfsd_table *s = open_store(&c);
 	struct mfsd_skip_counts k;
 	char **names;
 	uint64_t next, now = 1;
@@ -608,21 +609,21 @@ static void test_fd_budget(void **state)
 	s->fd_budget = s->nfds;
 	write_version("late.mfs", 1);
 	write_version("later.mfs", 1);
-	assert_int_equal(mfsd_store_refresh(s, "late.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, "later.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "later.mfs", record, NULL), 0);
 	assert_int_equal(gen_of(s, "late"), 0);
 	assert_non_null(strstr(skip_reason(s, "late.mfs"),
 			       "waiting for a file descriptor"));
-	mfsd_store_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.waiting, 2);
 	assert_int_equal(k.transient, 2);
 	/* Not due yet (the clock is at 1 ns), but scheduled. */
-	n = mfsd_store_retries(s, now, false, &names, &next);
+	n = mfsd_follow_retries(s, now, false, &names, &next);
 	assert_int_equal(n, 0);
 	free(names);
 	assert_true(next > now);
 	/* A freed descriptor makes every waiting entry due at once. */
-	n = mfsd_store_retries(s, now, true, &names, &next);
+	n = mfsd_follow_retries(s, now, true, &names, &next);
 	assert_int_equal(n, 2);
 	assert_string_equal(names[0], "late.mfs");
 	assert_string_equal(names[1], "later.mfs");
@@ -631,22 +632,22 @@ static void test_fd_budget(void **state)
 	free(names);
 	/* Room for one: it loads, the other still waits. */
 	s->fd_budget++;
-	assert_int_equal(mfsd_store_refresh(s, "late.mfs", record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh(s, "later.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "late.mfs", record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, "later.mfs", record, NULL), 0);
 	assert_true(gen_of(s, "late") != 0);
 	assert_int_equal(gen_of(s, "later"), 0);
-	mfsd_store_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.waiting, 1);
 	/* Once the budget allows, the timer alone brings it back. */
 	s->fd_budget = 0;
-	n = mfsd_store_retries(s, next + TEST_DAY_NS, false, &names,
+	n = mfsd_follow_retries(s, next + TEST_DAY_NS, false, &names,
 			       &next);
 	assert_int_equal(n, 1);
-	assert_int_equal(mfsd_store_refresh(s, names[0], record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh(s, names[0], record, NULL), 0);
 	free(names[0]);
 	free(names);
 	assert_true(gen_of(s, "later") != 0);
-	mfsd_store_skip_counts(s, &k);
+	mfsd_follow_skip_counts(s, &k);
 	assert_int_equal(k.transient, 0);
 	remove_file("late.mfs");
 	remove_file("later.mfs");
@@ -657,7 +658,7 @@ static void test_fd_budget(void **state)
 static void test_rescan(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	int kinds[MFSD_CHANGE_ROOT_ATTR + 1] = {0};
 
 	(void)state;
@@ -667,7 +668,7 @@ static void test_rescan(void **state)
 	remove_file("r1.mfs");
 	write_version("r2.mfs", 2);
 	write_version("r3.mfs", 1);
-	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
 	for (size_t i = 0; i < g_nchanges; i++)
 		kinds[g_changes[i].kind]++;
 	assert_int_equal(g_nchanges, 3);
@@ -685,7 +686,7 @@ static void test_moved_store(void **state)
 {
 	char moved[PATH_LEN], cmd[2 * PATH_LEN];
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
+	struct mfsd_table *s = open_store(&c);
 
 	(void)state;
 	snprintf(moved, sizeof(moved), "%s.moved", g_dir);
@@ -693,8 +694,8 @@ static void test_moved_store(void **state)
 	assert_int_equal(mkdir(g_dir, 0755), 0);
 	write_version("impostor.mfs", 1);
 	write_version_in(moved, "followed.mfs", 1, 1);
-	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
-	assert_int_equal(mfsd_store_refresh_key(s, "impostor", record, NULL, NULL, NULL),
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "impostor", record, NULL, NULL, NULL),
 			 0);
 	assert_int_equal(gen_of(s, "impostor"), 0);
 	assert_true(gen_of(s, "followed") != 0);
@@ -710,17 +711,17 @@ static void test_moved_store(void **state)
 static void test_holds(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s = open_store(&c);
-	struct mfsd_model *m = mfsd_store_get_key(s, "good");
+	struct mfsd_table *s = open_store(&c);
+	struct mfsd_model *m = mfsd_table_get_key(s, "good");
 	struct mfsd_model_usage u;
 
 	(void)state;
 	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0 + 1), 0);
-	assert_int_equal(mfsd_store_open_handle(s, m, 20, OTHER_UID,
+	assert_int_equal(mfsd_table_open_handle(s, m, 20, OTHER_UID,
 						MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(hold(s, m, 30, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(mfsd_table_usage(s, m, &u), 0);
 	assert_int_equal(u.nopen, 4);
 	assert_int_equal(u.nholds, 3);
 	assert_int_equal(u.holds[0].pid, 20);
@@ -736,27 +737,27 @@ static void test_holds(void **state)
 	assert_int_equal(u.holds[0].uid, OTHER_UID);
 	assert_int_equal(u.holds[1].uid, HOLDER_UID);
 	/* One user's view: its own holds, the model's counts whole. */
-	mfsd_store_usage_keep_uid(&u, HOLDER_UID);
+	mfsd_table_usage_keep_uid(&u, HOLDER_UID);
 	assert_int_equal(u.nopen, 4);
 	assert_int_equal(u.nholds, 2);
 	assert_int_equal(u.holds[0].pid, 30);
 	assert_int_equal(u.nholders, 1);
 	assert_int_equal(u.holders[0].pid, 30);
 	assert_int_equal(u.holders[0].handles, 3);
-	mfsd_store_usage_keep_uid(&u, OTHER_UID);
+	mfsd_table_usage_keep_uid(&u, OTHER_UID);
 	assert_int_equal(u.nholds, 0);
 	assert_int_equal(u.nholders, 0);
-	mfsd_store_usage_free(&u);
-	assert_false(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
-	assert_false(mfsd_store_release_handle(s, m, 20, MFSD_SLOT_ARRAY0));
-	assert_false(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0 + 1));
-	assert_true(mfsd_store_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
-	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	mfsd_table_usage_free(&u);
+	assert_false(mfsd_table_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
+	assert_false(mfsd_table_release_handle(s, m, 20, MFSD_SLOT_ARRAY0));
+	assert_false(mfsd_table_release_handle(s, m, 30, MFSD_SLOT_ARRAY0 + 1));
+	assert_true(mfsd_table_release_handle(s, m, 30, MFSD_SLOT_ARRAY0));
+	assert_int_equal(mfsd_table_usage(s, m, &u), 0);
 	assert_int_equal(u.nholds, 0);
 	assert_int_equal(u.nholders, 0);
 	assert_true(u.c.released_seq > 0);
-	mfsd_store_usage_free(&u);
-	mfsd_store_put(s, m);
+	mfsd_table_usage_free(&u);
+	mfsd_table_put(s, m);
 	close_store(s, &c);
 }
 
@@ -766,18 +767,18 @@ static void test_empty_store(void **state)
 	char dir[DIR_LEN] = "/tmp/mfsd-test-empty-XXXXXX";
 	struct mfsd_dirent_model *list;
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, dir, &c), 0);
-	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
-	assert_int_equal(mfsd_store_list(s, &list), 0);
-	mfsd_store_free_list(list, 0);
-	assert_int_equal(mfsd_store_rescan(s, record, NULL), 0);
+	assert_int_equal(mfsd_table_open(&s, dir, &c), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
+	assert_int_equal(mfsd_table_list(s, &list), 0);
+	mfsd_table_free_list(list, 0);
+	assert_int_equal(mfsd_follow_rescan(s, record, NULL), 0);
 	assert_int_equal(s->nskipped, 0);
-	mfsd_store_close(s);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
 	assert_int_equal(rmdir(dir), 0);
 }
@@ -785,11 +786,11 @@ static void test_empty_store(void **state)
 static void test_missing_store(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, "/nonexistent/store", &c),
+	assert_int_equal(mfsd_table_open(&s, "/nonexistent/store", &c),
 			 -ENOENT);
 	mfsd_cache_destroy(&c);
 }
@@ -797,18 +798,18 @@ static void test_missing_store(void **state)
 static void test_slots_and_attributes(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	struct mfsd_model *m;
 	struct stat st;
 	uint64_t slot;
 
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
-	m = mfsd_store_get_key(s, "good");
+	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
+	m = mfsd_table_get_key(s, "good");
 	assert_non_null(m);
-	assert_null(mfsd_store_get_key(s, "nope"));
+	assert_null(mfsd_table_get_key(s, "nope"));
 	assert_int_equal(mfsd_slot_find(m, "w.npy", &slot), 0);
 	assert_int_equal(slot, MFSD_SLOT_ARRAY0);
 	assert_int_equal(mfsd_slot_find(m, "b.npy", &slot), 0);
@@ -836,8 +837,8 @@ static void test_slots_and_attributes(void **state)
 	mfsd_stat_root(s, &st);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0222, 0);
-	mfsd_store_put(s, m);
-	mfsd_store_close(s);
+	mfsd_table_put(s, m);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
 }
 
@@ -845,58 +846,58 @@ static void test_slots_and_attributes(void **state)
 static void test_lifetime(void **state)
 {
 	struct mfsd_cache c;
-	struct mfsd_store *s;
+	struct mfsd_table *s;
 	struct mfsd_model *m;
 	struct mfsd_model_usage u;
 	uint64_t gen;
 
 	(void)state;
 	assert_int_equal(mfsd_cache_init(&c, CACHE_BYTES), 0);
-	assert_int_equal(mfsd_store_open(&s, g_dir, &c), 0);
-	assert_int_equal(mfsd_store_rescan(s, NULL, NULL), 0);
-	m = mfsd_store_get_key(s, "good");
+	assert_int_equal(mfsd_table_open(&s, g_dir, &c), 0);
+	assert_int_equal(mfsd_follow_rescan(s, NULL, NULL), 0);
+	m = mfsd_table_get_key(s, "good");
 	assert_non_null(m);
 	gen = m->gen;
-	mfsd_store_lookup(s, m, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_lookup(s, m, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(s, m, MFSD_SLOT_ARRAY0, 1);
 	assert_int_equal(hold(s, m, 10, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(hold(s, m, 11, MFSD_SLOT_ARRAY0), 0);
 	assert_int_equal(hold(s, m, 10, MFSD_SLOT_ARRAY0), 0);
-	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(mfsd_table_usage(s, m, &u), 0);
 	assert_int_equal(u.nopen, 3);
 	assert_int_equal(u.nlookup, 2);
 	assert_int_equal(u.nholders, 2);
 	assert_int_equal(u.holders[0].pid, 10);
 	assert_int_equal(u.holders[0].handles, 2);
-	mfsd_store_usage_free(&u);
-	mfsd_store_put(s, m);
+	mfsd_table_usage_free(&u);
+	mfsd_table_put(s, m);
 
-	mfsd_store_unpublish(s, m);
-	assert_null(mfsd_store_get_key(s, "good"));
-	m = mfsd_store_get_gen(s, gen);
+	mfsd_table_unpublish(s, m);
+	assert_null(mfsd_table_get_key(s, "good"));
+	m = mfsd_table_get_gen(s, gen);
 	assert_non_null(m);
-	mfsd_store_put(s, m);
+	mfsd_table_put(s, m);
 
-	mfsd_store_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
-	mfsd_store_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
-	mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
+	mfsd_table_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
+	mfsd_table_release_handle(s, m, 10, MFSD_SLOT_ARRAY0);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 1);
+	mfsd_table_forget(s, gen, MFSD_SLOT_ARRAY0, 1);
 	/* One holder left: still there. */
-	m = mfsd_store_get_gen(s, gen);
+	m = mfsd_table_get_gen(s, gen);
 	assert_non_null(m);
-	assert_int_equal(mfsd_store_usage(s, m, &u), 0);
+	assert_int_equal(mfsd_table_usage(s, m, &u), 0);
 	assert_int_equal(u.nholders, 1);
 	assert_int_equal(u.holders[0].pid, 11);
 	assert_false(u.in_store);
-	mfsd_store_usage_free(&u);
-	mfsd_store_put(s, m);
-	mfsd_store_release_handle(s, m, 11, MFSD_SLOT_ARRAY0);
-	assert_null(mfsd_store_get_gen(s, gen));
+	mfsd_table_usage_free(&u);
+	mfsd_table_put(s, m);
+	mfsd_table_release_handle(s, m, 11, MFSD_SLOT_ARRAY0);
+	assert_null(mfsd_table_get_gen(s, gen));
 	/* Forgetting an inode of a freed model is harmless. */
-	mfsd_store_forget(s, gen, MFSD_SLOT_DIR, 1);
-	assert_non_null(m = mfsd_store_get_key(s, "other"));
-	mfsd_store_put(s, m);
-	mfsd_store_close(s);
+	mfsd_table_forget(s, gen, MFSD_SLOT_DIR, 1);
+	assert_non_null(m = mfsd_table_get_key(s, "other"));
+	mfsd_table_put(s, m);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
 }
 

@@ -24,8 +24,9 @@
 
 #include "chunkcache.h"
 #include "fail_alloc.h"
+#include "follow.h"
 #include "inode.h"
-#include "store.h"
+#include "table.h"
 #include "watch.h"
 
 #define CACHE_BYTES (1u << 20)
@@ -107,9 +108,9 @@ static void ok_or_nomem(int rc)
 }
 
 /* The store part of a run: returns true if every step succeeded. */
-static bool run_store(struct mfsd_store *s, struct mfsd_watch *w)
+static bool run_store(struct mfsd_table *s, struct mfsd_watch *w)
 {
-	struct mfsd_model *old = mfsd_store_get_key(s, "a");
+	struct mfsd_model *old = mfsd_table_get_key(s, "a");
 	struct mfsd_model_usage u;
 	struct mfsd_dirent_model *list;
 	struct mfsd_skipped *sk;
@@ -123,69 +124,69 @@ static bool run_store(struct mfsd_store *s, struct mfsd_watch *w)
 	if (!old)
 		return false;
 	gen = old->gen;
-	mfsd_store_lookup(s, old, MFSD_SLOT_DIR, 1);
-	mfsd_store_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
-	rc = mfsd_store_open_handle(s, old, 7, HOLDER_UID, MFSD_SLOT_ARRAY0);
+	mfsd_table_lookup(s, old, MFSD_SLOT_DIR, 1);
+	mfsd_table_lookup(s, old, MFSD_SLOT_ARRAY0, 1);
+	rc = mfsd_table_open_handle(s, old, 7, HOLDER_UID, MFSD_SLOT_ARRAY0);
 	ok_or_nomem(rc);
 	held = rc == 0;
 	ok &= held;
 	mfsd_model_served(old, 1000);
-	mfsd_store_put(s, old);
+	mfsd_table_put(s, old);
 
 	write_version("a.mfs", 2);
 	write_version("b.mfs", 1);
 	write_garbage("bad.mfs");
-	rc = mfsd_store_rescan(s, mfsd_watch_post, w);
+	rc = mfsd_follow_rescan(s, mfsd_watch_post, w);
 	ok_or_nomem(rc);
 	ok &= rc == 0;
 
-	old = mfsd_store_get_gen(s, gen);
+	old = mfsd_table_get_gen(s, gen);
 	assert_non_null(old);
-	rc = mfsd_store_usage(s, old, &u);
+	rc = mfsd_table_usage(s, old, &u);
 	ok_or_nomem(rc);
 	if (rc == 0)
-		mfsd_store_usage_free(&u);
+		mfsd_table_usage_free(&u);
 	ok &= rc == 0;
-	n = mfsd_store_list(s, &list);
+	n = mfsd_table_list(s, &list);
 	ok_or_nomem(n < 0 ? (int)n : 0);
 	if (n >= 0)
-		mfsd_store_free_list(list, (size_t)n);
+		mfsd_table_free_list(list, (size_t)n);
 	ok &= n >= 0;
-	n = mfsd_store_skipped(s, &sk);
+	n = mfsd_follow_skipped(s, &sk);
 	ok_or_nomem(n < 0 ? (int)n : 0);
 	if (n >= 0)
-		mfsd_store_free_skipped(sk, (size_t)n);
+		mfsd_follow_free_skipped(sk, (size_t)n);
 	ok &= n >= 0;
-	if (held && mfsd_store_release_handle(s, old, 7, MFSD_SLOT_ARRAY0))
+	if (held && mfsd_table_release_handle(s, old, 7, MFSD_SLOT_ARRAY0))
 		mfsd_watch_kick(w);
-	mfsd_store_put(s, old);
+	mfsd_table_put(s, old);
 	mfsd_watch_run_once(w, 0);
-	if (mfsd_store_forget(s, gen, MFSD_SLOT_ARRAY0, 1))
+	if (mfsd_table_forget(s, gen, MFSD_SLOT_ARRAY0, 1))
 		mfsd_watch_kick(w);
 	mfsd_watch_run_once(w, 0);
 	return ok;
 }
 
 /* The outcome of a run in which nothing failed. */
-static void check_full(struct mfsd_store *s)
+static void check_full(struct mfsd_table *s)
 {
-	struct mfsd_store_counts sc;
+	struct mfsd_table_counts sc;
 
-	struct mfsd_model *a = mfsd_store_get_key(s, "a");
-	struct mfsd_model *b = mfsd_store_get_key(s, "b");
+	struct mfsd_model *a = mfsd_table_get_key(s, "a");
+	struct mfsd_model *b = mfsd_table_get_key(s, "b");
 	bool bad_skipped = false;
 
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_true(a->gen > 1);
-	mfsd_store_put(s, a);
-	mfsd_store_put(s, b);
+	mfsd_table_put(s, a);
+	mfsd_table_put(s, b);
 	for (size_t i = 0; i < s->nskipped; i++)
 		bad_skipped |= strcmp(s->skipped[i].file_name, "bad.mfs") == 0;
 	assert_true(bad_skipped);
 	/* The replaced "a": its file forgotten, its directory not, so
 	 * retired. */
-	mfsd_store_counts(s, &sc);
+	mfsd_table_counts(s, &sc);
 	assert_int_equal(sc.retired, 1);
 }
 
@@ -195,7 +196,7 @@ static bool run(long k)
 	const struct mfsd_notifier nop = {nop_entry, nop_delete, nop_inode,
 					  NULL};
 	struct mfsd_cache c;
-	struct mfsd_store *s = NULL;
+	struct mfsd_table *s = NULL;
 	struct mfsd_watch w;
 	bool ok = false, watching = false;
 	int rc;
@@ -206,7 +207,7 @@ static bool run(long k)
 	ok_or_nomem(rc);
 	if (rc < 0)
 		goto out;
-	rc = mfsd_store_open(&s, g_dir, &c);
+	rc = mfsd_table_open(&s, g_dir, &c);
 	ok_or_nomem(rc);
 	if (rc == 0) {
 		rc = mfsd_watch_init(&w, s, 1);
@@ -214,7 +215,7 @@ static bool run(long k)
 		watching = rc == 0;
 	}
 	if (watching)
-		ok_or_nomem(mfsd_store_rescan(s, NULL, NULL));
+		ok_or_nomem(mfsd_follow_rescan(s, NULL, NULL));
 	if (watching) {
 		w.notifier = nop;
 		w.retire_grace_ns = 0; /* retire at once: that path too */
@@ -228,7 +229,7 @@ static bool run(long k)
 		assert_true(mfsd_watch_stop(&w));
 		mfsd_watch_destroy(&w);
 	}
-	mfsd_store_close(s);
+	mfsd_table_close(s);
 	mfsd_cache_destroy(&c);
 out:
 	return !fail_alloc_disarm();
