@@ -22,7 +22,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
-#include "store_internal.h"
+#include "builder_internal.h"
 
 /* Default metadata document. */
 #define MFS_EMPTY_METADATA "{}"

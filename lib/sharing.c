@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "store_internal.h"
+#include "sharing_internal.h"
 
 /* Smallest table of a live set; it doubles when half full. */
 #define MFS_LIVE_MIN_CAP 16u

@@ -25,6 +25,9 @@
 #include <jansson.h>
 
 #include "layout.h"
+#include "builder_internal.h"
+#include "mount_internal.h"
+#include "sharing_internal.h"
 #include "store_internal.h"
 
 /* Where the mount table of this process is, and the daemon's fs type. */
