@@ -9,6 +9,10 @@
 
 #include "internal.h"
 
+/* Where the mount table of this process is, and the daemon's fs type. */
+#define MFS_MOUNTINFO "/proc/self/mountinfo"
+#define MFS_FSTYPE "fuse.modelfs"
+
 /* What is mounted on a directory, as far as modelfs is concerned. */
 enum mfs_mount_state {
 	MFS_MOUNT_NONE, /* no modelfs mount on top of it */
