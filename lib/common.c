@@ -1,6 +1,7 @@
 /*
  * common.c - version, thread-local errors, dtype table, name and key rules,
- * metadata check, checksum and full-transfer I/O helpers.
+ * metadata check, checksum, the process umask and full-transfer I/O
+ * helpers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,10 @@
 
 #include "internal.h"
 
+/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
+#define MFS_PROC_STATUS "/proc/self/status"
+#define MFS_UMASK_TAG "Umask:"
+#define MFS_STATUS_LINE_MAX 256
 /* Long enough for a path, a field name and two bounds. */
 #define MFS_ERROR_MAX 1024
 
@@ -299,6 +304,28 @@ int mfs_open_regular(int dirfd, const char *path, unsigned flags,
 		return rc;
 	}
 	return fd;
+}
+
+/* Falls back to umask(2)'s race only on kernels without the status line. */
+mode_t mfs_umask(void)
+{
+	char line[MFS_STATUS_LINE_MAX];
+	FILE *f = fopen(MFS_PROC_STATUS, "re");
+	unsigned int mask;
+	mode_t old;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
+				fclose(f);
+				return (mode_t)mask;
+			}
+		}
+		fclose(f);
+	}
+	old = umask(0);
+	umask(old);
+	return old;
 }
 
 int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off)

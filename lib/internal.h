@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "modelfs.h"
 
@@ -91,6 +92,16 @@ static inline bool mfs_chunk_size_ok(uint32_t v)
 	return v >= MFS_MIN_CHUNK_SIZE && v <= MFS_MAX_CHUNK_SIZE &&
 	       (v & (v - 1)) == 0;
 }
+
+/* Mode a published container gets before the umask, as open(2) would
+ * give a new file: the store directory's owner decides with the umask. */
+#define MFS_FILE_MODE 0666
+
+/*
+ * The process umask, read without changing it: umask(2) can only be read
+ * by setting it, which would race with other threads creating files.
+ */
+MFS_INTERNAL mode_t mfs_umask(void);
 
 /*
  * pread/pwrite of exactly @len bytes, retrying on EINTR and short

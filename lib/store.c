@@ -43,13 +43,8 @@
 /* Hidden names of files being published (readers ignore '.' names). */
 #define MFS_STAGING_FORMAT "%s/.put-%ld-%lu" MFS_CONTAINER_SUFFIX
 #define MFS_IMPORT_TEMPLATE "%s/.import.tmp.XXXXXX"
-/* Mode of a published container before the umask, like the writer's. */
-#define MFS_FILE_MODE 0666
+/* Mode of a private store directory before the umask, as mkdir(1) gives. */
 #define MFS_DIR_MODE 0777
-/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
-#define MFS_PROC_STATUS "/proc/self/status"
-#define MFS_UMASK_TAG "Umask:"
-#define MFS_STATUS_LINE_MAX 256
 /* Poll interval while waiting for a put to appear on a mount. */
 #define MFS_MOUNT_POLL_NS 10000000L
 #define MFS_NS_PER_MS 1000000L
@@ -133,27 +128,6 @@ static int mfs_fsync_dir(const char *dir)
 	if (fd >= 0)
 		close(fd);
 	return rc;
-}
-
-/* The process umask, read without changing it (see writer.c). */
-static mode_t mfs_umask(void)
-{
-	char line[MFS_STATUS_LINE_MAX];
-	FILE *f = fopen(MFS_PROC_STATUS, "re");
-	unsigned int mask;
-	mode_t old;
-
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
-			fclose(f);
-			return (mode_t)mask;
-		}
-	}
-	if (f)
-		fclose(f);
-	old = umask(0);
-	umask(old);
-	return old;
 }
 
 static void mfs_copy_key(char *key_out, const char *key)

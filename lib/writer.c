@@ -36,8 +36,6 @@
 /* Temporary files a writer makes before giving up when a gc keeps
  * removing them between creation and lock (each race needs a gc run). */
 #define MFS_TMP_ATTEMPTS 8
-/* Mode a published container gets before the umask: like open(2) gives. */
-#define MFS_FILE_MODE 0666
 /* Default metadata document. */
 #define MFS_EMPTY_METADATA "{}"
 /* Largest file offset the writer produces (off_t is signed 64-bit). */
@@ -47,10 +45,6 @@
 #define MFS_INITIAL_CHUNKS 64u
 /* Name hash table is kept at most half full. */
 #define MFS_HASH_LOAD_DEN 2u
-/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
-#define MFS_PROC_STATUS "/proc/self/status"
-#define MFS_UMASK_TAG "Umask:"
-#define MFS_STATUS_LINE_MAX 256
 /* Room for a message of common.c that a writer message wraps. */
 #define MFS_INNER_MSG_MAX 1024
 /* Largest errno value; a "negative errno" below -this is not one. */
@@ -164,32 +158,6 @@ static int mfs_writer_usable(const mfs_writer *w, const char *fn)
 				"can only be aborted",
 				w->path);
 	return 0;
-}
-
-/*
- * The process umask, read without changing it: umask(2) can only be read
- * by setting it, which would race with other threads creating files.
- * Falls back to that race only on kernels without the status line.
- */
-static mode_t mfs_current_umask(void)
-{
-	char line[MFS_STATUS_LINE_MAX];
-	FILE *f = fopen(MFS_PROC_STATUS, "re");
-	unsigned int mask;
-	mode_t old;
-
-	if (f) {
-		while (fgets(line, sizeof(line), f)) {
-			if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
-				fclose(f);
-				return (mode_t)mask;
-			}
-		}
-		fclose(f);
-	}
-	old = umask(0);
-	umask(old);
-	return old;
 }
 
 /* ------------------------------------------------------------------ */
@@ -313,7 +281,7 @@ static int mfs_create_tmp(mfs_writer *w, const char *dir)
 	size_t len = strlen(dir) + strlen(w->final_name) +
 		     strlen(MFS_TMP_SUFFIX) + 3; /* '/', '.', NUL */
 	char *tmpl = malloc(len);
-	mode_t mode = MFS_FILE_MODE & ~mfs_current_umask();
+	mode_t mode = MFS_FILE_MODE & ~mfs_umask();
 	int rc = 1;
 
 	if (!tmpl)
