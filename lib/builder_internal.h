@@ -58,11 +58,11 @@ MFS_INTERNAL int mfs_builder_from_container(mfs_builder **out,
 					    mfs_container *c);
 
 /*
- * A builder importing @path: one .npy file, or a directory of .npy files
- * and an optional metadata.json.  0, -ENOENT, -EBADMSG, -EINVAL (bad
- * array name), -ENOMEM or an errno of the files.
+ * Has @b call @fn(@ctx) when it is freed, after its arrays are gone: how
+ * an import's sources (files, a container) live exactly as long as the
+ * builder that reads them.  Replaces an earlier clean-up.
  */
-MFS_INTERNAL int mfs_builder_from_npy(mfs_builder **out, const char *path,
-				      bool is_dir);
+MFS_INTERNAL void mfs_builder_set_cleanup(mfs_builder *b,
+					  void (*fn)(void *ctx), void *ctx);
 
 #endif /* MFS_BUILDER_INTERNAL_H */

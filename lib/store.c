@@ -20,8 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "layout.h"
 #include "builder_internal.h"
 #include "mount_internal.h"
@@ -42,19 +40,14 @@
 #define MFS_CONTAINER_SUFFIX ".mfs"
 /* Hidden names of files being published (readers ignore '.' names). */
 #define MFS_STAGING_FORMAT "%s/.put-%ld-%lu" MFS_CONTAINER_SUFFIX
-#define MFS_IMPORT_TEMPLATE "%s/.import.tmp.XXXXXX"
 /* Mode of a private store directory before the umask, as mkdir(1) gives. */
 #define MFS_DIR_MODE 0777
 /* Poll interval while waiting for a put to appear on a mount. */
 #define MFS_MOUNT_POLL_NS 10000000L
 #define MFS_NS_PER_MS 1000000L
 #define MFS_MS_PER_S 1000L
-/* Bytes copied per step when copy_file_range cannot be used. */
-#define MFS_COPY_BUF (1u << 20)
 /* First capacity of the ephemeral and entry tables. */
 #define MFS_INITIAL_KEYS 8u
-/* Room for the first bad chunk's message of an import. */
-#define MFS_VERIFY_MSG_MAX 512
 
 enum mfs_store_kind {
 	MFS_KIND_DIR,
@@ -309,6 +302,16 @@ int mfs_store_release(mfs_store *s)
 	if (free_it)
 		mfs_store_destroy(s);
 	return rc;
+}
+
+const char *mfs_store_directory(const mfs_store *s)
+{
+	return s->dir;
+}
+
+bool mfs_store_in_process(const mfs_store *s)
+{
+	return s->kind == MFS_KIND_INPROC;
 }
 
 const char *mfs_store_client_spec(const mfs_store *s)
@@ -579,20 +582,6 @@ static int mfs_mount_wait(const mfs_store *s, const char *key, ino_t old_ino,
 	}
 }
 
-/*
- * One put into a store directory, from before its file is published to
- * its record: the ephemeral record is reserved first so that nothing can
- * fail once the model is visible.
- */
-struct mfs_put {
-	mfs_store *s;
-	char key[MFS_KEY_BUFSIZE];
-	char *record;   /* the key's copy, with room reserved for it */
-	bool existed;   /* KEY.mfs was there before: not this store's */
-	bool published; /* our file is at KEY.mfs now */
-	ino_t mount_ino; /* inode of MOUNT/KEY before the put (0: none) */
-};
-
 /* Reserves room in the ephemeral list (s->lock held): 0 or -ENOMEM. */
 static int mfs_reserve_ephemeral(mfs_store *s)
 {
@@ -611,7 +600,7 @@ static int mfs_reserve_ephemeral(mfs_store *s)
 }
 
 /* Starts a put of @key into @s. */
-static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
+int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -645,8 +634,8 @@ static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
  * unless persistent, or the key was there before and is not one this
  * store put), waits for it on a mount, copies the key out.
  */
-static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
-		       char *key_out)
+int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
+		char *key_out)
 {
 	mfs_store *s = p->s;
 	bool keep = !(flags & MFS_PUT_PERSISTENT) && !p->existed;
@@ -678,7 +667,7 @@ static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
 /* ------------------------------------------------------------------ */
 
 /* Content key of the container at @fd: its index checksum in hex. */
-static int mfs_container_key(int fd, const char *label, char *key)
+int mfs_container_key(int fd, const char *label, char *key)
 {
 	uint8_t h[MFS_HDR_SIZE];
 	int rc = mfs_pread_full(fd, h, sizeof(h), 0);
@@ -704,7 +693,7 @@ static int mfs_file_key(const char *path, char *key)
 
 
 /* Renames staged file @from onto the model path of @p's key, durably. */
-static int mfs_publish_rename(struct mfs_put *p, const char *from)
+int mfs_publish_rename(struct mfs_put *p, const char *from)
 {
 	char path[PATH_MAX];
 	int rc = mfs_model_path(p->s, p->key, path);
@@ -902,8 +891,8 @@ static int mfs_inproc_remove(mfs_store *s, const char *key)
 /* ------------------------------------------------------------------ */
 
 /* Common checks of the put functions. */
-static int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
-			 unsigned flags, unsigned allowed)
+int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
+		  unsigned flags, unsigned allowed)
 {
 	int rc = mfs_store_check(s, fn);
 
@@ -916,8 +905,8 @@ static int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
 }
 
 /* Puts @b in share context, as every put into a store is. */
-static int mfs_put_builder(mfs_store *s, mfs_builder *b, const char *key,
-			   unsigned flags, char *key_out)
+int mfs_put_builder(mfs_store *s, mfs_builder *b, const char *key,
+		    unsigned flags, char *key_out)
 {
 	int rc;
 
@@ -972,230 +961,4 @@ int mfs_store_remove(mfs_store *s, const char *key)
 	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
 		rc = mfs_mount_wait(s, key, 0, true);
 	return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* Importing files                                                     */
-/* ------------------------------------------------------------------ */
-
-/* Copies all of @src into @dst (both at offset 0, @dst empty). */
-static int mfs_copy_fd(int src, int dst)
-{
-	static const size_t step = MFS_COPY_BUF;
-	char *buf = NULL;
-	ssize_t n;
-	off_t off = 0;
-
-	for (;;) {
-		n = copy_file_range(src, NULL, dst, NULL, step, 0);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			break;
-		off += n;
-	}
-	if (errno != EXDEV && errno != ENOSYS && errno != EINVAL &&
-	    errno != EOPNOTSUPP)
-		return -errno;
-	/* Not possible between these files: copy through a buffer. */
-	buf = malloc(step);
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		n = pread(src, buf, step, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (mfs_pwrite_full(dst, buf, (size_t)n, (uint64_t)off) < 0) {
-			n = -1;
-			break;
-		}
-		off += n;
-	}
-	free(buf);
-	return n < 0 ? -errno : 0;
-}
-
-/* The first bad chunk's message of a verify run. */
-struct mfs_verify_note {
-	char msg[MFS_VERIFY_MSG_MAX];
-	bool seen;
-};
-
-static void mfs_verify_cb(void *ctx, size_t array, uint64_t chunk, int err,
-			  const char *message)
-{
-	struct mfs_verify_note *note = ctx;
-
-	(void)array;
-	(void)chunk;
-	(void)err;
-	if (!note->seen)
-		snprintf(note->msg, sizeof(note->msg), "%s", message);
-	note->seen = true;
-}
-
-/* Validates the copy at @fd (structure, every chunk) as @label. */
-static int mfs_validate_copy(int fd, const char *label)
-{
-	struct mfs_verify_note note = {.seen = false};
-	mfs_container *c;
-	int64_t bad;
-	int dupfd = dup(fd), rc;
-
-	if (dupfd < 0)
-		return mfs_fail(-errno, "%s: dup: %s", label, strerror(errno));
-	rc = mfs_container_open_fd(&c, dupfd, label);
-	if (rc < 0) {
-		close(dupfd);
-		return rc;
-	}
-	bad = mfs_container_verify(c, mfs_verify_cb, &note);
-	mfs_container_close(c);
-	if (bad > 0)
-		return mfs_fail(-EIO, "%s: %lld bad chunk(s), not imported; "
-				"first: %s", label, (long long)bad, note.msg);
-	return bad < 0 ? (int)bad : 0;
-}
-
-/* Copies the container @path into the store, validates the copy, and
- * publishes it as is. */
-static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
-			   unsigned flags, char *key_out)
-{
-	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
-	struct mfs_put p = {.s = s};
-	struct stat st;
-	int src, dst, rc;
-
-	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, s->dir) >=
-	    (int)sizeof(tmp))
-		return mfs_fail(-ENAMETOOLONG, "path of a file being "
-				"published is too long (%d bytes at most) in "
-				"store '%s'", PATH_MAX - 1, s->dir);
-	src = mfs_open_regular(AT_FDCWD, path, 0, NULL);
-	if (src < 0)
-		return src;
-	dst = mkostemp(tmp, O_CLOEXEC);
-	if (dst < 0) {
-		rc = mfs_fail(-errno, "store '%s': creating '%s': %s", s->dir,
-			      tmp, strerror(errno));
-		close(src);
-		return rc;
-	}
-	/* Held until published: mfs_store_gc removes only unlocked
-	 * temporaries (a gc that removed it before the lock: nlink 0). */
-	rc = flock(dst, LOCK_EX) < 0 ? -errno : 0;
-	if (rc == 0 && fstat(dst, &st) == 0 && st.st_nlink == 0)
-		rc = -EAGAIN;
-	if (rc < 0) {
-		rc = mfs_fail(rc, "store '%s': locking '%s': %s", s->dir, tmp,
-			      strerror(-rc));
-		unlink(tmp);
-		close(dst);
-		close(src);
-		return rc;
-	}
-	rc = mfs_copy_fd(src, dst);
-	if (rc < 0)
-		rc = mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
-			      strerror(-rc));
-	else if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
-		rc = mfs_fail(-errno, "store '%s': '%s': %s", s->dir, tmp,
-			      strerror(errno));
-	if (rc == 0)
-		rc = mfs_validate_copy(dst, path);
-	if (rc == 0 && !key)
-		rc = mfs_container_key(dst, path, content);
-	close(src);
-	if (rc == 0)
-		rc = mfs_put_begin(&p, s, key ? key : content);
-	if (rc == 0)
-		rc = mfs_publish_rename(&p, tmp);
-	if (!p.published)
-		unlink(tmp);
-	close(dst); /* releases the lock, after the rename */
-	return mfs_put_end(&p, rc, flags, key_out);
-}
-
-/* What mfs_store_put_file was given. */
-enum mfs_input { MFS_INPUT_CONTAINER, MFS_INPUT_NPY, MFS_INPUT_NPY_DIR };
-
-static int mfs_input_kind(const char *path, enum mfs_input *kind)
-{
-	static const char npy_magic[] = "\x93NUMPY";
-	uint8_t head[MFS_MAGIC_LEN] = {0};
-	struct stat st;
-	int fd;
-
-	if (stat(path, &st) < 0)
-		return mfs_fail(-errno, "%s: %s", path, strerror(errno));
-	if (S_ISDIR(st.st_mode)) {
-		*kind = MFS_INPUT_NPY_DIR;
-		return 0;
-	}
-	fd = mfs_open_regular(AT_FDCWD, path, 0, NULL);
-	if (fd < 0)
-		return fd;
-	/* A short file leaves zeros, which match neither magic. */
-	if (pread(fd, head, sizeof(head), 0) < 0) {
-		close(fd);
-		return mfs_fail(-errno, "%s: read: %s", path, strerror(errno));
-	}
-	close(fd);
-	if (memcmp(head, MFS_MAGIC, MFS_MAGIC_LEN) == 0)
-		*kind = MFS_INPUT_CONTAINER;
-	else if (memcmp(head, npy_magic, sizeof(npy_magic) - 1) == 0)
-		*kind = MFS_INPUT_NPY;
-	else
-		return mfs_fail(-EBADMSG, "%s: neither a modelfs container nor "
-				"an .npy file (first bytes match neither magic)",
-				path);
-	return 0;
-}
-
-/* Imports through a builder: decoded, checked and rewritten. */
-static int mfs_import_rewrite(mfs_store *s, const char *path,
-			      enum mfs_input kind, const char *key,
-			      unsigned flags, char *key_out)
-{
-	mfs_container *c;
-	mfs_builder *b;
-	int rc;
-
-	if (kind == MFS_INPUT_CONTAINER) {
-		rc = mfs_container_open(&c, path);
-		if (rc == 0)
-			rc = mfs_builder_from_container(&b, c);
-	} else {
-		rc = mfs_builder_from_npy(&b, path, kind == MFS_INPUT_NPY_DIR);
-	}
-	if (rc < 0)
-		return rc;
-	rc = mfs_put_builder(s, b, key, flags, key_out);
-	mfs_builder_free(b);
-	return rc;
-}
-
-int mfs_store_put_file(mfs_store *s, const char *path, const char *key,
-		       unsigned flags, char *key_out)
-{
-	enum mfs_input kind;
-	int rc;
-
-	mfs_clear_error();
-	rc = mfs_check_put(s, "mfs_store_put_file", key, flags,
-			   MFS_PUT_PERSISTENT | MFS_PUT_RESERIALIZE);
-	if (rc < 0)
-		return rc;
-	if (!path)
-		return mfs_fail(-EINVAL, "mfs_store_put_file: NULL path");
-	rc = mfs_input_kind(path, &kind);
-	if (rc < 0)
-		return rc;
-	if (kind == MFS_INPUT_CONTAINER && s->kind != MFS_KIND_INPROC &&
-	    !(flags & MFS_PUT_RESERIALIZE))
-		return mfs_import_copy(s, path, key, flags, key_out);
-	return mfs_import_rewrite(s, path, kind, key, flags, key_out);
 }
