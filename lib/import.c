@@ -315,6 +315,38 @@ static int mfs_validate_copy(int fd, const char *label)
 	return bad < 0 ? (int)bad : 0;
 }
 
+/*
+ * Locks the new temporary @fd until it is published: mfs_store_gc removes
+ * only unlocked temporaries, and one that a gc removed before the lock
+ * has no name left (nlink 0).  0, -EAGAIN (removed) or flock's errno.
+ */
+static int mfs_lock_tmp(int fd)
+{
+	struct stat st;
+
+	if (flock(fd, LOCK_EX) < 0)
+		return -errno;
+	if (fstat(fd, &st) == 0 && st.st_nlink == 0)
+		return -EAGAIN;
+	return 0;
+}
+
+/* Fills temporary @tmp (@dst) with the bytes of @path (@src), with the
+ * mode of a published container, durably.  0 or a negative errno. */
+static int mfs_fill_tmp(int src, int dst, const char *path, const char *tmp,
+			const char *dir)
+{
+	int rc = mfs_copy_fd(src, dst);
+
+	if (rc < 0)
+		return mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
+				strerror(-rc));
+	if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
+		return mfs_fail(-errno, "store '%s': '%s': %s", dir, tmp,
+				strerror(errno));
+	return 0;
+}
+
 /* Copies the container @path into the store, validates the copy, and
  * publishes it as is. */
 static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
@@ -323,7 +355,6 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 	const char *dir = mfs_store_directory(s);
 	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
 	struct mfs_put p = {.s = s};
-	struct stat st;
 	int src, dst, rc;
 
 	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, dir) >=
@@ -338,41 +369,31 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 	if (dst < 0) {
 		rc = mfs_fail(-errno, "store '%s': creating '%s': %s", dir,
 			      tmp, strerror(errno));
-		close(src);
-		return rc;
+		goto out_src;
 	}
-	/* Held until published: mfs_store_gc removes only unlocked
-	 * temporaries (a gc that removed it before the lock: nlink 0). */
-	rc = flock(dst, LOCK_EX) < 0 ? -errno : 0;
-	if (rc == 0 && fstat(dst, &st) == 0 && st.st_nlink == 0)
-		rc = -EAGAIN;
+	rc = mfs_lock_tmp(dst);
 	if (rc < 0) {
 		rc = mfs_fail(rc, "store '%s': locking '%s': %s", dir, tmp,
 			      strerror(-rc));
-		unlink(tmp);
-		close(dst);
-		close(src);
-		return rc;
+		goto out_dst;
 	}
-	rc = mfs_copy_fd(src, dst);
-	if (rc < 0)
-		rc = mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
-			      strerror(-rc));
-	else if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
-		rc = mfs_fail(-errno, "store '%s': '%s': %s", dir, tmp,
-			      strerror(errno));
+	rc = mfs_fill_tmp(src, dst, path, tmp, dir);
 	if (rc == 0)
 		rc = mfs_validate_copy(dst, path);
 	if (rc == 0 && !key)
 		rc = mfs_container_key(dst, path, content);
-	close(src);
 	if (rc == 0)
 		rc = mfs_put_begin(&p, s, key ? key : content);
 	if (rc == 0)
 		rc = mfs_publish_rename(&p, tmp);
+out_dst:
 	if (!p.published)
 		unlink(tmp);
 	close(dst); /* releases the lock, after the rename */
+out_src:
+	close(src);
+	/* Also the end of a failure before mfs_put_begin: @p has no record
+	 * then, and @rc comes back as it is. */
 	return mfs_put_end(&p, rc, flags, key_out);
 }
 
