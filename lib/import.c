@@ -16,14 +16,13 @@
 
 #include "layout.h"
 #include "builder_internal.h"
+#include "staging_internal.h"
 #include "store_internal.h"
 
 /* What a file needs to end with to be imported as an array. */
 #define MFS_NPY_SUFFIX ".npy"
 /* Metadata file of an imported .npy directory (as the mount shows it). */
 #define MFS_METADATA_FILE "metadata.json"
-/* The copy of an imported container before it is published. */
-#define MFS_IMPORT_TEMPLATE "%s/.import.tmp.XXXXXX"
 /* Bytes copied per step when copy_file_range cannot be used. */
 #define MFS_COPY_BUF (1u << 20)
 /* Room for the first bad chunk's message of an import. */
@@ -357,8 +356,7 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 	struct mfs_put p = {.s = s};
 	int src, dst, rc;
 
-	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, dir) >=
-	    (int)sizeof(tmp))
+	if (!mfs_import_tmp_template(tmp, dir))
 		return mfs_fail(-ENAMETOOLONG, "path of a file being "
 				"published is too long (%d bytes at most) in "
 				"store '%s'", PATH_MAX - 1, dir);

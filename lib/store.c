@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "builder_internal.h"
 #include "mount_internal.h"
 #include "sharing_internal.h"
+#include "staging_internal.h"
 #include "store_internal.h"
 
 /* Environment of mfs_store_get. */
@@ -39,7 +39,6 @@
 /* A model's file in a store directory. */
 #define MFS_CONTAINER_SUFFIX ".mfs"
 /* Hidden names of files being published (readers ignore '.' names). */
-#define MFS_STAGING_FORMAT "%s/.put-%ld-%lu" MFS_CONTAINER_SUFFIX
 /* Mode of a private store directory before the umask, as mkdir(1) gives. */
 #define MFS_DIR_MODE 0777
 /* Poll interval while waiting for a put to appear on a mount. */
@@ -90,8 +89,6 @@ struct mfs_store {
 static pthread_mutex_t mfs_stores_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Stores not yet freed (released twice = not in here). */
 static struct mfs_live_set mfs_live_stores = MFS_LIVE_SET_INIT;
-/* Numbers the staging files of this process. */
-static atomic_ulong mfs_staging_seq;
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -727,9 +724,7 @@ static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
 	}
 	/* The key is known only once the container is written: stage it
 	 * under a hidden name, which readers and the daemon ignore. */
-	if (snprintf(staged, sizeof(staged), MFS_STAGING_FORMAT, s->dir,
-		     (long)getpid(), atomic_fetch_add(&mfs_staging_seq, 1)) >=
-	    (int)sizeof(staged))
+	if (!mfs_staging_path(staged, s->dir))
 		return mfs_fail(-ENAMETOOLONG, "path of a file being "
 				"published is too long (%d bytes at most) in "
 				"store '%s'", PATH_MAX - 1, s->dir);

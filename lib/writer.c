@@ -7,11 +7,8 @@
  * fsyncs, renames the file onto its final name and fsyncs the directory,
  * so a reader sees either the old file or the complete new one.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,15 +21,8 @@
 
 #include "internal.h"
 #include "layout.h"
+#include "staging_internal.h"
 
-/* mkostemp's template suffix and the marker in front of it. */
-#define MFS_TMP_SUFFIX ".tmp.XXXXXX"
-/* What mfs_store_gc removes: temporaries of writers and imports. */
-#define MFS_TMP_PATTERN ".*.tmp.*"
-/* Finished containers a put staged under its pid before renaming them to
- * their content key (lib/store.c); removed once that process is gone. */
-#define MFS_STAGED_PATTERN ".put-*-*.mfs"
-#define MFS_STAGED_PREFIX ".put-"
 /* Temporary files a writer makes before giving up when a gc keeps
  * removing them between creation and lock (each race needs a gc run). */
 #define MFS_TMP_ATTEMPTS 8
@@ -1028,110 +1018,5 @@ int mfs_writer_commit(mfs_writer *w)
 
 fail:
 	mfs_writer_free(w, true);
-	return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* Temporaries of dead writers                                          */
-/* ------------------------------------------------------------------ */
-
-/*
- * Removes temporary @name of directory @dfd if no live writer holds its
- * flock and the name still refers to the file locked.  Returns 1 when
- * removed, 0 when kept (live, gone, not a regular file), or -errno.
- */
-static int mfs_gc_one(int dfd, const char *name)
-{
-	struct stat locked, now;
-	int fd, rc = 0;
-
-	/* O_NONBLOCK: never hang on a FIFO someone named like a temporary. */
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-				       O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ELOOP ? 0 : -errno;
-	if (fstat(fd, &locked) < 0) {
-		rc = -errno;
-	} else if (!S_ISREG(locked.st_mode)) {
-		rc = 0;
-	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		/* EWOULDBLOCK: a live writer holds it. */
-		rc = errno == EWOULDBLOCK ? 0 : -errno;
-	} else if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
-		   now.st_dev != locked.st_dev || now.st_ino != locked.st_ino) {
-		/* Renamed away (a writer committed before we locked) or
-		 * replaced by another file: not ours to judge. */
-		rc = 0;
-	} else if (unlinkat(dfd, name, 0) < 0) {
-		rc = errno == ENOENT ? 0 : -errno;
-	} else {
-		rc = 1;
-	}
-	close(fd);
-	return rc;
-}
-
-/*
- * Removes staged container @name (".put-PID-SEQ.mfs") if process PID no
- * longer exists: a live put renames it within moments, a dead one never
- * will.  Returns 1 if removed, 0 if kept, or -errno.
- */
-static int mfs_gc_staged(int dfd, const char *name)
-{
-	char *end;
-	long pid;
-
-	errno = 0;
-	pid = strtol(name + strlen(MFS_STAGED_PREFIX), &end, 10);
-	if (errno != 0 || pid <= 0 || pid > INT32_MAX || *end != '-')
-		return 0;
-	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-		return 0;
-	if (unlinkat(dfd, name, 0) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	return 1;
-}
-
-int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb, void *ctx)
-{
-	struct dirent *de;
-	size_t count = 0;
-	int rc = 0;
-	DIR *d;
-
-	mfs_clear_error();
-	if (removed)
-		*removed = 0;
-	if (!dir)
-		return mfs_fail(-EINVAL, "mfs_store_gc: NULL directory");
-	d = opendir(dir);
-	if (!d)
-		return mfs_fail(-errno, "store '%s': opendir: %s", dir,
-				strerror(errno));
-	while ((errno = 0, de = readdir(d)) != NULL) {
-		int one;
-
-		if (fnmatch(MFS_STAGED_PATTERN, de->d_name, 0) == 0)
-			one = mfs_gc_staged(dirfd(d), de->d_name);
-		else if (fnmatch(MFS_TMP_PATTERN, de->d_name, 0) == 0)
-			one = mfs_gc_one(dirfd(d), de->d_name);
-		else
-			continue;
-		if (one == 1) {
-			count++;
-			if (cb)
-				cb(ctx, de->d_name);
-		} else if (one < 0 && rc == 0) {
-			/* Keep going: one stuck file must not shield others. */
-			rc = mfs_fail(one, "store '%s': temporary file '%s': %s",
-				      dir, de->d_name, strerror(-one));
-		}
-	}
-	if (errno != 0 && rc == 0)
-		rc = mfs_fail(-errno, "store '%s': readdir: %s", dir,
-			      strerror(errno));
-	closedir(d);
-	if (removed)
-		*removed = count;
 	return rc;
 }
