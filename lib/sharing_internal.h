@@ -32,7 +32,8 @@ MFS_INTERNAL int mfs_live_add(struct mfs_live_set *set, const void *p);
 MFS_INTERNAL bool mfs_live_remove(struct mfs_live_set *set, const void *p);
 /* True if @p is in the set. */
 MFS_INTERNAL bool mfs_live_has(struct mfs_live_set *set, const void *p);
-/* As the above with set->lock already held by the caller. */
+/* As mfs_live_has and mfs_live_remove, for a caller that holds
+ * @set->lock (the set's own mutex, not a store's). */
 MFS_INTERNAL bool mfs_live_has_locked(const struct mfs_live_set *set,
 				      const void *p);
 MFS_INTERNAL bool mfs_live_remove_locked(struct mfs_live_set *set,
