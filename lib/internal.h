@@ -104,10 +104,9 @@ static inline bool mfs_chunk_size_ok(uint32_t v)
 MFS_INTERNAL mode_t mfs_umask(void);
 
 /*
- * pread/pwrite of exactly @len bytes, retrying on EINTR and short
- * transfers.  Return 0, -EIO at an unexpected end of file, or -errno.
+ * pwrite of exactly @len bytes, retrying on EINTR and short transfers
+ * (mfs_pread_full of modelfs.h is its reading twin).  0 or -errno.
  */
-MFS_INTERNAL int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
 MFS_INTERNAL int mfs_pwrite_full(int fd, const void *buf, size_t len,
 				 uint64_t off);
 
