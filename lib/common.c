@@ -13,7 +13,7 @@
 #include <jansson.h>
 #include <xxhash.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 
 /* "Umask:" line of /proc/self/status (Linux >= 4.7). */
 #define MFS_PROC_STATUS "/proc/self/status"
@@ -122,13 +122,9 @@ int mfs_dtype_from_name(const char *name, mfs_dtype *out)
 
 const char *mfs_codec_name(mfs_codec codec)
 {
-	switch (codec) {
-	case MFS_CODEC_NONE:
-		return "none";
-	case MFS_CODEC_LZ4:
-		return "lz4";
-	}
-	return NULL;
+	const struct mfs_codec_ops *ops = mfs_codec_ops(codec);
+
+	return ops ? ops->name : NULL;
 }
 
 static bool mfs_name_char_ok(char ch)

@@ -17,9 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lz4.h>
-
-#include "internal.h"
+#include "codec_internal.h"
 #include "layout.h"
 #include "staging_internal.h"
 
@@ -91,7 +89,7 @@ struct mfs_writer {
 
 	/* One buffer pair reused by every chunk of every array. */
 	uint8_t *raw_buf; /* buf_chunk_size bytes */
-	char *lz4_buf;    /* LZ4_compressBound(buf_chunk_size) bytes */
+	char *enc_buf;    /* mfs_codec_bound_max(buf_chunk_size) bytes */
 	uint32_t buf_chunk_size;
 };
 
@@ -304,7 +302,7 @@ static void mfs_writer_free(mfs_writer *w, bool unlink_tmp)
 	free(w->arrays);
 	free(w->name_slots);
 	free(w->raw_buf);
-	free(w->lz4_buf);
+	free(w->enc_buf);
 	free(w->metadata);
 	free(w->tmp_name);
 	free(w->final_name);
@@ -534,23 +532,23 @@ static int mfs_check_spec(const mfs_writer *w, const mfs_array_spec *spec,
 static int mfs_reserve_buffers(mfs_writer *w, uint32_t chunk_size)
 {
 	uint8_t *raw;
-	char *lz4;
+	char *enc;
 
 	if (chunk_size <= w->buf_chunk_size)
 		return 0;
 	raw = malloc(chunk_size);
-	lz4 = malloc((size_t)LZ4_compressBound((int)chunk_size));
-	if (!raw || !lz4) {
+	enc = malloc(mfs_codec_bound_max(chunk_size));
+	if (!raw || !enc) {
 		free(raw);
-		free(lz4);
+		free(enc);
 		return mfs_fail(-ENOMEM, "writer '%s': out of memory for "
 				"chunk buffers of %u bytes",
 				w->path, chunk_size);
 	}
 	free(w->raw_buf);
-	free(w->lz4_buf);
+	free(w->enc_buf);
 	w->raw_buf = raw;
-	w->lz4_buf = lz4;
+	w->enc_buf = enc;
 	w->buf_chunk_size = chunk_size;
 	return 0;
 }
@@ -638,19 +636,18 @@ static int mfs_fill_chunk(const mfs_writer *w, const struct mfs_warray *arr,
 static int mfs_store_chunk(mfs_writer *w, struct mfs_warray *arr,
 			   uint32_t len, uint64_t file_offset)
 {
+	const struct mfs_codec_ops *ops = mfs_codec_ops(arr->codec);
 	const void *stored = w->raw_buf;
 	uint32_t stored_len = len;
 	int rc;
 
-	if (arr->codec == MFS_CODEC_LZ4) {
-		int n = LZ4_compress_default((const char *)w->raw_buf,
-					     w->lz4_buf, (int)len,
-					     LZ4_compressBound((int)len));
-		/* Only a block strictly smaller than the raw chunk is kept:
-		 * stored == raw length is how a reader knows "verbatim". */
-		if (n > 0 && (uint32_t)n < len) {
-			stored = w->lz4_buf;
-			stored_len = (uint32_t)n;
+	if (ops->encode) {
+		uint32_t n = ops->encode(w->raw_buf, len, w->enc_buf,
+					 ops->bound(len));
+		/* 0: not smaller, so verbatim (stored == raw length). */
+		if (n > 0) {
+			stored = w->enc_buf;
+			stored_len = n;
 		}
 	} else if (mfs_all_zero(w->raw_buf, len)) {
 		/* A hole reads back as zeros and costs no disk. */
