@@ -27,6 +27,8 @@
 #define MFS_COPY_BUF (1u << 20)
 /* Room for the first bad chunk's message of an import. */
 #define MFS_VERIFY_MSG_MAX 512
+/* First capacity of a .npy name list; it doubles from there. */
+#define MFS_INITIAL_NAMES 16u
 
 /* ------------------------------------------------------------------ */
 /* Builders over .npy files                                            */
@@ -99,12 +101,105 @@ static int mfs_add_npy(mfs_builder *b, struct mfs_npy_import *imp, int dirfd,
 	return mfs_builder_add_reader(b, &spec, mfs_npy_read_at, s, 0);
 }
 
-static int mfs_npy_filter(const struct dirent *d)
+/* True if @name is what an import takes as an array file. */
+static bool mfs_is_npy_name(const char *name)
 {
-	size_t n = strlen(d->d_name), sl = strlen(MFS_NPY_SUFFIX);
+	size_t n = strlen(name), sl = strlen(MFS_NPY_SUFFIX);
 
-	return d->d_name[0] != '.' && n > sl &&
-	       strcmp(d->d_name + n - sl, MFS_NPY_SUFFIX) == 0;
+	return name[0] != '.' && n > sl &&
+	       strcmp(name + n - sl, MFS_NPY_SUFFIX) == 0;
+}
+
+/* qsort order of .npy file names: bytewise by array name (the name
+ * without ".npy"), so "a-b.npy" follows "a.npy" as "a-b" follows "a". */
+static int mfs_npy_name_cmp(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	size_t nx = strlen(x) - strlen(MFS_NPY_SUFFIX);
+	size_t ny = strlen(y) - strlen(MFS_NPY_SUFFIX);
+	int c = memcmp(x, y, nx < ny ? nx : ny);
+
+	return c ? c : (nx > ny) - (nx < ny);
+}
+
+/* Appends a copy of @name to vector *@v (*@n used, *@cap allocated):
+ * 0 or -ENOMEM. */
+static int mfs_names_push(char ***v, size_t *n, size_t *cap, const char *name)
+{
+	char *copy = strdup(name);
+	char **grown;
+
+	if (!copy)
+		return -ENOMEM;
+	if (*n == *cap) {
+		size_t more = *cap ? 2 * *cap : MFS_INITIAL_NAMES;
+
+		grown = realloc(*v, more * sizeof(**v));
+		if (!grown) {
+			free(copy);
+			return -ENOMEM;
+		}
+		*v = grown;
+		*cap = more;
+	}
+	(*v)[(*n)++] = copy;
+	return 0;
+}
+
+/* The .npy names of open directory @d, unsorted: 0 or a negative errno. */
+static int mfs_read_npy_names(DIR *d, char ***v, size_t *n)
+{
+	size_t cap = 0;
+	struct dirent *de;
+	int rc = 0;
+
+	while (rc == 0 && (errno = 0, de = readdir(d)) != NULL)
+		if (mfs_is_npy_name(de->d_name))
+			rc = mfs_names_push(v, n, &cap, de->d_name);
+	if (rc == 0 && errno != 0)
+		rc = -errno;
+	return rc;
+}
+
+void mfs_npy_dir_free(char **names, size_t count)
+{
+	for (size_t i = 0; names && i < count; i++)
+		free(names[i]);
+	free(names);
+}
+
+int mfs_npy_dir_list(int dirfd, const char *dir, char ***names,
+		     size_t *count)
+{
+	char **v = NULL;
+	size_t n = 0;
+	DIR *d;
+	int fd, rc;
+
+	mfs_clear_error();
+	if (!dir || !names || !count)
+		return mfs_fail(-EINVAL, "mfs_npy_dir_list: NULL argument");
+	fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return mfs_fail(-errno, "%s: open: %s", dir, strerror(errno));
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return mfs_fail(rc, "%s: opendir: %s", dir, strerror(-rc));
+	}
+	rc = mfs_read_npy_names(d, &v, &n);
+	closedir(d);
+	if (rc < 0) {
+		mfs_npy_dir_free(v, n);
+		return mfs_fail(rc, "%s: reading the directory: %s", dir,
+				strerror(-rc));
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), mfs_npy_name_cmp);
+	*names = v;
+	*count = n;
+	return 0;
 }
 
 /* Reads DIR/metadata.json into @b if it exists. */
@@ -146,31 +241,30 @@ static int mfs_import_metadata(mfs_builder *b, int dirfd, const char *dir)
 	return rc == -EINVAL ? -EBADMSG : rc;
 }
 
-/* Adds every non-hidden *.npy of directory @dir, sorted by name. */
+/* Adds every *.npy of directory @dir in mfs_npy_dir_list's order. */
 static int mfs_import_npy_dir(mfs_builder *b, struct mfs_npy_import *imp,
 			      int dirfd, const char *dir)
 {
 	char label[PATH_MAX], name[NAME_MAX + 1];
-	struct dirent **names;
-	int n = scandirat(dirfd, ".", &names, mfs_npy_filter, alphasort);
-	int rc = 0;
+	char **names;
+	size_t n;
+	int rc = mfs_npy_dir_list(dirfd, ".", &names, &n);
 
-	if (n < 0)
-		return mfs_fail(-errno, "%s: scandir: %s", dir, strerror(errno));
-	imp->srcs = calloc(n ? (size_t)n : 1, sizeof(*imp->srcs));
+	if (rc < 0)
+		return mfs_fail(rc, "%s: listing its .npy files: %s", dir,
+				strerror(-rc));
+	imp->srcs = calloc(n ? n : 1, sizeof(*imp->srcs));
 	if (!imp->srcs)
 		rc = mfs_fail(-ENOMEM, "%s: out of memory", dir);
-	for (int i = 0; i < n; i++) {
-		const char *f = names[i]->d_name;
-		if (rc == 0) {
-			snprintf(label, sizeof(label), "%s/%s", dir, f);
-			snprintf(name, sizeof(name), "%.*s",
-				 (int)(strlen(f) - strlen(MFS_NPY_SUFFIX)), f);
-			rc = mfs_add_npy(b, imp, dirfd, f, label, name);
-		}
-		free(names[i]);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const char *f = names[i];
+
+		snprintf(label, sizeof(label), "%s/%s", dir, f);
+		snprintf(name, sizeof(name), "%.*s",
+			 (int)(strlen(f) - strlen(MFS_NPY_SUFFIX)), f);
+		rc = mfs_add_npy(b, imp, dirfd, f, label, name);
 	}
-	free(names);
+	mfs_npy_dir_free(names, n);
 	if (rc == 0)
 		rc = mfs_import_metadata(b, dirfd, dir);
 	return rc;

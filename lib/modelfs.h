@@ -478,6 +478,25 @@ typedef struct mfs_npy_info {
 } mfs_npy_info;
 
 /**
+ * Lists the .npy files of directory @p dir (relative to directory fd
+ * @p dirfd, or AT_FDCWD) that an import takes as arrays: names not
+ * starting with '.' that end in ".npy" after at least one byte.  They come
+ * in bytewise (strcmp) order of their array names (the name without
+ * ".npy"), never the locale's collation, so that every importer of the
+ * directory orders its arrays, and so names its content, alike.  Entries
+ * are not stat'ed: the caller decides about those that are no regular
+ * file.  On success *@p names is a malloc'd vector of *@p count malloc'd
+ * file names (NULL when the count is 0), which the caller frees with
+ * mfs_npy_dir_free.  Returns 0, -ENOMEM, or the errno of opening or
+ * reading the directory, with the message set.  Thread-safe.
+ */
+MFS_API int mfs_npy_dir_list(int dirfd, const char *dir, char ***names,
+			     size_t *count);
+
+/** Frees @p count names of mfs_npy_dir_list and their vector. */
+MFS_API void mfs_npy_dir_free(char **names, size_t count);
+
+/**
  * Writes the NPY v1.0 header for the array into @p out: magic, version,
  * header length, the dict {'descr', 'fortran_order', 'shape'} exactly as
  * NumPy formats it, padded with spaces and ending in '\n' so that it is
