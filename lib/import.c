@@ -1,7 +1,8 @@
 /*
  * import.c - mfs_store_put_file: a container copied and validated, then
  * published as is, or .npy files (one, or a directory of them with its
- * metadata.json) and re-serialized containers read through a builder.
+ * metadata.json) and re-serialized containers read through a builder;
+ * mfs_npy_dir_list, the one listing of such a directory.
  */
 #include <dirent.h>
 #include <errno.h>

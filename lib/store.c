@@ -626,11 +626,7 @@ int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 	return 0;
 }
 
-/*
- * Ends a put with outcome @rc: records a published model (ephemeral
- * unless persistent, or the key was there before and is not one this
- * store put), waits for it on a mount, copies the key out.
- */
+/* Ends a put with outcome @rc (store_internal.h has the contract). */
 int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
 		char *key_out)
 {
