@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,22 +408,6 @@ static int mfs_validate_copy(int fd, const char *label)
 	return bad < 0 ? (int)bad : 0;
 }
 
-/*
- * Locks the new temporary @fd until it is published: mfs_store_gc removes
- * only unlocked temporaries, and one that a gc removed before the lock
- * has no name left (nlink 0).  0, -EAGAIN (removed) or flock's errno.
- */
-static int mfs_lock_tmp(int fd)
-{
-	struct stat st;
-
-	if (flock(fd, LOCK_EX) < 0)
-		return -errno;
-	if (fstat(fd, &st) == 0 && st.st_nlink == 0)
-		return -EAGAIN;
-	return 0;
-}
-
 /* Fills temporary @tmp (@dst) with the bytes of @path (@src), with the
  * mode of a published container, durably.  0 or a negative errno. */
 static int mfs_fill_tmp(int src, int dst, const char *path, const char *tmp,
@@ -464,7 +447,11 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 			      tmp, strerror(errno));
 		goto out_src;
 	}
-	rc = mfs_lock_tmp(dst);
+	/* Held until published; a gc that removed it before the lock
+	 * leaves it nameless (1), which this one-shot copy reports. */
+	rc = mfs_staging_lock(dst);
+	if (rc == 1)
+		rc = -EAGAIN;
 	if (rc < 0) {
 		rc = mfs_fail(rc, "store '%s': locking '%s': %s", dir, tmp,
 			      strerror(-rc));

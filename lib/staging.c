@@ -41,6 +41,21 @@ bool mfs_staging_path(char *buf, const char *dir)
 			atomic_fetch_add(&mfs_staging_seq, 1)) < PATH_MAX;
 }
 
+/* The lock mfs_gc_one tries (LOCK_NB) before it removes a temporary. */
+int mfs_staging_lock(int fd)
+{
+	struct stat st;
+
+	while (flock(fd, LOCK_EX) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* gc unlinks only while holding the lock, so nlink is final here. */
+	return st.st_nlink == 0 ? 1 : 0;
+}
+
 bool mfs_import_tmp_template(char *buf, const char *dir)
 {
 	return snprintf(buf, PATH_MAX, MFS_IMPORT_TEMPLATE, dir) < PATH_MAX;

@@ -21,6 +21,15 @@
  */
 MFS_INTERNAL bool mfs_staging_path(char *buf, const char *dir);
 
+/*
+ * Takes the exclusive flock that marks @fd's temporary file as being
+ * written, for as long as @fd is open (mfs_store_gc removes only
+ * temporaries it can lock), waiting while a gc holds it.  Returns 0 when
+ * locked and still linked, 1 when a gc removed the file before the lock
+ * was ours (make another), or -errno.
+ */
+MFS_INTERNAL int mfs_staging_lock(int fd);
+
 /* The mkostemp template of an imported container's copy in @dir into
  * @buf (PATH_MAX bytes).  False if it does not fit. */
 MFS_INTERNAL bool mfs_import_tmp_template(char *buf, const char *dir);

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -201,26 +200,6 @@ static int mfs_split_path(const char *path, char **dir, char **base)
 }
 
 /*
- * Takes the exclusive flock that marks @fd's temporary file as being
- * written (mfs_store_gc removes only temporaries it can lock), waiting
- * while a gc holds it.  Returns 0 when locked and still linked, 1 when a
- * gc removed the file before the lock was ours (make another), or -errno.
- */
-static int mfs_lock_tmp(int fd)
-{
-	struct stat st;
-
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	/* gc unlinks only while holding the lock, so nlink is final here. */
-	return st.st_nlink == 0 ? 1 : 0;
-}
-
-/*
  * One attempt at the temporary file "<dir>/.<final_name>.tmp.XXXXXX"
  * (template @tmpl, rewritten by mkostemp): created, locked, given its
  * mode.  Returns 0 (w->fd, w->tmp_name set), 1 (a gc removed it before it
@@ -237,7 +216,7 @@ static int mfs_create_tmp_once(mfs_writer *w, char *tmpl, size_t len,
 		return mfs_fail(-errno,
 				"writer '%s': creating temporary file '%s': %s",
 				w->path, tmpl, strerror(errno));
-	rc = mfs_lock_tmp(w->fd);
+	rc = mfs_staging_lock(w->fd);
 	if (rc != 0) {
 		close(w->fd);
 		w->fd = -1;
