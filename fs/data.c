@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "data.h"
-#include "internal.h"
+#include "modelfs.h"
 #include "lease.h"
 #include "log.h"
 

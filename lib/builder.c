@@ -7,7 +7,6 @@
  * models got from it use the builder's arrays directly ("no copy"): the
  * caller's mfs_builder_free only drops its own reference.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,7 +21,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
-#include "store_internal.h"
+#include "builder_internal.h"
 
 /* Default metadata document. */
 #define MFS_EMPTY_METADATA "{}"
@@ -30,10 +29,6 @@
 #define MFS_INITIAL_ARRAYS 8u
 /* The name table is kept at most half full. */
 #define MFS_NAME_LOAD_DEN 2u
-/* What a file needs to end with to be imported as an array. */
-#define MFS_NPY_SUFFIX ".npy"
-/* Metadata file of an imported .npy directory (as the mount shows it). */
-#define MFS_METADATA_FILE "metadata.json"
 /* Where dtype and order go in the 64-bit word the content key hashes
  * per array (ndim takes the low byte). */
 #define MFS_KEY_DTYPE_SHIFT 32
@@ -115,6 +110,13 @@ static void mfs_builder_destroy(mfs_builder *b)
 	free(b->name_slots);
 	free(b->metadata);
 	free(b);
+}
+
+void mfs_builder_set_cleanup(mfs_builder *b, void (*fn)(void *ctx),
+			     void *ctx)
+{
+	b->cleanup = fn;
+	b->cleanup_ctx = ctx;
 }
 
 void mfs_builder_ref(mfs_builder *b)
@@ -655,202 +657,10 @@ int mfs_builder_from_container(mfs_builder **out, mfs_container *c)
 		return rc;
 	}
 	imp->c = c;
-	b->cleanup = mfs_container_import_free;
-	b->cleanup_ctx = imp;
+	mfs_builder_set_cleanup(b, mfs_container_import_free, imp);
 	rc = mfs_builder_set_metadata(b, meta, meta_len);
 	if (rc == 0)
 		rc = mfs_add_container_arrays(b, imp);
-	if (rc < 0) {
-		mfs_builder_free(b);
-		return rc;
-	}
-	*out = b;
-	return 0;
-}
-
-/* One imported .npy file, as a positional reader of its data. */
-struct mfs_npy_src {
-	int fd;
-	uint64_t data_offset;
-	uint64_t data_length;
-};
-
-static ssize_t mfs_npy_read_at(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	const struct mfs_npy_src *s = ctx;
-	ssize_t n;
-
-	if (off >= s->data_length)
-		return 0;
-	if (len > s->data_length - off)
-		len = (size_t)(s->data_length - off);
-	do
-		n = pread(s->fd, buf, len, (off_t)(s->data_offset + off));
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-/* The .npy sources of a builder, freed with it. */
-struct mfs_npy_import {
-	struct mfs_npy_src *srcs; /* cap entries, count used */
-	size_t count;
-};
-
-static void mfs_npy_import_free(void *ctx)
-{
-	struct mfs_npy_import *imp = ctx;
-
-	for (size_t i = 0; i < imp->count; i++)
-		close(imp->srcs[i].fd);
-	free(imp->srcs);
-	free(imp);
-}
-
-/* Adds the .npy file @path (opened at @dirfd) as array @name. */
-static int mfs_add_npy(mfs_builder *b, struct mfs_npy_import *imp, int dirfd,
-		       const char *file, const char *label, const char *name)
-{
-	struct mfs_npy_src *s = &imp->srcs[imp->count];
-	mfs_array_spec spec;
-	mfs_npy_info info;
-	int rc;
-
-	s->fd = mfs_open_regular(dirfd, file, 0, label);
-	if (s->fd < 0)
-		return s->fd;
-	rc = mfs_npy_read_fd(s->fd, label, &info);
-	if (rc < 0) {
-		close(s->fd);
-		return rc;
-	}
-	imp->count++;
-	s->data_offset = info.data_offset;
-	s->data_length = info.data_length;
-	memset(&spec, 0, sizeof(spec));
-	spec.name = name;
-	spec.dtype = info.dtype;
-	spec.ndim = info.ndim;
-	memcpy(spec.shape, info.shape, sizeof(spec.shape));
-	spec.order = info.order;
-	return mfs_builder_add_reader(b, &spec, mfs_npy_read_at, s, 0);
-}
-
-static int mfs_npy_filter(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name), sl = strlen(MFS_NPY_SUFFIX);
-
-	return d->d_name[0] != '.' && n > sl &&
-	       strcmp(d->d_name + n - sl, MFS_NPY_SUFFIX) == 0;
-}
-
-/* Reads DIR/metadata.json into @b if it exists. */
-static int mfs_import_metadata(mfs_builder *b, int dirfd, const char *dir)
-{
-	char label[PATH_MAX];
-	struct stat st;
-	char *text;
-	int fd, rc;
-
-	snprintf(label, sizeof(label), "%s/%s", dir, MFS_METADATA_FILE);
-	fd = mfs_open_regular(dirfd, MFS_METADATA_FILE, 0, label);
-	if (fd == -ENOENT) {
-		mfs_clear_error();
-		return 0;
-	}
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		close(fd);
-		return mfs_fail(rc, "%s: %s", label, strerror(-rc));
-	}
-	if ((uint64_t)st.st_size > MFS_MAX_METADATA) {
-		close(fd);
-		return mfs_fail(-EBADMSG, "%s/%s: %lld bytes, more than the "
-				"metadata limit of %u", dir, MFS_METADATA_FILE,
-				(long long)st.st_size, MFS_MAX_METADATA);
-	}
-	text = malloc((size_t)st.st_size + 1);
-	rc = text ? mfs_pread_full(fd, text, (size_t)st.st_size, 0) : -ENOMEM;
-	close(fd);
-	if (rc == 0)
-		rc = mfs_builder_set_metadata(b, text, (size_t)st.st_size);
-	else
-		rc = mfs_fail(rc, "%s/%s: read: %s", dir, MFS_METADATA_FILE,
-			      strerror(-rc));
-	free(text);
-	return rc == -EINVAL ? -EBADMSG : rc;
-}
-
-/* Adds every non-hidden *.npy of directory @dir, sorted by name. */
-static int mfs_import_npy_dir(mfs_builder *b, struct mfs_npy_import *imp,
-			      int dirfd, const char *dir)
-{
-	char label[PATH_MAX], name[NAME_MAX + 1];
-	struct dirent **names;
-	int n = scandirat(dirfd, ".", &names, mfs_npy_filter, alphasort);
-	int rc = 0;
-
-	if (n < 0)
-		return mfs_fail(-errno, "%s: scandir: %s", dir, strerror(errno));
-	imp->srcs = calloc(n ? (size_t)n : 1, sizeof(*imp->srcs));
-	if (!imp->srcs)
-		rc = mfs_fail(-ENOMEM, "%s: out of memory", dir);
-	for (int i = 0; i < n; i++) {
-		const char *f = names[i]->d_name;
-		if (rc == 0) {
-			snprintf(label, sizeof(label), "%s/%s", dir, f);
-			snprintf(name, sizeof(name), "%.*s",
-				 (int)(strlen(f) - strlen(MFS_NPY_SUFFIX)), f);
-			rc = mfs_add_npy(b, imp, dirfd, f, label, name);
-		}
-		free(names[i]);
-	}
-	free(names);
-	if (rc == 0)
-		rc = mfs_import_metadata(b, dirfd, dir);
-	return rc;
-}
-
-/* Adds the single .npy file @path, named after the file. */
-static int mfs_import_npy_file(mfs_builder *b, struct mfs_npy_import *imp,
-			       const char *path)
-{
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	size_t n = strlen(base), sl = strlen(MFS_NPY_SUFFIX);
-	char name[NAME_MAX + 1];
-
-	imp->srcs = calloc(1, sizeof(*imp->srcs));
-	if (!imp->srcs)
-		return mfs_fail(-ENOMEM, "%s: out of memory", path);
-	if (n > sl && strcmp(base + n - sl, MFS_NPY_SUFFIX) == 0)
-		n -= sl;
-	snprintf(name, sizeof(name), "%.*s", (int)n, base);
-	return mfs_add_npy(b, imp, AT_FDCWD, path, path, name);
-}
-
-int mfs_builder_from_npy(mfs_builder **out, const char *path, bool is_dir)
-{
-	struct mfs_npy_import *imp = calloc(1, sizeof(*imp));
-	mfs_builder *b = NULL;
-	int rc, dirfd = -1;
-
-	if (!imp || mfs_builder_new(&b) < 0) {
-		free(imp);
-		return mfs_fail(-ENOMEM, "%s: out of memory importing", path);
-	}
-	b->cleanup = mfs_npy_import_free;
-	b->cleanup_ctx = imp;
-	if (!is_dir) {
-		rc = mfs_import_npy_file(b, imp, path);
-	} else {
-		dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		rc = dirfd < 0 ? mfs_fail(-errno, "%s: open: %s", path,
-					  strerror(errno))
-			       : mfs_import_npy_dir(b, imp, dirfd, path);
-		if (dirfd >= 0)
-			close(dirfd);
-	}
 	if (rc < 0) {
 		mfs_builder_free(b);
 		return rc;

@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include <lz4.h>
-
-#include "internal.h"
+#include "codec_internal.h"
 
 /*
  * Per-thread scratch buffers, kept between calls so that serving a read
@@ -105,15 +103,15 @@ static int mfs_check_stored(const mfs_chunk_info *ch, const void *stored,
 	return 0;
 }
 
-/* Decodes an LZ4 block that must yield exactly ch->raw_length bytes. */
-static ssize_t mfs_lz4_decode(const mfs_chunk_info *ch, const void *stored,
-			      void *out, const char *label, const char *name,
-			      uint64_t k)
+/* Decodes an encoded chunk that must yield exactly ch->raw_length bytes. */
+static ssize_t mfs_decode_encoded(const struct mfs_codec_ops *ops,
+				  const mfs_chunk_info *ch, const void *stored,
+				  void *out, const char *label, const char *name,
+				  uint64_t k)
 {
-	/* Capacity is the raw length, not the buffer: a stream that would
-	 * produce more is as malformed as one that produces less. */
-	int n = LZ4_decompress_safe(stored, out, (int)ch->stored_length,
-				    (int)ch->raw_length);
+	int64_t n = ops->decode ? ops->decode(stored, ch->stored_length, out,
+					      ch->raw_length)
+				: -1;
 
 	if (n < 0)
 		return mfs_fail(-EBADMSG,
@@ -121,39 +119,52 @@ static ssize_t mfs_lz4_decode(const mfs_chunk_info *ch, const void *stored,
 				"is not a valid LZ4 block for raw length %u",
 				label, name, (unsigned long long)k,
 				ch->stored_length, ch->raw_length);
-	if ((uint32_t)n != ch->raw_length)
+	if ((uint64_t)n != ch->raw_length)
 		return mfs_fail(-EBADMSG,
 				"%s: array '%s' chunk %llu: LZ4 block decoded to "
-				"%d bytes, expected raw_length %u", label, name,
-				(unsigned long long)k, n, ch->raw_length);
-	return n;
+				"%lld bytes, expected raw_length %u", label, name,
+				(unsigned long long)k, (long long)n,
+				ch->raw_length);
+	return (ssize_t)n;
 }
 
-/* The size rules of FORMAT.md rule 7 for a chunk handed in by a caller. */
+/* The size rules of FORMAT.md rule 7 for a chunk handed in by a caller;
+ * *@ops gets the codec's row. */
 static int mfs_check_chunk_sizes(mfs_codec codec, const mfs_chunk_info *ch,
 				 const char *label, const char *name,
-				 uint64_t k)
+				 uint64_t k, const struct mfs_codec_ops **ops)
 {
+	uint32_t min, max;
+
 	if (ch->raw_length > MFS_MAX_CHUNK_SIZE)
 		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu raw_length "
 				"%u exceeds the largest chunk size %u", label,
 				name, (unsigned long long)k, ch->raw_length,
 				MFS_MAX_CHUNK_SIZE);
-	if (codec == MFS_CODEC_NONE && ch->stored_length != ch->raw_length)
-		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu "
-				"stored_length %u != raw_length %u (codec none)",
-				label, name, (unsigned long long)k,
-				ch->stored_length, ch->raw_length);
-	if (codec == MFS_CODEC_LZ4 && ch->stored_length > ch->raw_length)
-		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu "
-				"stored_length %u exceeds raw_length %u (lz4)",
-				label, name, (unsigned long long)k,
-				ch->stored_length, ch->raw_length);
-	if (codec != MFS_CODEC_NONE && codec != MFS_CODEC_LZ4)
+	*ops = mfs_codec_ops(codec);
+	if (!*ops)
 		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu codec %d is "
 				"unknown", label, name, (unsigned long long)k,
 				(int)codec);
-	return 0;
+	if (mfs_codec_stored_ok(*ops, ch->stored_length, ch->raw_length))
+		return 0;
+	(*ops)->stored_range(ch->raw_length, &min, &max);
+	if (min == max)
+		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu "
+				"stored_length %u != raw_length %u (codec %s)",
+				label, name, (unsigned long long)k,
+				ch->stored_length, ch->raw_length,
+				(*ops)->name);
+	if (ch->stored_length > max)
+		return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu "
+				"stored_length %u exceeds raw_length %u (%s)",
+				label, name, (unsigned long long)k,
+				ch->stored_length, ch->raw_length,
+				(*ops)->name);
+	return mfs_fail(-EBADMSG, "%s: array '%s' chunk %llu stored_length %u "
+			"is outside %u..%u for raw_length %u (%s)", label, name,
+			(unsigned long long)k, ch->stored_length, min, max,
+			ch->raw_length, (*ops)->name);
 }
 
 ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
@@ -163,10 +174,11 @@ ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
 {
 	const char *l = label ? label : "(container)";
 	const char *n = array_name ? array_name : "?";
+	const struct mfs_codec_ops *ops = NULL;
 	int rc;
 
 	mfs_clear_error();
-	rc = mfs_check_chunk_sizes(codec, ch, l, n, chunk_index);
+	rc = mfs_check_chunk_sizes(codec, ch, l, n, chunk_index, &ops);
 	if (rc < 0)
 		return rc;
 	if (out_len < ch->raw_length)
@@ -178,7 +190,8 @@ ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
 	if (rc < 0)
 		return rc;
 	if (ch->stored_length < ch->raw_length)
-		return mfs_lz4_decode(ch, stored, out, l, n, chunk_index);
+		return mfs_decode_encoded(ops, ch, stored, out, l, n,
+					  chunk_index);
 	/* Verbatim; read_chunk reads such chunks straight into @out. */
 	if (out != stored)
 		memcpy(out, stored, ch->raw_length);

@@ -18,6 +18,10 @@
 
 #include <jansson.h>
 
+#include "builder_internal.h"
+#include "client_internal.h"
+#include "mount_internal.h"
+#include "sharing_internal.h"
 #include "store_internal.h"
 
 /* Spec prefixes (modelfs.h documents the syntax). */

@@ -1,6 +1,7 @@
 /*
  * common.c - version, thread-local errors, dtype table, name and key rules,
- * metadata check, checksum and full-transfer I/O helpers.
+ * metadata check, checksum, the process umask and full-transfer I/O
+ * helpers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +13,12 @@
 #include <jansson.h>
 #include <xxhash.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 
+/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
+#define MFS_PROC_STATUS "/proc/self/status"
+#define MFS_UMASK_TAG "Umask:"
+#define MFS_STATUS_LINE_MAX 256
 /* Long enough for a path, a field name and two bounds. */
 #define MFS_ERROR_MAX 1024
 
@@ -117,13 +122,9 @@ int mfs_dtype_from_name(const char *name, mfs_dtype *out)
 
 const char *mfs_codec_name(mfs_codec codec)
 {
-	switch (codec) {
-	case MFS_CODEC_NONE:
-		return "none";
-	case MFS_CODEC_LZ4:
-		return "lz4";
-	}
-	return NULL;
+	const struct mfs_codec_ops *ops = mfs_codec_ops(codec);
+
+	return ops ? ops->name : NULL;
 }
 
 static bool mfs_name_char_ok(char ch)
@@ -299,6 +300,28 @@ int mfs_open_regular(int dirfd, const char *path, unsigned flags,
 		return rc;
 	}
 	return fd;
+}
+
+/* Falls back to umask(2)'s race only on kernels without the status line. */
+mode_t mfs_umask(void)
+{
+	char line[MFS_STATUS_LINE_MAX];
+	FILE *f = fopen(MFS_PROC_STATUS, "re");
+	unsigned int mask;
+	mode_t old;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f)) {
+			if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
+				fclose(f);
+				return (mode_t)mask;
+			}
+		}
+		fclose(f);
+	}
+	old = umask(0);
+	umask(old);
+	return old;
 }
 
 int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "modelfs.h"
 
@@ -92,11 +93,20 @@ static inline bool mfs_chunk_size_ok(uint32_t v)
 	       (v & (v - 1)) == 0;
 }
 
+/* Mode a published container gets before the umask, as open(2) would
+ * give a new file: the store directory's owner decides with the umask. */
+#define MFS_FILE_MODE 0666
+
 /*
- * pread/pwrite of exactly @len bytes, retrying on EINTR and short
- * transfers.  Return 0, -EIO at an unexpected end of file, or -errno.
+ * The process umask, read without changing it: umask(2) can only be read
+ * by setting it, which would race with other threads creating files.
  */
-MFS_INTERNAL int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
+MFS_INTERNAL mode_t mfs_umask(void);
+
+/*
+ * pwrite of exactly @len bytes, retrying on EINTR and short transfers
+ * (mfs_pread_full of modelfs.h is its reading twin).  0 or -errno.
+ */
 MFS_INTERNAL int mfs_pwrite_full(int fd, const void *buf, size_t len,
 				 uint64_t off);
 

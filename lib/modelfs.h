@@ -200,6 +200,15 @@ MFS_API int mfs_open_regular(int dirfd, const char *path, unsigned flags,
 			     const char *label);
 
 /**
+ * Reads exactly @p len bytes at offset @p off of @p fd into @p buf
+ * (caller-owned, at least @p len bytes), retrying on EINTR and short
+ * reads.  Returns 0, -EIO if the file ends first, or pread's negative
+ * errno; no message is set (the caller knows what the file is).
+ * Thread-safe (pread does not move the file offset).
+ */
+MFS_API int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+/**
  * Checks that @p json (@p len bytes, no NUL needed) is valid UTF-8 JSON
  * whose top level is an object, at most MFS_MAX_METADATA bytes.
  * Returns 0, or -EINVAL with a message giving line/column of the problem.
@@ -467,6 +476,25 @@ typedef struct mfs_npy_info {
 	uint64_t data_offset; /**< where the array data starts in the file */
 	uint64_t data_length; /**< product(shape) * itemsize (checked) */
 } mfs_npy_info;
+
+/**
+ * Lists the .npy files of directory @p dir (relative to directory fd
+ * @p dirfd, or AT_FDCWD) that an import takes as arrays: names not
+ * starting with '.' that end in ".npy" after at least one byte.  They come
+ * in bytewise (strcmp) order of their array names (the name without
+ * ".npy"), never the locale's collation, so that every importer of the
+ * directory orders its arrays, and so names its content, alike.  Entries
+ * are not stat'ed: the caller decides about those that are no regular
+ * file.  On success *@p names is a malloc'd vector of *@p count malloc'd
+ * file names (NULL when the count is 0), which the caller frees with
+ * mfs_npy_dir_free.  Returns 0, -ENOMEM, or the errno of opening or
+ * reading the directory, with the message set.  Thread-safe.
+ */
+MFS_API int mfs_npy_dir_list(int dirfd, const char *dir, char ***names,
+			     size_t *count);
+
+/** Frees @p count names of mfs_npy_dir_list and their vector. */
+MFS_API void mfs_npy_dir_free(char **names, size_t count);
 
 /**
  * Writes the NPY v1.0 header for the array into @p out: magic, version,
@@ -821,6 +849,41 @@ typedef void (*mfs_gc_fn)(void *ctx, const char *name);
  */
 MFS_API int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb,
 			 void *ctx);
+
+/* Mounts --------------------------------------------------------------- */
+
+/** What is mounted on a directory, as far as modelfs is concerned. */
+enum mfs_mount_state {
+	MFS_MOUNT_NONE, /**< no modelfs mount on top of it */
+	MFS_MOUNT_LIVE, /**< a modelfs daemon answers on it */
+	MFS_MOUNT_DEAD, /**< a modelfs mount whose daemon has exited */
+};
+
+/**
+ * The state of the mount on top of directory @p path: the last
+ * "fuse.modelfs" entry of /proc/self/mountinfo on its real path, then one
+ * statfs round trip to tell a live daemon from a dead one.  A NULL,
+ * empty or unresolvable @p path is MFS_MOUNT_NONE.  Never blocks on
+ * anything but that daemon; sets no message.  Thread-safe.
+ */
+MFS_API enum mfs_mount_state mfs_mount_probe(const char *path);
+
+/**
+ * Writes the store directory the daemon on @p mount serves into @p out
+ * (caller-owned, PATH_MAX bytes, NUL-terminated), from the root's
+ * "user.modelfs.store_dir" xattr or, for older daemons, the "store_dir"
+ * key of its .status file.  Returns 0, -ENAMETOOLONG or -ENOTSUP (the
+ * daemon does not tell it), with the message set.  Thread-safe.
+ */
+MFS_API int mfs_mount_store_dir(const char *mount, char *out);
+
+/**
+ * Sets the message for a modelfs mount at @p path whose daemon has exited
+ * (mfs_mount_probe said MFS_MOUNT_DEAD), telling how to recover, with
+ * @p what (not NULL; may be "") in front, and returns -ENOTCONN, so
+ * callers write "return mfs_fail_dead_mount(...)".  Thread-safe.
+ */
+MFS_API int mfs_fail_dead_mount(const char *what, const char *path);
 
 /* Clients and shared models ------------------------------------------ */
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 #include "layout.h"
 
 /* Room for one formatted detail before the label and array are added. */
@@ -382,7 +382,7 @@ static int mfs_check_entry_fixed(struct mfs_parse *p, const uint8_t *e,
 	if (a->order != MFS_ORDER_C && a->order != MFS_ORDER_F)
 		return mfs_entry_fail(p, "order %u is unknown (0 = C, 1 = "
 				      "Fortran)", a->order);
-	if (a->codec != MFS_CODEC_NONE && a->codec != MFS_CODEC_LZ4)
+	if (!mfs_codec_ops((mfs_codec)a->codec))
 		return mfs_entry_fail(p, "codec %u is unknown (0 = none, 1 = "
 				      "lz4)", a->codec);
 	if (a->ndim > MFS_MAX_NDIM)
@@ -465,6 +465,8 @@ static int mfs_check_chunk(struct mfs_parse *p, const struct mfs_array_rec *a,
 	uint32_t reserved = mfs_get32(e + MFS_CHK_RESERVED);
 	uint64_t rest = a->raw_length - k * a->chunk_size;
 	uint32_t raw = rest < a->chunk_size ? (uint32_t)rest : a->chunk_size;
+	const struct mfs_codec_ops *ops = mfs_codec_ops((mfs_codec)a->codec);
+	uint32_t min, max;
 
 	*stored = mfs_get32(e + MFS_CHK_STORED_LENGTH);
 	if (reserved != 0)
@@ -476,15 +478,18 @@ static int mfs_check_chunk(struct mfs_parse *p, const struct mfs_array_rec *a,
 				      (unsigned long long)k,
 				      (unsigned long long)off,
 				      (unsigned long long)expect);
-	if (a->codec == MFS_CODEC_NONE && *stored != raw)
+	if (mfs_codec_stored_ok(ops, *stored, raw))
+		return 0;
+	ops->stored_range(raw, &min, &max);
+	if (min == max)
 		return mfs_entry_fail(p, "chunk %llu stored_length %u != its raw "
-				      "length %u (codec none stores verbatim)",
-				      (unsigned long long)k, *stored, raw);
-	if (a->codec == MFS_CODEC_LZ4 && (*stored < 1 || *stored > raw))
-		return mfs_entry_fail(p, "chunk %llu stored_length %u is outside "
-				      "1..%u (its raw length)",
-				      (unsigned long long)k, *stored, raw);
-	return 0;
+				      "length %u (codec %s stores verbatim)",
+				      (unsigned long long)k, *stored, raw,
+				      ops->name);
+	return mfs_entry_fail(p, "chunk %llu stored_length %u is outside "
+			      "%u..%u (its raw length %u, codec %s)",
+			      (unsigned long long)k, *stored, min, max, raw,
+			      ops->name);
 }
 
 /* Rule 7: the chunk table is contiguous and sums to stored_length. */

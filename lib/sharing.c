@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "store_internal.h"
+#include "sharing_internal.h"
 
 /* Smallest table of a live set; it doubles when half full. */
 #define MFS_LIVE_MIN_CAP 16u
@@ -147,11 +147,13 @@ int mfs_live_add(struct mfs_live_set *set, const void *p)
 	return rc;
 }
 
+/* mfs_live_has with @set->lock held by the caller. */
 bool mfs_live_has_locked(const struct mfs_live_set *set, const void *p)
 {
 	return p && mfs_live_find(set, (uintptr_t)p) < set->cap;
 }
 
+/* mfs_live_remove with @set->lock held by the caller. */
 bool mfs_live_remove_locked(struct mfs_live_set *set, const void *p)
 {
 	size_t hole, i, home;

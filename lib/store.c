@@ -11,36 +11,21 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "layout.h"
+#include "builder_internal.h"
+#include "mount_internal.h"
+#include "sharing_internal.h"
+#include "staging_internal.h"
 #include "store_internal.h"
 
-/* Where the mount table of this process is, and the daemon's fs type. */
-#define MFS_MOUNTINFO "/proc/self/mountinfo"
-#define MFS_FSTYPE "fuse.modelfs"
-/* Field of a mountinfo line holding the mount point (1-based). */
-#define MFS_MOUNTINFO_MOUNTPOINT 5
-/* Separator of the optional fields from the fs type in mountinfo. */
-#define MFS_MOUNTINFO_SEP " - "
-/* Octal escape width of mountinfo ("\040" is a space). */
-#define MFS_OCTAL_ESCAPE_LEN 4
-#define MFS_OCTAL_BASE 8
-/* Where the daemon tells its store directory. */
-#define MFS_XATTR_STORE_DIR "user.modelfs.store_dir"
-#define MFS_STATUS_FILE ".status"
-#define MFS_STATUS_STORE_DIR "store_dir"
 /* Environment of mfs_store_get. */
 #define MFS_ENV_MOUNT "MODELFS_MOUNT"
 #define MFS_ENV_STORE "MODELFS_STORE"
@@ -54,25 +39,14 @@
 /* A model's file in a store directory. */
 #define MFS_CONTAINER_SUFFIX ".mfs"
 /* Hidden names of files being published (readers ignore '.' names). */
-#define MFS_STAGING_FORMAT "%s/.put-%ld-%lu" MFS_CONTAINER_SUFFIX
-#define MFS_IMPORT_TEMPLATE "%s/.import.tmp.XXXXXX"
-/* Mode of a published container before the umask, like the writer's. */
-#define MFS_FILE_MODE 0666
+/* Mode of a private store directory before the umask, as mkdir(1) gives. */
 #define MFS_DIR_MODE 0777
-/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
-#define MFS_PROC_STATUS "/proc/self/status"
-#define MFS_UMASK_TAG "Umask:"
-#define MFS_STATUS_LINE_MAX 256
 /* Poll interval while waiting for a put to appear on a mount. */
 #define MFS_MOUNT_POLL_NS 10000000L
 #define MFS_NS_PER_MS 1000000L
 #define MFS_MS_PER_S 1000L
-/* Bytes copied per step when copy_file_range cannot be used. */
-#define MFS_COPY_BUF (1u << 20)
 /* First capacity of the ephemeral and entry tables. */
 #define MFS_INITIAL_KEYS 8u
-/* Room for the first bad chunk's message of an import. */
-#define MFS_VERIFY_MSG_MAX 512
 
 enum mfs_store_kind {
 	MFS_KIND_DIR,
@@ -115,8 +89,6 @@ struct mfs_store {
 static pthread_mutex_t mfs_stores_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Stores not yet freed (released twice = not in here). */
 static struct mfs_live_set mfs_live_stores = MFS_LIVE_SET_INIT;
-/* Numbers the staging files of this process. */
-static atomic_ulong mfs_staging_seq;
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -148,152 +120,10 @@ static int mfs_fsync_dir(const char *dir)
 	return rc;
 }
 
-/* The process umask, read without changing it (see writer.c). */
-static mode_t mfs_umask(void)
-{
-	char line[MFS_STATUS_LINE_MAX];
-	FILE *f = fopen(MFS_PROC_STATUS, "re");
-	unsigned int mask;
-	mode_t old;
-
-	while (f && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
-			fclose(f);
-			return (mode_t)mask;
-		}
-	}
-	if (f)
-		fclose(f);
-	old = umask(0);
-	umask(old);
-	return old;
-}
-
 static void mfs_copy_key(char *key_out, const char *key)
 {
 	if (key_out)
 		snprintf(key_out, MFS_KEY_BUFSIZE, "%s", key);
-}
-
-/* ------------------------------------------------------------------ */
-/* Mount detection                                                     */
-/* ------------------------------------------------------------------ */
-
-/* Decodes mountinfo's octal escapes ("\040") in place. */
-static void mfs_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r;) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)strtol((char[]){r[1], r[2], r[3], 0}, NULL,
-					    MFS_OCTAL_BASE);
-			r += MFS_OCTAL_ESCAPE_LEN;
-		} else {
-			*w++ = *r++;
-		}
-	}
-	*w = '\0';
-}
-
-/* Mount point and fs type of one mountinfo line (modified in place);
- * false if the line is malformed. */
-static bool mfs_parse_mountinfo(char *line, char **mnt, char **fstype)
-{
-	char *sep = strstr(line, MFS_MOUNTINFO_SEP), *save = NULL, *tok;
-
-	if (!sep)
-		return false;
-	*sep = '\0';
-	tok = strtok_r(line, " ", &save);
-	for (int f = 1; tok && f < MFS_MOUNTINFO_MOUNTPOINT; f++)
-		tok = strtok_r(NULL, " ", &save);
-	if (!tok)
-		return false;
-	*mnt = tok;
-	mfs_unescape(*mnt);
-	*fstype = strtok_r(sep + strlen(MFS_MOUNTINFO_SEP), " ", &save);
-	return *fstype != NULL;
-}
-
-enum mfs_mount_state mfs_mount_probe(const char *path)
-{
-	char real[PATH_MAX], *line = NULL, *mnt, *fstype;
-	size_t cap = 0;
-	bool ours = false;
-	struct statfs sfs;
-	FILE *f;
-
-	if (!path || !*path || !realpath(path, real))
-		return MFS_MOUNT_NONE;
-	f = fopen(MFS_MOUNTINFO, "re");
-	if (!f)
-		return MFS_MOUNT_NONE;
-	/* The last entry on a mount point is the one on top. */
-	while (getline(&line, &cap, f) > 0) {
-		line[strcspn(line, "\n")] = '\0';
-		if (mfs_parse_mountinfo(line, &mnt, &fstype) &&
-		    strcmp(mnt, real) == 0)
-			ours = strcmp(fstype, MFS_FSTYPE) == 0;
-	}
-	free(line);
-	fclose(f);
-	if (!ours)
-		return MFS_MOUNT_NONE;
-	/* A killed daemon leaves its mount behind (mountinfo still lists
-	 * it) and every request fails with ENOTCONN; statfs is always a
-	 * round trip to the daemon, unlike stat, which the kernel may
-	 * answer from its attribute cache. */
-	if (statfs(real, &sfs) < 0 && errno == ENOTCONN)
-		return MFS_MOUNT_DEAD;
-	return MFS_MOUNT_LIVE;
-}
-
-bool mfs_is_modelfs_mount(const char *path)
-{
-	return mfs_mount_probe(path) == MFS_MOUNT_LIVE;
-}
-
-int mfs_fail_dead_mount(const char *what, const char *path)
-{
-	/* A lazy unmount (-z): processes that still map files of the dead
-	 * mount make a plain 'fusermount3 -u' fail with EBUSY. */
-	return mfs_fail(-ENOTCONN, "%s'%s' is a modelfs mount whose daemon has "
-			"exited (%s); unmount it with 'fusermount3 -uz %s' and "
-			"start the daemon again", what, path, strerror(ENOTCONN),
-			path);
-}
-
-int mfs_mount_store_dir(const char *mount, char *out)
-{
-	char status[PATH_MAX];
-	ssize_t n = getxattr(mount, MFS_XATTR_STORE_DIR, out, PATH_MAX - 1);
-	json_t *root;
-	const char *dir;
-	int len = -1;
-
-	if (n > 0) {
-		out[n] = '\0';
-		return 0;
-	}
-	/* Daemons before the xattr tell it only in .status. */
-	if (snprintf(status, sizeof(status), "%s/" MFS_STATUS_FILE, mount) >=
-	    (int)sizeof(status))
-		return mfs_fail(-ENAMETOOLONG, "path of %s is too long (%d "
-				"bytes at most) in mount '%s'", MFS_STATUS_FILE,
-				PATH_MAX - 1, mount);
-	root = json_load_file(status, 0, NULL);
-	dir = json_string_value(json_object_get(root, MFS_STATUS_STORE_DIR));
-	if (dir)
-		len = snprintf(out, PATH_MAX, "%s", dir);
-	json_decref(root);
-	if (len < 0 || len >= PATH_MAX)
-		return mfs_fail(-ENOTSUP, "mount '%s': the daemon does not tell "
-				"its store directory (no %s xattr on the root, "
-				"no \"%s\" in %s)", mount, MFS_XATTR_STORE_DIR,
-				MFS_STATUS_STORE_DIR, MFS_STATUS_FILE);
-	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -469,6 +299,16 @@ int mfs_store_release(mfs_store *s)
 	if (free_it)
 		mfs_store_destroy(s);
 	return rc;
+}
+
+const char *mfs_store_directory(const mfs_store *s)
+{
+	return s->dir;
+}
+
+bool mfs_store_in_process(const mfs_store *s)
+{
+	return s->kind == MFS_KIND_INPROC;
 }
 
 const char *mfs_store_client_spec(const mfs_store *s)
@@ -739,20 +579,6 @@ static int mfs_mount_wait(const mfs_store *s, const char *key, ino_t old_ino,
 	}
 }
 
-/*
- * One put into a store directory, from before its file is published to
- * its record: the ephemeral record is reserved first so that nothing can
- * fail once the model is visible.
- */
-struct mfs_put {
-	mfs_store *s;
-	char key[MFS_KEY_BUFSIZE];
-	char *record;   /* the key's copy, with room reserved for it */
-	bool existed;   /* KEY.mfs was there before: not this store's */
-	bool published; /* our file is at KEY.mfs now */
-	ino_t mount_ino; /* inode of MOUNT/KEY before the put (0: none) */
-};
-
 /* Reserves room in the ephemeral list (s->lock held): 0 or -ENOMEM. */
 static int mfs_reserve_ephemeral(mfs_store *s)
 {
@@ -771,7 +597,7 @@ static int mfs_reserve_ephemeral(mfs_store *s)
 }
 
 /* Starts a put of @key into @s. */
-static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
+int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -800,13 +626,9 @@ static int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 	return 0;
 }
 
-/*
- * Ends a put with outcome @rc: records a published model (ephemeral
- * unless persistent, or the key was there before and is not one this
- * store put), waits for it on a mount, copies the key out.
- */
-static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
-		       char *key_out)
+/* Ends a put with outcome @rc (store_internal.h has the contract). */
+int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
+		char *key_out)
 {
 	mfs_store *s = p->s;
 	bool keep = !(flags & MFS_PUT_PERSISTENT) && !p->existed;
@@ -838,7 +660,7 @@ static int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
 /* ------------------------------------------------------------------ */
 
 /* Content key of the container at @fd: its index checksum in hex. */
-static int mfs_container_key(int fd, const char *label, char *key)
+int mfs_container_key(int fd, const char *label, char *key)
 {
 	uint8_t h[MFS_HDR_SIZE];
 	int rc = mfs_pread_full(fd, h, sizeof(h), 0);
@@ -864,7 +686,7 @@ static int mfs_file_key(const char *path, char *key)
 
 
 /* Renames staged file @from onto the model path of @p's key, durably. */
-static int mfs_publish_rename(struct mfs_put *p, const char *from)
+int mfs_publish_rename(struct mfs_put *p, const char *from)
 {
 	char path[PATH_MAX];
 	int rc = mfs_model_path(p->s, p->key, path);
@@ -898,9 +720,7 @@ static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
 	}
 	/* The key is known only once the container is written: stage it
 	 * under a hidden name, which readers and the daemon ignore. */
-	if (snprintf(staged, sizeof(staged), MFS_STAGING_FORMAT, s->dir,
-		     (long)getpid(), atomic_fetch_add(&mfs_staging_seq, 1)) >=
-	    (int)sizeof(staged))
+	if (!mfs_staging_path(staged, s->dir))
 		return mfs_fail(-ENAMETOOLONG, "path of a file being "
 				"published is too long (%d bytes at most) in "
 				"store '%s'", PATH_MAX - 1, s->dir);
@@ -1062,8 +882,8 @@ static int mfs_inproc_remove(mfs_store *s, const char *key)
 /* ------------------------------------------------------------------ */
 
 /* Common checks of the put functions. */
-static int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
-			 unsigned flags, unsigned allowed)
+int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
+		  unsigned flags, unsigned allowed)
 {
 	int rc = mfs_store_check(s, fn);
 
@@ -1076,8 +896,8 @@ static int mfs_check_put(const mfs_store *s, const char *fn, const char *key,
 }
 
 /* Puts @b in share context, as every put into a store is. */
-static int mfs_put_builder(mfs_store *s, mfs_builder *b, const char *key,
-			   unsigned flags, char *key_out)
+int mfs_put_builder(mfs_store *s, mfs_builder *b, const char *key,
+		    unsigned flags, char *key_out)
 {
 	int rc;
 
@@ -1132,230 +952,4 @@ int mfs_store_remove(mfs_store *s, const char *key)
 	if (rc == 0 && s->kind == MFS_KIND_MOUNT)
 		rc = mfs_mount_wait(s, key, 0, true);
 	return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* Importing files                                                     */
-/* ------------------------------------------------------------------ */
-
-/* Copies all of @src into @dst (both at offset 0, @dst empty). */
-static int mfs_copy_fd(int src, int dst)
-{
-	static const size_t step = MFS_COPY_BUF;
-	char *buf = NULL;
-	ssize_t n;
-	off_t off = 0;
-
-	for (;;) {
-		n = copy_file_range(src, NULL, dst, NULL, step, 0);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			break;
-		off += n;
-	}
-	if (errno != EXDEV && errno != ENOSYS && errno != EINVAL &&
-	    errno != EOPNOTSUPP)
-		return -errno;
-	/* Not possible between these files: copy through a buffer. */
-	buf = malloc(step);
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		n = pread(src, buf, step, off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (mfs_pwrite_full(dst, buf, (size_t)n, (uint64_t)off) < 0) {
-			n = -1;
-			break;
-		}
-		off += n;
-	}
-	free(buf);
-	return n < 0 ? -errno : 0;
-}
-
-/* The first bad chunk's message of a verify run. */
-struct mfs_verify_note {
-	char msg[MFS_VERIFY_MSG_MAX];
-	bool seen;
-};
-
-static void mfs_verify_cb(void *ctx, size_t array, uint64_t chunk, int err,
-			  const char *message)
-{
-	struct mfs_verify_note *note = ctx;
-
-	(void)array;
-	(void)chunk;
-	(void)err;
-	if (!note->seen)
-		snprintf(note->msg, sizeof(note->msg), "%s", message);
-	note->seen = true;
-}
-
-/* Validates the copy at @fd (structure, every chunk) as @label. */
-static int mfs_validate_copy(int fd, const char *label)
-{
-	struct mfs_verify_note note = {.seen = false};
-	mfs_container *c;
-	int64_t bad;
-	int dupfd = dup(fd), rc;
-
-	if (dupfd < 0)
-		return mfs_fail(-errno, "%s: dup: %s", label, strerror(errno));
-	rc = mfs_container_open_fd(&c, dupfd, label);
-	if (rc < 0) {
-		close(dupfd);
-		return rc;
-	}
-	bad = mfs_container_verify(c, mfs_verify_cb, &note);
-	mfs_container_close(c);
-	if (bad > 0)
-		return mfs_fail(-EIO, "%s: %lld bad chunk(s), not imported; "
-				"first: %s", label, (long long)bad, note.msg);
-	return bad < 0 ? (int)bad : 0;
-}
-
-/* Copies the container @path into the store, validates the copy, and
- * publishes it as is. */
-static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
-			   unsigned flags, char *key_out)
-{
-	char tmp[PATH_MAX], content[MFS_KEY_BUFSIZE];
-	struct mfs_put p = {.s = s};
-	struct stat st;
-	int src, dst, rc;
-
-	if (snprintf(tmp, sizeof(tmp), MFS_IMPORT_TEMPLATE, s->dir) >=
-	    (int)sizeof(tmp))
-		return mfs_fail(-ENAMETOOLONG, "path of a file being "
-				"published is too long (%d bytes at most) in "
-				"store '%s'", PATH_MAX - 1, s->dir);
-	src = mfs_open_regular(AT_FDCWD, path, 0, NULL);
-	if (src < 0)
-		return src;
-	dst = mkostemp(tmp, O_CLOEXEC);
-	if (dst < 0) {
-		rc = mfs_fail(-errno, "store '%s': creating '%s': %s", s->dir,
-			      tmp, strerror(errno));
-		close(src);
-		return rc;
-	}
-	/* Held until published: mfs_store_gc removes only unlocked
-	 * temporaries (a gc that removed it before the lock: nlink 0). */
-	rc = flock(dst, LOCK_EX) < 0 ? -errno : 0;
-	if (rc == 0 && fstat(dst, &st) == 0 && st.st_nlink == 0)
-		rc = -EAGAIN;
-	if (rc < 0) {
-		rc = mfs_fail(rc, "store '%s': locking '%s': %s", s->dir, tmp,
-			      strerror(-rc));
-		unlink(tmp);
-		close(dst);
-		close(src);
-		return rc;
-	}
-	rc = mfs_copy_fd(src, dst);
-	if (rc < 0)
-		rc = mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
-			      strerror(-rc));
-	else if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
-		rc = mfs_fail(-errno, "store '%s': '%s': %s", s->dir, tmp,
-			      strerror(errno));
-	if (rc == 0)
-		rc = mfs_validate_copy(dst, path);
-	if (rc == 0 && !key)
-		rc = mfs_container_key(dst, path, content);
-	close(src);
-	if (rc == 0)
-		rc = mfs_put_begin(&p, s, key ? key : content);
-	if (rc == 0)
-		rc = mfs_publish_rename(&p, tmp);
-	if (!p.published)
-		unlink(tmp);
-	close(dst); /* releases the lock, after the rename */
-	return mfs_put_end(&p, rc, flags, key_out);
-}
-
-/* What mfs_store_put_file was given. */
-enum mfs_input { MFS_INPUT_CONTAINER, MFS_INPUT_NPY, MFS_INPUT_NPY_DIR };
-
-static int mfs_input_kind(const char *path, enum mfs_input *kind)
-{
-	static const char npy_magic[] = "\x93NUMPY";
-	uint8_t head[MFS_MAGIC_LEN] = {0};
-	struct stat st;
-	int fd;
-
-	if (stat(path, &st) < 0)
-		return mfs_fail(-errno, "%s: %s", path, strerror(errno));
-	if (S_ISDIR(st.st_mode)) {
-		*kind = MFS_INPUT_NPY_DIR;
-		return 0;
-	}
-	fd = mfs_open_regular(AT_FDCWD, path, 0, NULL);
-	if (fd < 0)
-		return fd;
-	/* A short file leaves zeros, which match neither magic. */
-	if (pread(fd, head, sizeof(head), 0) < 0) {
-		close(fd);
-		return mfs_fail(-errno, "%s: read: %s", path, strerror(errno));
-	}
-	close(fd);
-	if (memcmp(head, MFS_MAGIC, MFS_MAGIC_LEN) == 0)
-		*kind = MFS_INPUT_CONTAINER;
-	else if (memcmp(head, npy_magic, sizeof(npy_magic) - 1) == 0)
-		*kind = MFS_INPUT_NPY;
-	else
-		return mfs_fail(-EBADMSG, "%s: neither a modelfs container nor "
-				"an .npy file (first bytes match neither magic)",
-				path);
-	return 0;
-}
-
-/* Imports through a builder: decoded, checked and rewritten. */
-static int mfs_import_rewrite(mfs_store *s, const char *path,
-			      enum mfs_input kind, const char *key,
-			      unsigned flags, char *key_out)
-{
-	mfs_container *c;
-	mfs_builder *b;
-	int rc;
-
-	if (kind == MFS_INPUT_CONTAINER) {
-		rc = mfs_container_open(&c, path);
-		if (rc == 0)
-			rc = mfs_builder_from_container(&b, c);
-	} else {
-		rc = mfs_builder_from_npy(&b, path, kind == MFS_INPUT_NPY_DIR);
-	}
-	if (rc < 0)
-		return rc;
-	rc = mfs_put_builder(s, b, key, flags, key_out);
-	mfs_builder_free(b);
-	return rc;
-}
-
-int mfs_store_put_file(mfs_store *s, const char *path, const char *key,
-		       unsigned flags, char *key_out)
-{
-	enum mfs_input kind;
-	int rc;
-
-	mfs_clear_error();
-	rc = mfs_check_put(s, "mfs_store_put_file", key, flags,
-			   MFS_PUT_PERSISTENT | MFS_PUT_RESERIALIZE);
-	if (rc < 0)
-		return rc;
-	if (!path)
-		return mfs_fail(-EINVAL, "mfs_store_put_file: NULL path");
-	rc = mfs_input_kind(path, &kind);
-	if (rc < 0)
-		return rc;
-	if (kind == MFS_INPUT_CONTAINER && s->kind != MFS_KIND_INPROC &&
-	    !(flags & MFS_PUT_RESERIALIZE))
-		return mfs_import_copy(s, path, key, flags, key_out);
-	return mfs_import_rewrite(s, path, kind, key, flags, key_out);
 }

@@ -7,37 +7,22 @@
  * fsyncs, renames the file onto its final name and fsyncs the directory,
  * so a reader sees either the old file or the complete new one.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <lz4.h>
-
-#include "internal.h"
+#include "codec_internal.h"
 #include "layout.h"
+#include "staging_internal.h"
 
-/* mkostemp's template suffix and the marker in front of it. */
-#define MFS_TMP_SUFFIX ".tmp.XXXXXX"
-/* What mfs_store_gc removes: temporaries of writers and imports. */
-#define MFS_TMP_PATTERN ".*.tmp.*"
-/* Finished containers a put staged under its pid before renaming them to
- * their content key (lib/store.c); removed once that process is gone. */
-#define MFS_STAGED_PATTERN ".put-*-*.mfs"
-#define MFS_STAGED_PREFIX ".put-"
 /* Temporary files a writer makes before giving up when a gc keeps
  * removing them between creation and lock (each race needs a gc run). */
 #define MFS_TMP_ATTEMPTS 8
-/* Mode a published container gets before the umask: like open(2) gives. */
-#define MFS_FILE_MODE 0666
 /* Default metadata document. */
 #define MFS_EMPTY_METADATA "{}"
 /* Largest file offset the writer produces (off_t is signed 64-bit). */
@@ -47,10 +32,6 @@
 #define MFS_INITIAL_CHUNKS 64u
 /* Name hash table is kept at most half full. */
 #define MFS_HASH_LOAD_DEN 2u
-/* "Umask:" line of /proc/self/status (Linux >= 4.7). */
-#define MFS_PROC_STATUS "/proc/self/status"
-#define MFS_UMASK_TAG "Umask:"
-#define MFS_STATUS_LINE_MAX 256
 /* Room for a message of common.c that a writer message wraps. */
 #define MFS_INNER_MSG_MAX 1024
 /* Largest errno value; a "negative errno" below -this is not one. */
@@ -107,7 +88,7 @@ struct mfs_writer {
 
 	/* One buffer pair reused by every chunk of every array. */
 	uint8_t *raw_buf; /* buf_chunk_size bytes */
-	char *lz4_buf;    /* LZ4_compressBound(buf_chunk_size) bytes */
+	char *enc_buf;    /* mfs_codec_bound_max(buf_chunk_size) bytes */
 	uint32_t buf_chunk_size;
 };
 
@@ -166,32 +147,6 @@ static int mfs_writer_usable(const mfs_writer *w, const char *fn)
 	return 0;
 }
 
-/*
- * The process umask, read without changing it: umask(2) can only be read
- * by setting it, which would race with other threads creating files.
- * Falls back to that race only on kernels without the status line.
- */
-static mode_t mfs_current_umask(void)
-{
-	char line[MFS_STATUS_LINE_MAX];
-	FILE *f = fopen(MFS_PROC_STATUS, "re");
-	unsigned int mask;
-	mode_t old;
-
-	if (f) {
-		while (fgets(line, sizeof(line), f)) {
-			if (sscanf(line, MFS_UMASK_TAG " %o", &mask) == 1) {
-				fclose(f);
-				return (mode_t)mask;
-			}
-		}
-		fclose(f);
-	}
-	old = umask(0);
-	umask(old);
-	return old;
-}
-
 /* ------------------------------------------------------------------ */
 /* Create                                                               */
 /* ------------------------------------------------------------------ */
@@ -245,26 +200,6 @@ static int mfs_split_path(const char *path, char **dir, char **base)
 }
 
 /*
- * Takes the exclusive flock that marks @fd's temporary file as being
- * written (mfs_store_gc removes only temporaries it can lock), waiting
- * while a gc holds it.  Returns 0 when locked and still linked, 1 when a
- * gc removed the file before the lock was ours (make another), or -errno.
- */
-static int mfs_lock_tmp(int fd)
-{
-	struct stat st;
-
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno != EINTR)
-			return -errno;
-	}
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	/* gc unlinks only while holding the lock, so nlink is final here. */
-	return st.st_nlink == 0 ? 1 : 0;
-}
-
-/*
  * One attempt at the temporary file "<dir>/.<final_name>.tmp.XXXXXX"
  * (template @tmpl, rewritten by mkostemp): created, locked, given its
  * mode.  Returns 0 (w->fd, w->tmp_name set), 1 (a gc removed it before it
@@ -281,7 +216,7 @@ static int mfs_create_tmp_once(mfs_writer *w, char *tmpl, size_t len,
 		return mfs_fail(-errno,
 				"writer '%s': creating temporary file '%s': %s",
 				w->path, tmpl, strerror(errno));
-	rc = mfs_lock_tmp(w->fd);
+	rc = mfs_staging_lock(w->fd);
 	if (rc != 0) {
 		close(w->fd);
 		w->fd = -1;
@@ -313,7 +248,7 @@ static int mfs_create_tmp(mfs_writer *w, const char *dir)
 	size_t len = strlen(dir) + strlen(w->final_name) +
 		     strlen(MFS_TMP_SUFFIX) + 3; /* '/', '.', NUL */
 	char *tmpl = malloc(len);
-	mode_t mode = MFS_FILE_MODE & ~mfs_current_umask();
+	mode_t mode = MFS_FILE_MODE & ~mfs_umask();
 	int rc = 1;
 
 	if (!tmpl)
@@ -346,7 +281,7 @@ static void mfs_writer_free(mfs_writer *w, bool unlink_tmp)
 	free(w->arrays);
 	free(w->name_slots);
 	free(w->raw_buf);
-	free(w->lz4_buf);
+	free(w->enc_buf);
 	free(w->metadata);
 	free(w->tmp_name);
 	free(w->final_name);
@@ -576,23 +511,23 @@ static int mfs_check_spec(const mfs_writer *w, const mfs_array_spec *spec,
 static int mfs_reserve_buffers(mfs_writer *w, uint32_t chunk_size)
 {
 	uint8_t *raw;
-	char *lz4;
+	char *enc;
 
 	if (chunk_size <= w->buf_chunk_size)
 		return 0;
 	raw = malloc(chunk_size);
-	lz4 = malloc((size_t)LZ4_compressBound((int)chunk_size));
-	if (!raw || !lz4) {
+	enc = malloc(mfs_codec_bound_max(chunk_size));
+	if (!raw || !enc) {
 		free(raw);
-		free(lz4);
+		free(enc);
 		return mfs_fail(-ENOMEM, "writer '%s': out of memory for "
 				"chunk buffers of %u bytes",
 				w->path, chunk_size);
 	}
 	free(w->raw_buf);
-	free(w->lz4_buf);
+	free(w->enc_buf);
 	w->raw_buf = raw;
-	w->lz4_buf = lz4;
+	w->enc_buf = enc;
 	w->buf_chunk_size = chunk_size;
 	return 0;
 }
@@ -680,19 +615,18 @@ static int mfs_fill_chunk(const mfs_writer *w, const struct mfs_warray *arr,
 static int mfs_store_chunk(mfs_writer *w, struct mfs_warray *arr,
 			   uint32_t len, uint64_t file_offset)
 {
+	const struct mfs_codec_ops *ops = mfs_codec_ops(arr->codec);
 	const void *stored = w->raw_buf;
 	uint32_t stored_len = len;
 	int rc;
 
-	if (arr->codec == MFS_CODEC_LZ4) {
-		int n = LZ4_compress_default((const char *)w->raw_buf,
-					     w->lz4_buf, (int)len,
-					     LZ4_compressBound((int)len));
-		/* Only a block strictly smaller than the raw chunk is kept:
-		 * stored == raw length is how a reader knows "verbatim". */
-		if (n > 0 && (uint32_t)n < len) {
-			stored = w->lz4_buf;
-			stored_len = (uint32_t)n;
+	if (ops->encode) {
+		uint32_t n = ops->encode(w->raw_buf, len, w->enc_buf,
+					 ops->bound(len));
+		/* 0: not smaller, so verbatim (stored == raw length). */
+		if (n > 0) {
+			stored = w->enc_buf;
+			stored_len = n;
 		}
 	} else if (mfs_all_zero(w->raw_buf, len)) {
 		/* A hole reads back as zeros and costs no disk. */
@@ -1060,110 +994,5 @@ int mfs_writer_commit(mfs_writer *w)
 
 fail:
 	mfs_writer_free(w, true);
-	return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* Temporaries of dead writers                                          */
-/* ------------------------------------------------------------------ */
-
-/*
- * Removes temporary @name of directory @dfd if no live writer holds its
- * flock and the name still refers to the file locked.  Returns 1 when
- * removed, 0 when kept (live, gone, not a regular file), or -errno.
- */
-static int mfs_gc_one(int dfd, const char *name)
-{
-	struct stat locked, now;
-	int fd, rc = 0;
-
-	/* O_NONBLOCK: never hang on a FIFO someone named like a temporary. */
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-				       O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ELOOP ? 0 : -errno;
-	if (fstat(fd, &locked) < 0) {
-		rc = -errno;
-	} else if (!S_ISREG(locked.st_mode)) {
-		rc = 0;
-	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		/* EWOULDBLOCK: a live writer holds it. */
-		rc = errno == EWOULDBLOCK ? 0 : -errno;
-	} else if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
-		   now.st_dev != locked.st_dev || now.st_ino != locked.st_ino) {
-		/* Renamed away (a writer committed before we locked) or
-		 * replaced by another file: not ours to judge. */
-		rc = 0;
-	} else if (unlinkat(dfd, name, 0) < 0) {
-		rc = errno == ENOENT ? 0 : -errno;
-	} else {
-		rc = 1;
-	}
-	close(fd);
-	return rc;
-}
-
-/*
- * Removes staged container @name (".put-PID-SEQ.mfs") if process PID no
- * longer exists: a live put renames it within moments, a dead one never
- * will.  Returns 1 if removed, 0 if kept, or -errno.
- */
-static int mfs_gc_staged(int dfd, const char *name)
-{
-	char *end;
-	long pid;
-
-	errno = 0;
-	pid = strtol(name + strlen(MFS_STAGED_PREFIX), &end, 10);
-	if (errno != 0 || pid <= 0 || pid > INT32_MAX || *end != '-')
-		return 0;
-	if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-		return 0;
-	if (unlinkat(dfd, name, 0) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	return 1;
-}
-
-int mfs_store_gc(const char *dir, size_t *removed, mfs_gc_fn cb, void *ctx)
-{
-	struct dirent *de;
-	size_t count = 0;
-	int rc = 0;
-	DIR *d;
-
-	mfs_clear_error();
-	if (removed)
-		*removed = 0;
-	if (!dir)
-		return mfs_fail(-EINVAL, "mfs_store_gc: NULL directory");
-	d = opendir(dir);
-	if (!d)
-		return mfs_fail(-errno, "store '%s': opendir: %s", dir,
-				strerror(errno));
-	while ((errno = 0, de = readdir(d)) != NULL) {
-		int one;
-
-		if (fnmatch(MFS_STAGED_PATTERN, de->d_name, 0) == 0)
-			one = mfs_gc_staged(dirfd(d), de->d_name);
-		else if (fnmatch(MFS_TMP_PATTERN, de->d_name, 0) == 0)
-			one = mfs_gc_one(dirfd(d), de->d_name);
-		else
-			continue;
-		if (one == 1) {
-			count++;
-			if (cb)
-				cb(ctx, de->d_name);
-		} else if (one < 0 && rc == 0) {
-			/* Keep going: one stuck file must not shield others. */
-			rc = mfs_fail(one, "store '%s': temporary file '%s': %s",
-				      dir, de->d_name, strerror(-one));
-		}
-	}
-	if (errno != 0 && rc == 0)
-		rc = mfs_fail(-errno, "store '%s': readdir: %s", dir,
-			      strerror(errno));
-	closedir(d);
-	if (removed)
-		*removed = count;
 	return rc;
 }

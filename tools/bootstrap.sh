@@ -17,7 +17,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 # Everything modelfs builds, tests and demos with; all from Debian's archive.
 DEPS=(gcc clang libclang-rt-14-dev pkg-config meson ninja-build
       liblz4-dev libxxhash-dev libjansson-dev libcmocka-dev
-      libfuse3-dev fuse3 python3 python3-numpy attr)
+      libfuse3-dev fuse3 python3 python3-numpy attr locales)
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

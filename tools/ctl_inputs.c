@@ -2,7 +2,6 @@
  * ctl_inputs.c - the .npy inputs, --chunk-size and --metadata of pack and
  * put.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -142,24 +141,13 @@ int ctl_inputs_add_args(struct ctl_inputs *ins, int n, char **args,
 	return CTL_EXIT_OK;
 }
 
-/* True if @name is a visible "*.npy" file name. */
-static bool ctl_is_npy_name(const char *name)
-{
-	size_t n = strlen(name), s = strlen(CTL_NPY_SUFFIX);
-
-	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, CTL_NPY_SUFFIX) == 0;
-}
-
-/* Adds entry @name of @dir (open as @dfd) if it is a regular *.npy. */
+/* Adds .npy entry @name of @dir (open as @dfd) if it is a regular file. */
 static int ctl_inputs_dir_entry(struct ctl_inputs *ins, const char *dir,
 				int dfd, const char *name)
 {
 	struct stat st;
 	char *path;
 
-	if (!ctl_is_npy_name(name))
-		return CTL_EXIT_OK;
 	if (fstatat(dfd, name, &st, 0) != 0) {
 		ctl_err(ins->cmd, "cannot stat '%s/%s': %s", dir, name,
 			strerror(errno));
@@ -180,29 +168,33 @@ int ctl_input_cmp(const void *a, const void *b)
 
 int ctl_inputs_scan_dir(struct ctl_inputs *ins, const char *dir)
 {
-	struct dirent *de;
-	int rc = CTL_EXIT_OK;
-	DIR *d = opendir(dir);
+	int rc = CTL_EXIT_OK, lrc, dfd;
+	char **names;
+	size_t n;
 
-	if (!d) {
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
 		ctl_err(ins->cmd, "cannot open directory '%s': %s", dir,
 			strerror(errno));
 		return CTL_EXIT_FAIL;
 	}
-	while (rc == CTL_EXIT_OK && (errno = 0, de = readdir(d)) != NULL)
-		rc = ctl_inputs_dir_entry(ins, dir, dirfd(d), de->d_name);
-	if (rc == CTL_EXIT_OK && errno != 0) {
+	/* The library's listing and order, so that `put DIR` and
+	 * mfs_store_put_file(DIR) name the same model alike. */
+	lrc = mfs_npy_dir_list(dfd, ".", &names, &n);
+	if (lrc < 0) {
 		ctl_err(ins->cmd, "cannot read directory '%s': %s", dir,
-			strerror(errno));
-		rc = CTL_EXIT_FAIL;
+			strerror(-lrc));
+		close(dfd);
+		return CTL_EXIT_FAIL;
 	}
-	closedir(d);
+	for (size_t i = 0; rc == CTL_EXIT_OK && i < n; i++)
+		rc = ctl_inputs_dir_entry(ins, dir, dfd, names[i]);
+	mfs_npy_dir_free(names, n);
+	close(dfd);
 	if (rc == CTL_EXIT_OK && ins->count == 0) {
 		ctl_err(ins->cmd, "directory '%s' holds no .npy files", dir);
 		rc = CTL_EXIT_FAIL;
 	}
-	if (rc == CTL_EXIT_OK)
-		qsort(ins->v, ins->count, sizeof(*ins->v), ctl_input_cmp);
 	return rc;
 }
 

@@ -38,8 +38,9 @@ int ctl_parse_chunk_size(const struct ctl_command *cmd, const char *s,
 int ctl_inputs_add_args(struct ctl_inputs *ins, int n, char **args,
 			const char *alone);
 
-/* Adds every regular, visible *.npy file of @dir, sorted by array name
- * (the file name without .npy); none is an error.  Reports failures. */
+/* Adds every regular, visible *.npy file of @dir in mfs_npy_dir_list's
+ * order (bytewise by array name, the file name without .npy); none is an
+ * error.  Reports failures. */
 int ctl_inputs_scan_dir(struct ctl_inputs *ins, const char *dir);
 
 void ctl_inputs_free(struct ctl_inputs *ins);

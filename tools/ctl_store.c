@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "ctl_store.h"
-#include "store_internal.h"
+#include "modelfs.h"
 
 #define CTL_STATUS_FILE ".status"
 

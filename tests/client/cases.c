@@ -5,7 +5,7 @@
  * check after each case proves it.
  */
 #include "cases.h"
-#include "store_internal.h"
+#include "builder_internal.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -20,7 +20,7 @@
 
 #include <xxhash.h>
 
-#include "store_internal.h"
+#include "mount_internal.h"
 
 #define CT_PATH_SLOTS 8
 #define CT_NFTW_FDS 16

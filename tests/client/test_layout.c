@@ -20,7 +20,7 @@
 #include <jansson.h>
 
 #include "ctest.h"
-#include "store_internal.h"
+#include "client_internal.h"
 
 #define CT_KEY "m"
 /* NumPy's own layout: a v1.0 header padded to a multiple of 64 bytes. */

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "cases.h"
-#include "store_internal.h"
+#include "mount_internal.h"
 
 #define CT_OUT_MAX 8192
 #define CT_SPEC_MAX (PATH_MAX + 16)

@@ -18,7 +18,7 @@
 
 #include "ctest.h"
 #include "fail_alloc.h"
-#include "store_internal.h"
+#include "client_internal.h"
 
 /* No scenario needs more allocations than this; reaching it is a bug. */
 #define CT_MAX_INJECTIONS 2000

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "ctest.h"
-#include "store_internal.h"
+#include "mount_internal.h"
 
 #define CT_SPEC_MAX (PATH_MAX + 16)
 

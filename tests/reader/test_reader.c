@@ -597,6 +597,27 @@ static void test_chunk_decode(void **state)
 		     -EBADMSG, "raw_length 67108865 exceeds the largest chunk");
 }
 
+/*
+ * An empty stored chunk is never LZ4 output for a raw length > 0 (FORMAT.md
+ * rule 7): mfs_chunk_decode refuses it by its length, as the container
+ * reader does, whatever its checksum says.
+ */
+static void test_chunk_decode_empty_lz4(void **state)
+{
+	static uint8_t out[STD_CHUNK];
+	mfs_chunk_info ch = {.raw_length = STD_CHUNK, .stored_length = 0};
+
+	(void)state;
+	ch.checksum = mfs_checksum(out, 0) ^ 1;
+	expect_error(mfs_chunk_decode(MFS_CODEC_LZ4, &ch, out, out, sizeof(out),
+				      "f", "a", 0),
+		     -EBADMSG, "f: array 'a' chunk 0 stored_length 0");
+	ch.checksum = mfs_checksum(out, 0);
+	expect_error(mfs_chunk_decode(MFS_CODEC_LZ4, &ch, out, out, sizeof(out),
+				      "f", "a", 0),
+		     -EBADMSG, "f: array 'a' chunk 0 stored_length 0");
+}
+
 /* ------------------------------------------------------------------ */
 /* Concurrency                                                         */
 /* ------------------------------------------------------------------ */
@@ -732,6 +753,7 @@ int main(void)
 		OPEN_TEST(test_bad_lz4_stream),
 		OPEN_TEST(test_truncated_after_open),
 		cmocka_unit_test(test_chunk_decode),
+		cmocka_unit_test(test_chunk_decode_empty_lz4),
 		OPEN_TEST(test_concurrent_reads),
 		cmocka_unit_test(test_fuzz_corpus_valid),
 		cmocka_unit_test(test_checksum_is_xxh3),

@@ -1,7 +1,6 @@
 /*
  * util.c - clocks, the sample file, option and /proc helpers of mfsbench.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,10 +14,10 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "modelfs.h"
 
 #define BENCH_PROC_PATH_MAX 64
 #define BENCH_LINE_MAX 256
-#define BENCH_NPY_SUFFIX ".npy"
 #define BENCH_DECIMAL 10
 
 uint64_t bench_now_ns(void)
@@ -230,15 +229,6 @@ int bench_read_pss(pid_t pid, uint64_t *pss)
 	return 0;
 }
 
-/* scandir filter: names ending in ".npy", not hidden. */
-static int bench_npy_filter(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name), sl = strlen(BENCH_NPY_SUFFIX);
-
-	return d->d_name[0] != '.' && n > sl &&
-	       strcmp(d->d_name + n - sl, BENCH_NPY_SUFFIX) == 0;
-}
-
 void bench_free_paths(char **paths, size_t n)
 {
 	for (size_t i = 0; paths && i < n; i++)
@@ -248,25 +238,21 @@ void bench_free_paths(char **paths, size_t n)
 
 ssize_t bench_list_npy(const char *dir, char ***out)
 {
-	struct dirent **names = NULL;
-	int n = scandir(dir, &names, bench_npy_filter, alphasort);
-	char **paths;
-	ssize_t count = 0;
+	char **names = NULL, **paths;
+	size_t n = 0, count = 0;
+	int rc = mfs_npy_dir_list(AT_FDCWD, dir, &names, &n);
 
-	if (n <= 0) {
-		bench_err("%s: %s", dir, n < 0 ? strerror(errno) :
-					       "no .npy files");
-		free(names);
+	if (rc < 0 || n == 0) {
+		bench_err("%s: %s", dir, rc < 0 ? strerror(-rc) :
+						"no .npy files");
+		mfs_npy_dir_free(names, n);
 		return -1;
 	}
-	paths = calloc((size_t)n, sizeof(*paths));
-	for (int i = 0; i < n; i++) {
-		if (paths && asprintf(&paths[count], "%s/%s", dir,
-				      names[i]->d_name) >= 0)
+	paths = calloc(n, sizeof(*paths));
+	for (size_t i = 0; paths && i < n; i++)
+		if (asprintf(&paths[count], "%s/%s", dir, names[i]) >= 0)
 			count++;
-		free(names[i]);
-	}
-	free(names);
+	mfs_npy_dir_free(names, n);
 	if (!paths || count != n) {
 		bench_err("out of memory");
 		bench_free_paths(paths, (size_t)count);
