@@ -562,9 +562,13 @@ int mfsd_follow_refresh_key(struct mfsd_table *t, const char *key,
 	 * take seconds, goes to @queue's threads, and the lookup waits for
 	 * it only briefly. */
 	rc = mfsd_refresh(t, name, queue == NULL, cb, arg);
-	if (rc != MFSD_REFRESH_NEEDS_LOAD)
+	if (rc == MFSD_REFRESH_NEEDS_LOAD)
+		queue(qarg, name);
+	else if (rc != MFSD_REFRESH_DEFERRED)
 		return rc < 0 ? rc : MFSD_REFRESH_DONE;
-	queue(qarg, name);
+	/* A load is under way: queued here, or by the thread that had the
+	 * name in flight (it refreshes it again: the lookup must not answer
+	 * before that). */
 	mfsd_table_wait_key(t, key, MFSD_LOOKUP_WAIT_NS);
 	return 0;
 }

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -519,22 +521,87 @@ static void test_refresh_chmod(void **state)
 	close_store(s, &c);
 }
 
-/* A lookup of an unknown key finds a container published a moment ago. */
+/* A lookup of an unknown key finds a container published a moment ago
+ * (with no queue, it loads it itself). */
 static void test_refresh_key(void **state)
 {
 	struct mfsd_cache c;
 	struct mfsd_table *s = open_store(&c);
 
 	(void)state;
-	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
-	assert_int_equal(mfsd_follow_refresh_key(s, "../x", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL,
+						 NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "../x", record, NULL,
+						 NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 0);
 	write_version("fresh.mfs", 2);
-	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL, NULL, NULL), 0);
+	assert_int_equal(mfsd_follow_refresh_key(s, "fresh", record, NULL,
+						 NULL, NULL), 0);
 	assert_int_equal(g_nchanges, 1);
 	assert_int_equal(g_changes[0].kind, MFSD_CHANGE_ADDED);
 	assert_true(gen_of(s, "fresh") != 0);
 	remove_file("fresh.mfs");
+	close_store(s, &c);
+}
+
+/* Races of test_refresh_key_race: a name is published by this many
+ * threads that load it as lookups of it arrive. */
+#define RACES 200
+
+/* A loader thread of test_refresh_key_race. */
+struct racer {
+	struct mfsd_table *t;
+	const char *name;
+	_Atomic bool go;
+};
+
+/* Loads racer->name as soon as the lookup is about to start. */
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+
+	while (!atomic_load(&r->go))
+		;
+	(void)mfsd_follow_refresh(r->t, r->name, NULL, NULL);
+	return NULL;
+}
+
+/* An mfsd_name_fn standing for the loader: loads @name at once. */
+static void queue_load(void *arg, const char *name)
+{
+	(void)mfsd_follow_refresh(arg, name, NULL, NULL);
+}
+
+/* A lookup that meets its key in flight in another thread's refresh
+ * waits for that refresh (within the lookup's wait) instead of
+ * answering that there is no such model. */
+static void test_refresh_key_race(void **state)
+{
+	struct mfsd_cache c;
+	struct mfsd_table *s = open_store(&c);
+	char name[48], key[32];
+	unsigned missed = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < RACES; i++) {
+		struct racer r = {.t = s, .name = name};
+		pthread_t tid;
+
+		snprintf(key, sizeof(key), "race%u", i);
+		snprintf(name, sizeof(name), "%s.mfs", key);
+		write_version(name, 1);
+		assert_int_equal(pthread_create(&tid, NULL, racer_main, &r),
+				 0);
+		atomic_store(&r.go, true);
+		assert_int_equal(mfsd_follow_refresh_key(s, key, record, NULL,
+							 queue_load, s),
+				 0);
+		missed += gen_of(s, key) == 0;
+		assert_int_equal(pthread_join(tid, NULL), 0);
+		remove_file(name);
+		assert_int_equal(mfsd_follow_refresh(s, name, NULL, NULL), 0);
+	}
+	assert_int_equal(missed, 0);
 	close_store(s, &c);
 }
 
@@ -917,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_refresh_invalid),
 		cmocka_unit_test(test_refresh_chmod),
 		cmocka_unit_test(test_refresh_key),
+		cmocka_unit_test(test_refresh_key_race),
 		cmocka_unit_test(test_irregular_entries),
 		cmocka_unit_test(test_fd_budget),
 		cmocka_unit_test(test_rescan),
