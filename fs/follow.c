@@ -20,7 +20,6 @@
 #include "table.h"
 #include "vec.h"
 
-#define MFSD_CONTAINER_SUFFIX ".mfs"
 /* A transient load failure is retried after this long, doubling up to
  * the maximum: long enough not to spin on a full descriptor table or a
  * failing disk, short enough that a model appears soon after. */
@@ -264,10 +263,10 @@ ssize_t mfsd_follow_skipped(struct mfsd_table *t, struct mfsd_skipped **out)
 static bool mfsd_is_container_name(const char *name)
 {
 	size_t n = strnlen(name, NAME_MAX + 1);
-	size_t sl = strlen(MFSD_CONTAINER_SUFFIX);
+	size_t sl = strlen(MFS_CONTAINER_SUFFIX);
 
 	return name[0] != '.' && n > sl && n <= NAME_MAX &&
-	       strcmp(name + n - sl, MFSD_CONTAINER_SUFFIX) == 0;
+	       strcmp(name + n - sl, MFS_CONTAINER_SUFFIX) == 0;
 }
 
 /* Takes busy @m out of the namespace as removed; fills @c. */
@@ -366,7 +365,7 @@ static void mfsd_refresh_irregular(struct mfsd_table *t, const char *name,
 static int mfsd_refresh_name(struct mfsd_table *t, const char *name,
 			     bool may_load, struct mfsd_change *c)
 {
-	size_t klen = strlen(name) - strlen(MFSD_CONTAINER_SUFFIX);
+	size_t klen = strlen(name) - strlen(MFS_CONTAINER_SUFFIX);
 	struct mfsd_skip sk = {.transient = true};
 	struct mfsd_model *cur;
 	struct stat st;
@@ -546,7 +545,7 @@ int mfsd_follow_refresh_key(struct mfsd_table *t, const char *key,
 	int rc;
 
 	if (mfs_check_key(key) < 0 ||
-	    snprintf(name, sizeof(name), "%s" MFSD_CONTAINER_SUFFIX, key) >=
+	    snprintf(name, sizeof(name), "%s" MFS_CONTAINER_SUFFIX, key) >=
 		    (int)sizeof(name))
 		return 0;
 	/* The common miss costs one fstatat and no lock. */

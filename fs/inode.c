@@ -7,7 +7,6 @@
 
 #include "inode.h"
 
-#define MFSD_NPY_SUFFIX ".npy"
 /* st_blocks counts 512-byte units whatever the block size. */
 #define MFSD_STAT_BLOCK 512u
 #define MFSD_PERM_BITS (S_IRWXU | S_IRWXG | S_IRWXO)
@@ -20,9 +19,9 @@ const char *mfsd_slot_name(const struct mfsd_model *m, uint64_t slot)
 	case MFSD_SLOT_DIR:
 		return NULL;
 	case MFSD_SLOT_MANIFEST:
-		return MFSD_MANIFEST_NAME;
+		return MFS_MANIFEST_FILE;
 	case MFSD_SLOT_METADATA:
-		return MFSD_METADATA_NAME;
+		return MFS_METADATA_FILE;
 	}
 	if (slot - MFSD_SLOT_ARRAY0 < m->narrays)
 		return m->arrays[slot - MFSD_SLOT_ARRAY0].file_name;
@@ -32,21 +31,21 @@ const char *mfsd_slot_name(const struct mfsd_model *m, uint64_t slot)
 int mfsd_slot_find(const struct mfsd_model *m, const char *name,
 		   uint64_t *slot)
 {
-	size_t n = strlen(name), sl = strlen(MFSD_NPY_SUFFIX), index;
+	size_t n = strlen(name), sl = strlen(MFS_NPY_SUFFIX), index;
 	char array[MFS_MAX_NAME_LEN + 1];
 
 	if (m->retired)
 		return -ENOENT;
-	if (strcmp(name, MFSD_MANIFEST_NAME) == 0) {
+	if (strcmp(name, MFS_MANIFEST_FILE) == 0) {
 		*slot = MFSD_SLOT_MANIFEST;
 		return 0;
 	}
-	if (strcmp(name, MFSD_METADATA_NAME) == 0) {
+	if (strcmp(name, MFS_METADATA_FILE) == 0) {
 		*slot = MFSD_SLOT_METADATA;
 		return 0;
 	}
 	if (n <= sl || n - sl > MFS_MAX_NAME_LEN ||
-	    strcmp(name + n - sl, MFSD_NPY_SUFFIX) != 0)
+	    strcmp(name + n - sl, MFS_NPY_SUFFIX) != 0)
 		return -ENOENT;
 	memcpy(array, name, n - sl);
 	array[n - sl] = '\0';

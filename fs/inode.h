@@ -20,9 +20,6 @@
 
 #define MFSD_ROOT_INO FUSE_ROOT_ID
 #define MFSD_STATUS_INO ((fuse_ino_t)2)
-#define MFSD_STATUS_NAME ".status"
-#define MFSD_MANIFEST_NAME "manifest.json"
-#define MFSD_METADATA_NAME "metadata.json"
 
 /* Room for MFS_MAX_ARRAYS arrays and the fixed slots. */
 #define MFSD_SLOT_BITS 20u

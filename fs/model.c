@@ -17,7 +17,6 @@
 #include "model.h"
 #include "table.h"
 
-#define MFSD_NPY_SUFFIX ".npy"
 /* Opening a store entry must not follow a link, block (a FIFO), or make
  * a terminal ours; only the regular files this admits are kept open. */
 #define MFSD_CONTAINER_OPEN_FLAGS                                          \
@@ -132,7 +131,7 @@ static int mfsd_array_init(struct mfsd_model *m, size_t i, char *hdr,
 		mfsd_why(why, "array too large for a .npy view");
 		return -EBADMSG;
 	}
-	if (asprintf(&a->file_name, "%s" MFSD_NPY_SUFFIX, a->info.name) < 0) {
+	if (asprintf(&a->file_name, "%s" MFS_NPY_SUFFIX, a->info.name) < 0) {
 		a->file_name = NULL;
 		mfsd_why(why, "out of memory");
 		return -ENOMEM;

@@ -34,12 +34,6 @@
 /* .status changes all the time: never cache its attributes. */
 #define MFSD_STATUS_ATTR_TIMEOUT 0.0
 
-#define MFSD_XATTR_DTYPE "user.modelfs.dtype"
-#define MFSD_XATTR_SHAPE "user.modelfs.shape"
-#define MFSD_XATTR_CODEC "user.modelfs.codec"
-#define MFSD_XATTR_HANDLES "user.modelfs.open_handles"
-#define MFSD_XATTR_HOLDERS "user.modelfs.holders"
-#define MFSD_XATTR_STORE_DIR "user.modelfs.store_dir"
 /* Longest shape text: MFS_MAX_NDIM numbers of 20 digits and commas. */
 #define MFSD_SHAPE_TEXT_MAX (MFS_MAX_NDIM * 21 + 1)
 #define MFSD_STATFS_BSIZE 4096u
@@ -189,7 +183,7 @@ static void mfsd_lookup_root(fuse_req_t req, const char *name)
 	struct fuse_entry_param e;
 	struct mfsd_model *m;
 
-	if (strcmp(name, MFSD_STATUS_NAME) == 0) {
+	if (strcmp(name, MFS_STATUS_FILE) == 0) {
 		mfsd_entry_status(ctx, &e);
 		fuse_reply_entry(req, &e);
 		return;
@@ -550,7 +544,7 @@ static bool mfsd_root_entry(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 		return true;
 	}
 	if (pos == MFSD_DIR_FIRST) {
-		d->name = MFSD_STATUS_NAME;
+		d->name = MFS_STATUS_FILE;
 		mfsd_entry_status(ctx, &d->e);
 		return true;
 	}
@@ -729,10 +723,10 @@ static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* Names listed per kind of inode, each with its NUL. */
 static const char mfsd_array_xattrs[] =
-	MFSD_XATTR_DTYPE "\0" MFSD_XATTR_SHAPE "\0" MFSD_XATTR_CODEC;
+	MFS_XATTR_DTYPE "\0" MFS_XATTR_SHAPE "\0" MFS_XATTR_CODEC;
 static const char mfsd_dir_xattrs[] =
-	MFSD_XATTR_HANDLES "\0" MFSD_XATTR_HOLDERS;
-static const char mfsd_root_xattrs[] = MFSD_XATTR_STORE_DIR;
+	MFS_XATTR_OPEN_HANDLES "\0" MFS_XATTR_HOLDERS;
+static const char mfsd_root_xattrs[] = MFS_XATTR_STORE_DIR;
 
 static void mfsd_shape_text(const mfs_array_info *ai, char *buf, size_t len)
 {
@@ -757,8 +751,8 @@ static int mfsd_xattr_value(fuse_req_t req, struct mfsd_model *m,
 	char *holders;
 
 	if (slot == MFSD_SLOT_DIR) {
-		if (strcmp(name, MFSD_XATTR_HOLDERS) != 0 &&
-		    strcmp(name, MFSD_XATTR_HANDLES) != 0)
+		if (strcmp(name, MFS_XATTR_HOLDERS) != 0 &&
+		    strcmp(name, MFS_XATTR_OPEN_HANDLES) != 0)
 			return -ENODATA;
 		/* The kernel let the caller read the directory; which of
 		 * its holders it is shown depends on its uid alone. */
@@ -766,7 +760,7 @@ static int mfsd_xattr_value(fuse_req_t req, struct mfsd_model *m,
 		if (mfsd_status_holders(mfsd_ctx(req)->table, m, &cred,
 					&holders, &nopen) < 0)
 			return -ENOMEM;
-		if (strcmp(name, MFSD_XATTR_HOLDERS) == 0) {
+		if (strcmp(name, MFS_XATTR_HOLDERS) == 0) {
 			*out = holders;
 			return 0;
 		}
@@ -774,13 +768,13 @@ static int mfsd_xattr_value(fuse_req_t req, struct mfsd_model *m,
 		snprintf(text, sizeof(text), "%llu", nopen);
 	} else if (slot >= MFSD_SLOT_ARRAY0) {
 		ai = &m->arrays[slot - MFSD_SLOT_ARRAY0].info;
-		if (strcmp(name, MFSD_XATTR_DTYPE) == 0)
+		if (strcmp(name, MFS_XATTR_DTYPE) == 0)
 			snprintf(text, sizeof(text), "%s",
 				 mfs_dtype_name(ai->dtype));
-		else if (strcmp(name, MFSD_XATTR_CODEC) == 0)
+		else if (strcmp(name, MFS_XATTR_CODEC) == 0)
 			snprintf(text, sizeof(text), "%s",
 				 mfs_codec_name(ai->codec));
-		else if (strcmp(name, MFSD_XATTR_SHAPE) == 0)
+		else if (strcmp(name, MFS_XATTR_SHAPE) == 0)
 			mfsd_shape_text(ai, text, sizeof(text));
 		else
 			return -ENODATA;
@@ -813,8 +807,8 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char *val = NULL;
 	int rc;
 
-	if (ino == MFSD_ROOT_INO && strcmp(name, MFSD_XATTR_STORE_DIR) == 0) {
-		/* Where clients publish (lib/store.c reads it). */
+	if (ino == MFSD_ROOT_INO && strcmp(name, MFS_XATTR_STORE_DIR) == 0) {
+		/* Where clients publish (lib/mount.c reads it). */
 		mfsd_reply_xattr_bytes(req, ctx->opt.store_dir,
 				       strlen(ctx->opt.store_dir), size);
 		return;

@@ -100,10 +100,10 @@ static json_t *mfsd_status_holders_json(struct mfsd_model *m,
 		json_t *h = json_object();
 
 		mfsd_proc_comm(hd->pid, comm, sizeof(comm));
-		if (!h || !mfsd_set(h, "pid", json_integer(hd->pid)) ||
-		    !mfsd_set(h, "comm", mfsd_json_text(comm)) ||
-		    !mfsd_set(h, "handles", mfsd_json_u64(hd->handles)) ||
-		    !mfsd_set(h, "files",
+		if (!h || !mfsd_set(h, MFS_ST_PID, json_integer(hd->pid)) ||
+		    !mfsd_set(h, MFS_ST_COMM, mfsd_json_text(comm)) ||
+		    !mfsd_set(h, MFS_ST_HANDLES, mfsd_json_u64(hd->handles)) ||
+		    !mfsd_set(h, MFS_ST_FILES,
 			      mfsd_status_files_json(m, u, hd->pid)) ||
 		    json_array_append_new(arr, h) < 0) {
 			json_decref(h);
@@ -131,15 +131,15 @@ static const char *mfsd_state_name(enum mfsd_model_state state)
 static bool mfsd_status_usage(json_t *o, struct mfsd_model *m,
 			      const struct mfsd_model_usage *u)
 {
-	return mfsd_set(o, "state", json_string(mfsd_state_name(u->c.state))) &&
-	       mfsd_set(o, "in_store", json_boolean(u->in_store)) &&
-	       mfsd_set(o, "open_handles", mfsd_json_u64(u->nopen)) &&
-	       mfsd_set(o, "dir_handles", mfsd_json_u64(u->c.ndirs)) &&
-	       mfsd_set(o, "lookups", mfsd_json_u64(u->nlookup)) &&
-	       mfsd_set(o, "holders", mfsd_status_holders_json(m, u)) &&
-	       mfsd_set(o, "page_cache_bytes",
+	return mfsd_set(o, MFS_ST_STATE, json_string(mfsd_state_name(u->c.state))) &&
+	       mfsd_set(o, MFS_ST_IN_STORE, json_boolean(u->in_store)) &&
+	       mfsd_set(o, MFS_ST_OPEN_HANDLES, mfsd_json_u64(u->nopen)) &&
+	       mfsd_set(o, MFS_ST_DIR_HANDLES, mfsd_json_u64(u->c.ndirs)) &&
+	       mfsd_set(o, MFS_ST_LOOKUPS, mfsd_json_u64(u->nlookup)) &&
+	       mfsd_set(o, MFS_ST_HOLDERS, mfsd_status_holders_json(m, u)) &&
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_BYTES,
 			mfsd_json_u64(mfsd_model_cached(m))) &&
-	       mfsd_set(o, "page_cache_evictions",
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_EVICTIONS,
 			mfsd_json_u64(atomic_load(&m->pc_evictions)));
 }
 
@@ -203,17 +203,17 @@ static json_t *mfsd_status_model(struct mfsd_table *s, struct mfsd_model *m,
 	if (*skip || mfsd_status_usage_for(s, m, cred, &u) < 0)
 		return NULL;
 	o = json_object();
-	ok = o && mfsd_set(o, "key", json_string(m->key)) &&
-	     mfsd_set(o, "file", mfsd_json_text(m->file_name)) &&
-	     mfsd_set(o, "generation", mfsd_json_u64(m->gen)) &&
-	     mfsd_set(o, "inode",
+	ok = o && mfsd_set(o, MFS_ST_KEY, json_string(m->key)) &&
+	     mfsd_set(o, MFS_ST_FILE, mfsd_json_text(m->file_name)) &&
+	     mfsd_set(o, MFS_ST_GENERATION, mfsd_json_u64(m->gen)) &&
+	     mfsd_set(o, MFS_ST_INODE,
 		      mfsd_json_u64(mfsd_ino(m->gen, MFSD_SLOT_DIR))) &&
-	     mfsd_set(o, "arrays", mfsd_json_u64(m->narrays)) &&
-	     mfsd_set(o, "raw_size", mfsd_json_u64(m->raw_size)) &&
-	     mfsd_set(o, "stored_size", mfsd_json_u64(m->stored_size)) &&
-	     mfsd_set(o, "file_size",
+	     mfsd_set(o, MFS_ST_ARRAYS, mfsd_json_u64(m->narrays)) &&
+	     mfsd_set(o, MFS_ST_RAW_SIZE, mfsd_json_u64(m->raw_size)) &&
+	     mfsd_set(o, MFS_ST_STORED_SIZE, mfsd_json_u64(m->stored_size)) &&
+	     mfsd_set(o, MFS_ST_FILE_SIZE,
 		      mfsd_json_u64(mfs_container_file_size(m->container))) &&
-	     mfsd_set(o, "lease", json_string(mfsd_lease_state_name(m))) &&
+	     mfsd_set(o, MFS_ST_LEASE, json_string(mfsd_lease_state_name(m))) &&
 	     mfsd_status_usage(o, m, &u);
 	mfsd_table_usage_free(&u);
 	if (!ok) {
@@ -276,8 +276,8 @@ static json_t *mfsd_status_skipped(struct mfsd_table *s,
 		if (!mfsd_sees_skipped(s, cred, &v[i]))
 			continue;
 		o = json_object();
-		if (!o || !mfsd_set(o, "file", mfsd_json_text(v[i].file_name)) ||
-		    !mfsd_set(o, "error", mfsd_json_text(v[i].reason)) ||
+		if (!o || !mfsd_set(o, MFS_ST_FILE, mfsd_json_text(v[i].file_name)) ||
+		    !mfsd_set(o, MFS_ST_ERROR, mfsd_json_text(v[i].reason)) ||
 		    json_array_append_new(arr, o) < 0) {
 			json_decref(o);
 			json_decref(arr);
@@ -306,24 +306,24 @@ static bool mfsd_status_live(struct mfsd_ctx *ctx, json_t *o,
 	mfsd_follow_skip_counts(ctx->table, &k);
 	if (ctx->watching)
 		mfsd_watch_get_stats(&ctx->watch, &ws);
-	return mfsd_set(o, "published", mfsd_json_u64(sc.published)) &&
-	       mfsd_set(o, "waiting_for_descriptors",
+	return mfsd_set(o, MFS_ST_PUBLISHED, mfsd_json_u64(sc.published)) &&
+	       mfsd_set(o, MFS_ST_WAITING_FOR_DESCRIPTORS,
 			mfsd_json_u64(k.waiting)) &&
-	       mfsd_set(o, "retrying", mfsd_json_u64(k.transient)) &&
-	       mfsd_set(o, "container_descriptors",
+	       mfsd_set(o, MFS_ST_RETRYING, mfsd_json_u64(k.transient)) &&
+	       mfsd_set(o, MFS_ST_CONTAINER_DESCRIPTORS,
 			mfsd_json_u64(ctx->table->fd_budget)) &&
-	       mfsd_set(o, "retired_models", mfsd_json_u64(sc.retired)) &&
-	       mfsd_set(o, "store_changes", mfsd_json_u64(sc.changes)) &&
-	       mfsd_set(o, "inotify_events", mfsd_json_u64(ws.events)) &&
-	       mfsd_set(o, "inotify_overflows", mfsd_json_u64(ws.overflows)) &&
-	       mfsd_set(o, "notifications", mfsd_json_u64(ws.notifications)) &&
-	       mfsd_set(o, "page_cache_budget",
+	       mfsd_set(o, MFS_ST_RETIRED_MODELS, mfsd_json_u64(sc.retired)) &&
+	       mfsd_set(o, MFS_ST_STORE_CHANGES, mfsd_json_u64(sc.changes)) &&
+	       mfsd_set(o, MFS_ST_INOTIFY_EVENTS, mfsd_json_u64(ws.events)) &&
+	       mfsd_set(o, MFS_ST_INOTIFY_OVERFLOWS, mfsd_json_u64(ws.overflows)) &&
+	       mfsd_set(o, MFS_ST_NOTIFICATIONS, mfsd_json_u64(ws.notifications)) &&
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_BUDGET,
 			mfsd_json_u64(ctx->opt.page_budget)) &&
-	       mfsd_set(o, "page_cache_released_bytes",
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_RELEASED_BYTES,
 			mfsd_json_u64(sums->released_bytes)) &&
-	       mfsd_set(o, "page_cache_evictions",
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_EVICTIONS,
 			mfsd_json_u64(ws.evictions)) &&
-	       mfsd_set(o, "page_cache_evicted_bytes",
+	       mfsd_set(o, MFS_ST_PAGE_CACHE_EVICTED_BYTES,
 			mfsd_json_u64(ws.evicted_bytes));
 }
 
@@ -335,24 +335,24 @@ static json_t *mfsd_status_totals(struct mfsd_ctx *ctx, size_t nmodels,
 	bool ok;
 
 	mfsd_cache_get_stats(&ctx->cache, &cs);
-	ok = o && mfsd_set(o, "models", mfsd_json_u64(nmodels)) &&
-	     mfsd_set(o, "open_handles", mfsd_json_u64(sums->nopen)) &&
-	     mfsd_set(o, "bytes_served",
+	ok = o && mfsd_set(o, MFS_ST_MODELS, mfsd_json_u64(nmodels)) &&
+	     mfsd_set(o, MFS_ST_OPEN_HANDLES, mfsd_json_u64(sums->nopen)) &&
+	     mfsd_set(o, MFS_ST_BYTES_SERVED,
 		      mfsd_json_u64(mfsd_load(&ctx->stats.bytes_served))) &&
-	     mfsd_set(o, "chunks_verified",
+	     mfsd_set(o, MFS_ST_CHUNKS_VERIFIED,
 		      mfsd_json_u64(mfsd_load(&ctx->stats.chunks_verified))) &&
-	     mfsd_set(o, "chunks_decoded",
+	     mfsd_set(o, MFS_ST_CHUNKS_DECODED,
 		      mfsd_json_u64(mfsd_load(&ctx->stats.chunks_decoded))) &&
-	     mfsd_set(o, "checksum_failures",
+	     mfsd_set(o, MFS_ST_CHECKSUM_FAILURES,
 		      mfsd_json_u64(mfsd_load(&ctx->stats.checksum_failures))) &&
-	     mfsd_set(o, "read_errors",
+	     mfsd_set(o, MFS_ST_READ_ERRORS,
 		      mfsd_json_u64(mfsd_load(&ctx->stats.read_errors))) &&
-	     mfsd_set(o, "cache_hits", mfsd_json_u64(cs.hits)) &&
-	     mfsd_set(o, "cache_misses", mfsd_json_u64(cs.misses)) &&
-	     mfsd_set(o, "cache_evictions", mfsd_json_u64(cs.evictions)) &&
-	     mfsd_set(o, "cache_bytes", mfsd_json_u64(cs.bytes)) &&
-	     mfsd_set(o, "cache_entries", mfsd_json_u64(cs.entries)) &&
-	     mfsd_set(o, "cache_budget", mfsd_json_u64(cs.budget)) &&
+	     mfsd_set(o, MFS_ST_CACHE_HITS, mfsd_json_u64(cs.hits)) &&
+	     mfsd_set(o, MFS_ST_CACHE_MISSES, mfsd_json_u64(cs.misses)) &&
+	     mfsd_set(o, MFS_ST_CACHE_EVICTIONS, mfsd_json_u64(cs.evictions)) &&
+	     mfsd_set(o, MFS_ST_CACHE_BYTES, mfsd_json_u64(cs.bytes)) &&
+	     mfsd_set(o, MFS_ST_CACHE_ENTRIES, mfsd_json_u64(cs.entries)) &&
+	     mfsd_set(o, MFS_ST_CACHE_BUDGET, mfsd_json_u64(cs.budget)) &&
 	     mfsd_status_live(ctx, o, sums);
 	if (!ok) {
 		json_decref(o);
@@ -378,7 +378,7 @@ static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
 {
 	if (!mfsd_sees_root(ctx->table, cred))
 		return true;
-	return mfsd_set(root, "store_dir", mfsd_json_text(ctx->opt.store_dir));
+	return mfsd_set(root, MFS_ST_STORE_DIR, mfsd_json_text(ctx->opt.store_dir));
 }
 
 static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
@@ -390,16 +390,16 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 
 	models = mfsd_status_models(ctx->table, cred, &sums);
 	ok = root && models &&
-	     mfsd_set(root, "pid", json_integer(getpid())) &&
-	     mfsd_set(root, "version", json_string(mfs_version())) &&
-	     mfsd_set(root, "uptime_seconds", json_real(mfsd_uptime(ctx))) &&
+	     mfsd_set(root, MFS_ST_PID, json_integer(getpid())) &&
+	     mfsd_set(root, MFS_ST_VERSION, json_string(mfs_version())) &&
+	     mfsd_set(root, MFS_ST_UPTIME_SECONDS, json_real(mfsd_uptime(ctx))) &&
 	     mfsd_status_store_dir(ctx, root, cred) &&
-	     mfsd_set(root, "mountpoint", mfsd_json_text(ctx->opt.mountpoint)) &&
-	     mfsd_set(root, "threads", json_integer(ctx->opt.threads)) &&
-	     mfsd_set(root, "totals",
+	     mfsd_set(root, MFS_ST_MOUNTPOINT, mfsd_json_text(ctx->opt.mountpoint)) &&
+	     mfsd_set(root, MFS_ST_THREADS, json_integer(ctx->opt.threads)) &&
+	     mfsd_set(root, MFS_ST_TOTALS,
 		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&
-	     mfsd_set(root, "models", json_incref(models)) &&
-	     mfsd_set(root, "skipped", mfsd_status_skipped(ctx->table, cred));
+	     mfsd_set(root, MFS_ST_MODELS, json_incref(models)) &&
+	     mfsd_set(root, MFS_ST_SKIPPED, mfsd_status_skipped(ctx->table, cred));
 	json_decref(models);
 	if (!ok) {
 		json_decref(root);

@@ -25,17 +25,10 @@
 #include "store_internal.h"
 
 /* Spec prefixes (modelfs.h documents the syntax). */
-#define MFS_SPEC_MOUNT "mount:"
-#define MFS_SPEC_DIR "dir:"
-#define MFS_SPEC_INPROC "inproc:"
 #define MFS_HEX_BASE 16
 #define MFS_HEX_PREFIX "0x"
 #define MFS_DEC_BASE 10
 /* Files of a model on a mount and of a model in a store directory. */
-#define MFS_MANIFEST_FILE "manifest.json"
-#define MFS_METADATA_FILE "metadata.json"
-#define MFS_NPY_SUFFIX ".npy"
-#define MFS_CONTAINER_SUFFIX ".mfs"
 /* Largest manifest read: chunk checksums of a full 1 GiB index. */
 #define MFS_MAX_MANIFEST (1ull << 30)
 /* First read size of a file whose size stat does not tell. */

@@ -20,9 +20,7 @@
 #include "store_internal.h"
 
 /* What a file needs to end with to be imported as an array. */
-#define MFS_NPY_SUFFIX ".npy"
 /* Metadata file of an imported .npy directory (as the mount shows it). */
-#define MFS_METADATA_FILE "metadata.json"
 /* Bytes copied per step when copy_file_range cannot be used. */
 #define MFS_COPY_BUF (1u << 20)
 /* Room for the first bad chunk's message of an import. */

@@ -16,7 +16,6 @@
 #define MFS_HEX64_LEN 17
 /* Indentation of the document; it is read by people as much as programs. */
 #define MFS_MANIFEST_INDENT 2
-#define MFS_NPY_SUFFIX ".npy"
 
 /* jansson integers are signed 64-bit; every size here is below 2^63. */
 static json_t *mfs_json_u64(uint64_t v)

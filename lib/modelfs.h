@@ -79,6 +79,99 @@ MFS_API const char *mfs_version(void);
 MFS_API const char *mfs_last_error(void);
 
 /* ------------------------------------------------------------------ */
+/* The mount's protocol (lib/MOUNT.md)                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every name the daemon, the library and modelctl must agree on, once.
+ * MOUNT.md says what each means; a mount test checks that /.status and
+ * the extended attributes carry what it lists.
+ */
+
+/** A container in a store directory is named KEY MFS_CONTAINER_SUFFIX. */
+#define MFS_CONTAINER_SUFFIX ".mfs"
+/** An array is served as ARRAY MFS_NPY_SUFFIX in its model's directory. */
+#define MFS_NPY_SUFFIX ".npy"
+/** The files of a model directory beside its arrays. */
+#define MFS_MANIFEST_FILE "manifest.json"
+#define MFS_METADATA_FILE "metadata.json"
+/** The daemon's state in the mount's root (hidden). */
+#define MFS_STATUS_FILE ".status"
+/** Suffix (after ".NAME") of a writer's temporary file; XXXXXX as for
+ *  mkstemp.  Hidden names are never models. */
+#define MFS_TMP_SUFFIX ".tmp.XXXXXX"
+
+/** Extended attributes: of the root, */
+#define MFS_XATTR_STORE_DIR "user.modelfs.store_dir"
+/** of a model directory, */
+#define MFS_XATTR_OPEN_HANDLES "user.modelfs.open_handles"
+#define MFS_XATTR_HOLDERS "user.modelfs.holders"
+/** of an array file. */
+#define MFS_XATTR_DTYPE "user.modelfs.dtype"
+#define MFS_XATTR_SHAPE "user.modelfs.shape"
+#define MFS_XATTR_CODEC "user.modelfs.codec"
+
+/** Client specs (mfs_store_client_spec, mfs_client_open). */
+#define MFS_SPEC_MOUNT "mount:"
+#define MFS_SPEC_DIR "dir:"
+#define MFS_SPEC_INPROC "inproc:"
+
+/** Keys of the /.status document (MOUNT.md, section 5). */
+#define MFS_ST_PID "pid"
+#define MFS_ST_COMM "comm"
+#define MFS_ST_HANDLES "handles"
+#define MFS_ST_FILES "files"
+#define MFS_ST_STATE "state"
+#define MFS_ST_IN_STORE "in_store"
+#define MFS_ST_OPEN_HANDLES "open_handles"
+#define MFS_ST_DIR_HANDLES "dir_handles"
+#define MFS_ST_LOOKUPS "lookups"
+#define MFS_ST_HOLDERS "holders"
+#define MFS_ST_PAGE_CACHE_BYTES "page_cache_bytes"
+#define MFS_ST_PAGE_CACHE_EVICTIONS "page_cache_evictions"
+#define MFS_ST_KEY "key"
+#define MFS_ST_FILE "file"
+#define MFS_ST_GENERATION "generation"
+#define MFS_ST_INODE "inode"
+#define MFS_ST_ARRAYS "arrays"
+#define MFS_ST_RAW_SIZE "raw_size"
+#define MFS_ST_STORED_SIZE "stored_size"
+#define MFS_ST_FILE_SIZE "file_size"
+#define MFS_ST_LEASE "lease"
+#define MFS_ST_ERROR "error"
+#define MFS_ST_PUBLISHED "published"
+#define MFS_ST_WAITING_FOR_DESCRIPTORS "waiting_for_descriptors"
+#define MFS_ST_RETRYING "retrying"
+#define MFS_ST_CONTAINER_DESCRIPTORS "container_descriptors"
+#define MFS_ST_RETIRED_MODELS "retired_models"
+#define MFS_ST_STORE_CHANGES "store_changes"
+#define MFS_ST_INOTIFY_EVENTS "inotify_events"
+#define MFS_ST_INOTIFY_OVERFLOWS "inotify_overflows"
+#define MFS_ST_NOTIFICATIONS "notifications"
+#define MFS_ST_PAGE_CACHE_BUDGET "page_cache_budget"
+#define MFS_ST_PAGE_CACHE_RELEASED_BYTES "page_cache_released_bytes"
+#define MFS_ST_PAGE_CACHE_EVICTED_BYTES "page_cache_evicted_bytes"
+#define MFS_ST_MODELS "models"
+#define MFS_ST_BYTES_SERVED "bytes_served"
+#define MFS_ST_CHUNKS_VERIFIED "chunks_verified"
+#define MFS_ST_CHUNKS_DECODED "chunks_decoded"
+#define MFS_ST_CHECKSUM_FAILURES "checksum_failures"
+#define MFS_ST_READ_ERRORS "read_errors"
+#define MFS_ST_CACHE_HITS "cache_hits"
+#define MFS_ST_CACHE_MISSES "cache_misses"
+#define MFS_ST_CACHE_EVICTIONS "cache_evictions"
+#define MFS_ST_CACHE_BYTES "cache_bytes"
+#define MFS_ST_CACHE_ENTRIES "cache_entries"
+#define MFS_ST_CACHE_BUDGET "cache_budget"
+#define MFS_ST_STORE_DIR "store_dir"
+#define MFS_ST_VERSION "version"
+#define MFS_ST_UPTIME_SECONDS "uptime_seconds"
+#define MFS_ST_MOUNTPOINT "mountpoint"
+#define MFS_ST_THREADS "threads"
+#define MFS_ST_TOTALS "totals"
+#define MFS_ST_SKIPPED "skipped"
+
+/* ------------------------------------------------------------------ */
 /* Text for people and logs                                            */
 /* ------------------------------------------------------------------ */
 

@@ -23,8 +23,6 @@
 #define MFS_OCTAL_ESCAPE_LEN 4
 #define MFS_OCTAL_BASE 8
 /* Where the daemon tells its store directory. */
-#define MFS_XATTR_STORE_DIR "user.modelfs.store_dir"
-#define MFS_STATUS_FILE ".status"
 #define MFS_STATUS_STORE_DIR "store_dir"
 
 /* Decodes mountinfo's octal escapes ("\040") in place. */

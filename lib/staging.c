@@ -25,8 +25,8 @@
 /* Finished containers a put staged under its pid before renaming them to
  * their content key; removed once that process is gone. */
 #define MFS_STAGED_PREFIX ".put-"
-#define MFS_STAGED_PATTERN MFS_STAGED_PREFIX "*-*.mfs"
-#define MFS_STAGED_FORMAT "%s/" MFS_STAGED_PREFIX "%ld-%lu.mfs"
+#define MFS_STAGED_PATTERN MFS_STAGED_PREFIX "*-*" MFS_CONTAINER_SUFFIX
+#define MFS_STAGED_FORMAT "%s/" MFS_STAGED_PREFIX "%ld-%lu" MFS_CONTAINER_SUFFIX
 /* The copy of an imported container before it is published. */
 #define MFS_IMPORT_TEMPLATE "%s/.import" MFS_TMP_SUFFIX
 /* Base of the pid in a staged name. */

@@ -12,7 +12,6 @@
 
 /* mkostemp's template suffix of a writer's temporary ".<name>" and of an
  * import's copy; mfs_store_gc removes unlocked files named so. */
-#define MFS_TMP_SUFFIX ".tmp.XXXXXX"
 
 /*
  * A fresh staging name "DIR/.put-PID-SEQ.mfs" into @buf (PATH_MAX bytes)

@@ -33,11 +33,7 @@
 #define MFS_DEFAULT_TMPDIR "/tmp"
 #define MFS_PRIVATE_TEMPLATE "modelfs-XXXXXX"
 /* Spec prefixes (modelfs.h documents the syntax). */
-#define MFS_SPEC_MOUNT "mount:"
-#define MFS_SPEC_DIR "dir:"
-#define MFS_SPEC_INPROC "inproc:"
 /* A model's file in a store directory. */
-#define MFS_CONTAINER_SUFFIX ".mfs"
 /* Hidden names of files being published (readers ignore '.' names). */
 /* Mode of a private store directory before the umask, as mkdir(1) gives. */
 #define MFS_DIR_MODE 0777

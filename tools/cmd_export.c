@@ -37,7 +37,6 @@ static const struct option ctl_export_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-#define CTL_METADATA_FILE "metadata.json"
 /* New directories and files: what umask leaves of these. */
 #define CTL_DIR_MODE 0777
 #define CTL_FILE_MODE 0666
@@ -82,7 +81,7 @@ static int ctl_out_open(struct ctl_export *e, const char *file,
 		f->final_path = NULL;
 		goto nomem;
 	}
-	if (asprintf(&f->tmp_path, "%s/.%s.tmp.XXXXXX", e->dir, file) < 0) {
+	if (asprintf(&f->tmp_path, "%s/.%s" MFS_TMP_SUFFIX, e->dir, file) < 0) {
 		f->tmp_path = NULL;
 		goto nomem;
 	}
@@ -209,7 +208,7 @@ static int ctl_export_array(struct ctl_export *e, size_t index)
 			      ctl_lib_error(rc));
 		return CTL_EXIT_FAIL;
 	}
-	if (asprintf(&file, "%s.npy", a.name) < 0) {
+	if (asprintf(&file, "%s" MFS_NPY_SUFFIX, a.name) < 0) {
 		ctl_err(e->cmd, "out of memory");
 		return CTL_EXIT_FAIL;
 	}
@@ -230,7 +229,7 @@ static int ctl_export_metadata(struct ctl_export *e)
 	size_t len = 0;
 	const char *json = mfs_container_metadata(e->c, &len);
 
-	if (ctl_out_open(e, CTL_METADATA_FILE, &f) != CTL_EXIT_OK)
+	if (ctl_out_open(e, MFS_METADATA_FILE, &f) != CTL_EXIT_OK)
 		return CTL_EXIT_FAIL;
 	if (ctl_out_write(e, &f, json, len) != CTL_EXIT_OK) {
 		ctl_out_abort(&f);

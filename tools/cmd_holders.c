@@ -190,17 +190,17 @@ static bool ctl_add_model_holders(json_t *holders, json_t *model)
 	json_t *src, *h, *files, *f;
 	size_t i, j;
 
-	json_array_foreach(json_object_get(model, "holders"), i, src) {
+	json_array_foreach(json_object_get(model, MFS_ST_HOLDERS), i, src) {
 		h = ctl_holder_entry(
-			holders, ctl_json_int(src, "pid", -1),
-			json_string_value(json_object_get(src, "comm")));
+			holders, ctl_json_int(src, MFS_ST_PID, -1),
+			json_string_value(json_object_get(src, MFS_ST_COMM)));
 		if (!h)
 			return false;
 		json_object_set_new(h, "handles",
 				    json_integer(ctl_json_int(h, "handles", 0) +
-						 ctl_json_int(src, "handles",
+						 ctl_json_int(src, MFS_ST_HANDLES,
 							      0)));
-		files = json_object_get(src, "files");
+		files = json_object_get(src, MFS_ST_FILES);
 		if (!json_is_array(files))
 			continue;
 		if (!json_is_array(json_object_get(h, "files")))
@@ -298,8 +298,8 @@ static int ctl_gather(const struct ctl_command *cmd, const char *mnt,
 
 	if (ctl_load_status(cmd, mnt, &status) != CTL_EXIT_OK)
 		return CTL_EXIT_FAIL;
-	json_array_foreach(json_object_get(status, "models"), i, m) {
-		const char *k = json_string_value(json_object_get(m, "key"));
+	json_array_foreach(json_object_get(status, MFS_ST_MODELS), i, m) {
+		const char *k = json_string_value(json_object_get(m, MFS_ST_KEY));
 
 		if (k && strcmp(k, key) == 0) {
 			found = true;

@@ -174,7 +174,7 @@ fail:
 static int ctl_print_manifest(const struct ctl_command *cmd,
 			      const mfs_container *c, const char *path)
 {
-	char *key = ctl_stem(path, ".mfs");
+	char *key = ctl_stem(path, MFS_CONTAINER_SUFFIX);
 	char *json = NULL;
 	size_t len = 0;
 	int rc = -ENOMEM;

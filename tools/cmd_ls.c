@@ -56,7 +56,6 @@ static const struct option ctl_ls_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-#define CTL_CONTAINER_SUFFIX ".mfs"
 /* Columns of the table. */
 enum { CTL_COL_KEY, CTL_COL_FILE, CTL_COL_RAW, CTL_COL_ARRAYS, CTL_COL_OPEN,
        CTL_COLS };
@@ -101,10 +100,10 @@ static json_t *ctl_ls_entry(const mfs_container *c, const char *key,
  * "*.mfs" with something before the suffix. */
 static bool ctl_is_container_name(const char *name)
 {
-	size_t n = strlen(name), s = strlen(CTL_CONTAINER_SUFFIX);
+	size_t n = strlen(name), s = strlen(MFS_CONTAINER_SUFFIX);
 
 	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, CTL_CONTAINER_SUFFIX) == 0;
+	       strcmp(name + n - s, MFS_CONTAINER_SUFFIX) == 0;
 }
 
 /* @msg without a leading "@path: " (the library names the file, escaped;
@@ -123,7 +122,7 @@ static const char *ctl_ls_reason(const char *msg, const char *path)
 static bool ctl_ls_dir_entry(const char *dir, const char *name,
 			     json_t *models, json_t *invalid)
 {
-	char *key = ctl_stem(name, CTL_CONTAINER_SUFFIX), *path = NULL;
+	char *key = ctl_stem(name, MFS_CONTAINER_SUFFIX), *path = NULL;
 	mfs_container *c;
 	bool ok = false;
 	int rc;
@@ -228,9 +227,9 @@ static json_t *ctl_ls_holder_pids(json_t *model)
 	json_t *pids = json_array(), *h;
 	size_t i;
 
-	json_array_foreach(json_object_get(model, "holders"), i, h)
+	json_array_foreach(json_object_get(model, MFS_ST_HOLDERS), i, h)
 		json_array_append_new(pids,
-				      json_integer(ctl_json_int(h, "pid", -1)));
+				      json_integer(ctl_json_int(h, MFS_ST_PID, -1)));
 	return pids;
 }
 
@@ -241,26 +240,28 @@ static json_t *ctl_ls_holder_pids(json_t *model)
  */
 static bool ctl_ls_is_removed(json_t *m)
 {
-	const char *state = json_string_value(json_object_get(m, "state"));
+	const char *state = json_string_value(json_object_get(m, MFS_ST_STATE));
 
 	if (state)
 		return strcmp(state, "published") != 0;
-	return json_is_false(json_object_get(m, "in_store"));
+	return json_is_false(json_object_get(m, MFS_ST_IN_STORE));
 }
 
 /* The listing entry of a .status model. */
 static json_t *ctl_ls_mount_entry(json_t *m)
 {
-	const char *key = json_string_value(json_object_get(m, "key"));
-	const char *file = json_string_value(json_object_get(m, "file"));
+	const char *key = json_string_value(json_object_get(m, MFS_ST_KEY));
+	const char *file = json_string_value(json_object_get(m, MFS_ST_FILE));
 
+	/* The listing's keys are modelctl's; the values come from .status. */
 	return json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:o, s:b}", "key",
 			 key ? key : "", "file", file, "file_size",
-			 (json_int_t)ctl_json_int(m, "file_size", 0),
-			 "raw_size", (json_int_t)ctl_json_int(m, "raw_size", 0),
-			 "arrays", (json_int_t)ctl_json_int(m, "arrays", 0),
+			 (json_int_t)ctl_json_int(m, MFS_ST_FILE_SIZE, 0),
+			 "raw_size",
+			 (json_int_t)ctl_json_int(m, MFS_ST_RAW_SIZE, 0),
+			 "arrays", (json_int_t)ctl_json_int(m, MFS_ST_ARRAYS, 0),
 			 "open_handles",
-			 (json_int_t)ctl_json_int(m, "open_handles", 0),
+			 (json_int_t)ctl_json_int(m, MFS_ST_OPEN_HANDLES, 0),
 			 "holders", ctl_ls_holder_pids(m), "removed",
 			 ctl_ls_is_removed(m));
 }
@@ -294,12 +295,12 @@ static int ctl_ls_mount(const struct ctl_command *cmd, const char *mnt,
 
 	if (ctl_load_status(cmd, mnt, &status) != CTL_EXIT_OK)
 		return CTL_EXIT_FAIL;
-	json_array_foreach(json_object_get(status, "models"), i, m)
+	json_array_foreach(json_object_get(status, MFS_ST_MODELS), i, m)
 		ok = ok && json_array_append_new(models,
 						 ctl_ls_mount_entry(m)) == 0;
-	json_array_foreach(json_object_get(status, "skipped"), i, m) {
-		const char *f = json_string_value(json_object_get(m, "file"));
-		const char *e = json_string_value(json_object_get(m, "error"));
+	json_array_foreach(json_object_get(status, MFS_ST_SKIPPED), i, m) {
+		const char *f = json_string_value(json_object_get(m, MFS_ST_FILE));
+		const char *e = json_string_value(json_object_get(m, MFS_ST_ERROR));
 
 		ok = ok && ctl_ls_invalid(invalid, f ? f : "?",
 					  ctl_ls_skip_reason(status, f, e,

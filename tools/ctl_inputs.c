@@ -14,7 +14,6 @@
 
 #define CTL_KIB_SHIFT 10
 #define CTL_MIB_SHIFT 20
-#define CTL_NPY_SUFFIX ".npy"
 /* First capacity of the input list; it doubles from there. */
 #define CTL_INPUTS_INITIAL 16u
 
@@ -157,7 +156,7 @@ static int ctl_inputs_dir_entry(struct ctl_inputs *ins, const char *dir,
 		return CTL_EXIT_OK;
 	if (asprintf(&path, "%s/%s", dir, name) < 0)
 		path = NULL;
-	return ctl_inputs_add(ins, ctl_stem(name, CTL_NPY_SUFFIX), path);
+	return ctl_inputs_add(ins, ctl_stem(name, MFS_NPY_SUFFIX), path);
 }
 
 int ctl_input_cmp(const void *a, const void *b)

@@ -12,7 +12,6 @@
 #include "ctl_store.h"
 #include "modelfs.h"
 
-#define CTL_STATUS_FILE ".status"
 
 int ctl_mount_state(const struct ctl_command *cmd, const char *path,
 		    bool *mount)
@@ -34,7 +33,7 @@ int ctl_load_status(const struct ctl_command *cmd, const char *mount,
 	char *path;
 	json_t *root;
 
-	if (asprintf(&path, "%s/" CTL_STATUS_FILE, mount) < 0) {
+	if (asprintf(&path, "%s/" MFS_STATUS_FILE, mount) < 0) {
 		ctl_err(cmd, "out of memory");
 		return CTL_EXIT_FAIL;
 	}
@@ -43,7 +42,7 @@ int ctl_load_status(const struct ctl_command *cmd, const char *mount,
 		ctl_err(cmd, "cannot read the daemon's status '%s': %s", path,
 			jerr.text);
 	} else if (!json_is_object(root) ||
-		   !json_is_array(json_object_get(root, "models"))) {
+		   !json_is_array(json_object_get(root, MFS_ST_MODELS))) {
 		ctl_err(cmd, "'%s' is not a modelfs status document (no "
 			"\"models\" array)", path);
 		json_decref(root);

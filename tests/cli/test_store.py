@@ -206,7 +206,10 @@ class TestKilledPut(PutTest):
             if temps:
                 os.kill(proc.pid, signal.SIGSTOP)
                 self.wait_stopped(proc)
-                if writer_temps(self.store, key) == temps:
+                # Stopped after its lock: stopped between creating the
+                # file and locking it, a gc would rightly remove it.
+                if (writer_temps(self.store, key) == temps and
+                        self.locked(os.path.join(self.store, temps[0]))):
                     self.addCleanup(self.reap, proc)
                     return proc, temps[0]
                 os.kill(proc.pid, signal.SIGCONT)
@@ -215,6 +218,21 @@ class TestKilledPut(PutTest):
                 os.unlink(self.model(key))  # too quick: try a bigger one
         self.fail("no put of up to %d MiB could be caught mid-write"
                   % BIG_SIZES_MIB[-1])
+
+    @staticmethod
+    def locked(path):
+        """True if another process holds the flock of @path."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def wait_stopped(self, proc):
         """Waits until @proc is stopped (state T) or gone."""

@@ -373,7 +373,7 @@ static int gen_copies(const char *dir, unsigned count, const char *buf,
 		int fd;
 		bool ok;
 
-		snprintf(path, sizeof(path), "%s/m" GEN_KEY_DIGITS ".mfs", dir,
+		snprintf(path, sizeof(path), "%s/m" GEN_KEY_DIGITS MFS_CONTAINER_SUFFIX, dir,
 			 i);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 			  0644);
