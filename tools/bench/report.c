@@ -52,6 +52,9 @@ struct report_ratio_spec {
 #define T_FASTER 1.0
 #define T_ATTACH_US 1000.0
 #define T_LS_MS 100.0
+/* Per-request targets are ratios to the floor measured beside them. */
+#define T_OPEN_FLOOR 1.2
+#define T_LS_EXT4 1.5
 
 static const struct report_ratio_spec report_ratios[] = {
 	{"warm: modelfs-raw / plain", "warm", "gibps", "modelfs-raw", "plain",
@@ -108,6 +111,20 @@ static const struct report_ratio_spec report_ratios[] = {
 	 "modelfs", NULL, R_LT, T_LS_MS},
 	{"ls -l tiny-model store, ms: warm", "ls", "long_warm_ms", "modelfs",
 	 NULL, R_LT, T_LS_MS},
+	{"open+close: modelfs / floor FUSE", "open", "open_close_us",
+	 "modelfs", "floor", R_LE, T_OPEN_FLOOR},
+	{"open+close: modelfs, 10,000 models / floor", "open",
+	 "open_close_us", "modelfs-10k", "floor", R_LE, T_OPEN_FLOOR},
+	{"open+close: plain / floor", "open", "open_close_us", "plain",
+	 "floor", NULL, 0},
+	{"attach 100 files: modelfs / floor FUSE", "attach", "attach_us",
+	 "modelfs", "floor", NULL, 0},
+	{"ls -l: modelfs / ext4 dirs, first", "ls", "long_first_ms",
+	 "modelfs", "ext4", R_LE, T_LS_EXT4},
+	{"ls -l: modelfs / ext4 dirs, warm", "ls", "long_warm_ms", "modelfs",
+	 "ext4", R_LE, T_LS_EXT4},
+	{"pack, MiB/s: raw", "pack", "mibps", "modelfs-raw", NULL, NULL, 0},
+	{"pack, MiB/s: LZ4", "pack", "mibps", "modelfs-lz4", NULL, NULL, 0},
 };
 
 #define REPORT_NRATIOS (sizeof(report_ratios) / sizeof(report_ratios[0]))

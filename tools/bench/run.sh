@@ -38,9 +38,19 @@
 #            file was read), divided by the model's size
 #   workers  8 processes attach and scan the model: modelfs (C, and numpy
 #            np.load mmap), shared_memory + pickle 5, private np.load
-#   attach   open + mmap of the 100 arrays of a model, warm (median us)
+#   attach   open + mmap of the 100 arrays of a model, warm (median us);
+#            the same on the floor (below)
+#   open     open + close of a file, warm, per call: modelfs (a model of
+#            100 arrays, and one of 10,000 models), the floor, plain files
 #   ls       ls of a mount of 10,000 models: right after mount, again,
-#            ls -l first, ls -l again
+#            ls -l first, ls -l again; ls -l of the same names as empty
+#            directories on the backing file system (first: after its
+#            dentries and inodes were dropped)
+#   pack     modelctl pack of the model, raw and LZ4 (MiB/s of .npy read)
+#
+# The floor is floorfs (tools/bench/floorfs.c): the least a libfuse
+# file system does per request, so per-request figures are ratios to what
+# FUSE itself costs here.
 set -Eeuo pipefail
 
 readonly SKIP=77
@@ -53,6 +63,7 @@ readonly NWORKERS=8
 # gets this many times the repetitions so that its median settles.
 readonly WARM_REPS_FACTOR=3
 readonly WIDE_ARRAYS=100
+readonly FLOOR_FILE_BYTES=65536
 readonly UNMOUNT_WAIT_TENTHS=100  # 10 s for a server to exit
 readonly UNMOUNT_TRIES=20         # plain unmounts, 0.1 s apart
 # Full run: a 1 GiB model (four arrays) and 10,000 tiny models.
@@ -99,6 +110,7 @@ parse_args() {
 	BENCH=$BUILD/tools/bench/mfsbench
 	MODELFS=$BUILD/fs/modelfs
 	MODELCTL=$BUILD/tools/modelctl
+	FLOORFS=$BUILD/tools/bench/floorfs
 	SAMPLES=$DATA/samples.tsv
 }
 
@@ -200,7 +212,7 @@ check_env() {
 	[ "$(id -u)" = 0 ] || skip "needs root (drop_caches, mount readahead)"
 	[ -c /dev/fuse ] || skip "no /dev/fuse"
 	local f
-	for f in "$BENCH" "$MODELFS" "$MODELCTL"; do
+	for f in "$BENCH" "$MODELFS" "$MODELCTL" "$FLOORFS"; do
 		[ -x "$f" ] || die "$f missing: build first (ninja -C $BUILD)"
 	done
 	ensure_cmd fusermount3 fuse3
@@ -225,8 +237,8 @@ prepare_data_dir() {
 		die "$DATA is tmpfs: page cache figures would mean nothing (--data)"
 	touch "$DATA/$MARKER"
 	# Data of an earlier --keep run is rebuilt.
-	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,wide,many,log,samples.tsv,*.img}
-	mkdir -p "$DATA"/{npy,store-raw,store-lz4,wide/npy,wide/store,many/store,mnt,log}
+	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,wide,many,many-dirs,pack,log,samples.tsv,*.img}
+	mkdir -p "$DATA"/{npy,store-raw,store-lz4,wide/npy,wide/store,many/store,many-dirs,pack,mnt,log}
 	avail=$(df --output=avail -B1M "$DATA" | tail -1)
 	need=$((MIB * DISK_FACTOR))
 	[ "$avail" -ge "$need" ] || die "$DATA: ${avail} MiB free, ${need} MiB needed"
@@ -309,6 +321,9 @@ prepare() {
 	"$BENCH" gen-wide --arrays "$WIDE_ARRAYS" --npy-dir "$DATA/wide/npy" \
 		"$DATA/wide/store/wide.mfs"
 	"$BENCH" gen-many --count "$NMANY" "$DATA/many/store"
+	# The same names as empty directories, for ls -l's reference.
+	(cd "$DATA/many/store" && for f in *.mfs; do
+		mkdir "$DATA/many-dirs/${f%.mfs}"; done)
 	MODEL_BYTES=$(stat -c %s "$DATA"/npy/*.npy | awk '{ s += $1 } END { print s }')
 	raw=$(stat -c %s "$DATA/store-raw/big.mfs")
 	lz4=$(stat -c %s "$DATA/store-lz4/big.mfs")
@@ -428,7 +443,64 @@ measure_ls() {
 			[ "$n" = "$NMANY" ] || die "ls shows $n models, not $NMANY"
 		fi
 		unmount many
+		# ext4's first: its dentries and inodes dropped, its blocks
+		# still cached, as modelfs's backing store is.
+		sync
+		echo 2 >/proc/sys/vm/drop_caches
+		"$BENCH" ls --samples "$SAMPLES" --measure ls --system ext4 \
+			--metric long_first_ms --long "$DATA/many-dirs"
+		"$BENCH" ls --samples "$SAMPLES" --measure ls --system ext4 \
+			--metric long_warm_ms --long "$DATA/many-dirs"
 	done
+}
+
+# pack_once SYSTEM [--lz4]: times one modelctl pack of the model.
+pack_once() {
+	local sys=$1 t0 t1
+	shift
+	t0=$(date +%s%N)
+	"$MODELCTL" pack "$@" "$DATA/pack/p.mfs" "$DATA/npy" >/dev/null
+	t1=$(date +%s%N)
+	rm -f "$DATA/pack/p.mfs"
+	rec pack "$sys" mibps \
+		"$(awk -v b="$MODEL_BYTES" -v ns="$((t1 - t0))" \
+			'BEGIN { print b / 1048576 / (ns / 1e9) }')" MiB/s
+}
+
+measure_pack() {
+	local r
+	log "pack: modelctl pack of the model, raw and LZ4"
+	for ((r = 0; r < REPS; r++)); do
+		pack_once modelfs-raw
+		pack_once modelfs-lz4 --lz4
+	done
+}
+
+measure_open() {
+	local r one common
+	log "open + close: modelfs, the floor, plain files; attach on the floor"
+	mount_modelfs wide "$DATA/wide/store"
+	mount_server floor -- "$FLOORFS" "$DATA/mnt/floor" "$WIDE_ARRAYS" \
+		"$FLOOR_FILE_BYTES"
+	mount_modelfs many "$DATA/many/store"
+	one=$(find "$DATA/mnt/many" -mindepth 1 -maxdepth 1 -type d -print -quit)
+	common=(--samples "$SAMPLES" --iters "$ITERS")
+	for ((r = 0; r < REPS; r++)); do
+		"$BENCH" attach "${common[@]}" --measure open --system floor \
+			--open-only "$DATA/mnt/floor"
+		"$BENCH" attach "${common[@]}" --measure open --system modelfs \
+			--open-only "$DATA/mnt/wide/wide"
+		"$BENCH" attach "${common[@]}" --measure open --system plain \
+			--open-only "$DATA/wide/npy"
+		"$BENCH" attach --samples "$SAMPLES" \
+			--iters "$((ITERS * WIDE_ARRAYS))" --measure open \
+			--system modelfs-10k --open-only "$one"
+		"$BENCH" attach "${common[@]}" --measure attach --system floor \
+			"$DATA/mnt/floor"
+	done
+	unmount many
+	unmount floor
+	unmount wide
 }
 
 report() {
@@ -460,7 +532,7 @@ main() {
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
 	for step in prepare measure_warm measure_cold measure_workers \
-		measure_attach measure_ls; do
+		measure_attach measure_open measure_ls measure_pack; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"
