@@ -46,6 +46,9 @@
 #            ls -l first, ls -l again; ls -l of the same names as empty
 #            directories on the backing file system (first: after its
 #            dentries and inodes were dropped)
+#   put      modelctl put of the model's .npy files into a mounted store
+#            until the mount shows it: counted in modelfs's time to ready
+#            (shared memory's put is in its own)
 #   pack     modelctl pack of the model, raw and LZ4 (MiB/s of .npy read)
 #
 # The floor is floorfs (tools/bench/floorfs.c): the least a libfuse
@@ -237,7 +240,7 @@ prepare_data_dir() {
 		die "$DATA is tmpfs: page cache figures would mean nothing (--data)"
 	touch "$DATA/$MARKER"
 	# Data of an earlier --keep run is rebuilt.
-	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,wide,many,many-dirs,pack,log,samples.tsv,*.img}
+	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,store-put,wide,many,many-dirs,pack,log,samples.tsv,*.img}
 	mkdir -p "$DATA"/{npy,store-raw,store-lz4,wide/npy,wide/store,many/store,many-dirs,pack,mnt,log}
 	avail=$(df --output=avail -B1M "$DATA" | tail -1)
 	need=$((MIB * DISK_FACTOR))
@@ -476,6 +479,30 @@ measure_pack() {
 	done
 }
 
+# Time to publish the model on a mount, to count in modelfs's time to
+# ready as shared memory's put is counted in its own: modelctl put of the
+# .npy files into the store (written, fsynced, renamed in) until the
+# mount shows it.
+measure_put() {
+	local r t0 t1 mnt=$DATA/mnt/put
+	log "put: publish the model until the mount shows it"
+	rm -rf "$DATA/store-put"
+	mkdir -p "$DATA/store-put"
+	mount_modelfs put "$DATA/store-put"
+	for ((r = 0; r < REPS; r++)); do
+		precache "$DATA"/npy/*.npy
+		t0=$(date +%s%N)
+		"$MODELCTL" put "$DATA/store-put" --key big "$DATA/npy" >/dev/null
+		until [ -e "$mnt/big/manifest.json" ]; do sleep 0.001; done
+		t1=$(date +%s%N)
+		rec put modelfs-numpy put_ms \
+			"$(awk -v ns="$((t1 - t0))" 'BEGIN { print ns / 1e6 }')" ms
+		"$MODELCTL" rm "$DATA/store-put" big >/dev/null
+		while [ -e "$mnt/big" ]; do sleep 0.001; done
+	done
+	unmount put
+}
+
 measure_open() {
 	local r one common
 	log "open + close: modelfs, the floor, plain files; attach on the floor"
@@ -532,7 +559,7 @@ main() {
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
 	for step in prepare measure_warm measure_cold measure_workers \
-		measure_attach measure_open measure_ls measure_pack; do
+		measure_put measure_attach measure_open measure_ls measure_pack; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"
