@@ -798,6 +798,32 @@ static void mfsd_reply_xattr_bytes(fuse_req_t req, const char *val,
 		fuse_reply_buf(req, val, len);
 }
 
+/*
+ * The kernel's namespaces modelfs has no attribute in at all: security
+ * labels (SELinux, SMACK, capabilities) and system.* (POSIX ACLs).
+ */
+#define MFSD_XATTR_NS_SECURITY "security."
+#define MFSD_XATTR_NS_SYSTEM "system."
+
+/* Whether @name is in a namespace modelfs does not support (EOPNOTSUPP)
+ * rather than a name it lacks (ENODATA). */
+static bool mfsd_xattr_unsupported(const char *name)
+{
+	return strncmp(name, MFSD_XATTR_NS_SECURITY,
+		       strlen(MFSD_XATTR_NS_SECURITY)) == 0 ||
+	       strncmp(name, MFSD_XATTR_NS_SYSTEM,
+		       strlen(MFSD_XATTR_NS_SYSTEM)) == 0;
+}
+
+/*
+ * The kernel caches no negative getxattr answer (but ENOSYS, which would
+ * turn off user.modelfs.* too), so `ls -l` asks for security.selinux and
+ * both ACL names of every entry it shows, each a round trip.  ls(1) stops
+ * asking a device once it answers EOPNOTSUPP, hence that answer for the
+ * namespaces modelfs has nothing in (`ls -l` of 10,000 models sent
+ * 30,003 GETXATTR the first time and 10,003 each time after; now 2).
+ * Other names answer ENODATA.
+ */
 static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			  size_t size)
 {
@@ -807,6 +833,10 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	char *val = NULL;
 	int rc;
 
+	if (mfsd_xattr_unsupported(name)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	if (ino == MFSD_ROOT_INO && strcmp(name, MFS_XATTR_STORE_DIR) == 0) {
 		/* Where clients publish (lib/mount.c reads it). */
 		mfsd_reply_xattr_bytes(req, ctx->opt.store_dir,
@@ -979,13 +1009,17 @@ static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
 	    (conn->capable & FUSE_CAP_SPLICE_WRITE))
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	/*
-	 * Without POSIX ACL support the kernel asks for the ACL xattrs of
-	 * every entry `ls -l` shows and never caches the (empty) answers:
-	 * three getxattr round trips per file.  With it, the kernel caches
-	 * the absence of ACLs per inode (default_permissions is always on).
+	 * No POSIX ACLs: modelfs has none, and default_permissions checks
+	 * the mode bits.  With the capability the kernel caches each
+	 * inode's (absent) ACLs but fetches them first, and must then be
+	 * answered ENODATA, not EOPNOTSUPP (an error from the ACL fetch
+	 * would fail its permission checks): `ls -l` of 10,000 models sent
+	 * 20,003 GETXATTR the first time, 1.6 s.  Without it, the ACL
+	 * names answer EOPNOTSUPP like security.* (mfsd_getxattr) and ls
+	 * stops asking: 2 GETXATTR, 0.16 s first and 0.09 s warm, where
+	 * ext4 took 0.16 s warm on the same entries.
 	 */
-	if (conn->capable & FUSE_CAP_POSIX_ACL)
-		conn->want |= FUSE_CAP_POSIX_ACL;
+	conn->want &= ~FUSE_CAP_POSIX_ACL;
 	mfsd_log(MFSD_LOG_DEBUG,
 		 "init: protocol %u.%u, max_read %u, max_readahead %u, "
 		 "capable 0x%x, want 0x%x",
