@@ -4,7 +4,9 @@
  * sent.  Publishing, replacing (held and not) and removing containers
  * give the right invalidations; entries of removed models are deleted
  * again after a kick and after the retry delay; the page-cache budget
- * drops only released models; posts beyond the queue fall back to a
+ * drops only released models (tracked from their release, a model
+ * opened again not counted), a release wakes the watcher only when it
+ * has work; posts beyond the queue fall back to a
  * whole-listing invalidation; an inotify overflow rescans; a store
  * directory moved away is still followed; the thread runs and stops.
  */
@@ -416,6 +418,79 @@ static void test_budget(void **state)
 	mfsd_table_put(s, recent);
 }
 
+/* Without a budget, the last close of a published model is nothing to
+ * the watcher; with one it is noted once per round; a removed model's
+ * is a kick. */
+static void test_release_kinds(void **state)
+{
+	struct fixture *f = watched(state, 0);
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *m = mfsd_table_get_key(s, "base");
+	uint64_t *gens;
+	bool lost;
+
+	assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_table_release_handle(s, m, 1, MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_LAST);
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 0);
+	assert_false(lost);
+	s->note_releases = true;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+							MFSD_SLOT_ARRAY0), 0);
+		assert_int_equal(mfsd_table_release_handle(
+					 s, m, 1, MFSD_SLOT_ARRAY0),
+				 MFSD_RELEASE_NOTED);
+	}
+	/* Twice released, noted once. */
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 1);
+	assert_int_equal(gens[0], m->gen);
+	free(gens);
+	mfsd_table_unpublish(s, m);
+	assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_table_release_handle(s, m, 1, MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_LEFT);
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 1);
+	free(gens);
+	mfsd_table_put(s, m);
+}
+
+/* A model tracked at its release and opened again since holds nothing
+ * for the budget: it is not counted, nor dropped; released again, it
+ * is the most recent. */
+static void test_budget_reopened(void **state)
+{
+	struct fixture *f = watched(state, 100);
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *old, *recent;
+	struct mfsd_watch_stats ws;
+
+	write_version("recent.mfs", 1);
+	run_until(&f->watch, "recent", 0, false);
+	old = mfsd_table_get_key(s, "base");
+	recent = mfsd_table_get_key(s, "recent");
+	serve_and_release(f, old, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	assert_int_equal(mfsd_table_open_handle(s, old, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	serve_and_release(f, recent, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 0);
+	assert_int_equal(mfsd_table_release_handle(s, old, 1,
+						   MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_NOTED);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 1);
+	assert_int_equal(mfsd_model_cached(recent), 0);
+	assert_int_equal(mfsd_model_cached(old), 60);
+	mfsd_table_put(s, old);
+	mfsd_table_put(s, recent);
+}
+
 static void test_chmod(void **state)
 {
 	struct fixture *f = watched(state, 0);
@@ -577,6 +652,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_retire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_kinds, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_budget_reopened, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_chmod, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_overflow, setup,
 						teardown),
