@@ -399,19 +399,24 @@ out:
 }
 
 /* Notes @m's release for the budget's next pass, once per round.
+ * Returns true if it is the round's first note (or a lost one): only
+ * that one needs to wake the watcher, which takes them all at once.
  * t->lock held. */
-static void mfsd_table_note_release(struct mfsd_table *t,
+static bool mfsd_table_note_release(struct mfsd_table *t,
 				    struct mfsd_model *m)
 {
+	bool first = t->nreleased == 0 && !t->released_lost;
+
 	if (m->release_round == t->release_round)
-		return;
+		return false;
 	if (mfsd_vec_reserve((void **)&t->released, &t->released_cap,
 			     t->nreleased + 1, sizeof(*t->released)) < 0) {
 		t->released_lost = true;
-		return;
+		return first;
 	}
 	t->released[t->nreleased++] = m->gen;
 	m->release_round = t->release_round;
+	return first;
 }
 
 enum mfsd_release mfsd_table_release_handle(struct mfsd_table *t,
@@ -429,10 +434,8 @@ enum mfsd_release mfsd_table_release_handle(struct mfsd_table *t,
 	if (m->nopen == 0) {
 		m->released_seq = ++t->release_clock;
 		r = MFSD_RELEASE_LAST;
-		if (t->note_releases) {
-			mfsd_table_note_release(t, m);
+		if (t->note_releases && mfsd_table_note_release(t, m))
 			r = MFSD_RELEASE_NOTED;
-		}
 		if (m->state != MFSD_MODEL_PUBLISHED)
 			r = MFSD_RELEASE_LEFT;
 	}

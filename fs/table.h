@@ -159,8 +159,11 @@ int mfsd_table_open_handle(struct mfsd_table *t, struct mfsd_model *m,
 enum mfsd_release {
 	MFSD_RELEASE_HELD = 0, /* other handles of the model remain */
 	MFSD_RELEASE_LAST,     /* the last, of a published model: nothing
-				  for the watcher to do */
-	MFSD_RELEASE_NOTED,    /* the last, noted for the budget's pass */
+				  for the watcher to do now (noted for
+				  the budget's pass if note_releases,
+				  behind a note that woke it already) */
+	MFSD_RELEASE_NOTED,    /* the last, the first noted for the
+				  budget's next pass: wake the watcher */
 	MFSD_RELEASE_LEFT,     /* the last, of a model out of the
 				  namespace: its sweep or retire may now
 				  proceed (and noted if note_releases) */

@@ -476,19 +476,27 @@ static void mfsd_budget_apply(struct mfsd_watch *w)
 /*
  * Keeps the released models' page cache within the budget, the least
  * recently released going first.  Looks only at the models released
- * since the last round, beside the candidates it tracks: a release
- * changes nothing for the others.  Without memory, every model is
- * considered again MFSD_RETRY_NS later.
+ * since the last pass, beside the candidates it tracks: a release
+ * changes nothing for the others.  Passes are at least
+ * w->budget_period_ns apart.  Without memory, every model is considered
+ * again MFSD_RETRY_NS later.
  */
 static void mfsd_budget(struct mfsd_watch *w, uint64_t now)
 {
 	uint64_t *gens;
 	bool lost;
-	size_t n = mfsd_table_take_released(w->table, &gens, &lost);
+	size_t n;
 	int rc = 0;
 
+	/* Too soon after the last pass: the releases wait in the table
+	 * (those that follow do not wake the thread) until the timer. */
+	w->budget_waiting = now < w->budget_next_ns;
+	if (w->budget_waiting)
+		return;
+	n = mfsd_table_take_released(w->table, &gens, &lost);
 	if (n == 0 && !lost && !w->budget_rescan)
 		return;
+	w->budget_next_ns = now + w->budget_period_ns;
 	if (lost || w->budget_rescan)
 		rc = mfsd_budget_rescan(w);
 	for (size_t i = 0; rc == 0 && !lost && i < n; i++)
@@ -555,17 +563,18 @@ static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 /* The loop                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Poll timeout: until the next retry is due, or @timeout_ms if sooner. */
+/* Poll timeout: until the next retry or waiting budget pass is due, or
+ * @timeout_ms if sooner. */
 static int mfsd_watch_timeout(const struct mfsd_watch *w, int timeout_ms)
 {
-	uint64_t now = mfsd_now_ns(), ms;
+	uint64_t now = mfsd_now_ns(), ms, due = w->next_sweep_ns;
 
-	if (w->next_sweep_ns == 0)
+	if (w->budget_waiting && (due == 0 || w->budget_next_ns < due))
+		due = w->budget_next_ns;
+	if (due == 0)
 		return timeout_ms;
-	ms = w->next_sweep_ns > now
-		     ? (w->next_sweep_ns - now + MFSD_NS_PER_MS - 1) /
-			       MFSD_NS_PER_MS
-		     : 0;
+	ms = due > now ? (due - now + MFSD_NS_PER_MS - 1) / MFSD_NS_PER_MS
+		       : 0;
 	if (timeout_ms >= 0 && (uint64_t)timeout_ms < ms)
 		return timeout_ms;
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
@@ -669,6 +678,7 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_table *s,
 	w->table = s;
 	w->budget = budget;
 	w->retire_grace_ns = MFSD_RETIRE_GRACE_NS;
+	w->budget_period_ns = MFSD_BUDGET_PERIOD_NS;
 	w->efd = w->sfd = -1;
 	/* Only the budget's pass needs to know which models were
 	 * released. */

@@ -61,12 +61,22 @@ struct mfsd_watch_stats {
  */
 #define MFSD_RETIRE_GRACE_NS (UINT64_C(2000) * 1000000u)
 
+/*
+ * Least time between two passes of the page-cache budget.  The budget
+ * is a soft limit on memory the kernel may reclaim anyway, so a pass may
+ * wait this long; meanwhile releases are noted without waking the
+ * watcher, which under an open/close loop would otherwise wake at every
+ * close.
+ */
+#define MFSD_BUDGET_PERIOD_NS (UINT64_C(10) * 1000000u)
+
 struct mfsd_watch {
 	/* Immutable after mfsd_watch_start: */
 	struct mfsd_table *table;
 	struct mfsd_notifier notifier;
 	uint64_t budget; /* page cache of released models; 0 = no limit */
 	uint64_t retire_grace_ns; /* MFSD_RETIRE_GRACE_NS; tests lower it */
+	uint64_t budget_period_ns; /* MFSD_BUDGET_PERIOD_NS; tests lower it */
 	/* Where names to refresh go (set before the thread starts); NULL:
 	 * they are refreshed in the watcher's own thread (unit tests). */
 	struct mfsd_loader *loader;
@@ -97,6 +107,8 @@ struct mfsd_watch {
 	size_t ntracked;
 	size_t tracked_cap;
 	bool budget_rescan; /* a release was missed: rebuild from all */
+	uint64_t budget_next_ns; /* no budget pass before this */
+	bool budget_waiting; /* a pass waits for budget_next_ns */
 
 	/* Counters, read without the lock (see struct mfsd_watch_stats). */
 	_Atomic uint64_t events;
