@@ -20,14 +20,21 @@ static int mfsd_cand_cmp(const void *a, const void *b)
 	return (x->gen > y->gen) - (x->gen < y->gen);
 }
 
-size_t mfsd_evict_pick(struct mfsd_evict_cand *c, size_t n, uint64_t budget)
+uint64_t mfsd_evict_total(const struct mfsd_evict_cand *c, size_t n)
 {
 	uint64_t total = 0;
-	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++)
 		total = total > UINT64_MAX - c[i].bytes ? UINT64_MAX
 							 : total + c[i].bytes;
+	return total;
+}
+
+size_t mfsd_evict_pick(struct mfsd_evict_cand *c, size_t n, uint64_t budget)
+{
+	uint64_t total = mfsd_evict_total(c, n);
+	size_t k = 0;
+
 	if (total <= budget)
 		return 0;
 	qsort(c, n, sizeof(*c), mfsd_cand_cmp);

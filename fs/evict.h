@@ -26,6 +26,9 @@ struct mfsd_evict_cand {
 	size_t index;          /* the caller's, e.g. into its model list */
 };
 
+/* The bytes @c (@n candidates) hold in all, UINT64_MAX if more. */
+uint64_t mfsd_evict_total(const struct mfsd_evict_cand *c, size_t n);
+
 /*
  * Sorts @c (@n candidates) least recently released first and returns
  * how many of the first ones must be dropped so that the others hold at

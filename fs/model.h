@@ -133,6 +133,8 @@ struct mfsd_model {
 	uint64_t nbusy;         /* requests between mfsd_table_get and _put */
 	uint64_t released_seq;  /* table->release_clock when nopen last
 				   became 0; 0 = never released */
+	uint64_t release_round; /* table->release_round when its release was
+				   last noted for the budget; 0 = never */
 	uint64_t idle_since_ns; /* CLOCK_MONOTONIC when it became idle
 				   (table.h); 0 = not idle */
 	struct mfsd_hold *holds; /* ascending (pid, slot) */

@@ -307,19 +307,29 @@ static struct mfsd_handle *mfsd_handle_new(void)
 	return h;
 }
 
-/* Ends what a handle holds on its model, then frees it.  A model that
- * lost its last handle, or became idle, is reported to the watcher
- * (retries and retiring of removed models, page-cache budget). */
+/* Tells the watcher what the end of a file handle changed: only a
+ * model out of the namespace (its sweep or retire may now proceed) or a
+ * release noted for the budget wakes it; the usual last close of a
+ * published model costs it nothing. */
+static void mfsd_report_release(struct mfsd_ctx *ctx, enum mfsd_release r)
+{
+	if (r == MFSD_RELEASE_LEFT)
+		mfsd_watch_kick(&ctx->watch);
+	else if (r == MFSD_RELEASE_NOTED)
+		mfsd_watch_released(&ctx->watch);
+}
+
+/* Ends what a handle holds on its model, then frees it.  What the
+ * watcher must know of it (retries and retiring of removed models,
+ * page-cache budget) is reported. */
 static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 {
-	bool kick = false;
-
 	if (h->kind == MFSD_H_FILE)
-		kick = mfsd_table_release_handle(ctx->table, h->m, h->pid,
-						 h->slot);
-	else if (h->kind == MFSD_H_MODEL_DIR)
-		kick = mfsd_table_release_dir(ctx->table, h->m);
-	if (kick)
+		mfsd_report_release(ctx, mfsd_table_release_handle(
+						 ctx->table, h->m, h->pid,
+						 h->slot));
+	else if (h->kind == MFSD_H_MODEL_DIR &&
+		 mfsd_table_release_dir(ctx->table, h->m))
 		mfsd_watch_kick(&ctx->watch);
 	mfsd_handle_free(h);
 }

@@ -223,6 +223,7 @@ int mfsd_table_open(struct mfsd_table **out, const char *dir_path,
 	pthread_cond_init(&t->settled, NULL);
 	t->cache = cache;
 	t->next_gen = 1;
+	t->release_round = 1;
 	t->dirfd = open(dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->dirfd < 0 || fstat(t->dirfd, &t->dir_st) < 0) {
 		rc = -errno;
@@ -255,6 +256,7 @@ void mfsd_table_close(struct mfsd_table *t)
 		close(t->dirfd);
 	free(t->by_gen);
 	free(t->by_key);
+	free(t->released);
 	free(t->dir_path);
 	pthread_cond_destroy(&t->settled);
 	pthread_mutex_destroy(&t->lock);
@@ -396,22 +398,67 @@ out:
 	return rc;
 }
 
-bool mfsd_table_release_handle(struct mfsd_table *t, struct mfsd_model *m,
-			       pid_t pid, uint64_t slot)
+/* Notes @m's release for the budget's next pass, once per round.
+ * Returns true if it is the round's first note (or a lost one): only
+ * that one needs to wake the watcher, which takes them all at once.
+ * t->lock held. */
+static bool mfsd_table_note_release(struct mfsd_table *t,
+				    struct mfsd_model *m)
 {
+	bool first = t->nreleased == 0 && !t->released_lost;
+
+	if (m->release_round == t->release_round)
+		return false;
+	if (mfsd_vec_reserve((void **)&t->released, &t->released_cap,
+			     t->nreleased + 1, sizeof(*t->released)) < 0) {
+		t->released_lost = true;
+		return first;
+	}
+	t->released[t->nreleased++] = m->gen;
+	m->release_round = t->release_round;
+	return first;
+}
+
+enum mfsd_release mfsd_table_release_handle(struct mfsd_table *t,
+					    struct mfsd_model *m, pid_t pid,
+					    uint64_t slot)
+{
+	enum mfsd_release r = MFSD_RELEASE_HELD;
 	size_t pos;
-	bool last;
 
 	pthread_mutex_lock(&t->lock);
 	pos = mfsd_hold_pos(m, pid, slot);
 	if (mfsd_hold_at(m, pos, pid, slot) && --m->holds[pos].handles == 0)
 		mfsd_vec_remove(m->holds, &m->nholds, sizeof(*m->holds), pos);
 	mfsd_count_sub(&m->nopen, 1);
-	last = m->nopen == 0;
-	if (last)
+	if (m->nopen == 0) {
 		m->released_seq = ++t->release_clock;
+		r = MFSD_RELEASE_LAST;
+		if (t->note_releases && mfsd_table_note_release(t, m))
+			r = MFSD_RELEASE_NOTED;
+		if (m->state != MFSD_MODEL_PUBLISHED)
+			r = MFSD_RELEASE_LEFT;
+	}
 	(void)mfsd_table_unlock_reap(t, m);
-	return last;
+	return r;
+}
+
+size_t mfsd_table_take_released(struct mfsd_table *t, uint64_t **out,
+				bool *lost)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	*out = t->released;
+	n = t->nreleased;
+	*lost = t->released_lost;
+	t->released = NULL;
+	t->nreleased = t->released_cap = 0;
+	t->released_lost = false;
+	/* Every model's note is now of a past round. */
+	t->release_round++;
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }
 
 void mfsd_table_open_dir(struct mfsd_table *t, struct mfsd_model *m)

@@ -52,6 +52,9 @@ struct mfsd_table {
 			   not */
 	struct stat dir_st;       /* at open: times of the root */
 	struct mfsd_cache *cache; /* entries of freed models are dropped */
+	/* Note last releases for the budget (mfsd_table_take_released).
+	 * Set before any handle is opened. */
+	bool note_releases;
 
 	/* Permissions of the root, following chmod/chown of STORE_DIR. */
 	_Atomic unsigned dir_mode;
@@ -86,6 +89,14 @@ struct mfsd_table {
 	size_t npublished;
 	size_t published_cap;
 	uint64_t release_clock; /* ticks at every last release of a model */
+	/* Releases noted for the page-cache budget, so that its pass looks
+	 * at the models released since the last one instead of at all. */
+	uint64_t *released;     /* generations, each once per round */
+	size_t nreleased;
+	size_t released_cap;
+	uint64_t release_round; /* bumped when the watcher takes the list;
+				   starts at 1 (0 = never noted) */
+	bool released_lost;     /* a release went unnoted (no memory) */
 	size_t nretired;        /* live models that are retired */
 	uint64_t changes;       /* models added, replaced or removed live */
 
@@ -144,10 +155,36 @@ bool mfsd_table_forget(struct mfsd_table *t, uint64_t gen, uint64_t slot,
 int mfsd_table_open_handle(struct mfsd_table *t, struct mfsd_model *m,
 			   pid_t pid, uid_t uid, uint64_t slot);
 
+/* What the end of a handle means to the watcher (false: none). */
+enum mfsd_release {
+	MFSD_RELEASE_HELD = 0, /* other handles of the model remain */
+	MFSD_RELEASE_LAST,     /* the last, of a published model: nothing
+				  for the watcher to do now (noted for
+				  the budget's pass if note_releases,
+				  behind a note that woke it already) */
+	MFSD_RELEASE_NOTED,    /* the last, the first noted for the
+				  budget's next pass: wake the watcher */
+	MFSD_RELEASE_LEFT,     /* the last, of a model out of the
+				  namespace: its sweep or retire may now
+				  proceed (and noted if note_releases) */
+};
+
 /* Ends an open handle of @pid on @slot of @m (may free @m).  Returns
- * true if it was the model's last open handle. */
-bool mfsd_table_release_handle(struct mfsd_table *t, struct mfsd_model *m,
-			       pid_t pid, uint64_t slot);
+ * whether it was the model's last open handle, and what the watcher
+ * must be told. */
+enum mfsd_release mfsd_table_release_handle(struct mfsd_table *t,
+					    struct mfsd_model *m, pid_t pid,
+					    uint64_t slot);
+
+/*
+ * Takes the generations of the models whose last handle was released
+ * since the previous call (each once; some may be gone since) into
+ * *@out, malloc'd or NULL when there are none.  Returns their count;
+ * sets *@lost if a release could not be noted for want of memory, so
+ * that the caller considers every model instead.
+ */
+size_t mfsd_table_take_released(struct mfsd_table *t, uint64_t **out,
+				bool *lost);
 
 /* Counts an open directory handle on busy model @m. */
 void mfsd_table_open_dir(struct mfsd_table *t, struct mfsd_model *m);

@@ -22,6 +22,7 @@
 #include "evict.h"
 #include "inode.h"
 #include "lease.h"
+#include "vec.h"
 #include "clock.h"
 #include "log.h"
 #include "watch.h"
@@ -339,32 +340,177 @@ static void mfsd_evict(struct mfsd_watch *w, struct mfsd_model *m,
 		 (unsigned long long)m->gen, (unsigned long long)bytes);
 }
 
-/* Keeps the released models' page cache within the budget: the least
- * recently released go first.  0 or -ENOMEM. */
-static int mfsd_budget(struct mfsd_watch *w, struct mfsd_model **models,
-		       size_t n)
+/* Orders a generation against a tracked candidate (an
+ * mfsd_vec_cmp_fn). */
+static int mfsd_cand_gen_cmp(const void *key, const void *elem)
 {
-	struct mfsd_evict_cand *cands = malloc((n ? n : 1) * sizeof(*cands));
-	size_t nc = 0, k;
+	uint64_t gen = *(const uint64_t *)key;
+	const struct mfsd_evict_cand *c = elem;
 
-	if (!cands)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		struct mfsd_model_counts c;
-		uint64_t bytes = mfsd_model_cached(models[i]);
+	return (gen > c->gen) - (gen < c->gen);
+}
 
-		mfsd_table_model_counts(w->table, models[i], &c);
-		if (c.retired || c.nopen || c.released_seq == 0 || bytes == 0)
-			continue;
-		cands[nc++] = (struct mfsd_evict_cand){
-			.gen = models[i]->gen, .released_seq = c.released_seq,
-			.bytes = bytes, .index = i};
+/* Orders two tracked candidates by generation (for qsort). */
+static int mfsd_cand_sort_gen(const void *a, const void *b)
+{
+	return mfsd_cand_gen_cmp(&((const struct mfsd_evict_cand *)a)->gen,
+				 b);
+}
+
+/* Fills @out with what busy @m holds for the budget.  False if it is no
+ * candidate: held, retired, never released or with nothing cached. */
+static bool mfsd_budget_cand(struct mfsd_watch *w, struct mfsd_model *m,
+			     struct mfsd_evict_cand *out)
+{
+	struct mfsd_model_counts c;
+	uint64_t bytes = mfsd_model_cached(m);
+
+	mfsd_table_model_counts(w->table, m, &c);
+	if (c.retired || c.nopen || c.released_seq == 0 || bytes == 0)
+		return false;
+	*out = (struct mfsd_evict_cand){
+		.gen = m->gen, .released_seq = c.released_seq, .bytes = bytes};
+	return true;
+}
+
+/* Brings the tracked candidate of generation @gen, just released, up to
+ * date: added, updated, or dropped if it is gone or no candidate.  0 or
+ * -ENOMEM. */
+static int mfsd_budget_track(struct mfsd_watch *w, uint64_t gen)
+{
+	size_t pos = mfsd_vec_lower_bound(w->tracked, w->ntracked,
+					  sizeof(*w->tracked), &gen,
+					  mfsd_cand_gen_cmp);
+	bool found = pos < w->ntracked && w->tracked[pos].gen == gen;
+	struct mfsd_model *m = mfsd_table_get_gen(w->table, gen);
+	struct mfsd_evict_cand c;
+	bool cand = m && mfsd_budget_cand(w, m, &c);
+	int rc = 0;
+
+	if (m)
+		mfsd_table_put(w->table, m);
+	if (cand && found) {
+		w->tracked[pos] = c;
+	} else if (cand) {
+		rc = mfsd_vec_reserve((void **)&w->tracked, &w->tracked_cap,
+				      w->ntracked + 1, sizeof(*w->tracked));
+		if (rc == 0)
+			mfsd_vec_insert(w->tracked, &w->ntracked,
+					sizeof(*w->tracked), pos, &c);
+	} else if (found) {
+		mfsd_vec_remove(w->tracked, &w->ntracked, sizeof(*w->tracked),
+				pos);
 	}
-	k = mfsd_evict_pick(cands, nc, w->budget);
-	for (size_t i = 0; i < k; i++)
-		mfsd_evict(w, models[cands[i].index], cands[i].bytes);
-	free(cands);
-	return 0;
+	return rc;
+}
+
+/* Rebuilds the tracked candidates from every live model, after a
+ * release went unnoted.  0 or -ENOMEM. */
+static int mfsd_budget_rescan(struct mfsd_watch *w)
+{
+	struct mfsd_model **models;
+	ssize_t n = mfsd_table_get_all(w->table, &models);
+	int rc;
+
+	if (n < 0)
+		return (int)n;
+	w->ntracked = 0;
+	rc = mfsd_vec_reserve((void **)&w->tracked, &w->tracked_cap,
+			      (size_t)n, sizeof(*w->tracked));
+	/* get_all is in ascending gen, as tracked must be. */
+	for (ssize_t i = 0; rc == 0 && i < n; i++)
+		if (mfsd_budget_cand(w, models[i], &w->tracked[w->ntracked]))
+			w->ntracked++;
+	mfsd_table_put_all(w->table, models, (size_t)n);
+	return rc;
+}
+
+/* Re-reads the tracked candidates (some may have been opened again
+ * since their release, and hold no page cache for the budget then),
+ * keeping those still candidates, in place. */
+static void mfsd_budget_refresh(struct mfsd_watch *w)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < w->ntracked; i++) {
+		struct mfsd_model *m =
+			mfsd_table_get_gen(w->table, w->tracked[i].gen);
+
+		if (!m)
+			continue;
+		if (mfsd_budget_cand(w, m, &w->tracked[keep]))
+			keep++;
+		mfsd_table_put(w->table, m);
+	}
+	w->ntracked = keep;
+}
+
+/* If the tracked candidates exceed the budget, drops the pages of the
+ * least recently released until the rest fit; they stop being tracked
+ * (a model is tracked again at its next release). */
+static void mfsd_budget_apply(struct mfsd_watch *w)
+{
+	size_t k;
+
+	/* The common case: within budget, no model is touched. */
+	if (mfsd_evict_total(w->tracked, w->ntracked) <= w->budget)
+		return;
+	mfsd_budget_refresh(w);
+	k = mfsd_evict_pick(w->tracked, w->ntracked, w->budget);
+	for (size_t i = 0; i < k; i++) {
+		struct mfsd_model *m =
+			mfsd_table_get_gen(w->table, w->tracked[i].gen);
+
+		if (!m)
+			continue;
+		mfsd_evict(w, m, w->tracked[i].bytes);
+		mfsd_table_put(w->table, m);
+	}
+	w->ntracked -= k;
+	memmove(w->tracked, w->tracked + k, w->ntracked * sizeof(*w->tracked));
+	/* pick sorted them by release; tracked is searched by gen. */
+	qsort(w->tracked, w->ntracked, sizeof(*w->tracked),
+	      mfsd_cand_sort_gen);
+}
+
+/*
+ * Keeps the released models' page cache within the budget, the least
+ * recently released going first.  Looks only at the models released
+ * since the last pass, beside the candidates it tracks: a release
+ * changes nothing for the others.  Passes are at least
+ * w->budget_period_ns apart.  Without memory, every model is considered
+ * again MFSD_RETRY_NS later.
+ */
+static void mfsd_budget(struct mfsd_watch *w, uint64_t now)
+{
+	uint64_t *gens;
+	bool lost;
+	size_t n;
+	int rc = 0;
+
+	/* Too soon after the last pass: the releases wait in the table
+	 * (those that follow do not wake the thread) until the timer. */
+	w->budget_waiting = now < w->budget_next_ns;
+	if (w->budget_waiting)
+		return;
+	n = mfsd_table_take_released(w->table, &gens, &lost);
+	if (n == 0 && !lost && !w->budget_rescan)
+		return;
+	w->budget_next_ns = now + w->budget_period_ns;
+	if (lost || w->budget_rescan)
+		rc = mfsd_budget_rescan(w);
+	for (size_t i = 0; rc == 0 && !lost && i < n; i++)
+		rc = mfsd_budget_track(w, gens[i]);
+	free(gens);
+	w->budget_rescan = rc < 0;
+	if (rc == 0) {
+		mfsd_budget_apply(w);
+		return;
+	}
+	mfsd_log(MFSD_LOG_WARNING, "page-cache budget postponed: %s",
+		 strerror(-rc));
+	if (w->next_sweep_ns == 0 || now + MFSD_RETRY_NS < w->next_sweep_ns)
+		w->next_sweep_ns = now + MFSD_RETRY_NS;
 }
 
 /* Has the transient load failures due now refreshed (all that wait for a
@@ -387,13 +533,12 @@ static uint64_t mfsd_retry_loads(struct mfsd_watch *w, bool fd_freed,
 	return next;
 }
 
-/* Sweeps the removed models and applies the budget. */
+/* Sweeps and retires the removed models. */
 static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 {
 	struct mfsd_model **models;
 	uint64_t now = mfsd_now_ns(), next = 0;
 	ssize_t n = mfsd_table_get_all(w->table, &models);
-	int rc = n < 0 ? (int)n : 0;
 
 	for (ssize_t i = 0; i < n; i++) {
 		struct mfsd_model_counts c;
@@ -404,13 +549,11 @@ static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 		if (due && (next == 0 || due < next))
 			next = due;
 	}
-	if (rc == 0 && w->budget)
-		rc = mfsd_budget(w, models, (size_t)n);
-	if (n >= 0)
+	if (n >= 0) {
 		mfsd_table_put_all(w->table, models, (size_t)n);
-	if (rc < 0) {
+	} else {
 		mfsd_log(MFSD_LOG_WARNING, "maintenance postponed: %s",
-			 strerror(-rc));
+			 strerror((int)-n));
 		next = now + MFSD_RETRY_NS;
 	}
 	w->next_sweep_ns = next;
@@ -420,17 +563,18 @@ static void mfsd_maintain(struct mfsd_watch *w, bool kicked)
 /* The loop                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Poll timeout: until the next retry is due, or @timeout_ms if sooner. */
+/* Poll timeout: until the next retry or waiting budget pass is due, or
+ * @timeout_ms if sooner. */
 static int mfsd_watch_timeout(const struct mfsd_watch *w, int timeout_ms)
 {
-	uint64_t now = mfsd_now_ns(), ms;
+	uint64_t now = mfsd_now_ns(), ms, due = w->next_sweep_ns;
 
-	if (w->next_sweep_ns == 0)
+	if (w->budget_waiting && (due == 0 || w->budget_next_ns < due))
+		due = w->budget_next_ns;
+	if (due == 0)
 		return timeout_ms;
-	ms = w->next_sweep_ns > now
-		     ? (w->next_sweep_ns - now + MFSD_NS_PER_MS - 1) /
-			       MFSD_NS_PER_MS
-		     : 0;
+	ms = due > now ? (due - now + MFSD_NS_PER_MS - 1) / MFSD_NS_PER_MS
+		       : 0;
 	if (timeout_ms >= 0 && (uint64_t)timeout_ms < ms)
 		return timeout_ms;
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
@@ -497,9 +641,12 @@ void mfsd_watch_run_once(struct mfsd_watch *w, int timeout_ms)
 	mfsd_batch_flush(&b);
 	/* A pass over every model, only when something can have changed
 	 * what it does: not for events that changed nothing (the writes of
-	 * a writer's temporary file, say). */
+	 * a writer's temporary file, say), nor for the release of a
+	 * published model. */
 	if (posts.kicked || b.changes || mfsd_sweep_due(w))
 		mfsd_maintain(w, posts.kicked);
+	if (w->budget)
+		mfsd_budget(w, mfsd_now_ns());
 	if (retry && (w->next_sweep_ns == 0 || retry < w->next_sweep_ns))
 		w->next_sweep_ns = retry;
 }
@@ -531,7 +678,11 @@ int mfsd_watch_init(struct mfsd_watch *w, struct mfsd_table *s,
 	w->table = s;
 	w->budget = budget;
 	w->retire_grace_ns = MFSD_RETIRE_GRACE_NS;
+	w->budget_period_ns = MFSD_BUDGET_PERIOD_NS;
 	w->efd = w->sfd = -1;
+	/* Only the budget's pass needs to know which models were
+	 * released. */
+	s->note_releases = budget != 0;
 	/* The open directory, not its path: see watch.h. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", s->dirfd);
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -603,6 +754,9 @@ void mfsd_watch_destroy(struct mfsd_watch *w)
 	w->ifd = w->efd = w->sfd = -1;
 	free(w->queue);
 	w->queue = NULL;
+	free(w->tracked);
+	w->tracked = NULL;
+	w->ntracked = w->tracked_cap = 0;
 	pthread_mutex_destroy(&w->lock);
 }
 
@@ -643,6 +797,12 @@ void mfsd_watch_fd_freed(void *arg)
 	pthread_mutex_lock(&w->lock);
 	w->fd_freed = true;
 	pthread_mutex_unlock(&w->lock);
+	mfsd_watch_wake(w);
+}
+
+void mfsd_watch_released(struct mfsd_watch *w)
+{
+	/* The pass takes the noted releases from the table itself. */
 	mfsd_watch_wake(w);
 }
 

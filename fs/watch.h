@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "evict.h"
 #include "follow.h"
 #include "loader.h"
 #include "table.h"
@@ -60,12 +61,22 @@ struct mfsd_watch_stats {
  */
 #define MFSD_RETIRE_GRACE_NS (UINT64_C(2000) * 1000000u)
 
+/*
+ * Least time between two passes of the page-cache budget.  The budget
+ * is a soft limit on memory the kernel may reclaim anyway, so a pass may
+ * wait this long; meanwhile releases are noted without waking the
+ * watcher, which under an open/close loop would otherwise wake at every
+ * close.
+ */
+#define MFSD_BUDGET_PERIOD_NS (UINT64_C(10) * 1000000u)
+
 struct mfsd_watch {
 	/* Immutable after mfsd_watch_start: */
 	struct mfsd_table *table;
 	struct mfsd_notifier notifier;
 	uint64_t budget; /* page cache of released models; 0 = no limit */
 	uint64_t retire_grace_ns; /* MFSD_RETIRE_GRACE_NS; tests lower it */
+	uint64_t budget_period_ns; /* MFSD_BUDGET_PERIOD_NS; tests lower it */
 	/* Where names to refresh go (set before the thread starts); NULL:
 	 * they are refreshed in the watcher's own thread (unit tests). */
 	struct mfsd_loader *loader;
@@ -83,11 +94,21 @@ struct mfsd_watch {
 	size_t nqueue;
 	size_t queue_cap;
 	bool lost;   /* no memory for the queue: a change was dropped */
-	bool kicked; /* a model lost its last handle: maintain now */
+	bool kicked; /* a removed model lost a count: maintain now */
 	bool fd_freed; /* a descriptor was freed while loads waited */
 
 	/* Only touched by the watcher thread: */
 	uint64_t next_sweep_ns; /* earliest pending retry; 0 = none */
+	/* The budget's candidates as of their release (models released
+	 * and not opened since, with pages cached), ascending gen: a pass
+	 * brings up to date only the models released since the last one,
+	 * and re-reads them all only when they exceed the budget. */
+	struct mfsd_evict_cand *tracked;
+	size_t ntracked;
+	size_t tracked_cap;
+	bool budget_rescan; /* a release was missed: rebuild from all */
+	uint64_t budget_next_ns; /* no budget pass before this */
+	bool budget_waiting; /* a pass waits for budget_next_ns */
 
 	/* Counters, read without the lock (see struct mfsd_watch_stats). */
 	_Atomic uint64_t events;
@@ -128,8 +149,13 @@ void mfsd_watch_destroy(struct mfsd_watch *w);
  * watcher (@arg is the struct mfsd_watch) and wakes it. */
 void mfsd_watch_post(void *arg, const struct mfsd_change *c);
 
-/* Tells the watcher that a model lost its last open handle. */
+/* Tells the watcher that a model out of the namespace lost its last
+ * handle or became idle: its sweep or retire may now proceed. */
 void mfsd_watch_kick(struct mfsd_watch *w);
+
+/* Tells the watcher that a release was noted for the budget
+ * (MFSD_RELEASE_NOTED): its pass looks at the models released. */
+void mfsd_watch_released(struct mfsd_watch *w);
 
 /* For store->fd_freed (@arg is the struct mfsd_watch): a container
  * descriptor was closed while loads waited for one; they are retried. */

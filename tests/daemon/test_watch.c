@@ -4,7 +4,9 @@
  * sent.  Publishing, replacing (held and not) and removing containers
  * give the right invalidations; entries of removed models are deleted
  * again after a kick and after the retry delay; the page-cache budget
- * drops only released models; posts beyond the queue fall back to a
+ * drops only released models (tracked from their release, a model
+ * opened again not counted, passes a period apart), a release wakes
+ * the watcher only when it has work; posts beyond the queue fall back to a
  * whole-listing invalidation; an inotify overflow rescans; a store
  * directory moved away is still followed; the thread runs and stops.
  */
@@ -39,6 +41,8 @@
 #define NAME_LEN 256
 /* Rounds of the loop to wait for an inotify event (each up to 100 ms). */
 #define ROUNDS 20
+/* Budget period of test_budget_period: long against a round's work. */
+#define BUDGET_PERIOD_MS 1000
 #define ROUND_MS 100
 /* More events than the kernel queues (max_queued_events is 16384). */
 #define FLOOD_EVENTS 40000
@@ -214,6 +218,9 @@ static struct fixture *watched(void **state, uint64_t budget)
 
 	assert_int_equal(mfsd_watch_init(&f->watch, f->store, budget), 0);
 	f->watch.notifier = g_rec;
+	/* Rounds apply the budget at once (test_budget_period checks the
+	 * delay). */
+	f->watch.budget_period_ns = 0;
 	clear_calls();
 	return f;
 }
@@ -416,6 +423,110 @@ static void test_budget(void **state)
 	mfsd_table_put(s, recent);
 }
 
+/* Without a budget, the last close of a published model is nothing to
+ * the watcher; with one it is noted once per round; a removed model's
+ * is a kick. */
+static void test_release_kinds(void **state)
+{
+	struct fixture *f = watched(state, 0);
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *m = mfsd_table_get_key(s, "base");
+	uint64_t *gens;
+	bool lost;
+
+	assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_table_release_handle(s, m, 1, MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_LAST);
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 0);
+	assert_false(lost);
+	s->note_releases = true;
+	/* Twice released, noted once; only the first note wakes. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+							MFSD_SLOT_ARRAY0), 0);
+		assert_int_equal(mfsd_table_release_handle(
+					 s, m, 1, MFSD_SLOT_ARRAY0),
+				 i == 0 ? MFSD_RELEASE_NOTED
+					: MFSD_RELEASE_LAST);
+	}
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 1);
+	assert_int_equal(gens[0], m->gen);
+	free(gens);
+	mfsd_table_unpublish(s, m);
+	assert_int_equal(mfsd_table_open_handle(s, m, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	assert_int_equal(mfsd_table_release_handle(s, m, 1, MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_LEFT);
+	assert_int_equal(mfsd_table_take_released(s, &gens, &lost), 1);
+	free(gens);
+	mfsd_table_put(s, m);
+}
+
+/* A model tracked at its release and opened again since holds nothing
+ * for the budget: it is not counted, nor dropped; released again, it
+ * is the most recent. */
+static void test_budget_reopened(void **state)
+{
+	struct fixture *f = watched(state, 100);
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *old, *recent;
+	struct mfsd_watch_stats ws;
+
+	write_version("recent.mfs", 1);
+	run_until(&f->watch, "recent", 0, false);
+	old = mfsd_table_get_key(s, "base");
+	recent = mfsd_table_get_key(s, "recent");
+	serve_and_release(f, old, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	assert_int_equal(mfsd_table_open_handle(s, old, 1, HOLDER_UID,
+						MFSD_SLOT_ARRAY0), 0);
+	serve_and_release(f, recent, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 0);
+	assert_int_equal(mfsd_table_release_handle(s, old, 1,
+						   MFSD_SLOT_ARRAY0),
+			 MFSD_RELEASE_NOTED);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 1);
+	assert_int_equal(mfsd_model_cached(recent), 0);
+	assert_int_equal(mfsd_model_cached(old), 60);
+	mfsd_table_put(s, old);
+	mfsd_table_put(s, recent);
+}
+
+/* Budget passes are at least the period apart: a release just after
+ * one waits (and wakes nothing more) until the timer brings the next. */
+static void test_budget_period(void **state)
+{
+	struct fixture *f = watched(state, 100);
+	struct mfsd_table *s = f->store;
+	struct mfsd_model *old, *recent;
+	struct mfsd_watch_stats ws;
+
+	f->watch.budget_period_ns = BUDGET_PERIOD_MS * UINT64_C(1000000);
+	write_version("recent.mfs", 1);
+	run_until(&f->watch, "recent", 0, false);
+	old = mfsd_table_get_key(s, "base");
+	recent = mfsd_table_get_key(s, "recent");
+	serve_and_release(f, old, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	serve_and_release(f, recent, 1, 60, true);
+	mfsd_watch_run_once(&f->watch, 0);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 0);
+	assert_int_equal(mfsd_model_cached(old), 60);
+	/* Nothing else to wake it: the timer does. */
+	mfsd_watch_run_once(&f->watch, -1);
+	mfsd_watch_get_stats(&f->watch, &ws);
+	assert_int_equal(ws.evictions, 1);
+	assert_int_equal(mfsd_model_cached(old), 0);
+	mfsd_table_put(s, old);
+	mfsd_table_put(s, recent);
+}
+
 static void test_chmod(void **state)
 {
 	struct fixture *f = watched(state, 0);
@@ -577,6 +688,12 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_retire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_kinds, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_budget_reopened, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_budget_period, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_chmod, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_overflow, setup,
 						teardown),
