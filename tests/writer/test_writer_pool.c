@@ -62,6 +62,15 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr,
 	return __real_pthread_create(t, attr, fn, arg);
 }
 
+/* Threads of the process before any writer (a sanitizer may run its
+ * own), so that the writer's workers are counted alone. */
+static int base_threads;
+
+static void *idle_thread(void *arg)
+{
+	return arg;
+}
+
 /* Threads of this process, from /proc/self/status. */
 static int thread_count(void)
 {
@@ -75,6 +84,12 @@ static int thread_count(void)
 			break;
 	fclose(f);
 	return n;
+}
+
+/* Threads started by the writer still alive (0 once every one joined). */
+static int writer_threads(void)
+{
+	return thread_count() - base_threads;
 }
 
 /* The test data: one buffer cut into arrays of different kinds. */
@@ -146,7 +161,7 @@ static void write_model(const char *path, const char *threads,
 						     d->len),
 			 0);
 	assert_int_equal(mfs_writer_commit(w), 0);
-	assert_int_equal(thread_count(), 1);
+	assert_int_equal(writer_threads(), 0);
 	assert_int_equal(unsetenv(THREADS_ENV), 0);
 }
 
@@ -185,14 +200,14 @@ struct counting_source {
 static ssize_t counting_read(void *ctx, void *buf, size_t len)
 {
 	struct counting_source *s = ctx;
-	int n = thread_count();
+	int n = writer_threads();
 
 	if (n > s->most_threads)
 		s->most_threads = n;
 	return wt_mem_read(&s->mem, buf, len);
 }
 
-/* Most threads alive while writing one LZ4 array of @chunks chunks with
+/* Most writer threads alive while writing one LZ4 array of @chunks chunks with
  * MODELFS_WRITER_THREADS=@threads (NULL: unset). */
 static int threads_while_writing(const struct wt_ctx *ctx,
 				 const char *threads, size_t chunks)
@@ -212,7 +227,7 @@ static int threads_while_writing(const struct wt_ctx *ctx,
 	assert_int_equal(mfs_writer_create(&w, wt_path(ctx, "n.mfs")), 0);
 	assert_int_equal(mfs_writer_add_array(w, &s, counting_read, &src), 0);
 	mfs_writer_abort(w);
-	assert_int_equal(thread_count(), 1);
+	assert_int_equal(writer_threads(), 0);
 	assert_int_equal(unsetenv(THREADS_ENV), 0);
 	free(data);
 	return src.most_threads;
@@ -223,13 +238,13 @@ static void test_thread_count(void **state)
 	const struct wt_ctx *ctx = *state;
 	int automatic = threads_while_writing(ctx, NULL, MANY_CHUNKS);
 
-	assert_int_equal(threads_while_writing(ctx, "1", MANY_CHUNKS), 1);
-	assert_int_equal(threads_while_writing(ctx, "3", MANY_CHUNKS), 4);
+	assert_int_equal(threads_while_writing(ctx, "1", MANY_CHUNKS), 0);
+	assert_int_equal(threads_while_writing(ctx, "3", MANY_CHUNKS), 3);
 	/* Capped at 8 workers. */
-	assert_int_equal(threads_while_writing(ctx, "100", MANY_CHUNKS), 9);
+	assert_int_equal(threads_while_writing(ctx, "100", MANY_CHUNKS), 8);
 	/* No more workers than chunks; one chunk is encoded serially. */
-	assert_int_equal(threads_while_writing(ctx, "8", 3), 4);
-	assert_int_equal(threads_while_writing(ctx, "8", 1), 1);
+	assert_int_equal(threads_while_writing(ctx, "8", 3), 3);
+	assert_int_equal(threads_while_writing(ctx, "8", 1), 0);
 	/* Malformed values mean "not set". */
 	assert_int_equal(threads_while_writing(ctx, "0", MANY_CHUNKS),
 			 automatic);
@@ -237,7 +252,8 @@ static void test_thread_count(void **state)
 			 automatic);
 	assert_int_equal(threads_while_writing(ctx, "4x", MANY_CHUNKS),
 			 automatic);
-	assert_true(automatic >= 1 && automatic <= 9);
+	/* One worker per usable CPU, none on a single CPU. */
+	assert_true(automatic == 0 || (automatic >= 2 && automatic <= 8));
 }
 
 /* A source that fails with -EIO after @good bytes. */
@@ -262,7 +278,7 @@ static ssize_t failing_read(void *ctx, void *buf, size_t len)
  * in the directory and no worker survives. */
 static void assert_failed_cleanly(const struct wt_ctx *ctx, mfs_writer *w)
 {
-	assert_int_equal(thread_count(), 1);
+	assert_int_equal(writer_threads(), 0);
 	assert_int_equal(mfs_writer_commit(w), -EINVAL);
 	assert_int_equal(wt_count_entries(ctx->dir), 0);
 }
@@ -344,6 +360,7 @@ static void test_thread_start_failure(void **state)
 
 int main(void)
 {
+	pthread_t idle;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pool_matches_serial,
 						wt_setup, wt_teardown),
@@ -357,5 +374,11 @@ int main(void)
 						wt_setup, wt_teardown),
 	};
 
+	/* ThreadSanitizer starts a helper thread at the first thread
+	 * creation: let that happen before the baseline is taken. */
+	if (pthread_create(&idle, NULL, idle_thread, NULL) != 0 ||
+	    pthread_join(idle, NULL) != 0)
+		return 1;
+	base_threads = thread_count();
 	return cmocka_run_group_tests_name("writer pool", tests, NULL, NULL);
 }
