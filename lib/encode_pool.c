@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "encode_pool_internal.h"
 
@@ -17,6 +18,8 @@ struct mfs_pool_slot {
 	uint8_t *raw; /* chunk_size bytes; filled by the collecting thread */
 	char *enc;    /* ops->bound(chunk_size) bytes; written by a worker */
 	uint32_t raw_len;
+	int fd;          /* >= 0: the worker reads the chunk from here */
+	uint64_t offset; /* ... at this file offset */
 	struct mfs_encoded result; /* valid once done */
 	bool done;                 /* guarded by lock */
 };
@@ -48,6 +51,39 @@ void mfs_encode_chunk(const struct mfs_codec_ops *ops, const uint8_t *raw,
 	out->stored = n > 0 ? (const void *)enc : (const void *)raw;
 	out->stored_length = n > 0 ? n : raw_len;
 	out->checksum = mfs_checksum(out->stored, out->stored_length);
+	out->raw_got = raw_len;
+	out->read_errno = 0;
+}
+
+/* Reads slot @s's chunk from its descriptor as the serial writer's
+ * descriptor source does; true if all of it arrived, else the shortfall
+ * is in s->result for the collector to report. */
+static bool mfs_pool_read(struct mfs_pool_slot *s)
+{
+	uint32_t got = 0;
+
+	while (got < s->raw_len) {
+		ssize_t n = pread(s->fd, s->raw + got, s->raw_len - got,
+				  (off_t)(s->offset + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			s->result.raw_got = got;
+			s->result.read_errno = n < 0 ? errno : 0;
+			return false;
+		}
+		got += (uint32_t)n;
+	}
+	return true;
+}
+
+/* A worker's job: read the chunk if asked to, then encode it. */
+static void mfs_pool_job(const struct mfs_encode_pool *p,
+			 struct mfs_pool_slot *s)
+{
+	if (s->fd >= 0 && !mfs_pool_read(s))
+		return;
+	mfs_encode_chunk(p->ops, s->raw, s->raw_len, s->enc, &s->result);
 }
 
 /* Worker: encodes chunks in the order they were submitted until stopped. */
@@ -65,8 +101,7 @@ static void *mfs_pool_worker(void *arg)
 			break;
 		s = &p->slots[p->taken++ % p->slot_count];
 		pthread_mutex_unlock(&p->lock);
-		mfs_encode_chunk(p->ops, s->raw, s->raw_len, s->enc,
-				 &s->result);
+		mfs_pool_job(p, s);
 		pthread_mutex_lock(&p->lock);
 		s->done = true;
 		pthread_cond_signal(&p->finished);
@@ -156,13 +191,31 @@ uint8_t *mfs_encode_pool_next(struct mfs_encode_pool *p)
 	return p->slots[p->submitted % p->slot_count].raw;
 }
 
-void mfs_encode_pool_submit(struct mfs_encode_pool *p, uint32_t len)
+/* Queues the next slot's job: @len raw bytes, read from @fd at @offset
+ * first if @fd >= 0. */
+static void mfs_pool_queue(struct mfs_encode_pool *p, uint32_t len, int fd,
+			   uint64_t offset)
 {
+	struct mfs_pool_slot *s = &p->slots[p->submitted % p->slot_count];
+
 	pthread_mutex_lock(&p->lock);
-	p->slots[p->submitted % p->slot_count].raw_len = len;
+	s->raw_len = len;
+	s->fd = fd;
+	s->offset = offset;
 	p->submitted++;
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void mfs_encode_pool_submit(struct mfs_encode_pool *p, uint32_t len)
+{
+	mfs_pool_queue(p, len, -1, 0);
+}
+
+void mfs_encode_pool_submit_fd(struct mfs_encode_pool *p, uint32_t len,
+			       int fd, uint64_t offset)
+{
+	mfs_pool_queue(p, len, fd, offset);
 }
 
 bool mfs_encode_pool_oldest(struct mfs_encode_pool *p, struct mfs_encoded *out)

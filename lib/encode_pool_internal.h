@@ -21,6 +21,11 @@ struct mfs_encoded {
 	const void *stored; /* the encoded bytes, or the raw ones verbatim */
 	uint32_t stored_length;
 	uint64_t checksum; /* XXH3-64 of the stored bytes */
+	/* A chunk the worker read itself (mfs_encode_pool_submit_fd): the
+	 * raw bytes it got and, if fewer than asked, the errno of the
+	 * failed read (0: the file ended).  Nothing is encoded then. */
+	uint32_t raw_got;
+	int read_errno;
 };
 
 struct mfs_encode_pool;
@@ -53,6 +58,15 @@ MFS_INTERNAL uint8_t *mfs_encode_pool_next(struct mfs_encode_pool *p);
  * mfs_encode_pool_next gave to the workers. */
 MFS_INTERNAL void mfs_encode_pool_submit(struct mfs_encode_pool *p,
 					 uint32_t len);
+
+/*
+ * Has a worker read @len bytes (1..chunk_size) of @fd at @offset into the
+ * buffer that mfs_encode_pool_next gave, then encode them: reading, too,
+ * runs in parallel (pread is safe on a shared descriptor).
+ */
+MFS_INTERNAL void mfs_encode_pool_submit_fd(struct mfs_encode_pool *p,
+					    uint32_t len, int fd,
+					    uint64_t offset);
 
 /*
  * Waits for the oldest chunk not yet collected and fills @out; its bytes

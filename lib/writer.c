@@ -624,6 +624,22 @@ static int mfs_push_chunk(const mfs_writer *w, struct mfs_warray *arr,
 	return 0;
 }
 
+/* Fails for a source that gave out after @at bytes of @arr: with @rc
+ * (a negative errno) if it failed, or -EINVAL if it ended (@rc 0). */
+static int mfs_source_short(const mfs_writer *w, const struct mfs_warray *arr,
+			    uint64_t at, int rc)
+{
+	if (rc < 0)
+		return mfs_fail(rc, "writer '%s': array '%s': source failed at "
+				"byte %llu: %s",
+				w->path, arr->name, (unsigned long long)at,
+				strerror(-rc));
+	return mfs_fail(-EINVAL, "writer '%s': array '%s': source ended after "
+			"%llu of %llu bytes",
+			w->path, arr->name, (unsigned long long)at,
+			(unsigned long long)arr->raw_length);
+}
+
 /*
  * Fills @buf with @want bytes from @src.  @done is the array offset of
  * the chunk (for messages).  Returns 0, -EINVAL for a source that ends
@@ -641,18 +657,8 @@ static int mfs_fill_chunk(const mfs_writer *w, const struct mfs_warray *arr,
 			return mfs_fail(-EIO, "writer '%s': array '%s': source "
 					"returned %zd, not a negative errno",
 					w->path, arr->name, n);
-		if (n < 0)
-			return mfs_fail((int)n, "writer '%s': array '%s': "
-					"source failed at byte %llu: %s",
-					w->path, arr->name,
-					(unsigned long long)(done + got),
-					strerror((int)-n));
-		if (n == 0)
-			return mfs_fail(-EINVAL, "writer '%s': array '%s': "
-					"source ended after %llu of %llu bytes",
-					w->path, arr->name,
-					(unsigned long long)(done + got),
-					(unsigned long long)arr->raw_length);
+		if (n <= 0)
+			return mfs_source_short(w, arr, done + got, (int)n);
 		if ((size_t)n > want - got)
 			return mfs_fail(-EINVAL, "writer '%s': array '%s': "
 					"source returned %zd bytes when asked "
@@ -758,17 +764,50 @@ static unsigned mfs_pool_slots(const mfs_writer *w,
 	return slots < 2 ? 0 : (unsigned)slots;
 }
 
+/* The descriptor source's read, which the pool's workers can do
+ * themselves (defined with the other sources below). */
+static ssize_t mfs_fd_read(void *ctx, void *buf, size_t len);
+
+struct mfs_fd_source {
+	int fd;
+	uint64_t off;
+};
+
 /*
- * Streams @arr through @pool: this thread reads chunks into free slots
- * and writes the encoded ones strictly in chunk order, so the file is
- * the serial writer's byte for byte.
+ * Hands the next chunk (@len raw bytes at array offset @done) to @pool:
+ * read here from @src into @buf, or by a worker when @src is a
+ * descriptor.
+ */
+static int mfs_pool_feed(const mfs_writer *w, const struct mfs_warray *arr,
+			 struct mfs_encode_pool *pool, uint8_t *buf,
+			 uint64_t done, mfs_source_fn src, void *ctx)
+{
+	uint32_t len = mfs_chunk_len(arr, done);
+	int rc;
+
+	if (src == mfs_fd_read) {
+		const struct mfs_fd_source *fds = ctx;
+
+		mfs_encode_pool_submit_fd(pool, len, fds->fd, fds->off + done);
+		return 0;
+	}
+	rc = mfs_fill_chunk(w, arr, buf, len, done, src, ctx);
+	if (rc == 0)
+		mfs_encode_pool_submit(pool, len);
+	return rc;
+}
+
+/*
+ * Streams @arr through @pool: chunks go into free slots in order and
+ * this thread writes the encoded ones strictly in chunk order, so the
+ * file is the serial writer's byte for byte.
  */
 static int mfs_stream_pooled(mfs_writer *w, struct mfs_warray *arr,
 			     struct mfs_encode_pool *pool, mfs_source_fn src,
 			     void *ctx)
 {
 	struct mfs_encoded enc;
-	uint64_t done = 0;
+	uint64_t done = 0, written = 0;
 	uint8_t *buf;
 	int rc;
 
@@ -776,17 +815,18 @@ static int mfs_stream_pooled(mfs_writer *w, struct mfs_warray *arr,
 		buf = done < arr->raw_length ? mfs_encode_pool_next(pool)
 					     : NULL;
 		if (buf) {
-			uint32_t len = mfs_chunk_len(arr, done);
-
-			rc = mfs_fill_chunk(w, arr, buf, len, done, src, ctx);
+			rc = mfs_pool_feed(w, arr, pool, buf, done, src, ctx);
 			if (rc < 0)
 				return rc;
-			mfs_encode_pool_submit(pool, len);
-			done += len;
+			done += mfs_chunk_len(arr, done);
 			continue;
 		}
 		if (!mfs_encode_pool_oldest(pool, &enc))
 			return 0;
+		if (enc.raw_got < mfs_chunk_len(arr, written))
+			return mfs_source_short(w, arr, written + enc.raw_got,
+						-enc.read_errno);
+		written += mfs_chunk_len(arr, written);
 		rc = mfs_emit_chunk(w, arr, &enc);
 		if (rc < 0)
 			return rc;
@@ -958,11 +998,6 @@ int mfs_writer_add_array_buffer(mfs_writer *w, const mfs_array_spec *spec,
 		w->failed = true;
 	return rc;
 }
-
-struct mfs_fd_source {
-	int fd;
-	uint64_t off;
-};
 
 static ssize_t mfs_fd_read(void *ctx, void *buf, size_t len)
 {

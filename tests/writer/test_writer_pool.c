@@ -2,7 +2,8 @@
  * test_writer_pool.c - LZ4 chunks encoded by the writer's thread pool:
  * the container is the serial writer's byte for byte (arrays of several
  * sizes, empty, shorter than a chunk, not a multiple of the chunk size,
- * incompressible, compressible, mixed, pulled in odd pieces), every
+ * incompressible, compressible, mixed, pulled in odd pieces, read from
+ * a descriptor by the workers themselves), every
  * worker is joined on every path (commit, abort, source failure, write
  * failure), and a writer whose threads cannot start writes serially.
  *
@@ -10,11 +11,13 @@
  * pthread_create are wrapped at link time to inject their failures.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "layout.h"
 #include "wtest.h"
@@ -133,10 +136,24 @@ static void add_lz4(mfs_writer *w, const char *name, const uint8_t *data,
 	assert_int_equal(mfs_writer_add_array_buffer(w, &s, data, len), 0);
 }
 
-/* Writes the test model to @path with MODELFS_WRITER_THREADS=@threads. */
+/* Adds the file @src_path from byte 1 on as LZ4 array "from-fd". */
+static void add_lz4_fd(mfs_writer *w, const char *src_path, size_t len)
+{
+	mfs_array_spec s = wt_spec1("from-fd", MFS_DTYPE_UINT8, len,
+				    MFS_CODEC_LZ4, SMALL_CHUNK);
+	int fd = open(src_path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(mfs_writer_add_array_fd(w, &s, fd, 1), 0);
+	close(fd);
+}
+
+/* Writes the test model to @path with MODELFS_WRITER_THREADS=@threads;
+ * the descriptor source is a file beside it. */
 static void write_model(const char *path, const char *threads,
 			const struct pool_data *d)
 {
+	char src_path[PATH_MAX];
 	struct wt_mem_source src = {d->mixed, d->len, 0, ODD_STEP, 0};
 	mfs_array_spec s = wt_spec1("pieces", MFS_DTYPE_UINT8, d->len,
 				    MFS_CODEC_LZ4, SMALL_CHUNK);
@@ -144,8 +161,11 @@ static void write_model(const char *path, const char *threads,
 				      MFS_CODEC_NONE, SMALL_CHUNK);
 	mfs_writer *w;
 
+	snprintf(src_path, sizeof(src_path), "%s.src", path);
+	wt_write_file(src_path, d->mixed, d->len);
 	assert_int_equal(setenv(THREADS_ENV, threads, 1), 0);
 	assert_int_equal(mfs_writer_create(&w, path), 0);
+	add_lz4_fd(w, src_path, d->len - 1);
 	add_lz4(w, "empty", d->compressible, 0, SMALL_CHUNK);
 	add_lz4(w, "one", d->compressible, 1, SMALL_CHUNK);
 	add_lz4(w, "two-chunks", d->compressible, SMALL_CHUNK + 1,
@@ -163,6 +183,7 @@ static void write_model(const char *path, const char *threads,
 	assert_int_equal(mfs_writer_commit(w), 0);
 	assert_int_equal(writer_threads(), 0);
 	assert_int_equal(unsetenv(THREADS_ENV), 0);
+	assert_int_equal(unlink(src_path), 0);
 }
 
 static void test_pool_matches_serial(void **state)
@@ -308,6 +329,44 @@ static void test_source_failure_joins(void **state)
 	assert_int_equal(unsetenv(THREADS_ENV), 0);
 }
 
+/* A descriptor the workers read from: a file that ends early and a
+ * directory fail as in the serial writer, with its messages. */
+static void test_fd_failure_joins(void **state)
+{
+	const struct wt_ctx *ctx = *state;
+	const char *src_path = wt_path(ctx, "short.bin");
+	size_t len = MANY_CHUNKS * SMALL_CHUNK;
+	uint8_t *data = calloc(1, len);
+	mfs_array_spec s = wt_spec1("a", MFS_DTYPE_UINT8, len, MFS_CODEC_LZ4,
+				    SMALL_CHUNK);
+	mfs_writer *w;
+	int fd;
+
+	assert_non_null(data);
+	assert_int_equal(setenv(THREADS_ENV, "4", 1), 0);
+	/* 10 chunks and 100 bytes after the 10 bytes skipped. */
+	wt_write_file(src_path, data, 10 + 10 * SMALL_CHUNK + 100);
+	fd = open(src_path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(mfs_writer_create(&w, wt_path(ctx, "f.mfs")), 0);
+	assert_int_equal(mfs_writer_add_array_fd(w, &s, fd, 10), -EINVAL);
+	assert_non_null(strstr(mfs_last_error(),
+			       "source ended after 41060 of 1228800 bytes"));
+	close(fd);
+	assert_int_equal(unlink(src_path), 0);
+	assert_failed_cleanly(ctx, w);
+
+	fd = open(ctx->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(mfs_writer_create(&w, wt_path(ctx, "f.mfs")), 0);
+	assert_int_equal(mfs_writer_add_array_fd(w, &s, fd, 0), -EISDIR);
+	assert_non_null(strstr(mfs_last_error(), "source failed at byte 0"));
+	close(fd);
+	assert_failed_cleanly(ctx, w);
+	assert_int_equal(unsetenv(THREADS_ENV), 0);
+	free(data);
+}
+
 static void test_write_failure_joins(void **state)
 {
 	const struct wt_ctx *ctx = *state;
@@ -368,6 +427,8 @@ int main(void)
 						wt_teardown),
 		cmocka_unit_test_setup_teardown(test_source_failure_joins,
 						wt_setup, wt_teardown),
+		cmocka_unit_test_setup_teardown(test_fd_failure_joins, wt_setup,
+						wt_teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_joins,
 						wt_setup, wt_teardown),
 		cmocka_unit_test_setup_teardown(test_thread_start_failure,
