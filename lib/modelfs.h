@@ -368,9 +368,11 @@ typedef ssize_t (*mfs_source_fn)(void *ctx, void *buf, size_t len);
  * 8), which are joined before each add returns; the file is byte for byte
  * the one a single thread writes.  The environment variable
  * MODELFS_WRITER_THREADS=N, read here, sets the number of threads (1: no
- * worker threads); a value that is not a number >= 1 is ignored.  Chunks
- * are read from the source and written to the file in the calling thread
- * only, so sources need not be thread-safe.
+ * worker threads); a value that is not a number >= 1 is ignored.  A
+ * source callback is called from the calling thread only, so it need not
+ * be thread-safe; the workers pread the descriptor of
+ * mfs_writer_add_array_fd themselves.  Writeback of the file starts while
+ * it is written, so the commit's fsync waits for the tail only.
  */
 MFS_API int mfs_writer_create(mfs_writer **out, const char *path);
 
