@@ -363,7 +363,16 @@ typedef ssize_t (*mfs_source_fn)(void *ctx, void *buf, size_t len);
  * Returns 0, -EINVAL (NULL argument, or a path without a file name such as
  * "dir/", "." or ".."), -ENAMETOOLONG, or the errno of creating the
  * temporary file.
- * A writer is used by one thread at a time.
+ * A writer is used by one thread at a time.  Internally it compresses the
+ * chunks of an LZ4 array on worker threads (one per usable CPU, at most
+ * 8), which are joined before each add returns; the file is byte for byte
+ * the one a single thread writes.  The environment variable
+ * MODELFS_WRITER_THREADS=N, read here, sets the number of threads (1: no
+ * worker threads); a value that is not a number >= 1 is ignored.  A
+ * source callback is called from the calling thread only, so it need not
+ * be thread-safe; the workers pread the descriptor of
+ * mfs_writer_add_array_fd themselves.  Writeback of the file starts while
+ * it is written, so the commit's fsync waits for the tail only.
  */
 MFS_API int mfs_writer_create(mfs_writer **out, const char *path);
 
@@ -380,7 +389,8 @@ MFS_API int mfs_writer_set_metadata(mfs_writer *w, const char *json,
  * be larger than memory.  Checks the spec (name, duplicate name, dtype,
  * ndim, chunk size, codec, size overflow) before reading anything.
  * Returns 0, -EINVAL (bad spec or short source, message set), -EEXIST
- * (duplicate name), -E2BIG (too many arrays), or the source's/I/O errno.
+ * (duplicate name), -E2BIG (too many arrays), -ENOMEM, or the source's/I/O
+ * errno.
  * After a failure the writer can only be aborted.
  */
 MFS_API int mfs_writer_add_array(mfs_writer *w, const mfs_array_spec *spec,

@@ -7,9 +7,11 @@
  * fsyncs, renames the file onto its final name and fsyncs the directory,
  * so a reader sees either the old file or the complete new one.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "codec_internal.h"
+#include "encode_pool_internal.h"
 #include "layout.h"
 #include "staging_internal.h"
 
@@ -38,6 +41,22 @@
 #define MFS_MAX_ERRNO 4095
 /* Bytes of an over-long path quoted in its error message. */
 #define MFS_PATH_SHOWN 64
+/* Environment variable forcing the number of encoding threads (modelfs.h). */
+#define MFS_ENV_WRITER_THREADS "MODELFS_WRITER_THREADS"
+/* Most encoding threads: past this, writing the file is the bottleneck. */
+#define MFS_MAX_ENCODE_THREADS 8u
+/* Chunks in flight per encoding thread: one being encoded while the
+ * writer reads the next and writes the last. */
+#define MFS_SLOTS_PER_THREAD 2u
+/* Most raw bytes in flight in the encoding pool, so that large chunk
+ * sizes stay within memory (a 64 MiB chunk size encodes serially). */
+#define MFS_POOL_MAX_INFLIGHT (64u << 20)
+/* Base of the thread count in the environment. */
+#define MFS_DECIMAL 10
+/* Bytes written between two starts of writeback: the disk writes while
+ * chunks are still being encoded, so the commit's fsync waits for the
+ * last few MiB instead of the whole file. */
+#define MFS_WRITEBACK_STEP (8u << 20)
 
 /* One stored chunk; its offset is the sum of the stored lengths before. */
 struct mfs_wchunk {
@@ -90,6 +109,11 @@ struct mfs_writer {
 	uint8_t *raw_buf; /* buf_chunk_size bytes */
 	char *enc_buf;    /* mfs_codec_bound_max(buf_chunk_size) bytes */
 	uint32_t buf_chunk_size;
+
+	/* Threads that encode chunks of compressed arrays; 1 = serially. */
+	unsigned encode_threads;
+	/* File offset up to which writeback has been started. */
+	uint64_t writeback_start;
 };
 
 /* ------------------------------------------------------------------ */
@@ -264,6 +288,42 @@ static int mfs_create_tmp(mfs_writer *w, const char *dir)
 	return rc;
 }
 
+/* CPUs this thread may run on (at least 1). */
+static unsigned mfs_usable_cpus(void)
+{
+	cpu_set_t set;
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	return online > 0 ? (unsigned)online : 1u;
+}
+
+/*
+ * Encoding threads of a new writer: MODELFS_WRITER_THREADS if it is a
+ * number >= 1 (capped; 1 is the serial writer), else the usable CPUs,
+ * capped.  A malformed value is ignored rather than failing a write.
+ */
+static unsigned mfs_encode_thread_count(void)
+{
+	const char *v = getenv(MFS_ENV_WRITER_THREADS);
+	unsigned n = mfs_usable_cpus();
+	char *end;
+
+	if (v && *v) {
+		unsigned long forced;
+
+		errno = 0;
+		forced = strtoul(v, &end, MFS_DECIMAL);
+		if (errno == 0 && *end == '\0' && forced >= 1 &&
+		    isdigit((unsigned char)v[0]))
+			n = forced > MFS_MAX_ENCODE_THREADS
+				    ? MFS_MAX_ENCODE_THREADS
+				    : (unsigned)forced;
+	}
+	return n > MFS_MAX_ENCODE_THREADS ? MFS_MAX_ENCODE_THREADS : n;
+}
+
 /* Releases everything @w owns; removes the temporary file if @unlink_tmp. */
 static void mfs_writer_free(mfs_writer *w, bool unlink_tmp)
 {
@@ -307,6 +367,7 @@ int mfs_writer_create(mfs_writer **out, const char *path)
 	w->fd = -1;
 	w->dirfd = -1;
 	w->data_end = MFS_DATA_START;
+	w->encode_threads = mfs_encode_thread_count();
 	w->path = strdup(path);
 	w->metadata = strdup(MFS_EMPTY_METADATA);
 	w->metadata_len = strlen(MFS_EMPTY_METADATA);
@@ -569,35 +630,41 @@ static int mfs_push_chunk(const mfs_writer *w, struct mfs_warray *arr,
 	return 0;
 }
 
+/* Fails for a source that gave out after @at bytes of @arr: with @rc
+ * (a negative errno) if it failed, or -EINVAL if it ended (@rc 0). */
+static int mfs_source_short(const mfs_writer *w, const struct mfs_warray *arr,
+			    uint64_t at, int rc)
+{
+	if (rc < 0)
+		return mfs_fail(rc, "writer '%s': array '%s': source failed at "
+				"byte %llu: %s",
+				w->path, arr->name, (unsigned long long)at,
+				strerror(-rc));
+	return mfs_fail(-EINVAL, "writer '%s': array '%s': source ended after "
+			"%llu of %llu bytes",
+			w->path, arr->name, (unsigned long long)at,
+			(unsigned long long)arr->raw_length);
+}
+
 /*
- * Fills w->raw_buf with @want bytes from @src.  @done is the array offset
- * of the chunk (for messages).  Returns 0, -EINVAL for a source that ends
+ * Fills @buf with @want bytes from @src.  @done is the array offset of
+ * the chunk (for messages).  Returns 0, -EINVAL for a source that ends
  * early or overfills, or the source's negative errno.
  */
 static int mfs_fill_chunk(const mfs_writer *w, const struct mfs_warray *arr,
-			  size_t want, uint64_t done, mfs_source_fn src,
-			  void *ctx)
+			  uint8_t *buf, size_t want, uint64_t done,
+			  mfs_source_fn src, void *ctx)
 {
 	size_t got = 0;
 
 	while (got < want) {
-		ssize_t n = src(ctx, w->raw_buf + got, want - got);
+		ssize_t n = src(ctx, buf + got, want - got);
 		if (n < -MFS_MAX_ERRNO)
 			return mfs_fail(-EIO, "writer '%s': array '%s': source "
 					"returned %zd, not a negative errno",
 					w->path, arr->name, n);
-		if (n < 0)
-			return mfs_fail((int)n, "writer '%s': array '%s': "
-					"source failed at byte %llu: %s",
-					w->path, arr->name,
-					(unsigned long long)(done + got),
-					strerror((int)-n));
-		if (n == 0)
-			return mfs_fail(-EINVAL, "writer '%s': array '%s': "
-					"source ended after %llu of %llu bytes",
-					w->path, arr->name,
-					(unsigned long long)(done + got),
-					(unsigned long long)arr->raw_length);
+		if (n <= 0)
+			return mfs_source_short(w, arr, done + got, (int)n);
 		if ((size_t)n > want - got)
 			return mfs_fail(-EINVAL, "writer '%s': array '%s': "
 					"source returned %zd bytes when asked "
@@ -609,65 +676,211 @@ static int mfs_fill_chunk(const mfs_writer *w, const struct mfs_warray *arr,
 }
 
 /*
- * Encodes the @len raw bytes in w->raw_buf as FORMAT.md says and writes
- * them at @file_offset; records the chunk in @arr.
+ * Starts writeback of what was written up to @end once a step's worth
+ * has gathered.  Only a hint: a failure is ignored, because the commit's
+ * fsync writes everything anyway and reports any error.
  */
-static int mfs_store_chunk(mfs_writer *w, struct mfs_warray *arr,
-			   uint32_t len, uint64_t file_offset)
+static void mfs_start_writeback(mfs_writer *w, uint64_t end)
 {
-	const struct mfs_codec_ops *ops = mfs_codec_ops(arr->codec);
-	const void *stored = w->raw_buf;
-	uint32_t stored_len = len;
-	int rc;
+	if (end - w->writeback_start < MFS_WRITEBACK_STEP)
+		return;
+	sync_file_range(w->fd, (off64_t)w->writeback_start,
+			(off64_t)(end - w->writeback_start),
+			SYNC_FILE_RANGE_WRITE);
+	w->writeback_start = end;
+}
 
-	if (ops->encode) {
-		uint32_t n = ops->encode(w->raw_buf, len, w->enc_buf,
-					 ops->bound(len));
-		/* 0: not smaller, so verbatim (stored == raw length). */
-		if (n > 0) {
-			stored = w->enc_buf;
-			stored_len = n;
-		}
-	} else if (mfs_all_zero(w->raw_buf, len)) {
-		/* A hole reads back as zeros and costs no disk. */
-		return mfs_push_chunk(w, arr, len,
-				      mfs_checksum(w->raw_buf, len));
-	}
-	rc = mfs_pwrite_full(w->fd, stored, stored_len, file_offset);
+/* Writes the encoded chunk @enc after the stored bytes of @arr so far
+ * and records it in @arr. */
+static int mfs_emit_chunk(mfs_writer *w, struct mfs_warray *arr,
+			  const struct mfs_encoded *enc)
+{
+	uint64_t file_offset = arr->data_offset + arr->stored_length;
+	int rc = mfs_pwrite_full(w->fd, enc->stored, enc->stored_length,
+				 file_offset);
+
 	if (rc < 0)
 		return mfs_fail(rc, "writer '%s': array '%s': writing %u bytes "
 				"at offset %llu of '%s': %s",
-				w->path, arr->name, stored_len,
+				w->path, arr->name, enc->stored_length,
 				(unsigned long long)file_offset, w->tmp_name,
 				strerror(-rc));
-	return mfs_push_chunk(w, arr, stored_len,
-			      mfs_checksum(stored, stored_len));
+	mfs_start_writeback(w, file_offset + enc->stored_length);
+	rc = mfs_push_chunk(w, arr, enc->stored_length, enc->checksum);
+	if (rc < 0)
+		return rc;
+	arr->stored_length += enc->stored_length;
+	return 0;
 }
 
-/* Streams every chunk of @arr from @src into the file. */
-static int mfs_stream_array(mfs_writer *w, struct mfs_warray *arr,
-			    mfs_source_fn src, void *ctx)
+/*
+ * Encodes the @len raw bytes in w->raw_buf as FORMAT.md says, writes them
+ * after the array's stored bytes so far and records the chunk in @arr.
+ */
+static int mfs_store_chunk(mfs_writer *w, struct mfs_warray *arr,
+			   uint32_t len)
+{
+	const struct mfs_codec_ops *ops = mfs_codec_ops(arr->codec);
+	struct mfs_encoded enc;
+	int rc;
+
+	if (!ops->encode && mfs_all_zero(w->raw_buf, len)) {
+		/* A hole reads back as zeros and costs no disk. */
+		rc = mfs_push_chunk(w, arr, len,
+				    mfs_checksum(w->raw_buf, len));
+		if (rc == 0)
+			arr->stored_length += len;
+		return rc;
+	}
+	mfs_encode_chunk(ops, w->raw_buf, len, w->enc_buf, &enc);
+	return mfs_emit_chunk(w, arr, &enc);
+}
+
+/* Raw bytes of the chunk of @arr that starts at raw offset @done. */
+static uint32_t mfs_chunk_len(const struct mfs_warray *arr, uint64_t done)
+{
+	uint64_t left = arr->raw_length - done;
+
+	return left < arr->chunk_size ? (uint32_t)left : arr->chunk_size;
+}
+
+/* Streams every chunk of @arr from @src, encoding in this thread. */
+static int mfs_stream_serial(mfs_writer *w, struct mfs_warray *arr,
+			     mfs_source_fn src, void *ctx)
 {
 	uint64_t done = 0;
 	int rc;
 
 	while (done < arr->raw_length) {
-		uint64_t left = arr->raw_length - done;
-		uint32_t len = left < arr->chunk_size ? (uint32_t)left
-						      : arr->chunk_size;
+		uint32_t len = mfs_chunk_len(arr, done);
 
-		rc = mfs_fill_chunk(w, arr, len, done, src, ctx);
+		rc = mfs_fill_chunk(w, arr, w->raw_buf, len, done, src, ctx);
 		if (rc < 0)
 			return rc;
-		rc = mfs_store_chunk(w, arr, len,
-				     arr->data_offset + arr->stored_length);
+		rc = mfs_store_chunk(w, arr, len);
 		if (rc < 0)
 			return rc;
-		arr->stored_length +=
-			arr->chunks[arr->chunk_count - 1].stored_length;
 		done += len;
 	}
 	return 0;
+}
+
+/*
+ * Chunk slots for encoding @arr in a pool of w->encode_threads threads,
+ * or 0 when serial encoding is the way: one thread, a codec that does
+ * not encode, a single chunk, or chunks too large to hold two in flight.
+ */
+static unsigned mfs_pool_slots(const mfs_writer *w,
+			       const struct mfs_warray *arr)
+{
+	uint64_t chunks = (arr->raw_length + arr->chunk_size - 1) /
+			  arr->chunk_size;
+	uint64_t slots = (uint64_t)w->encode_threads * MFS_SLOTS_PER_THREAD;
+
+	if (w->encode_threads < 2 || !mfs_codec_ops(arr->codec)->encode)
+		return 0;
+	if (slots > chunks)
+		slots = chunks;
+	if (slots > MFS_POOL_MAX_INFLIGHT / arr->chunk_size)
+		slots = MFS_POOL_MAX_INFLIGHT / arr->chunk_size;
+	return slots < 2 ? 0 : (unsigned)slots;
+}
+
+/* The descriptor source's read, which the pool's workers can do
+ * themselves (defined with the other sources below). */
+static ssize_t mfs_fd_read(void *ctx, void *buf, size_t len);
+
+struct mfs_fd_source {
+	int fd;
+	uint64_t off;
+};
+
+/*
+ * Hands the next chunk (@len raw bytes at array offset @done) to @pool:
+ * read here from @src into @buf, or by a worker when @src is a
+ * descriptor.
+ */
+static int mfs_pool_feed(const mfs_writer *w, const struct mfs_warray *arr,
+			 struct mfs_encode_pool *pool, uint8_t *buf,
+			 uint64_t done, mfs_source_fn src, void *ctx)
+{
+	uint32_t len = mfs_chunk_len(arr, done);
+	int rc;
+
+	if (src == mfs_fd_read) {
+		const struct mfs_fd_source *fds = ctx;
+
+		mfs_encode_pool_submit_fd(pool, len, fds->fd, fds->off + done);
+		return 0;
+	}
+	rc = mfs_fill_chunk(w, arr, buf, len, done, src, ctx);
+	if (rc == 0)
+		mfs_encode_pool_submit(pool, len);
+	return rc;
+}
+
+/*
+ * Streams @arr through @pool: chunks go into free slots in order and
+ * this thread writes the encoded ones strictly in chunk order, so the
+ * file is the serial writer's byte for byte.
+ */
+static int mfs_stream_pooled(mfs_writer *w, struct mfs_warray *arr,
+			     struct mfs_encode_pool *pool, mfs_source_fn src,
+			     void *ctx)
+{
+	struct mfs_encoded enc;
+	uint64_t done = 0, written = 0;
+	uint8_t *buf;
+	int rc;
+
+	for (;;) {
+		buf = done < arr->raw_length ? mfs_encode_pool_next(pool)
+					     : NULL;
+		if (buf) {
+			rc = mfs_pool_feed(w, arr, pool, buf, done, src, ctx);
+			if (rc < 0)
+				return rc;
+			done += mfs_chunk_len(arr, done);
+			continue;
+		}
+		if (!mfs_encode_pool_oldest(pool, &enc))
+			return 0;
+		if (enc.raw_got < mfs_chunk_len(arr, written))
+			return mfs_source_short(w, arr, written + enc.raw_got,
+						-enc.read_errno);
+		written += mfs_chunk_len(arr, written);
+		rc = mfs_emit_chunk(w, arr, &enc);
+		if (rc < 0)
+			return rc;
+		mfs_encode_pool_release(pool);
+	}
+}
+
+/* Streams every chunk of @arr from @src into the file, encoding on
+ * several threads when that pays (mfs_pool_slots). */
+static int mfs_stream_array(mfs_writer *w, struct mfs_warray *arr,
+			    mfs_source_fn src, void *ctx)
+{
+	unsigned slots = mfs_pool_slots(w, arr);
+	unsigned threads = w->encode_threads < slots ? w->encode_threads
+						     : slots;
+	struct mfs_encode_pool *pool = NULL;
+	int rc;
+
+	if (slots == 0)
+		return mfs_stream_serial(w, arr, src, ctx);
+	rc = mfs_encode_pool_create(&pool, mfs_codec_ops(arr->codec), threads,
+				    slots, arr->chunk_size);
+	if (rc < 0)
+		return mfs_fail(rc, "writer '%s': array '%s': out of memory "
+				"for %u encoding slots of %u bytes",
+				w->path, arr->name, slots, arr->chunk_size);
+	if (rc == 1)
+		return mfs_stream_serial(w, arr, src, ctx);
+	rc = mfs_stream_pooled(w, arr, pool, src, ctx);
+	/* Joins the workers on every path, before the writer goes on. */
+	mfs_encode_pool_destroy(pool);
+	return rc;
 }
 
 /* Fills a new array record from a checked spec; allocates name, shape. */
@@ -807,11 +1020,6 @@ int mfs_writer_add_array_buffer(mfs_writer *w, const mfs_array_spec *spec,
 		w->failed = true;
 	return rc;
 }
-
-struct mfs_fd_source {
-	int fd;
-	uint64_t off;
-};
 
 static ssize_t mfs_fd_read(void *ctx, void *buf, size_t len)
 {

@@ -1,7 +1,7 @@
 /*
  * test_writer_oom.c - an allocation failure injected at every allocation
  * the writer makes (create, metadata, array records, name set, chunk
- * tables, buffers, index): each must fail with -ENOMEM, leave neither a
+ * tables, buffers, the LZ4 encoding pool, index): each must fail with -ENOMEM, leave neither a
  * temporary file nor anything at the final path (no leak under ASan), and
  * the same sequence must succeed once memory returns.
  *
@@ -21,6 +21,8 @@
 #define OOM_ARRAYS 20
 /* More chunks than the initial chunk table holds. */
 #define OOM_CHUNKS 100
+/* Encoding threads: array 1 (LZ4, many chunks) goes through the pool. */
+#define OOM_THREADS "2"
 /* No scenario needs more allocations than this; reaching it is a bug. */
 #define MAX_INJECTIONS 1000
 
@@ -46,8 +48,9 @@ static int write_model(const char *path, const uint8_t *data, long n)
 		goto out;
 	}
 	for (int i = 0; rc == 0 && i < OOM_ARRAYS; i++) {
-		/* Array 0 has many chunks; the rest are one chunk each. */
-		size_t len = i == 0 ? OOM_CHUNKS * SMALL_CHUNK : (size_t)i;
+		/* Arrays 0 (raw) and 1 (LZ4) have many chunks; the rest
+		 * are one chunk each. */
+		size_t len = i < 2 ? OOM_CHUNKS * SMALL_CHUNK : (size_t)i;
 		mfs_array_spec s;
 
 		snprintf(names[i], sizeof(names[i]), "a%d", i);
@@ -104,6 +107,8 @@ static void test_every_allocation_fails_once(void **state)
 
 int main(void)
 {
+	if (setenv("MODELFS_WRITER_THREADS", OOM_THREADS, 1) != 0)
+		return 1;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_every_allocation_fails_once,
 						wt_setup, wt_teardown),
