@@ -9,7 +9,7 @@
  * The root holds FILES read-only files "a000.npy", "a001.npy", ... of SIZE
  * bytes of zeros.  Like modelfs: long entry and attribute timeouts,
  * keep_cache on open, every open and release answered (no no-open mode),
- * read-only, default_permissions.  Unlike modelfs: no table, no holders,
+ * read-only, default_permissions, the same multithreaded loop.  Unlike modelfs: no table, no holders,
  * no checksums, no watcher.
  */
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
@@ -32,6 +33,7 @@
 #define FLOOR_DIR_MODE 0555
 /* Inode numbers: the root is FUSE_ROOT_ID (1), file i is i + 2. */
 #define FLOOR_FIRST_INO 2u
+#define FLOOR_MIN_THREADS 2
 
 static unsigned floor_files;
 static off_t floor_size;
@@ -182,6 +184,27 @@ static const struct fuse_lowlevel_ops floor_ops = {
 	.release = floor_release,
 };
 
+/* The loop modelfs runs by default: multithreaded, one worker per
+ * online CPU (at least FLOOR_MIN_THREADS), all kept; the single-threaded
+ * loop would add a cross-CPU wake-up to every request and flatter
+ * modelfs. */
+static int floor_loop(struct fuse_session *se)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = n > FLOOR_MIN_THREADS ? (unsigned)n
+						 : FLOOR_MIN_THREADS;
+	int rc;
+
+	if (!cfg)
+		return -1;
+	fuse_loop_cfg_set_max_threads(cfg, threads);
+	fuse_loop_cfg_set_idle_threads(cfg, threads);
+	rc = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char *args_v[] = {argv[0], "-o", "ro,default_permissions,fsname=floorfs",
@@ -202,7 +225,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (fuse_set_signal_handlers(se) == 0) {
 		if (fuse_session_mount(se, argv[1]) == 0) {
-			rc = fuse_session_loop(se) < 0;
+			rc = floor_loop(se) < 0;
 			fuse_session_unmount(se);
 		}
 		fuse_remove_signal_handlers(se);
