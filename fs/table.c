@@ -290,17 +290,24 @@ struct mfsd_model *mfsd_table_get_key(struct mfsd_table *t, const char *key)
 	return m;
 }
 
+/* The live model of generation @gen, or NULL.  t->lock held. */
+static struct mfsd_model *mfsd_gen_find(const struct mfsd_table *t,
+					uint64_t gen)
+{
+	size_t pos = mfsd_gen_pos(t, gen);
+
+	return pos < t->nlive && t->by_gen[pos]->gen == gen ? t->by_gen[pos]
+							    : NULL;
+}
+
 struct mfsd_model *mfsd_table_get_gen(struct mfsd_table *t, uint64_t gen)
 {
-	struct mfsd_model *m = NULL;
-	size_t pos;
+	struct mfsd_model *m;
 
 	pthread_mutex_lock(&t->lock);
-	pos = mfsd_gen_pos(t, gen);
-	if (pos < t->nlive && t->by_gen[pos]->gen == gen) {
-		m = t->by_gen[pos];
+	m = mfsd_gen_find(t, gen);
+	if (m)
 		m->nbusy++;
-	}
 	pthread_mutex_unlock(&t->lock);
 	return m;
 }
@@ -333,16 +340,13 @@ static void mfsd_count_sub(uint64_t *count, uint64_t n)
 bool mfsd_table_forget(struct mfsd_table *t, uint64_t gen, uint64_t slot,
 		       uint64_t n)
 {
-	struct mfsd_model *m = NULL;
-	size_t pos;
+	struct mfsd_model *m;
 
 	pthread_mutex_lock(&t->lock);
-	pos = mfsd_gen_pos(t, gen);
-	if (pos < t->nlive && t->by_gen[pos]->gen == gen) {
-		m = t->by_gen[pos];
+	m = mfsd_gen_find(t, gen);
+	if (m)
 		mfsd_count_sub(slot == MFSD_SLOT_DIR ? &m->nlookup_dir
 						     : &m->nlookup_files, n);
-	}
 	return mfsd_table_unlock_reap(t, m);
 }
 
