@@ -140,6 +140,22 @@ void mfsd_loader_wait(struct mfsd_loader *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void mfsd_loader_drain(struct mfsd_loader *l)
+{
+	mfsd_loader_wait(l);
+	pthread_mutex_lock(&l->lock);
+	l->stop = true;
+	pthread_cond_broadcast(&l->work);
+	pthread_mutex_unlock(&l->lock);
+	for (unsigned i = 0; i < l->nthreads; i++)
+		pthread_join(l->threads[i], NULL);
+	/* Every thread has left both condition variables: the pool is as
+	 * mfsd_loader_init left it, with whatever queue room it grew. */
+	l->nthreads = 0;
+	l->nidle = 0;
+	l->stop = false;
+}
+
 void mfsd_loader_destroy(struct mfsd_loader *l)
 {
 	if (!l->threads)

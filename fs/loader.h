@@ -59,6 +59,12 @@ int mfsd_loader_push(struct mfsd_loader *l, const char *name);
 /* Waits until every name queued so far has been handled. */
 void mfsd_loader_wait(struct mfsd_loader *l);
 
+/* Waits as mfsd_loader_wait, then ends every thread of the pool; the
+ * next push starts new ones.  Call it before fork(): a child keeps no
+ * threads, and a pool that still counted the parent's would neither
+ * start any nor survive signalling the waiters that are gone. */
+void mfsd_loader_drain(struct mfsd_loader *l);
+
 /* Stops and joins the threads (names still queued are dropped) and frees
  * the pool. */
 void mfsd_loader_destroy(struct mfsd_loader *l);

@@ -588,7 +588,9 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	struct mfsd_skip_counts k;
 	int rc = mfsd_follow_scan_names(ctx->table, mfsd_scan_name, ctx);
 
-	mfsd_loader_wait(&ctx->loader);
+	/* No loader thread may be left when the daemon forks to go into
+	 * the background (mfsd_serve). */
+	mfsd_loader_drain(&ctx->loader);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
 			 ctx->opt.store_dir, strerror(-rc));
