@@ -53,6 +53,8 @@ deps)
 demo)
 	install_deps
 	build
+	# The demo runs the installed programs' Python package.
+	as_root meson install -C "$BUILD_DIR" --quiet
 	exec "$here/tools/demo.sh" "$BUILD_DIR" ;;
 test)
 	install_deps

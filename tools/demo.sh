@@ -85,4 +85,52 @@ echo "\$ $py -c \"$cmd\""
 "$py" -c "$cmd"
 
 echo
+echo "== Python: one process fits a model and shares it with 4 workers"
+echo "   (modelfs.sharing, the names of lenskit.sharing; see pool.py below)"
+cat > "$src/pool.py" <<'PY'
+import multiprocessing as mp
+import os
+import sys
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from modelfs.sharing import MountModelStore
+
+_model = None
+
+
+def attach(client, key):
+    """Pool initializer: map the shared model once per worker."""
+    global _model
+    _model = client.get_model(key)
+
+
+def neighbours(item):
+    knn = _model.object
+    _dist, idx = knn.kneighbors(knn._fit_X[item:item + 1], n_neighbors=4)
+    maps = sum(1 for line in open("/proc/self/maps") if sys.argv[1] in line)
+    return os.getpid(), item, idx[0].tolist(), maps
+
+
+if __name__ == "__main__":
+    mnt = sys.argv[1]
+    emb = np.load(os.path.join(mnt, "embeddings", "item_factors.npy"))
+    knn = NearestNeighbors(algorithm="brute").fit(emb)
+    with MountModelStore(mnt) as store:
+        key = store.put_model(knn)
+        print(f"put_model -> {key}: {sorted(os.listdir(os.path.join(mnt, key)))}")
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(4, initializer=attach,
+                      initargs=(store.client(), key)) as pool:
+            for pid, item, idx, maps in pool.map(neighbours, [0, 1, 2, 3]):
+                print(f"worker {pid}: item {item} -> neighbours {idx} "
+                      f"({maps} mappings of files under {mnt})")
+    print(f"store shut down: {key} removed from {mnt}: "
+          f"{not os.path.exists(os.path.join(mnt, key))}")
+PY
+echo "\$ $py $src/pool.py $mnt"
+"$py" "$src/pool.py" "$mnt"
+
+echo
 echo "The demo store stays mounted at $mnt; unmount it with: fusermount3 -u $mnt"
