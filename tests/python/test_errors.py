@@ -5,12 +5,16 @@ ValueError, with libmodelfs's message where the library failed) and
 publishes nothing: the store directory holds no new file afterwards, not
 even a hidden temporary, and the store keeps working."""
 
+import contextlib
 import errno
 import os
 import pickle
 import socket
 import subprocess
+import sys
 import tempfile
+import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -47,59 +51,61 @@ def shm_dir(store):
     return os.path.dirname(path), key
 
 
-class Unpicklable:
-    def __getstate__(self):
-        raise RuntimeError("this object refuses to be pickled")
+module_lambda = lambda x: x  # noqa: E731  (pickled by name: fails)
 
 
-def unpicklables():
+def _local_function():
     def local():
         return 1
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    return [("lambda", {"w": np.arange(100), "f": lambda x: x}),
-            ("local-function", [np.ones(10), local]),
-            ("socket", {"w": np.arange(5000.0), "s": sock}),
-            ("getstate-raises", Unpicklable())], sock
+    return local
 
 
+UNPICKLABLE = ["module-lambda", "local-function", "socket"]
+
+
+@contextlib.contextmanager
+def unpicklable(case):
+    """An object holding arrays and one thing pickle refuses."""
+    if case == "module-lambda":
+        yield {"w": np.arange(100), "f": module_lambda}
+    elif case == "local-function":
+        yield [np.ones(10), _local_function()]
+    else:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            yield {"w": np.arange(5000.0), "s": sock}
+
+
+@pytest.mark.parametrize("case", UNPICKLABLE)
 @pytest.mark.parametrize("kind", FILE_KINDS)
-def test_put_unpicklable(make_store, kind):
+def test_put_unpicklable(make_store, kind, case):
     store = make_store(kind)
-    objs, sock = unpicklables()
-    try:
-        with store:
-            if kind == "shm":
-                d, probe = shm_dir(store)
-                before = support.listing(d)
-            else:
-                before = store_listing(make_store, kind, store)
-            for name, obj in objs:
-                with pytest.raises(BAD):
-                    store.put_model(obj)
-                if kind == "shm":
-                    assert support.listing(d) == before, name
-                else:
-                    assert store_listing(make_store, kind, store) == \
-                        before, name
-            # the store still works
-            key = store.put_model(model(1000))
-            with store.get_model(key) as obj:
-                assert obj["tag"] == "ok"
-                del obj
-    finally:
-        sock.close()
-
-
-def test_dump_unpicklable(tmp_path):
-    objs, sock = unpicklables()
-    try:
-        for name, obj in objs:
-            path = str(tmp_path / (name + ".mfs"))
+    with store:
+        if kind == "shm":
+            d, probe = shm_dir(store)
+            before = support.listing(d)
+        else:
+            before = store_listing(make_store, kind, store)
+        with unpicklable(case) as obj:
             with pytest.raises(BAD):
-                modelfs.dump(obj, path)
-            assert support.listing(str(tmp_path)) == [], name
-    finally:
-        sock.close()
+                store.put_model(obj)
+        if kind == "shm":
+            assert support.listing(d) == before
+        else:
+            assert store_listing(make_store, kind, store) == before
+        # the store still works
+        key = store.put_model(model(1000))
+        with store.get_model(key) as obj:
+            assert obj["tag"] == "ok"
+            del obj
+
+
+@pytest.mark.parametrize("case", UNPICKLABLE)
+def test_dump_unpicklable(tmp_path, case):
+    path = str(tmp_path / "model.mfs")
+    with unpicklable(case) as obj:
+        with pytest.raises(BAD):
+            modelfs.dump(obj, path)
+    assert support.listing(str(tmp_path)) == []
 
 
 @pytest.fixture
@@ -156,16 +162,51 @@ def test_put_serialized_disk_full(tiny_fs, tmp_path):
     pkl = str(tmp_path / "big.pkl")
     with open(pkl, "wb") as f:
         pickle.dump({"big": np.arange(BIG // 8, dtype=np.int64)}, f)
-    for reserialize in (False, True):
-        with FileModelStore(tiny_fs, reserialize=reserialize) as store:
-            with pytest.raises(OSError) as exc:
-                store.put_serialized(src, binpickle=True)
-            assert exc.value.errno == errno.ENOSPC, exc.value
-            assert support.listing(tiny_fs) == []
-            with pytest.raises(OSError) as exc:
-                store.put_serialized(pkl)
-            assert exc.value.errno == errno.ENOSPC, exc.value
-            assert support.listing(tiny_fs) == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for reserialize in (False, True):
+            with FileModelStore(tiny_fs, reserialize=reserialize) as store:
+                with pytest.raises(OSError) as exc:
+                    store.put_serialized(src, binpickle=True)
+                assert exc.value.errno == errno.ENOSPC, exc.value
+                assert support.listing(tiny_fs) == []
+                with pytest.raises(OSError) as exc:
+                    store.put_serialized(pkl)
+                assert exc.value.errno == errno.ENOSPC, exc.value
+                assert support.listing(tiny_fs) == []
+    # the caller holds no array of the model: nothing is stray
+    strays = [str(w.message) for w in caught
+              if issubclass(w.category, modelfs.StrayReferenceWarning)]
+    assert strays == []
+
+
+FULL_DEBUG_SCRIPT = textwrap.dedent("""
+    import errno, sys
+    import modelfs
+    from modelfs.sharing import FileModelStore
+    src, store_dir = sys.argv[1:]
+    with FileModelStore(store_dir) as store:
+        try:
+            store.put_serialized(src, binpickle=True)
+        except OSError as e:
+            print("errno", errno.errorcode.get(e.errno))
+        except Exception as e:
+            print("raised", type(e).__name__, e)
+""")
+
+
+def test_put_serialized_disk_full_debug(tiny_fs, tmp_path):
+    """With MODELFS_DEBUG=1 the error of the failed put is what the caller
+    gets (the stray check does not replace it)."""
+    src = str(tmp_path / "big.mfs")
+    modelfs.dump({"big": np.arange(BIG // 8, dtype=np.int64)}, src)
+    env = dict(os.environ, MODELFS_DEBUG="1")
+    p = subprocess.run([sys.executable, "-c", FULL_DEBUG_SCRIPT, src,
+                        tiny_fs], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "errno ENOSPC", p.stdout
+    assert support.listing(tiny_fs) == []
 
 
 def data_offset(path, arr, index=1000):

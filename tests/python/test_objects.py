@@ -73,6 +73,7 @@ def test_pandas(make_store, kind):
             if kind != "noop":
                 vals = got["series"].to_numpy()
                 assert mapping_of(vals.ctypes.data) is not None
+                del vals
                 # pandas code still works on the shared frame
                 assert got["df"].groupby("cat")["score"].sum().equals(
                     df.groupby("cat")["score"].sum())
@@ -166,6 +167,19 @@ def test_cache_dropped_by_dump(tmp_path):
     with modelfs.open(path) as m:
         assert sorted(m) == ["b0000", "pickle"]
         assert np.array_equal(m["b0000"], weights)
+
+
+def test_dump_inside_sharing_mode_drops_cache(tmp_path):
+    """dump pickles outside share context, whatever the caller's mode."""
+    model = CachedModel(np.arange(100.0))
+    path = str(tmp_path / "saved.mfs")
+    CachedModel.getstate_contexts.clear()
+    with sharing_mode():
+        modelfs.dump(model, path)
+        assert in_share_context()
+    assert CachedModel.getstate_contexts == [False]
+    with modelfs.open(path) as m:
+        assert sorted(m) == ["b0000", "pickle"]
 
 
 def test_put_model_inside_sharing_mode(store_dir):

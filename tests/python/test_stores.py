@@ -259,7 +259,7 @@ def test_init_shutdown(store_dir):
     assert support.listing(store_dir) == []
 
 
-@pytest.mark.parametrize("kind", STORE_KINDS)
+@pytest.mark.parametrize("kind", FILE_KINDS)
 def test_client_pickles_small(make_store, kind):
     store = make_store(kind)
     with store:
