@@ -148,3 +148,28 @@ def test_owner_rule_for_another_user():
         assert p.stdout.split() == ["trust", "trust", "refused"], p.stdout
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("change", ["group", "owner"])
+def test_mount_store_judges_the_container(modelfs_mount, change):
+    """The mount drops write bits from what it shows, so the rule is
+    applied to the container in the daemon's store directory."""
+    from modelfs.sharing import MountModelStore
+    with MountModelStore(modelfs_mount.path) as store:
+        key = store.put_model(model())
+        path = os.path.join(modelfs_mount.store, key + ".mfs")
+        if change == "group":
+            os.chmod(path, 0o664)
+            reason = r"group"
+        else:
+            os.chown(path, OTHER_UID, -1)
+            reason = r"own"
+        with pytest.raises(modelfs.UntrustedModelError) as exc:
+            store.client().get_model(key)
+        check_refusal(exc, path, reason)
+        assert not [p for p in support.mapped_paths()
+                    if p.startswith(os.path.realpath(modelfs_mount.path))]
+        with store.client().get_model(key, trusted=True) as obj:
+            assert obj["tag"] == "trust"
+            del obj
+    modelfs_mount.check_alive()
