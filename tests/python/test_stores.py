@@ -60,8 +60,11 @@ def test_put_get(make_store, kind):
         shared = store.get_model(key)
         try:
             check_model(shared.object)
+            if kind != "noop":
+                assert shared.key == key
         finally:
             shared.release()
+        assert shared.object is None
         # the context manager form yields the object and releases it
         with store.get_model(key) as obj:
             check_model(obj)
