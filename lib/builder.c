@@ -22,6 +22,7 @@
 #include <xxhash.h>
 
 #include "builder_internal.h"
+#include "writer_internal.h"
 
 /* Default metadata document. */
 #define MFS_EMPTY_METADATA "{}"
@@ -546,7 +547,7 @@ static int mfs_write_array(mfs_writer *w, const struct mfs_barray *a)
 }
 
 int mfs_builder_write_as(const mfs_builder *b, const char *path,
-			 bool keep_derived)
+			 bool keep_derived, bool durable)
 {
 	mfs_writer *w;
 	int rc;
@@ -554,6 +555,7 @@ int mfs_builder_write_as(const mfs_builder *b, const char *path,
 	rc = mfs_writer_create(&w, path);
 	if (rc < 0)
 		return rc;
+	mfs_writer_set_durable(w, durable);
 	rc = mfs_writer_set_metadata(w, b->metadata, b->metadata_len);
 	for (size_t i = 0; rc == 0 && i < b->count; i++) {
 		if ((b->arrays[i].flags & MFS_ARRAY_DERIVED) && !keep_derived)
@@ -573,7 +575,8 @@ int mfs_builder_write(const mfs_builder *b, const char *path)
 	if (!b || !path)
 		return mfs_fail(-EINVAL, "mfs_builder_write: NULL builder or "
 				"path");
-	return mfs_builder_write_as(b, path, mfs_in_share_context() != 0);
+	return mfs_builder_write_as(b, path, mfs_in_share_context() != 0,
+				    true);
 }
 
 /* ------------------------------------------------------------------ */

@@ -42,9 +42,10 @@ MFS_INTERNAL void mfs_builder_view_at(const mfs_builder *b, size_t i,
 MFS_INTERNAL const char *mfs_builder_metadata(const mfs_builder *b,
 					      size_t *len);
 
-/* Writes @b to @path keeping or dropping derived arrays. */
+/* Writes @b to @path keeping or dropping derived arrays, durably or not
+ * (mfs_writer_set_durable). */
 MFS_INTERNAL int mfs_builder_write_as(const mfs_builder *b, const char *path,
-				      bool keep_derived);
+				      bool keep_derived, bool durable);
 
 /* The in-process content key of frozen @b into @key (17 bytes). */
 MFS_INTERNAL void mfs_builder_content_key(const mfs_builder *b, char *key);

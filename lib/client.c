@@ -520,6 +520,7 @@ struct mfs_manifest_entry {
 	uint32_t ndim;
 	uint64_t shape[MFS_MAX_NDIM];
 	mfs_order order;
+	uint64_t data_offset; /* of the data in the .npy */
 };
 
 static int mfs_manifest_shape(json_t *shape, struct mfs_manifest_entry *e)
@@ -543,6 +544,7 @@ static int mfs_manifest_entry(const char *label, json_t *a, size_t i,
 {
 	const char *order = json_string_value(json_object_get(a, "order"));
 	const char *dtype = json_string_value(json_object_get(a, "dtype"));
+	json_t *offset = json_object_get(a, "data_offset");
 	char want[MFS_MAX_NAME_LEN + sizeof(MFS_NPY_SUFFIX)];
 
 	e->name = json_string_value(json_object_get(a, "name"));
@@ -565,66 +567,71 @@ static int mfs_manifest_entry(const char *label, json_t *a, size_t i,
 		return mfs_fail(-EBADMSG, "%s: arrays[%zu].shape is not a list "
 				"of at most %u non-negative integers", label,
 				i, MFS_MAX_NDIM);
+	if (!json_is_integer(offset) || json_integer_value(offset) <= 0)
+		return mfs_fail(-EBADMSG, "%s: arrays[%zu].data_offset is "
+				"missing or not a positive integer", label, i);
+	e->data_offset = (uint64_t)json_integer_value(offset);
 	return 0;
 }
 
-/* Checks that the .npy header agrees with the manifest. */
-static int mfs_npy_matches(const char *label, const mfs_npy_info *info,
-			   const struct mfs_manifest_entry *e)
+/* The start of the page holding file offset @off. */
+static uint64_t mfs_page_floor(uint64_t off)
 {
-	bool same = info->ndim == e->ndim && info->order == e->order &&
-		    mfs_dtype_size(info->dtype) == mfs_dtype_size(e->dtype) &&
-		    memcmp(info->shape, e->shape,
-			   e->ndim * sizeof(*e->shape)) == 0;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
-	if (!same)
-		return mfs_fail(-EBADMSG, "%s: the NPY header (dtype %s, ndim "
-				"%u, order %c) disagrees with the manifest "
-				"(dtype %s, ndim %u, order %c)", label,
-				mfs_dtype_name(info->dtype), info->ndim,
-				info->order == MFS_ORDER_F ? 'F' : 'C',
-				mfs_dtype_name(e->dtype), e->ndim,
-				e->order == MFS_ORDER_F ? 'F' : 'C');
-	return 0;
+	return off - off % page;
 }
 
-/* Maps MOUNT/KEY/<array>.npy; data starts at its parsed header's end. */
+/*
+ * Maps the data of MOUNT/KEY/<array>.npy where the manifest puts it,
+ * without reading the file (a header read is a round trip to the daemon
+ * per array).  The file's size must be data_offset + nbytes: a mapping
+ * past its end would fault (SIGBUS) on first touch.
+ */
 static int mfs_map_npy(const char *kdir, int dfd,
 		       const struct mfs_manifest_entry *e, struct mfs_marray *a)
 {
+	uint64_t end = e->data_offset + a->view.nbytes; /* checked by caller */
+	uint64_t start = mfs_page_floor(e->data_offset);
 	char path[PATH_MAX];
-	mfs_npy_info info;
-	size_t total;
+	struct stat st;
 	void *p;
 	int fd, rc;
 
+	if (a->view.nbytes == 0)
+		return 0;
 	rc = mfs_join(path, kdir, e->file);
 	if (rc < 0)
 		return rc;
 	fd = mfs_open_regular(dfd, e->file, MFS_OPEN_NOFOLLOW, path);
 	if (fd < 0)
 		return fd;
-	rc = mfs_npy_read_fd(fd, path, &info);
-	if (rc == 0)
-		rc = mfs_npy_matches(path, &info, e);
-	if (rc < 0 || info.data_length == 0) {
+	if (fstat(fd, &st) < 0)
+		rc = mfs_fail(-errno, "%s: fstat: %s", path, strerror(errno));
+	else if ((uint64_t)st.st_size != end)
+		rc = mfs_fail(-EBADMSG, "%s: %jd bytes, but the manifest says "
+			      "%" PRIu64 " (data_offset %" PRIu64 " + %zu "
+			      "bytes of data)", path, (intmax_t)st.st_size,
+			      end, e->data_offset, a->view.nbytes);
+	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
-	total = (size_t)(info.data_offset + info.data_length);
 	/* The mapping keeps the file handle: the daemon sees us as a holder
 	 * until it is unmapped. */
-	p = mmap(NULL, total, PROT_READ, MAP_SHARED, fd, 0);
-	rc = p == MAP_FAILED ? mfs_fail(-errno, "%s: mmap of %zu bytes: %s",
-					path, total, strerror(errno))
-			     : 0;
+	p = mmap(NULL, (size_t)(end - start), PROT_READ, MAP_SHARED, fd,
+		 (off_t)start);
+	if (p == MAP_FAILED)
+		rc = mfs_fail(-errno, "%s: mmap of %" PRIu64 " bytes at offset "
+			      "%" PRIu64 ": %s", path, end - start, start,
+			      strerror(errno));
 	close(fd);
-	if (rc == 0) {
-		a->map = p;
-		a->map_len = total;
-		a->view.data = (const uint8_t *)p + info.data_offset;
-	}
-	return rc;
+	if (rc < 0)
+		return rc;
+	a->map = p;
+	a->map_len = (size_t)(end - start);
+	a->view.data = (const uint8_t *)p + (e->data_offset - start);
+	return 0;
 }
 
 /* Maps every array the manifest @doc lists. */
@@ -633,15 +640,17 @@ static int mfs_mount_arrays(const char *kdir, int dfd, const char *label,
 {
 	json_t *arrays = json_object_get(doc, "arrays");
 	struct mfs_manifest_entry e;
-	uint64_t nbytes;
+	uint64_t nbytes, end;
 	int rc;
 
 	for (size_t i = 0; i < json_array_size(arrays); i++) {
 		rc = mfs_manifest_entry(label, json_array_get(arrays, i), i, &e);
 		if (rc < 0)
 			return rc;
+		/* The file is mapped up to its end, which must fit too. */
 		if (!mfs_shape_bytes(e.dtype, e.ndim, e.shape, &nbytes) ||
-		    nbytes > SIZE_MAX)
+		    __builtin_add_overflow(e.data_offset, nbytes, &end) ||
+		    end > SIZE_MAX || end > (uint64_t)INT64_MAX)
 			return mfs_fail(-EBADMSG, "%s: arrays[%zu]: shape "
 					"overflows", label, i);
 		if (mfs_model_set(m, i, e.name, e.dtype, e.ndim, e.shape,

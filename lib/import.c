@@ -407,18 +407,25 @@ static int mfs_validate_copy(int fd, const char *label)
 }
 
 /* Fills temporary @tmp (@dst) with the bytes of @path (@src), with the
- * mode of a published container, durably.  0 or a negative errno. */
+ * mode of a published container, fsynced if @durable.  0 or a negative
+ * errno. */
 static int mfs_fill_tmp(int src, int dst, const char *path, const char *tmp,
-			const char *dir)
+			const char *dir, bool durable)
 {
 	int rc = mfs_copy_fd(src, dst);
 
 	if (rc < 0)
 		return mfs_fail(rc, "%s: copying into '%s': %s", path, tmp,
 				strerror(-rc));
-	if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 || fsync(dst) < 0)
+	if (fchmod(dst, MFS_FILE_MODE & ~mfs_umask()) < 0 ||
+	    (durable && fsync(dst) < 0))
 		return mfs_fail(-errno, "store '%s': '%s': %s", dir, tmp,
 				strerror(errno));
+	/* Not durable, writeback still starts now: the daemon drops the
+	 * page cache of what it served, which dirty pages would escape.
+	 * A hint only (0 bytes: to the end of the file). */
+	if (!durable)
+		sync_file_range(dst, 0, 0, SYNC_FILE_RANGE_WRITE);
 	return 0;
 }
 
@@ -455,15 +462,16 @@ static int mfs_import_copy(mfs_store *s, const char *path, const char *key,
 			      strerror(-rc));
 		goto out_dst;
 	}
-	rc = mfs_fill_tmp(src, dst, path, tmp, dir);
+	rc = mfs_fill_tmp(src, dst, path, tmp, dir,
+			  flags & MFS_PUT_PERSISTENT);
 	if (rc == 0)
 		rc = mfs_validate_copy(dst, path);
 	if (rc == 0 && !key)
 		rc = mfs_container_key(dst, path, content);
 	if (rc == 0)
-		rc = mfs_put_begin(&p, s, key ? key : content);
+		rc = mfs_put_begin(&p, s, key ? key : content, flags);
 	if (rc == 0)
-		rc = mfs_publish_rename(&p, tmp);
+		rc = mfs_publish_rename(&p, tmp, flags & MFS_PUT_PERSISTENT);
 out_dst:
 	if (!p.published)
 		unlink(tmp);

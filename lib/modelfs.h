@@ -858,7 +858,12 @@ MFS_API int mfs_store_new_in_process(mfs_store **out);
  * NULL).  An existing model under the key is replaced atomically.  The
  * model is ephemeral (removed when the store shuts down) unless
  * MFS_PUT_PERSISTENT is given, or the key was already in the store
- * directory before this put (it may belong to someone else).  An
+ * directory before this put (it may belong to someone else).  Only
+ * those others are durable (file and directory fsynced, as
+ * mfs_builder_write): an ephemeral model is published atomically but not
+ * fsynced, since a crash loses it as surely as the shutdown would (after
+ * a system crash it may be left behind incomplete, which readers refuse
+ * by its checksums); its writeback still starts as it is written.  An
  * in-process store freezes @p b and keeps a reference to it.
  * Returns 0, -EINVAL (NULL store or builder, bad key, unknown flag, store
  * handle not open), -ETIMEDOUT (mount store: MOUNT/KEY did not appear in
@@ -885,7 +890,8 @@ MFS_API int mfs_store_put(mfs_store *s, mfs_builder *b, const char *key,
  * -EBADMSG (not a container or .npy file, or malformed; metadata.json not
  * a JSON object or too large), -ENOTSUP (an .npy dtype this library does
  * not know), -EIO (bad chunk or I/O error), -ETIMEDOUT, -ENAMETOOLONG,
- * -ENOMEM, or another errno of the files (e.g. -EISDIR).  Thread-safe.
+ * -ENOMEM, or another errno of the files (e.g. -EISDIR).  Durable as
+ * mfs_store_put: an ephemeral import is not fsynced.  Thread-safe.
  */
 MFS_API int mfs_store_put_file(mfs_store *s, const char *path,
 			       const char *key, unsigned flags,

@@ -593,7 +593,8 @@ static int mfs_reserve_ephemeral(mfs_store *s)
 }
 
 /* Starts a put of @key into @s. */
-int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
+int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key,
+		  unsigned flags)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -605,6 +606,7 @@ int mfs_put_begin(struct mfs_put *p, mfs_store *s, const char *key)
 	if (rc < 0)
 		return rc;
 	p->existed = access(path, F_OK) == 0;
+	p->durable = (flags & MFS_PUT_PERSISTENT) || p->existed;
 	if (s->kind == MFS_KIND_MOUNT && p->existed)
 		p->mount_ino = mfs_mount_ino(s, key);
 	p->record = strdup(key);
@@ -681,12 +683,27 @@ static int mfs_file_key(const char *path, char *key)
 }
 
 
-/* Renames staged file @from onto the model path of @p's key, durably. */
-int mfs_publish_rename(struct mfs_put *p, const char *from)
+/* fsyncs file @path (a staged file of store @s). */
+static int mfs_fsync_file(const mfs_store *s, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		rc = mfs_fail(-errno, "store '%s': fsync of '%s': %s", s->dir,
+			      path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Renames staged file @from onto the model path of @p's key. */
+int mfs_publish_rename(struct mfs_put *p, const char *from, bool synced)
 {
 	char path[PATH_MAX];
 	int rc = mfs_model_path(p->s, p->key, path);
 
+	if (rc == 0 && p->durable && !synced)
+		rc = mfs_fsync_file(p->s, from);
 	if (rc < 0)
 		return rc;
 	if (rename(from, path) < 0)
@@ -694,7 +711,7 @@ int mfs_publish_rename(struct mfs_put *p, const char *from)
 				"rename: %s", p->s->dir, p->key,
 				strerror(errno));
 	p->published = true;
-	return mfs_fsync_dir(p->s->dir);
+	return p->durable ? mfs_fsync_dir(p->s->dir) : 0;
 }
 
 /* Puts @b (share context) into a directory or mount store. */
@@ -706,11 +723,11 @@ static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
 	int rc;
 
 	if (key) {
-		rc = mfs_put_begin(&p, s, key);
+		rc = mfs_put_begin(&p, s, key, flags);
 		if (rc == 0)
 			rc = mfs_model_path(s, key, path);
 		if (rc == 0)
-			rc = mfs_builder_write_as(b, path, true);
+			rc = mfs_builder_write_as(b, path, true, p.durable);
 		p.published = rc == 0;
 		return mfs_put_end(&p, rc, flags, key_out);
 	}
@@ -720,16 +737,20 @@ static int mfs_dir_put(mfs_store *s, const mfs_builder *b, const char *key,
 		return mfs_fail(-ENAMETOOLONG, "path of a file being "
 				"published is too long (%d bytes at most) in "
 				"store '%s'", PATH_MAX - 1, s->dir);
-	rc = mfs_builder_write_as(b, staged, true);
+	/* Whether the key is there already is known only now: a staged
+	 * file that must be durable after all is fsynced at the rename. */
+	rc = mfs_builder_write_as(b, staged, true,
+				  flags & MFS_PUT_PERSISTENT);
 	if (rc == 0)
 		rc = mfs_file_key(staged, content);
 	if (rc < 0) {
 		unlink(staged);
 		return rc;
 	}
-	rc = mfs_put_begin(&p, s, content);
+	rc = mfs_put_begin(&p, s, content, flags);
 	if (rc == 0)
-		rc = mfs_publish_rename(&p, staged);
+		rc = mfs_publish_rename(&p, staged,
+					flags & MFS_PUT_PERSISTENT);
 	if (!p.published)
 		unlink(staged);
 	return mfs_put_end(&p, rc, flags, key_out);

@@ -40,14 +40,19 @@ struct mfs_put {
 	char key[MFS_KEY_BUFSIZE];
 	char *record;   /* the key's copy, with room reserved for it */
 	bool existed;   /* KEY.mfs was there before: not this store's */
+	bool durable;   /* persistent, or replaces a model not ours */
 	bool published; /* our file is at KEY.mfs now */
 	ino_t mount_ino; /* inode of MOUNT/KEY before the put (0: none) */
 };
 
-/* Starts a put of @key into directory or mount store @s: fills @p and
- * reserves the ephemeral record.  0, -ENAMETOOLONG or -ENOMEM. */
+/*
+ * Starts a put of @key with @flags into directory or mount store @s:
+ * fills @p and reserves the ephemeral record.  The put is durable unless
+ * the model will be ephemeral: a store removes those at shutdown, so a
+ * crash loses them either way.  0, -ENAMETOOLONG or -ENOMEM.
+ */
 MFS_INTERNAL int mfs_put_begin(struct mfs_put *p, mfs_store *s,
-			       const char *key);
+			       const char *key, unsigned flags);
 /*
  * Ends a put with outcome @rc: records a published model (ephemeral
  * unless persistent, or the key was there before and is not one this
@@ -56,8 +61,10 @@ MFS_INTERNAL int mfs_put_begin(struct mfs_put *p, mfs_store *s,
  */
 MFS_INTERNAL int mfs_put_end(struct mfs_put *p, int rc, unsigned flags,
 			     char *key_out);
-/* Renames staged file @from onto the model path of @p's key, durably. */
-MFS_INTERNAL int mfs_publish_rename(struct mfs_put *p, const char *from);
+/* Renames staged file @from onto the model path of @p's key; durably if
+ * @p is durable, fsyncing @from first unless it is already (@synced). */
+MFS_INTERNAL int mfs_publish_rename(struct mfs_put *p, const char *from,
+				    bool synced);
 /* Common checks of the put functions: the store, @flags within @allowed
  * and @key (may be NULL).  0 or -EINVAL. */
 MFS_INTERNAL int mfs_check_put(const mfs_store *s, const char *fn,

@@ -5,7 +5,8 @@
  * destination directory, starting at MFS_DATA_START; only the chunk tables
  * stay in memory.  Commit appends the index, writes the header at offset 0,
  * fsyncs, renames the file onto its final name and fsyncs the directory,
- * so a reader sees either the old file or the complete new one.
+ * so a reader sees either the old file or the complete new one.  A store's
+ * ephemeral puts skip both fsyncs (writer_internal.h).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "encode_pool_internal.h"
 #include "layout.h"
 #include "staging_internal.h"
+#include "writer_internal.h"
 
 /* Temporary files a writer makes before giving up when a gc keeps
  * removing them between creation and lock (each race needs a gc run). */
@@ -114,6 +116,8 @@ struct mfs_writer {
 	unsigned encode_threads;
 	/* File offset up to which writeback has been started. */
 	uint64_t writeback_start;
+	/* Commit fsyncs file and directory (mfs_writer_set_durable). */
+	bool durable;
 };
 
 /* ------------------------------------------------------------------ */
@@ -368,6 +372,7 @@ int mfs_writer_create(mfs_writer **out, const char *path)
 	w->dirfd = -1;
 	w->data_end = MFS_DATA_START;
 	w->encode_threads = mfs_encode_thread_count();
+	w->durable = true;
 	w->path = strdup(path);
 	w->metadata = strdup(MFS_EMPTY_METADATA);
 	w->metadata_len = strlen(MFS_EMPTY_METADATA);
@@ -395,6 +400,11 @@ fail:
 	free(dir);
 	mfs_writer_free(w, true);
 	return rc;
+}
+
+void mfs_writer_set_durable(mfs_writer *w, bool durable)
+{
+	w->durable = durable;
 }
 
 void mfs_writer_abort(mfs_writer *w)
@@ -1128,7 +1138,8 @@ static void mfs_build_header(const mfs_writer *w, uint8_t *h,
 }
 
 /*
- * Writes index and header to the temporary file and makes it durable.
+ * Writes index and header to the temporary file and makes it durable
+ * (or, not durable, starts its writeback).
  * Holes left by zero chunks need no ftruncate: the index always follows
  * the last array and is never empty, so its write sets the file size.
  */
@@ -1157,6 +1168,13 @@ static int mfs_write_index_and_header(mfs_writer *w)
 	if (rc < 0)
 		return mfs_fail(rc, "writer '%s': writing the header of '%s': %s",
 				w->path, w->tmp_name, strerror(-rc));
+	if (!w->durable) {
+		/* Dirty pages cannot be dropped from the page cache: start
+		 * writing the tail and the header now (a hint, as the steps
+		 * while writing; 0 bytes means to the end of the file). */
+		sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		return 0;
+	}
 	if (fsync(w->fd) < 0)
 		return mfs_fail(-errno, "writer '%s': fsync of '%s': %s",
 				w->path, w->tmp_name, strerror(errno));
@@ -1190,7 +1208,7 @@ int mfs_writer_commit(mfs_writer *w)
 	 * complete and valid) and the error is still returned, because the
 	 * caller asked for a durable publish.
 	 */
-	if (fsync(w->dirfd) < 0) {
+	if (w->durable && fsync(w->dirfd) < 0) {
 		rc = mfs_fail(-errno, "writer '%s': published, but fsync of "
 			      "its directory failed: %s",
 			      w->path, strerror(errno));

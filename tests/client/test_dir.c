@@ -2,7 +2,8 @@
  * test_dir.c - directory stores: the shared cases on disk and on /dev/shm,
  * then what only a directory store does: corrupt containers in the store,
  * refused imports (nothing left behind), over-long paths, and file-system
- * errors of remove, put and shutdown; mfs_model_open of container files.
+ * errors of remove, put and shutdown; ephemeral puts (not fsynced) are
+ * complete; mfs_model_open of container files.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -309,6 +310,43 @@ static void test_open_errors(void **state)
 	ct_expect(mfs_store_new_in_process(NULL), -EINVAL, "NULL");
 }
 
+/* Asserts the container at @path is complete: every chunk checks. */
+static void ct_verify_container(const char *path)
+{
+	mfs_container *c;
+
+	assert_int_equal(mfs_container_open(&c, path), 0);
+	assert_int_equal(mfs_container_verify(c, NULL, NULL), 0);
+	mfs_container_close(c);
+}
+
+/* Ephemeral puts (not fsynced) publish the same complete containers as
+ * persistent ones: named, content-keyed and imported as is. */
+static void test_ephemeral_puts_complete(void **state)
+{
+	struct ct_dir *d = *state;
+	char key[MFS_KEY_BUFSIZE], src[PATH_MAX];
+	mfs_builder *b = ct_std_builder(1);
+	mfs_model *m;
+
+	snprintf(src, sizeof(src), "%s", ct_path(d->root, "src.mfs"));
+	ct_write_std(src, 2);
+	assert_int_equal(mfs_store_put(d->s, b, "named", 0, NULL), 0);
+	assert_int_equal(mfs_store_put(d->s, b, NULL, 0, key), 0);
+	assert_int_equal(mfs_store_put_file(d->s, src, "copy", 0, NULL), 0);
+	assert_int_equal(mfs_store_put(d->s, b, "kept", MFS_PUT_PERSISTENT,
+				       NULL), 0);
+	ct_verify_container(ct_container(d->store, "named"));
+	ct_verify_container(ct_container(d->store, key));
+	ct_verify_container(ct_container(d->store, "copy"));
+	ct_verify_container(ct_container(d->store, "kept"));
+	assert_int_equal(mfs_get_model(d->c, "copy", &m), 0);
+	ct_check_std(m, 2, true);
+	assert_int_equal(mfs_model_release(m), 0);
+	assert_int_equal(mfs_store_remove(d->s, "kept"), 0);
+	mfs_builder_free(b);
+}
+
 /* mfs_model_open of container files of any name: raw arrays mapped, LZ4
  * arrays decoded, the key is the name without ".mfs". */
 static void test_model_open_file(void **state)
@@ -404,6 +442,8 @@ int main(void)
 						ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, ct_dir_setup,
 						ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_ephemeral_puts_complete,
+						ct_dir_setup, ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_model_open_file,
 						ct_dir_setup, ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_model_open_errors,

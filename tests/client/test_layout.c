@@ -3,9 +3,11 @@
  * directory laid out as the daemon serves it (manifest.json,
  * metadata.json, <array>.npy) is made from a container, then damaged one
  * way at a time; each damage must be refused with its errno and a message
- * naming the file and field.  Also: an .npy whose header is not 4096 bytes
- * (data where the header says, not at a fixed offset).  Needs no daemon:
- * mfs_client_open_layout skips the mount check.
+ * naming the file and field (an .npy of another size than the manifest
+ * says is refused, not mapped past its end).  Also: an .npy whose header
+ * is not 4096 bytes (data where the manifest says, not at a fixed
+ * offset).  Needs no daemon: mfs_client_open_layout skips the mount
+ * check.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,8 +103,17 @@ static void test_layout_ok(void **state)
 	assert_int_equal(mfs_model_release(m), 0);
 }
 
-/* "emb.npy" rewritten with NumPy's own short header: the data starts
- * where the header ends, not at 4096. */
+/* Sets arrays[0].data_offset (emb's) to ct_short_offset. */
+static uint64_t ct_short_offset;
+
+static void ct_set_short_offset(json_t *a)
+{
+	json_object_set_new(a, "data_offset",
+			    json_integer((json_int_t)ct_short_offset));
+}
+
+/* "emb.npy" rewritten with NumPy's own short header, and the manifest
+ * saying so: the data starts where the manifest says, not at 4096. */
 static void test_layout_short_header(void **state)
 {
 	struct ct_layout *l = *state;
@@ -135,6 +146,8 @@ static void test_layout_short_header(void **state)
 	assert_int_equal(write(fd, header, total), (ssize_t)total);
 	assert_int_equal(write(fd, data, len), (ssize_t)len);
 	close(fd);
+	ct_short_offset = total;
+	ct_edit_manifest(l, ct_set_short_offset);
 	assert_int_equal(mfs_get_model(l->c, CT_KEY, &m), 0);
 	assert_int_equal(mfs_model_array(m, "emb", &a), 0);
 	assert_true(total < MFS_NPY_HEADER_SIZE);
@@ -179,9 +192,41 @@ static void ct_huge_shape(json_t *a)
 				      (json_int_t)CT_BIG_DIM));
 }
 
-static void ct_other_shape(json_t *a)
+/* emb.npy is then shorter than the manifest says: never mapped past its
+ * end (a touch there would be SIGBUS). */
+static void ct_larger_shape(json_t *a)
 {
-	json_object_set_new(a, "shape", json_pack("[i, i]", 33, 64));
+	json_object_set_new(a, "shape", json_pack("[i, i]", 64, 34));
+}
+
+static void ct_smaller_shape(json_t *a)
+{
+	json_object_set_new(a, "shape", json_pack("[i, i]", 64, 32));
+}
+
+static void ct_no_offset(json_t *a)
+{
+	json_object_del(a, "data_offset");
+}
+
+static void ct_zero_offset(json_t *a)
+{
+	json_object_set_new(a, "data_offset", json_integer(0));
+}
+
+static void ct_text_offset(json_t *a)
+{
+	json_object_set_new(a, "data_offset", json_string("4096"));
+}
+
+static void ct_huge_offset(json_t *a)
+{
+	json_object_set_new(a, "data_offset", json_integer(INT64_MAX));
+}
+
+static void ct_other_offset(json_t *a)
+{
+	json_object_set_new(a, "data_offset", json_integer(MFS_PAGE_SIZE * 2));
 }
 
 /* Every damage of the manifest, each refused with its field named. */
@@ -198,7 +243,15 @@ static void test_layout_manifest(void **state)
 		{ct_bad_shape, "arrays[0].shape"},
 		{ct_negative_dim, "arrays[0].shape"},
 		{ct_huge_shape, "overflows"},
-		{ct_other_shape, "disagrees with the manifest"},
+		{ct_larger_shape, "emb.npy: 12544 bytes, but the manifest "
+				  "says 12800"},
+		{ct_smaller_shape, "emb.npy: 12544 bytes, but the manifest "
+				   "says 12288"},
+		{ct_no_offset, "arrays[0].data_offset"},
+		{ct_zero_offset, "arrays[0].data_offset"},
+		{ct_text_offset, "arrays[0].data_offset"},
+		{ct_huge_offset, "overflows"},
+		{ct_other_offset, "(data_offset 8192 + 8448 bytes of data)"},
 	};
 	struct ct_layout *l = *state;
 	const char *path = ct_path(l->model, "manifest.json");
@@ -269,7 +322,7 @@ static void ct_write_version(const char *dir, int version)
 	assert_non_null(f);
 	fprintf(f, "{\"arrays\": [{\"name\": \"w\", \"file\": \"w.npy\", "
 		   "\"dtype\": \"float32\", \"order\": \"C\", "
-		   "\"shape\": [%d]}]}", CT_SWAP_LEN);
+		   "\"shape\": [%d], \"data_offset\": %d}]}", CT_SWAP_LEN, n);
 	assert_int_equal(fclose(f), 0);
 	f = fopen(ct_path(dir, "metadata.json"), "w");
 	assert_non_null(f);
