@@ -405,29 +405,17 @@ static int mfs_dir_arrays(const mfs_container *c, struct mfs_model *m)
 	return 0;
 }
 
-static int mfs_get_dir(const struct mfs_client *cl, const char *key,
-		       mfs_model **out)
+/* Gets the container open at @fd (taken over; @path names it) as model
+ * @key: raw arrays mapped with their chunks checked, LZ4 arrays decoded. */
+static int mfs_container_model(int fd, const char *path, const char *key,
+			       mfs_model **out)
 {
-	char path[PATH_MAX];
 	struct mfs_model *m;
 	mfs_container *c;
 	const char *meta;
 	size_t meta_len;
-	int fd, rc;
-	char file[MFS_MAX_KEY_LEN + sizeof(MFS_CONTAINER_SUFFIX)];
+	int rc;
 
-	snprintf(file, sizeof(file), "%s" MFS_CONTAINER_SUFFIX, key);
-	rc = mfs_join(path, cl->path, file);
-	if (rc < 0)
-		return rc;
-	/* A store entry: only a regular file is a container (as the daemon
-	 * serves it), never followed through a link. */
-	fd = mfs_open_regular(AT_FDCWD, path, MFS_OPEN_NOFOLLOW, NULL);
-	if (fd == -ENOENT)
-		return mfs_fail(-ENOENT, "no model '%s' in store '%s'", key,
-				cl->path);
-	if (fd < 0)
-		return fd;
 	rc = mfs_container_open_fd(&c, fd, path);
 	if (rc < 0) {
 		close(fd);
@@ -444,6 +432,28 @@ static int mfs_get_dir(const struct mfs_client *cl, const char *key,
 		return rc;
 	}
 	return mfs_model_finish(m, out);
+}
+
+static int mfs_get_dir(const struct mfs_client *cl, const char *key,
+		       mfs_model **out)
+{
+	char path[PATH_MAX];
+	char file[MFS_MAX_KEY_LEN + sizeof(MFS_CONTAINER_SUFFIX)];
+	int fd, rc;
+
+	snprintf(file, sizeof(file), "%s" MFS_CONTAINER_SUFFIX, key);
+	rc = mfs_join(path, cl->path, file);
+	if (rc < 0)
+		return rc;
+	/* A store entry: only a regular file is a container (as the daemon
+	 * serves it), never followed through a link. */
+	fd = mfs_open_regular(AT_FDCWD, path, MFS_OPEN_NOFOLLOW, NULL);
+	if (fd == -ENOENT)
+		return mfs_fail(-ENOENT, "no model '%s' in store '%s'", key,
+				cl->path);
+	if (fd < 0)
+		return fd;
+	return mfs_container_model(fd, path, key, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -672,28 +682,22 @@ static int mfs_load_manifest(const char *kdir, int dfd, char *label,
 }
 
 /*
- * Every file of the model is opened relative to one open descriptor of
- * MOUNT/KEY: the daemon gives each container version its own directory
- * inode, so a replace between two opens cannot mix files of two versions
- * (path walks would follow the key to the new version midway).
+ * Gets the model directory open at @dfd (@kdir names it) as model @key.
+ * Every file of the model is opened relative to @dfd: the daemon gives
+ * each container version its own directory inode, so a replace between
+ * two opens cannot mix files of two versions (path walks would follow the
+ * key to the new version midway).
  */
-static int mfs_get_mount(const struct mfs_client *cl, const char *key,
-			 mfs_model **out)
+static int mfs_mount_model(int dfd, const char *kdir, const char *key,
+			   mfs_model **out)
 {
-	char kdir[PATH_MAX], manifest[PATH_MAX], meta_path[PATH_MAX];
+	char manifest[PATH_MAX], meta_path[PATH_MAX];
 	struct mfs_model *m = NULL;
 	char *meta = NULL;
 	json_t *doc = NULL;
 	size_t meta_len;
-	int dfd, rc;
+	int rc;
 
-	rc = mfs_join(kdir, cl->path, key);
-	if (rc < 0)
-		return rc;
-	dfd = open(kdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return mfs_fail(-errno, "no model '%s' on mount '%s': %s", key,
-				cl->path, strerror(errno));
 	rc = mfs_join(meta_path, kdir, MFS_METADATA_FILE);
 	if (rc == 0)
 		rc = mfs_load_manifest(kdir, dfd, manifest, &doc);
@@ -709,13 +713,30 @@ static int mfs_get_mount(const struct mfs_client *cl, const char *key,
 	}
 	free(meta);
 	json_decref(doc);
-	close(dfd);
 	if (rc < 0) {
 		if (m)
 			mfs_model_discard(m);
 		return rc;
 	}
 	return mfs_model_finish(m, out);
+}
+
+static int mfs_get_mount(const struct mfs_client *cl, const char *key,
+			 mfs_model **out)
+{
+	char kdir[PATH_MAX];
+	int dfd, rc;
+
+	rc = mfs_join(kdir, cl->path, key);
+	if (rc < 0)
+		return rc;
+	dfd = open(kdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return mfs_fail(-errno, "no model '%s' on mount '%s': %s", key,
+				cl->path, strerror(errno));
+	rc = mfs_mount_model(dfd, kdir, key, out);
+	close(dfd);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -783,6 +804,91 @@ int mfs_get_model(mfs_client *c, const char *key, mfs_model **out)
 		break;
 	}
 	return mfs_get_dir(c, key, out);
+}
+
+/*
+ * The key of a model opened from @path into @key (NAME_MAX + 1 bytes):
+ * its last component, without MFS_CONTAINER_SUFFIX if @file and there is
+ * a name before it.  "/" for a path of slashes only.
+ */
+static void mfs_path_key(const char *path, bool file, char *key)
+{
+	size_t end = strlen(path), start, len, suffix;
+
+	while (end > 1 && path[end - 1] == '/')
+		end--;
+	for (start = end; start > 0 && path[start - 1] != '/'; start--)
+		;
+	if (start == end) /* "/" (or "//...") */
+		start = 0;
+	len = end - start;
+	suffix = strlen(MFS_CONTAINER_SUFFIX);
+	if (file && len > suffix &&
+	    memcmp(path + end - suffix, MFS_CONTAINER_SUFFIX, suffix) == 0)
+		len -= suffix;
+	/* Opened, so each component fits in NAME_MAX. */
+	if (len > NAME_MAX)
+		len = NAME_MAX;
+	memcpy(key, path + start, len);
+	key[len] = '\0';
+}
+
+/* Opens model directory @dfd at @path, refusing one without a manifest
+ * as the wrong kind of path rather than a missing file. */
+static int mfs_open_model_dir(int dfd, const char *path, mfs_model **out)
+{
+	char key[NAME_MAX + 1];
+	struct stat st;
+
+	if (fstatat(dfd, MFS_MANIFEST_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    errno == ENOENT)
+		return mfs_fail(-EBADMSG, "'%s' is neither a container file "
+				"nor a model directory of a modelfs mount (a "
+				"directory without " MFS_MANIFEST_FILE ")",
+				path);
+	mfs_path_key(path, false, key);
+	return mfs_mount_model(dfd, path, key, out);
+}
+
+/* Opens container file @path, never followed through a link. */
+static int mfs_open_model_file(const char *path, mfs_model **out)
+{
+	char key[NAME_MAX + 1];
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) < 0)
+		return mfs_fail(-errno, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return mfs_fail(-EBADMSG, "'%s' is neither a container file "
+				"nor a model directory of a modelfs mount (a "
+				"%s%s)", path, mfs_file_type_name(st.st_mode),
+				S_ISLNK(st.st_mode) ? "; links are followed to "
+				"model directories only" : "");
+	fd = mfs_open_regular(AT_FDCWD, path, MFS_OPEN_NOFOLLOW, NULL);
+	if (fd < 0)
+		return fd;
+	mfs_path_key(path, true, key);
+	return mfs_container_model(fd, path, key, out);
+}
+
+int mfs_model_open(const char *path, mfs_model **out)
+{
+	int dfd, rc;
+
+	mfs_clear_error();
+	if (!path || !out)
+		return mfs_fail(-EINVAL, "mfs_model_open: NULL argument");
+	/* O_DIRECTORY refuses anything else before opening it, so a FIFO
+	 * or a device is never waited on or acted on. */
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 && errno == ENOTDIR)
+		return mfs_open_model_file(path, out);
+	if (dfd < 0)
+		return mfs_fail(-errno, "%s: %s", path, strerror(errno));
+	rc = mfs_open_model_dir(dfd, path, out);
+	close(dfd);
+	return rc;
 }
 
 static int mfs_cmp_name_index(const void *key, const void *elem, void *ctx)

@@ -1022,6 +1022,23 @@ MFS_API int mfs_client_close(mfs_client *c);
  */
 MFS_API int mfs_get_model(mfs_client *c, const char *key, mfs_model **out);
 
+/**
+ * Opens the model at @p path into *@p out, with no client.  @p path is
+ * either a container file of any name (a regular file, never followed
+ * through a symbolic link: raw arrays are mapped with their chunk
+ * checksums checked, LZ4 arrays decoded into private read-only memory)
+ * or a model directory of a modelfs mount (MOUNT/KEY, a directory holding
+ * manifest.json: its .npy files are mapped as mfs_get_model does on a
+ * mount).  The model's key (mfs_model_key) is the last component of
+ * @p path, without the ".mfs" suffix for a file.  Release it with
+ * mfs_model_release.  Returns 0, -EINVAL (NULL argument), -ENOENT,
+ * -EBADMSG (neither a container file nor a directory with a manifest,
+ * e.g. a FIFO; a malformed container, .npy or manifest), -EIO (checksum
+ * mismatch or I/O error), -ENAMETOOLONG, -ENOMEM, or the errno of
+ * open/mmap; the message names the path.  Thread-safe.
+ */
+MFS_API int mfs_model_open(const char *path, mfs_model **out);
+
 /** One array of a shared model. */
 typedef struct mfs_array_view {
 	const char *name; /**< owned by the model */

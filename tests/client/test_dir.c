@@ -2,7 +2,7 @@
  * test_dir.c - directory stores: the shared cases on disk and on /dev/shm,
  * then what only a directory store does: corrupt containers in the store,
  * refused imports (nothing left behind), over-long paths, and file-system
- * errors of remove, put and shutdown.
+ * errors of remove, put and shutdown; mfs_model_open of container files.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -309,6 +309,84 @@ static void test_open_errors(void **state)
 	ct_expect(mfs_store_new_in_process(NULL), -EINVAL, "NULL");
 }
 
+/* mfs_model_open of container files of any name: raw arrays mapped, LZ4
+ * arrays decoded, the key is the name without ".mfs". */
+static void test_model_open_file(void **state)
+{
+	struct ct_dir *d = *state;
+	char file[PATH_MAX], other[PATH_MAX];
+	mfs_builder *b = ct_std_builder(1);
+	mfs_model *m;
+
+	snprintf(file, sizeof(file), "%s", ct_path(d->root, "m.mfs"));
+	snprintf(other, sizeof(other), "%s", ct_path(d->root, "weights.v2"));
+	ct_write_std(file, 1);
+	ct_write_std(other, 2);
+	assert_int_equal(mfs_model_open(file, &m), 0);
+	ct_check_std(m, 1, true);
+	assert_string_equal(mfs_model_key(m), "m");
+	assert_int_equal(mfs_model_release(m), 0);
+	assert_int_equal(mfs_model_open(other, &m), 0);
+	ct_check_std(m, 2, true);
+	assert_string_equal(mfs_model_key(m), "weights.v2");
+	assert_int_equal(mfs_model_release(m), 0);
+	/* A store's own entry. */
+	assert_int_equal(mfs_store_put(d->s, b, "k", 0, NULL), 0);
+	assert_int_equal(mfs_model_open(ct_container(d->store, "k"), &m), 0);
+	ct_check_std(m, 1, true);
+	assert_string_equal(mfs_model_key(m), "k");
+	assert_int_equal(mfs_model_release(m), 0);
+	/* A file named just ".mfs" keeps its whole name as key. */
+	assert_int_equal(rename(file, ct_path(d->root, ".mfs")), 0);
+	assert_int_equal(mfs_model_open(ct_path(d->root, ".mfs"), &m), 0);
+	assert_string_equal(mfs_model_key(m), ".mfs");
+	assert_int_equal(mfs_model_release(m), 0);
+	mfs_builder_free(b);
+}
+
+/* What mfs_model_open refuses, each naming the path. */
+static void test_model_open_errors(void **state)
+{
+	struct ct_dir *d = *state;
+	char hdr[PATH_MAX], raw[PATH_MAX], lz4[PATH_MAX], fifo[PATH_MAX];
+	char link[PATH_MAX], text[PATH_MAX];
+	mfs_model *m = NULL;
+
+	snprintf(hdr, sizeof(hdr), "%s", ct_path(d->root, "hdr.mfs"));
+	snprintf(raw, sizeof(raw), "%s", ct_path(d->root, "raw.mfs"));
+	snprintf(lz4, sizeof(lz4), "%s", ct_path(d->root, "lz4.mfs"));
+	snprintf(fifo, sizeof(fifo), "%s", ct_path(d->root, "fifo.mfs"));
+	snprintf(link, sizeof(link), "%s", ct_path(d->root, "link.mfs"));
+	snprintf(text, sizeof(text), "%s", ct_path(d->root, "text.mfs"));
+	ct_expect(mfs_model_open(NULL, &m), -EINVAL, "NULL");
+	ct_expect(mfs_model_open(d->root, NULL), -EINVAL, "NULL");
+	ct_expect(mfs_model_open(ct_path(d->root, "missing.mfs"), &m),
+		  -ENOENT, "missing.mfs");
+	ct_expect(mfs_model_open(ct_path(d->root, "no/dir.mfs"), &m),
+		  -ENOENT, "no/dir.mfs");
+	ct_expect(mfs_model_open("", &m), -ENOENT, "No such file");
+	/* Never opened, so never waited on. */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	ct_expect(mfs_model_open(fifo, &m), -EBADMSG, "FIFO");
+	ct_expect(mfs_model_open(d->store, &m), -EBADMSG,
+		  "neither a container file nor a model directory");
+	ct_expect(mfs_model_open(d->store, &m), -EBADMSG, d->store);
+	ct_write_std(hdr, 1);
+	ct_write_std(raw, 1);
+	ct_write_std(lz4, 1);
+	assert_int_equal(symlink(raw, link), 0);
+	ct_expect(mfs_model_open(link, &m), -EBADMSG, "symbolic link");
+	ct_write_file(text, "hello, world\n", strlen("hello, world\n"));
+	ct_expect(mfs_model_open(text, &m), -EBADMSG, "text.mfs");
+	ct_flip_byte(hdr, CT_HEADER_BYTE, CT_FLIP);
+	ct_flip_byte(raw, ct_data_offset(raw, "emb") + 1, CT_FLIP);
+	ct_flip_byte(lz4, ct_data_offset(lz4, "sim.data") + 1, CT_FLIP);
+	ct_expect(mfs_model_open(hdr, &m), -EBADMSG, "hdr.mfs");
+	ct_expect(mfs_model_open(raw, &m), -EIO, "raw.mfs");
+	ct_expect(mfs_model_open(lz4, &m), -EIO, "lz4.mfs");
+	assert_null(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +404,10 @@ int main(void)
 						ct_dir_teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, ct_dir_setup,
 						ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_model_open_file,
+						ct_dir_setup, ct_dir_teardown),
+		cmocka_unit_test_setup_teardown(test_model_open_errors,
+						ct_dir_setup, ct_dir_teardown),
 	};
 	struct ct_kind dir = {.name = "dir", .open = ct_open_dir,
 			      .cross_process = true};

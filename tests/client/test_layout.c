@@ -94,6 +94,11 @@ static void test_layout_ok(void **state)
 	ct_check_std(m, 1, true);
 	assert_int_equal(mfs_model_release(m), 0);
 	ct_expect(mfs_get_model(l->c, "other", &m), -ENOENT, "other");
+	/* The same directory opened without a client. */
+	assert_int_equal(mfs_model_open(l->model, &m), 0);
+	ct_check_std(m, 1, true);
+	assert_string_equal(mfs_model_key(m), CT_KEY);
+	assert_int_equal(mfs_model_release(m), 0);
 }
 
 /* "emb.npy" rewritten with NumPy's own short header: the data starts

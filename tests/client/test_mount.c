@@ -3,8 +3,9 @@
  *
  * Phase 1 serves a store that already holds models (so it needs nothing
  * but a running daemon): mount clients, a child process from the spec, the
- * debug guard on mapped .npy files, mfs_store_get with a daemon present,
- * and removing through a mount store.  Phase 2 runs the shared cases on an
+ * debug guard on mapped .npy files, mfs_model_open of a model directory,
+ * mfs_store_get with a daemon present, and removing through a mount
+ * store.  Phase 2 runs the shared cases on an
  * empty store: every put goes through the daemon's store directory and
  * waits for the model to appear on the mount, so it needs the daemon's
  * live store updates.  Skipped (exit 77) without fs/modelfs or /dev/fuse,
@@ -75,6 +76,29 @@ static void test_mount_get(void **state)
 	ct_check_std(m, 1, true);
 	assert_int_equal(mfs_model_release(m), 0);
 	assert_int_equal(mfs_client_close(c), 0);
+}
+
+/* mfs_model_open of a model directory on the mount, and of the file it
+ * serves; the mount's root is no model directory. */
+static void test_mount_model_open(void **state)
+{
+	char dir[PATH_MAX];
+	mfs_model *m;
+
+	(void)state;
+	assert_true(snprintf(dir, sizeof(dir), "%s/std/", ct_d.mnt) <
+		    (int)sizeof(dir));
+	assert_int_equal(mfs_model_open(dir, &m), 0);
+	ct_check_std(m, 1, true);
+	assert_string_equal(mfs_model_key(m), "std");
+	assert_int_equal(mfs_model_release(m), 0);
+	assert_int_equal(mfs_model_open(ct_path(ct_d.store, "std.mfs"), &m), 0);
+	ct_check_std(m, 1, true);
+	assert_string_equal(mfs_model_key(m), "std");
+	assert_int_equal(mfs_model_release(m), 0);
+	ct_expect(mfs_model_open(ct_d.mnt, &m), -EBADMSG, "neither");
+	ct_expect(mfs_model_open(ct_path(ct_d.mnt, "missing"), &m), -ENOENT,
+		  "missing");
 }
 
 /* A separate process from the spec string alone sees the same model. */
@@ -195,6 +219,7 @@ static int ct_phase1(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mount_get),
+		cmocka_unit_test(test_mount_model_open),
 		cmocka_unit_test(test_mount_child),
 		cmocka_unit_test(test_mount_guard),
 		cmocka_unit_test(test_mount_store),

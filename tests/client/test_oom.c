@@ -3,7 +3,8 @@
  * client API's main paths: build and put into a directory store, get,
  * remove and release; the same through an in-process store; imports of a
  * container (as is, re-serialized) and of .npy files; the mount reader on
- * a model laid out as the daemon shows it; and a private store from
+ * a model laid out as the daemon shows it; mfs_model_open of a container
+ * file and of such a layout; and a private store from
  * mfs_store_get.  Each run must fail with -ENOMEM (and a message), leave
  * no file behind and leak nothing (ASan), or succeed once no injection is
  * reached any more.
@@ -194,6 +195,21 @@ static int ct_layout_flow(void)
 	return rc;
 }
 
+/* mfs_model_open of a container file and of the exported layout. */
+static int ct_model_open_flow(void)
+{
+	mfs_model *m = NULL, *n = NULL;
+	int rc = 0;
+
+	CT_TRY(rc, mfs_model_open(ct_path(ct_base, "std.mfs"), &m));
+	CT_TRY(rc, mfs_model_open(ct_layout, &n));
+	if (n)
+		mfs_model_release(n);
+	if (m)
+		mfs_model_release(m);
+	return rc;
+}
+
 /* mfs_store_get making a private directory, with a put in it. */
 static int ct_private_flow(void)
 {
@@ -277,6 +293,12 @@ static void test_oom_mount_reader(void **state)
 	ct_inject_all(ct_layout_flow, NULL);
 }
 
+static void test_oom_model_open(void **state)
+{
+	(void)state;
+	ct_inject_all(ct_model_open_flow, NULL);
+}
+
 static void test_oom_private_store(void **state)
 {
 	char tmp[PATH_MAX];
@@ -298,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_oom_inproc_store),
 		cmocka_unit_test(test_oom_imports),
 		cmocka_unit_test(test_oom_mount_reader),
+		cmocka_unit_test(test_oom_model_open),
 		cmocka_unit_test(test_oom_private_store),
 	};
 	size_t len;
