@@ -60,6 +60,13 @@ the interpreter and libraries every worker has whatever the system.  The
 /dev/shm blocks are shmem: resident whether mapped or not, counted by
 mincore on their files.  total_x = total / the model's array bytes.
 
+Memory metrics: pss_mib, the workers' Pss (interpreters included, the
+model's mappings included: for information); grown_mib, the Pss growth
+above (workers and daemon), of which server_mib is the daemon's; cache_mib,
+the page cache of the model's files, of which backing_mib is the mount's
+store directory (the container the daemon reads); total_mib = grown_mib +
+cache_mib.
+
 Last, each worker releases the model and gets it again to first use, its
 pages resident: get_warm_ms (median of the workers).  The first get is the
 cold-ish one: the page cache was dropped before the put, so a get finds
@@ -314,8 +321,10 @@ class Mount:
         return so.object, so.release
 
     def model_files(self, _handle):
-        return (files_under(os.path.join(self.mount, self.key))
-                + files_under(self.store_dir))
+        return files_under(os.path.join(self.mount, self.key))
+
+    def backing_files(self, _handle):
+        return files_under(self.store_dir)
 
     def prefixes(self, _handle):
         return [self.mount.rstrip("/") + "/", self.store_dir.rstrip("/") + "/"]
@@ -559,10 +568,14 @@ def run_system(args, ctx, sysobj, model, want, want_value, nbytes):
             other, _mapped = split_pss(pid, prefixes)
             grown += other - pss0[pid]
         pss_all = sum(rollup_pss(pid) for pid in pids)
-        if server:
-            grown += split_pss(server, prefixes)[0] - server0
-        files = sysobj.model_files(handle)
-        cache = sum(resident_bytes(f) for f in files)
+        server_grown = (split_pss(server, prefixes)[0] - server0
+                        if server else 0)
+        grown += server_grown
+        cache = sum(resident_bytes(f) for f in sysobj.model_files(handle))
+        backing = sum(resident_bytes(f)
+                      for f in getattr(sysobj, "backing_files",
+                                       lambda _h: [])(handle))
+        cache += backing
         for c in conns:
             c.send(("release",))
         again = [expect(c, "released", WORK_TIMEOUT)[1] for c in conns]
@@ -601,6 +614,9 @@ def run_system(args, ctx, sysobj, model, want, want_value, nbytes):
            statistics.median(u[2] - t0 for u in used) / NS_PER_MS, "ms")
     record(args, s, "pss_mib", pss_all / MIB, "MiB")
     record(args, s, "grown_mib", grown / MIB, "MiB")
+    if sysobj.server_pid:
+        record(args, s, "server_mib", server_grown / MIB, "MiB")
+        record(args, s, "backing_mib", backing / MIB, "MiB")
     record(args, s, "cache_mib", cache / MIB, "MiB")
     record(args, s, "total_mib", total / MIB, "MiB")
     record(args, s, "total_x", x, "x")
