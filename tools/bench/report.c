@@ -134,6 +134,32 @@ static const struct report_ratio_spec report_ratios[] = {
 	 NULL},
 	{"pack, MiB/s: LZ4", "pack", "mibps", "modelfs-lz4", NULL, NULL, 0,
 	 NULL},
+	/* The Python section (pyshare.py): modelfs.sharing's MountModelStore
+	 * against shared_memory + pickle 5, joblib mmap, private copies. */
+	{"py put: shm+pickle5 / modelfs", "python", "put_ms", "shm-pickle5",
+	 "modelfs-mount", R_GE, T_FASTER, NULL},
+	{"py get_model: shm+pickle5 / modelfs", "python", "get_ms",
+	 "shm-pickle5", "modelfs-mount", R_GE, T_FASTER, NULL},
+	{"py ready (put incl.): shm+pickle5 / modelfs", "python", "ready_ms",
+	 "shm-pickle5", "modelfs-mount", NULL, 0, NULL},
+	{"py 8 workers memory / model: modelfs", "python", "total_x",
+	 "modelfs-mount", NULL, R_LE, T_TOTAL, NULL},
+	{"py 8 workers memory / model: shm+pickle5", "python", "total_x",
+	 "shm-pickle5", NULL, NULL, 0, NULL},
+	{"py 8 workers memory / model: joblib mmap", "python", "total_x",
+	 "joblib-mmap", NULL, NULL, 0, NULL},
+	{"py 8 workers memory / model: private", "python", "total_x",
+	 "private", NULL, NULL, 0, NULL},
+	{"py put: joblib mmap / modelfs", "python", "put_ms", "joblib-mmap",
+	 "modelfs-mount", NULL, 0, NULL},
+	{"py get_model: joblib mmap / modelfs", "python", "get_ms",
+	 "joblib-mmap", "modelfs-mount", NULL, 0, NULL},
+	{"py ready (put incl.): joblib mmap / modelfs", "python", "ready_ms",
+	 "joblib-mmap", "modelfs-mount", NULL, 0, NULL},
+	{"py get_model: private / modelfs", "python", "get_ms", "private",
+	 "modelfs-mount", NULL, 0, NULL},
+	{"py ready (put incl.): private / modelfs", "python", "ready_ms",
+	 "private", "modelfs-mount", NULL, 0, NULL},
 };
 
 #define REPORT_NRATIOS (sizeof(report_ratios) / sizeof(report_ratios[0]))

@@ -50,6 +50,13 @@
 #            until the mount shows it: counted in modelfs's time to ready
 #            (shared memory's put is in its own)
 #   pack     modelctl pack of the model, raw and LZ4 (MiB/s of .npy read)
+#   python   a Python model (numpy arrays, a scipy CSR matrix, a pandas
+#            DataFrame) shared by 8 workers (tools/bench/pyshare.py):
+#            modelfs.sharing's MountModelStore on a daemon, shared_memory +
+#            pickle 5 (LensKit's SHMModelStore mechanism), joblib's
+#            mmap_mode="r" and private copies; put, get_model to first use,
+#            time to ready (put included) and memory (workers' Pss growth +
+#            the page cache of the model's files) / model
 #
 # The floor is floorfs (tools/bench/floorfs.c): the least a libfuse
 # file system does per request, so per-request figures are ratios to what
@@ -73,8 +80,12 @@ readonly UNMOUNT_TRIES=20         # plain unmounts, 0.1 s apart
 readonly FULL_MIB=1024 FULL_MANY=10000 FULL_REPS=5 FULL_ITERS=100
 # Quick run: small data, once.
 readonly QUICK_MIB=32 QUICK_MANY=1000 QUICK_REPS=1 QUICK_ITERS=20
+# The Python model's array bytes (MiB), full and quick.
+readonly FULL_PY_MIB=1024 QUICK_PY_MIB=64
 # Disk needed per MiB of model: .npy, two containers, two images.
 readonly DISK_FACTOR=5
+# Disk needed per MiB of the Python model: its container or file.
+readonly PY_DISK_FACTOR=2
 
 QUICK=0 KEEP=0 REPS='' JSON='' DATA=/var/tmp/modelfs-bench
 BUILD=${MODELFS_BUILD_DIR:-${MESON_BUILD_ROOT:-}}
@@ -104,9 +115,11 @@ parse_args() {
 	BUILD=$(cd "$BUILD" && pwd)
 	if [ $QUICK = 1 ]; then
 		MIB=$QUICK_MIB NMANY=$QUICK_MANY ITERS=$QUICK_ITERS
+		PY_MIB=$QUICK_PY_MIB
 		REPS=${REPS:-$QUICK_REPS}
 	else
 		MIB=$FULL_MIB NMANY=$FULL_MANY ITERS=$FULL_ITERS
+		PY_MIB=$FULL_PY_MIB
 		REPS=${REPS:-$FULL_REPS}
 	fi
 	JSON=${JSON:-$BUILD/bench-results.json}
@@ -221,12 +234,16 @@ check_env() {
 	ensure_cmd fusermount3 fuse3
 	ensure_cmd squashfuse_ll squashfuse
 	ensure_cmd mksquashfs squashfs-tools
-	if ! "$PY" -c 'import numpy' 2>/dev/null; then
-		log "installing python3-numpy (for $PY)"
+	local mod
+	for mod in numpy scipy pandas joblib; do
+		"$PY" -c "import $mod" 2>/dev/null && continue
+		log "installing python3-$mod (for $PY)"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			python3-numpy >/dev/null ||
-			die "$PY has no numpy and python3-numpy cannot be installed"
-	fi
+			"python3-$mod" >/dev/null ||
+			die "$PY has no $mod and python3-$mod cannot be installed"
+	done
+	PYTHONPATH="$BUILD/lib/python" "$PY" -c 'import modelfs.sharing' ||
+		die "$PY cannot import modelfs.sharing from $BUILD/lib/python"
 }
 
 prepare_data_dir() {
@@ -240,10 +257,10 @@ prepare_data_dir() {
 		die "$DATA is tmpfs: page cache figures would mean nothing (--data)"
 	touch "$DATA/$MARKER"
 	# Data of an earlier --keep run is rebuilt.
-	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,store-put,wide,many,many-dirs,pack,log,samples.tsv,*.img}
+	rm -rf "${DATA:?}"/{npy,store-raw,store-lz4,store-put,wide,many,many-dirs,pack,py,log,samples.tsv,*.img}
 	mkdir -p "$DATA"/{npy,store-raw,store-lz4,wide/npy,wide/store,many/store,many-dirs,pack,mnt,log}
 	avail=$(df --output=avail -B1M "$DATA" | tail -1)
-	need=$((MIB * DISK_FACTOR))
+	need=$((MIB * DISK_FACTOR + PY_MIB * PY_DISK_FACTOR))
 	[ "$avail" -ge "$need" ] || die "$DATA: ${avail} MiB free, ${need} MiB needed"
 }
 
@@ -503,6 +520,21 @@ measure_put() {
 	unmount put
 }
 
+# The Python section: pyshare.py puts and gets the model with each system
+# in turn (the order rotating each repetition), dropping the page cache
+# before each, the mount's daemon serving a store of its own.
+measure_python() {
+	log "python: put_model, get_model, memory of $NWORKERS workers"
+	mkdir -p "$DATA/py/store" "$DATA/py/files"
+	mount_modelfs py "$DATA/py/store"
+	PYTHONPATH="$BUILD/lib/python${PYTHONPATH:+:$PYTHONPATH}" \
+		"$PY" "$SRC_DIR/pyshare.py" --samples "$SAMPLES" \
+		--mib "$PY_MIB" --rounds "$REPS" --workers "$NWORKERS" \
+		--mount "$DATA/mnt/py" --store-dir "$DATA/py/store" \
+		--server-pid "${MOUNTED[py]}" --files "$DATA/py/files"
+	unmount py
+}
+
 measure_open() {
 	local r one common
 	log "open + close: modelfs, the floor, plain files; attach on the floor"
@@ -545,6 +577,7 @@ report() {
 		--info "squashfuse=$(dpkg-query -W -f='${Version}' squashfuse 2>/dev/null || echo '?') squashfuse_ll, mksquashfs defaults (128 KiB blocks)" \
 		--info "workers=$NWORKERS; memory = sum Pss (workers + server) + unmapped page cache growth" \
 		--info "tiny_models=$NMANY; wide_model_arrays=$WIDE_ARRAYS" \
+		--info "python=$PY_MIB MiB model (dict: f4 item and user embeddings, scipy CSR i4/i4/f4, pandas DataFrame i4,i4,f4,i8), $NWORKERS forkserver workers, page cache dropped before each system; memory = workers' (and daemon's) Pss growth without the model's mappings + page cache of the model's files" \
 		"$SAMPLES"
 	log "JSON: $JSON"
 }
@@ -559,7 +592,8 @@ main() {
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
 	for step in prepare measure_warm measure_cold measure_workers \
-		measure_put measure_attach measure_open measure_ls measure_pack; do
+		measure_put measure_python measure_attach measure_open \
+		measure_ls measure_pack; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"
