@@ -25,6 +25,7 @@ import os
 
 from . import _core
 from . import _pickling
+from ._pickling import ModelPicklingError
 from ._models import (Model, SharedObject, StrayReferenceError,
                       StrayReferenceWarning, UntrustedModelError,
                       check_trust, unpickle)
@@ -32,6 +33,7 @@ from ._models import (Model, SharedObject, StrayReferenceError,
 __all__ = [
     "dump", "load", "pack", "open", "Model", "SharedObject",
     "StrayReferenceWarning", "StrayReferenceError", "UntrustedModelError",
+    "ModelPicklingError",
     "library_version",
 ]
 
@@ -43,13 +45,14 @@ __version__ = library_version
 def dump(obj, path, *, codec="none", chunk_size=None):
     """Writes ``obj`` to a container at ``path`` (atomically).
 
-    ``obj`` is pickled with protocol 5 in the caller's mode, normally
-    outside share context, so objects may drop derived caches in
-    ``__getstate__``; each out-of-band buffer (each NumPy array) becomes
+    ``obj`` is pickled with protocol 5 outside share context (also when
+    called inside ``sharing_mode()``), so objects may drop derived caches
+    in ``__getstate__``; each out-of-band buffer (each NumPy array) becomes
     an array of the container, compressed with ``codec`` ("none" or
     "lz4") in chunks of ``chunk_size`` bytes (default 256 KiB).
     """
-    arrays, meta = _pickling.object_arrays(obj, codec, chunk_size)
+    with _pickling.outside_share_context():
+        arrays, meta = _pickling.object_arrays(obj, codec, chunk_size)
     _core.write(os.fspath(path), arrays, meta)
 
 

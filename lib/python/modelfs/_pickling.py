@@ -9,12 +9,16 @@ pickle stream is the uint8 array ``pickle``.  The metadata document's
 class and the versions of Python and NumPy that wrote it.
 """
 
+import contextlib
+import io
 import json
 import pickle
 import platform
 import struct
 
 import numpy as np
+
+from . import _core
 
 #: Pickle protocol: 5 is the first with out-of-band buffers.
 PROTOCOL = 5
@@ -54,9 +58,15 @@ def numpy_dtype(name):
     return dt if dt is not None else np.dtype(name).newbyteorder("<")
 
 
-def _describe(buf):
+class ModelPicklingError(ValueError, pickle.PicklingError):
+    """An object could not be pickled (so nothing was written)."""
+
+
+def _describe(buf, fortran_shape):
     """(dtype, shape, order) of out-of-band buffer ``buf``: its own where
-    it has a dtype this format stores, else its bytes as uint8."""
+    it has a dtype this format stores, else its bytes as uint8.
+    ``fortran_shape``: the shape of the Fortran-ordered array the buffer
+    belongs to, if it does."""
     view = memoryview(buf)
     fmt = view.format
     if fmt[:1] in _NATIVE_PREFIXES:
@@ -64,9 +74,70 @@ def _describe(buf):
     dtype = _FORMAT_DTYPES.get(fmt)
     if dtype is None or numpy_dtype(dtype).itemsize != view.itemsize:
         return "uint8", (view.nbytes,), "C"
+    if fortran_shape is not None:
+        return dtype, fortran_shape, "F"
     if view.c_contiguous:
         return dtype, tuple(view.shape), "C"
     return dtype, tuple(view.shape), "F"
+
+
+class _Pickler(pickle.Pickler):
+    """Protocol 5 with out-of-band buffers, noting which buffers are
+    Fortran-ordered arrays: NumPy pickles such an array as the buffer of
+    its (C-ordered) transpose, which would otherwise be stored, and shown
+    on the mount, with its axes reversed."""
+
+    def __init__(self, file, buffers):
+        super().__init__(file, protocol=PROTOCOL,
+                         buffer_callback=self._buffer)
+        self.buffers = buffers  # [(PickleBuffer, Fortran shape or None)]
+        self._fortran = None
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.ndarray) and obj.ndim > 1 and \
+                obj.flags.f_contiguous and not obj.flags.c_contiguous:
+            self._fortran = obj
+        return NotImplemented
+
+    def _buffer(self, pb):
+        arr, self._fortran = self._fortran, None
+        shape = None
+        if arr is not None:
+            # Only if this buffer really is that array's transpose (an
+            # array pickled in-band gives no buffer at all).
+            t = memoryview(pb).obj
+            if isinstance(t, np.ndarray) and t.shape == arr.shape[::-1] \
+                    and t.__array_interface__["data"][0] == \
+                    arr.__array_interface__["data"][0]:
+                shape = tuple(arr.shape)
+        self.buffers.append((pb, shape))
+
+
+def _pickle(obj, buffers):
+    """The protocol-5 pickle of ``obj``; buffers appended to ``buffers``."""
+    out = io.BytesIO()
+    try:
+        _Pickler(out, buffers).dump(obj)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        cls = type(obj)
+        raise ModelPicklingError(f"cannot pickle {cls.__module__}."
+                                 f"{cls.__qualname__}: {e}") from e
+    return out.getbuffer()
+
+
+@contextlib.contextmanager
+def outside_share_context():
+    """Leaves every level of share context on this thread for the block
+    (dump writes for persistence, whoever calls it)."""
+    levels = 0
+    while _core.in_share_context():
+        _core.sharing_end()
+        levels += 1
+    try:
+        yield
+    finally:
+        for _ in range(levels):
+            _core.sharing_begin()
 
 
 def _entry(name, buf, dtype, shape, order, codec, chunk_size):
@@ -81,13 +152,12 @@ def object_arrays(obj, codec="none", chunk_size=None):
     inside ``sharing_mode()``, ``dump`` outside.
     """
     buffers = []
-    data = pickle.dumps(obj, protocol=PROTOCOL,
-                        buffer_callback=buffers.append)
+    data = _pickle(obj, buffers)
     chunk = int(chunk_size or 0)
     arrays, names = [], []
-    for i, pb in enumerate(buffers):
+    for i, (pb, fortran_shape) in enumerate(buffers):
         name = BUFFER_NAME.format(i)
-        dtype, shape, order = _describe(pb)
+        dtype, shape, order = _describe(pb, fortran_shape)
         # raw(): the bytes in memory order, contiguous, never a copy.
         arrays.append(_entry(name, pb.raw(), dtype, shape, order, codec,
                              chunk))

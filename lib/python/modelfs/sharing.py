@@ -173,9 +173,13 @@ class BaseModelStore(BaseModelClient):
         # The caller names the file, as with pickle.load: no trust check.
         shared = load(path, trusted=True)
         try:
-            return self.put_model(shared.object)
-        finally:
-            shared.release()
+            key = self.put_model(shared.object)
+        except BaseException:
+            # Silently: the traceback still refers to the model's arrays.
+            shared.__exit__(None, None, None)
+            raise
+        shared.release()
+        return key
 
     def client(self):
         """A client for this store, to pass to other processes."""
@@ -215,7 +219,7 @@ def _load_pickle(path):
     with open(path, "rb") as f:
         try:
             return pickle.load(f)
-        except pickle.UnpicklingError as e:
+        except (pickle.UnpicklingError, EOFError) as e:
             raise ValueError(f"{path}: not a pickle file ({e}); a container "
                              f"written by modelfs.dump needs "
                              f"binpickle=True") from e
