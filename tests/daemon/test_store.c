@@ -180,7 +180,8 @@ static void write_version_in(const char *dir, const char *name,
 
 	assert_non_null(bytes);
 	memset(bytes, value, n);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_true(snprintf(path, sizeof(path), "%s/%s", dir, name) <
+		    (int)sizeof(path));
 	assert_int_equal(mfs_writer_create(&wr, path), 0);
 	assert_int_equal(mfs_writer_add_array_buffer(wr, &v, bytes, n), 0);
 	assert_int_equal(mfs_writer_commit(wr), 0);
