@@ -173,3 +173,41 @@ def test_mount_store_judges_the_container(modelfs_mount, change):
             assert obj["tag"] == "trust"
             del obj
     modelfs_mount.check_alive()
+
+
+@pytest.mark.parametrize("mode,refused", [(0o775, True), (0o757, True),
+                                          (0o1777, False), (0o755, False)])
+def test_directory_others_could_replace_the_file_in(store_dir, mode, refused):
+    with FileModelStore(store_dir) as store:
+        key = store.put_model(model())
+        os.chmod(store_dir, mode)
+        try:
+            if refused:
+                with pytest.raises(modelfs.UntrustedModelError) as exc:
+                    store.get_model(key)
+                msg = str(exc.value)
+                assert store_dir in msg and "directory" in msg, msg
+                assert "sticky" in msg, msg
+                with store.get_model(key, trusted=True) as obj:
+                    assert obj["tag"] == "trust"
+                    del obj
+            else:
+                with store.get_model(key) as obj:
+                    assert obj["tag"] == "trust"
+                    del obj
+        finally:
+            os.chmod(store_dir, 0o755)
+
+
+def test_file_replaced_after_the_check_is_refused(tmp_path):
+    from modelfs import _models
+    path = str(tmp_path / "m.mfs")
+    modelfs.dump(model(), path)
+    identity = _models.check_trust(path, "m")
+    _models.check_unchanged(path, identity, "m")  # the same file: fine
+    other = str(tmp_path / "other.mfs")
+    modelfs.dump(model(), other)
+    os.rename(other, path)
+    with pytest.raises(modelfs.UntrustedModelError) as exc:
+        _models.check_unchanged(path, identity, "m")
+    assert "replaced" in str(exc.value) and "m.mfs" in str(exc.value)

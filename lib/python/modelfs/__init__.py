@@ -28,7 +28,7 @@ from . import _pickling
 from ._pickling import ModelPicklingError
 from ._models import (Model, SharedObject, StrayReferenceError,
                       StrayReferenceWarning, UntrustedModelError,
-                      check_trust, unpickle)
+                      check_trust, check_unchanged, unpickle)
 
 __all__ = [
     "dump", "load", "pack", "open", "Model", "SharedObject",
@@ -67,11 +67,12 @@ def load(path, *, trusted=False):
     """
     path = os.fspath(path)
     label = f"'{path}'"
-    if not trusted:
-        check_trust(path, label)
+    identity = None if trusted else check_trust(path, label)
     core = _core.open_model(path)
     shared = None
     try:
+        if identity is not None:
+            check_unchanged(path, identity, label)
         shared = SharedObject(unpickle(core, label), core, core.key)
     finally:
         if shared is None:

@@ -74,9 +74,27 @@ def _release(core, label, stacklevel):
 # ---------------------------------------------------------------------------
 # Trust
 
+def _trust_dir(path, what):
+    """Raises UntrustedModelError if others could replace ``path``: its
+    directory is writable by group or others and not sticky."""
+    parent = os.path.dirname(os.path.abspath(path))
+    st = os.stat(parent)
+    writers = [who for who, bit in (("group", stat.S_IWGRP),
+                                    ("others", stat.S_IWOTH))
+               if st.st_mode & bit]
+    if writers and not st.st_mode & stat.S_ISVTX:
+        raise UntrustedModelError(
+            errno.EPERM,
+            f"refusing to unpickle {what}: its directory {parent} is "
+            f"writable by {' and '.join(writers)} (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}, not sticky), so they could "
+            f"replace the file; unpickling runs code, pass trusted=True if "
+            f"you trust every user who can write there", path)
+
+
 def _trust_file(path, what):
     """Raises UntrustedModelError unless ``path`` is writable only by its
-    owner and owned by root or the caller."""
+    owner and owned by root or the caller; returns its identity."""
     st = os.stat(path)
     writers = [who for who, bit in (("group", stat.S_IWGRP),
                                     ("others", stat.S_IWOTH))
@@ -95,6 +113,8 @@ def _trust_file(path, what):
             f"{st.st_uid}, not by root or you (uid {os.geteuid()}); "
             f"unpickling runs code, pass trusted=True if you trust that "
             f"user", path)
+    _trust_dir(path, what)
+    return st.st_dev, st.st_ino
 
 
 def container_of_model_dir(path):
@@ -107,11 +127,32 @@ def container_of_model_dir(path):
     return os.path.join(store_dir, key + _core.container_suffix)
 
 
+def trusted_file(path):
+    """The file the trust rule judges for ``path``: the container itself,
+    also behind a mount's model directory."""
+    return container_of_model_dir(path) if os.path.isdir(path) else path
+
+
 def check_trust(path, what):
-    """Applies the trust rule to a container file or a mount's model dir."""
-    if os.path.isdir(path):
-        path = container_of_model_dir(path)
-    _trust_file(path, what)
+    """Applies the trust rule to a container file or a mount's model dir;
+    returns the identity (device, inode) of the file judged."""
+    return _trust_file(trusted_file(path), what)
+
+
+def check_unchanged(path, identity, what):
+    """Raises UntrustedModelError if the file judged for ``path`` is no
+    longer the one with ``identity`` (replaced while it was opened)."""
+    try:
+        st = os.stat(trusted_file(path))
+        now = (st.st_dev, st.st_ino)
+    except OSError:
+        now = None
+    if now != identity:
+        raise UntrustedModelError(
+            errno.EPERM,
+            f"refusing to unpickle {what}: the file was replaced while it "
+            f"was being opened (not the one whose owner and mode were "
+            f"checked); try again", path)
 
 
 # ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ import threading
 
 from . import _core
 from . import _pickling
-from ._models import SharedObject, check_trust, unpickle
+from ._models import SharedObject, check_trust, check_unchanged, unpickle
 
 __all__ = [
     "in_share_context", "sharing_mode", "get_store",
@@ -133,6 +133,15 @@ def get_store(reuse=True, *, in_process=False):
     if _shm_usable():
         return SHMModelStore()
     return FileModelStore()
+
+
+def _trust_before(path, what):
+    """check_trust, where an unknown key is left for the library to
+    report (with its own message) as not found."""
+    try:
+        return check_trust(path, what)
+    except FileNotFoundError:
+        return None
 
 
 def _check_key(key):
@@ -271,12 +280,17 @@ class ModelClient(BaseModelClient):
         an untrusted container unless ``trusted`` (see the module
         documentation)."""
         _check_key(key)
+        what = f"model '{key}'"
+        path = self._container(key)
+        # Judged before the mapping (nothing of an untrusted file is
+        # touched) and checked to be the same file after it.
+        identity = None if trusted else _trust_before(path, what)
         core = self._open().get(key)
         shared = None
         try:
-            if not trusted:
-                check_trust(self._container(key), f"model '{key}'")
-            shared = SharedObject(unpickle(core, f"model '{key}'"), core, key)
+            if identity is not None:
+                check_unchanged(path, identity, what)
+            shared = SharedObject(unpickle(core, what), core, key)
         finally:
             if shared is None:
                 core.release()
