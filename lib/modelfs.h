@@ -557,7 +557,8 @@ MFS_API int64_t mfs_container_verify(const mfs_container *c, mfs_verify_fn cb,
  *  "total_stored_size", "arrays": [{"name", "file", "dtype", "npy_descr",
  *  "shape", "order", "codec", "raw_size", "stored_size", "data_offset"
  *  (4096: the offset of data in the .npy view), "container_offset",
- *  "chunk_size", "chunks", "chunk_checksums" (hex XXH3-64)}]}.
+ *  "chunk_size", "chunks", "chunk_checksums" (one string: the XXH3-64
+ *  of each chunk as 16 hex digits, in chunk order)}]}.
  * *@p out is malloc'd and NUL-terminated; caller frees.  A NULL @p key
  * gives "key": null.  Returns 0, -EINVAL (key fails mfs_check_key) or
  * -ENOMEM.

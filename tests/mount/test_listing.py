@@ -119,12 +119,13 @@ def check_manifest(errors, key, man, ins, arrays, container, chunk_size,
                 errors.append("%s: manifest %s = %r, expected %r" %
                               (w, k, ent.get(k), v))
         sums = ent.get("chunk_checksums")
-        if not isinstance(sums, list) or len(sums) != nchunks:
+        if not isinstance(sums, str) or len(sums) != 16 * nchunks:
             errors.append("%s: chunk_checksums %r" % (w, sums))
         else:
             try:
-                got = [int(s, 16) for s in sums]
-            except (TypeError, ValueError):
+                got = [int(sums[i:i + 16], 16)
+                       for i in range(0, len(sums), 16)]
+            except ValueError:
                 got = None
             if got != [c[2] for c in par["chunks"]]:
                 errors.append("%s: chunk_checksums differ from the "
