@@ -366,3 +366,30 @@ def pss_task(name):
     del a
     shared.release()
     return os.getpid(), grown, total
+
+
+def init_estimator_worker(client, key, barrier):
+    # Imports before the measure, as a long-lived worker has them.
+    import sklearn.neighbors  # noqa: F401
+    _worker["client"] = client
+    _worker["key"] = key
+    _worker["barrier"] = barrier
+
+
+def estimator_task(query):
+    """Gets the shared estimator, reads every page of its training data
+    and answers one query; once every worker holds the model, measures
+    how much this process's PSS grew.  Returns (pid, growth in KiB,
+    neighbour indices of @query, sum of the training data)."""
+    barrier = _worker["barrier"]
+    before = pss_kib()
+    shared = _worker["client"].get_model(_worker["key"])
+    knn = shared.object
+    total = float(knn._fit_X.sum())
+    _dist, idx = knn.kneighbors([query], n_neighbors=3)
+    barrier.wait(120)
+    grown = pss_kib() - before
+    barrier.wait(120)
+    del knn
+    shared.release()
+    return os.getpid(), grown, idx[0].tolist(), total

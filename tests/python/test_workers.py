@@ -5,6 +5,7 @@ of it, not by a copy."""
 
 import multiprocessing
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -84,3 +85,51 @@ def test_eight_workers_share_pages(make_store, kind):
     assert max(grown) < 24 * 1024, grown
     # every worker did map and read the whole model
     assert sum(grown) > 48 * 1024, grown
+
+
+def cached_kib(paths):
+    """Page cache held by @paths, in KiB (util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw",
+                          "--output", "RES"] + paths, capture_output=True,
+                         text=True, check=True).stdout
+    return sum(int(x) for x in out.split()) // 1024
+
+
+def test_fitted_estimator_eight_spawned_workers(make_store):
+    """A fitted scikit-learn estimator put by this process serves 8
+    spawned workers; their memory (PSS growth, which splits each shared
+    page among its mappers) plus the page cache of the store's container
+    is at most 1.1 x the estimator's arrays."""
+    from sklearn.neighbors import NearestNeighbors
+    rng = np.random.default_rng(7)
+    train = rng.standard_normal((65536, 128))  # 64 MiB of float64
+    knn = NearestNeighbors(algorithm="brute").fit(train)
+    model_kib = knn._fit_X.nbytes // 1024
+    queries = [train[i * 1000] for i in range(8)]
+    store = make_store("mount")
+    with store:
+        key = store.put_model(knn)
+        del knn
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Barrier(8)
+        pool = ctx.Pool(8, initializer=support.init_estimator_worker,
+                        initargs=(store.client(), key, barrier))
+        try:
+            results = pool.map(support.estimator_task, queries, chunksize=1)
+            pool.close()
+            pool.join()
+        finally:
+            pool.terminate()
+        backing = cached_kib([os.path.join(make_store.mount.store, key +
+                                           ".mfs")])
+    assert len({r[0] for r in results}) == 8
+    for i, (_pid, _grown, idx, total) in enumerate(results):
+        assert idx[0] == i * 1000, idx  # each query's nearest is itself
+        assert total == float(train.sum())
+    workers = sum(r[1] for r in results)
+    print(f"8 workers: PSS growth {workers} KiB, container page cache "
+          f"{backing} KiB, model {model_kib} KiB")
+    # Every page was mapped by every worker: at least the model in all.
+    assert workers > 0.9 * model_kib, (workers, model_kib)
+    assert workers + backing <= 1.1 * model_kib, (workers, backing,
+                                                  model_kib)
