@@ -140,15 +140,21 @@ void mfsd_loader_wait(struct mfsd_loader *l)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void mfsd_loader_drain(struct mfsd_loader *l)
+/* Tells every thread to stop and joins them (what is queued stays). */
+static void mfsd_loader_join_all(struct mfsd_loader *l)
 {
-	mfsd_loader_wait(l);
 	pthread_mutex_lock(&l->lock);
 	l->stop = true;
 	pthread_cond_broadcast(&l->work);
 	pthread_mutex_unlock(&l->lock);
 	for (unsigned i = 0; i < l->nthreads; i++)
 		pthread_join(l->threads[i], NULL);
+}
+
+void mfsd_loader_drain(struct mfsd_loader *l)
+{
+	mfsd_loader_wait(l);
+	mfsd_loader_join_all(l);
 	/* Every thread has left both condition variables: the pool is as
 	 * mfsd_loader_init left it, with whatever queue room it grew. */
 	l->nthreads = 0;
@@ -160,12 +166,7 @@ void mfsd_loader_destroy(struct mfsd_loader *l)
 {
 	if (!l->threads)
 		return;
-	pthread_mutex_lock(&l->lock);
-	l->stop = true;
-	pthread_cond_broadcast(&l->work);
-	pthread_mutex_unlock(&l->lock);
-	for (unsigned i = 0; i < l->nthreads; i++)
-		pthread_join(l->threads[i], NULL);
+	mfsd_loader_join_all(l);
 	while (l->nqueued > 0)
 		free(mfsd_loader_pop(l));
 	free(l->queue);

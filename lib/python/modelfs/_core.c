@@ -845,38 +845,36 @@ static PyObject *core_store_wrap(int rc, mfs_store *store)
 	return (PyObject *)s;
 }
 
-/* open_mount(path) -> Store */
-static PyObject *core_open_mount(PyObject *self, PyObject *arg)
+typedef int (*core_store_opener)(mfs_store **out, const char *path);
+
+/* A Store opened on path @arg by @open (without the GIL). */
+static PyObject *core_open_store(PyObject *arg, core_store_opener open)
 {
 	mfs_store *store = NULL;
 	PyObject *path;
 	int rc;
 
-	(void)self;
 	if (!PyUnicode_FSConverter(arg, &path))
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	rc = mfs_store_open_mount(&store, PyBytes_AS_STRING(path));
+	rc = open(&store, PyBytes_AS_STRING(path));
 	Py_END_ALLOW_THREADS
 	Py_DECREF(path);
 	return core_store_wrap(rc, store);
 }
 
+/* open_mount(path) -> Store */
+static PyObject *core_open_mount(PyObject *self, PyObject *arg)
+{
+	(void)self;
+	return core_open_store(arg, mfs_store_open_mount);
+}
+
 /* open_dir(path) -> Store */
 static PyObject *core_open_dir(PyObject *self, PyObject *arg)
 {
-	mfs_store *store = NULL;
-	PyObject *path;
-	int rc;
-
 	(void)self;
-	if (!PyUnicode_FSConverter(arg, &path))
-		return NULL;
-	Py_BEGIN_ALLOW_THREADS
-	rc = mfs_store_open_dir(&store, PyBytes_AS_STRING(path));
-	Py_END_ALLOW_THREADS
-	Py_DECREF(path);
-	return core_store_wrap(rc, store);
+	return core_open_store(arg, mfs_store_open_dir);
 }
 
 /* mount_state(path) -> "none" | "live" | "dead" */
