@@ -63,6 +63,9 @@ with open(os.path.join(out, "embeddings.json"), "w") as f:
 PY
 
 echo "== packing the store $store"
+# The demo's store holds the demo's models only (a model put by an earlier
+# demo run that was interrupted would otherwise stay).
+rm -f "$store"/*.mfs
 "$modelctl" pack "$store/itemknn.mfs" --lz4 --metadata "$src/itemknn.json" "$src/itemknn"
 "$modelctl" pack "$store/embeddings.mfs" --metadata "$src/embeddings.json" "$src/embeddings"
 "$modelctl" inspect "$store/itemknn.mfs"
@@ -100,13 +103,15 @@ from modelfs.sharing import MountModelStore
 _model = None
 
 
-def attach(client, key):
+def attach(client, key, barrier):
     """Pool initializer: map the shared model once per worker."""
-    global _model
+    global _model, _barrier
     _model = client.get_model(key)
+    _barrier = barrier
 
 
 def neighbours(item):
+    _barrier.wait()  # one item per worker: all four hold the model
     knn = _model.object
     _dist, idx = knn.kneighbors(knn._fit_X[item:item + 1], n_neighbors=4)
     maps = sum(1 for line in open("/proc/self/maps") if sys.argv[1] in line)
@@ -122,8 +127,9 @@ if __name__ == "__main__":
         print(f"put_model -> {key}: {sorted(os.listdir(os.path.join(mnt, key)))}")
         ctx = mp.get_context("spawn")
         with ctx.Pool(4, initializer=attach,
-                      initargs=(store.client(), key)) as pool:
-            for pid, item, idx, maps in pool.map(neighbours, [0, 1, 2, 3]):
+                      initargs=(store.client(), key, ctx.Barrier(4))) as pool:
+            for pid, item, idx, maps in pool.map(neighbours, [0, 1, 2, 3],
+                                                 chunksize=1):
                 print(f"worker {pid}: item {item} -> neighbours {idx} "
                       f"({maps} mappings of files under {mnt})")
     print(f"store shut down: {key} removed from {mnt}: "
