@@ -287,3 +287,25 @@ def test_store_does_not_pickle(make_store, kind):
     with store:
         with pytest.raises(Exception, match=r"client\(\)"):
             pickle.dumps(store)
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+def test_client_by_hand_in_an_unrelated_process(make_store, kind):
+    """A program started on its own, given only the store's spec and the
+    key (say on its command line), gets the model."""
+    import subprocess
+    import sys
+    store = make_store(kind)
+    with store:
+        key = store.put_model(small_model(3))
+        spec = store.client().spec
+        code = ("import sys; from modelfs.sharing import ModelClient; "
+                "m = ModelClient(sys.argv[1]).get_model(sys.argv[2]); "
+                "print(m.object['name'], float(m.object['ids'].sum()), "
+                "m.object['w'].flags.writeable)")
+        out = subprocess.run([sys.executable, "-c", code, spec, key],
+                             capture_output=True, text=True, check=True,
+                             env=os.environ)
+    want = small_model(3)
+    assert out.stdout.split() == [want["name"],
+                                  str(float(want["ids"].sum())), "False"]
