@@ -457,6 +457,14 @@ MFS_API void mfs_container_close(mfs_container *c);
 MFS_API int mfs_container_fd(const mfs_container *c);
 /** Size of the container file in bytes. */
 MFS_API uint64_t mfs_container_file_size(const mfs_container *c);
+/**
+ * The container's index checksum: XXH3-64 (seed 0) of its index, the
+ * header field of FORMAT.md, verified at open.  It covers the metadata
+ * and every array's description and chunk checksums, so it names the
+ * content (a put without a key uses it, as 16 lowercase hex digits).
+ * Thread-safe.
+ */
+MFS_API uint64_t mfs_container_index_checksum(const mfs_container *c);
 /** The label given at open (the path for mfs_container_open). */
 MFS_API const char *mfs_container_label(const mfs_container *c);
 
