@@ -97,6 +97,14 @@ MFS_API const char *mfs_last_error(void);
 #define MFS_METADATA_FILE "metadata.json"
 /** The daemon's state in the mount's root (hidden). */
 #define MFS_STATUS_FILE ".status"
+/** The index document of a store directory (MOUNT.md, "Store index"):
+ *  its file name, its "format" and "version" values, and the
+ *  subdirectory of content-named objects ("objects/KEY.HEX.mfs"), which
+ *  the daemon does not serve from a local store (only the top level). */
+#define MFS_INDEX_FILE "index.json"
+#define MFS_INDEX_FORMAT "modelfs-index"
+#define MFS_INDEX_VERSION 1
+#define MFS_INDEX_OBJECTS_DIR "objects"
 /** Suffix (after ".NAME") of a writer's temporary file; XXXXXX as for
  *  mkstemp.  Hidden names are never models. */
 #define MFS_TMP_SUFFIX ".tmp.XXXXXX"
