@@ -38,9 +38,6 @@ static const struct option ctl_export_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* New directories: what umask leaves of this. */
-#define CTL_DIR_MODE 0777
-
 struct ctl_export {
 	const struct ctl_command *cmd;
 	const mfs_container *c;

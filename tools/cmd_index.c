@@ -77,8 +77,6 @@ static const struct option ctl_index_options[] = {
 	 CTL_HEX64_BUFSIZE + sizeof(MFS_CONTAINER_SUFFIX))
 /* Bytes copied at a time when an object cannot be linked. */
 #define CTL_COPY_STEP (1u << 20)
-/* Mode of objects/ before the umask. */
-#define CTL_DIR_MODE 0777
 /* Indentation of the document: people diff it as much as programs read
  * it. */
 #define CTL_INDEX_INDENT 2
@@ -95,15 +93,6 @@ struct ctl_index {
 /* ---------------------------------------------------------------- */
 /* Entries                                                           */
 /* ---------------------------------------------------------------- */
-
-/* True for a name the index considers at all: "*.mfs", not hidden. */
-static bool ctl_index_candidate(const char *name)
-{
-	size_t n = strlen(name), s = strlen(MFS_CONTAINER_SUFFIX);
-
-	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, MFS_CONTAINER_SUFFIX) == 0;
-}
 
 /*
  * True if open error @rc is a verdict on the entry (not a container, not
@@ -380,7 +369,7 @@ static int ctl_index_scan(struct ctl_index *ix)
 		return CTL_EXIT_FAIL;
 	}
 	while (rc == CTL_EXIT_OK && (errno = 0, de = readdir(d)) != NULL) {
-		if (ctl_index_candidate(de->d_name))
+		if (ctl_is_container_name(de->d_name))
 			rc = ctl_index_add(ix, de->d_name);
 	}
 	if (rc == CTL_EXIT_OK && errno != 0) {

@@ -12,6 +12,10 @@
 
 #include "modelctl.h"
 
+/* New directories (DIR of export, objects/ of index): what the umask
+ * leaves of this. */
+#define CTL_DIR_MODE 0777
+
 /* One file being written. */
 struct ctl_out_file {
 	const struct ctl_command *cmd; /* names the command in messages */

@@ -305,6 +305,10 @@ class TestOutputAndFailures(IndexTest):
         """Mounts a small tmpfs in the work dir, or skips (needs root)."""
         mnt = self.path("tmpfs")
         os.mkdir(mnt)
+        return self.tmpfs_at(mnt, opts)
+
+    def tmpfs_at(self, mnt, opts):
+        """Mounts a small tmpfs on directory @mnt, or skips."""
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", mnt],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if r.returncode != 0:
@@ -312,28 +316,82 @@ class TestOutputAndFailures(IndexTest):
         self.addCleanup(subprocess.run, ["umount", mnt])
         return mnt
 
+    def remount(self, mnt, how):
+        r = subprocess.run(["mount", "-o", "remount," + how, mnt],
+                           stderr=subprocess.PIPE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_unwritable_directory_keeps_previous_index(self):
         mnt = self.tmpfs("size=1m")
         self.store = os.path.join(mnt, "store")
         os.mkdir(self.store)
         self.put(self.pack(), "--key", "a")
-        first = self.index()
-        with open(os.path.join(self.store, INDEX), "rb") as f:
-            first_bytes = f.read()
-        self.put(self.pack("b.mfs", self.emb + 1), "--key", "b")
-        r = subprocess.run(["mount", "-o", "remount,ro", mnt],
-                           stderr=subprocess.PIPE)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.fails(EXIT_FAIL, "index", self.store,
-                   expect=["modelctl: index: cannot create '%s/.index.json"
-                           ".tmp." % self.store, "Read-only file system"])
+        self.remount(mnt, "ro")
         self.fails(EXIT_FAIL, "index", "--content-names", self.store,
                    expect=["cannot create directory '%s/objects'" %
                            self.store, "Read-only file system"])
-        self.assertEqual(self.store_files(), ["a.mfs", "b.mfs", INDEX])
+        self.remount(mnt, "rw")
+        first = self.index("--content-names")
+        with open(os.path.join(self.store, INDEX), "rb") as f:
+            first_bytes = f.read()
+        self.put(self.pack("b.mfs", self.emb + 1), "--key", "b")
+        self.remount(mnt, "ro")
+        self.fails(EXIT_FAIL, "index", self.store,
+                   expect=["modelctl: index: cannot create '%s/.index.json"
+                           ".tmp." % self.store, "Read-only file system"])
+        # b has no object yet: it cannot be linked, and no index names it.
+        self.fails(EXIT_FAIL, "index", "--content-names", self.store,
+                   expect=["cannot link '%s/objects/b." % self.store,
+                           "Read-only file system"])
+        self.assertEqual(self.store_files(), ["a.mfs", "b.mfs", INDEX,
+                                              "objects"])
         with open(os.path.join(self.store, INDEX), "rb") as f:
             self.assertEqual(f.read(), first_bytes)
         self.assertEqual(sorted(first["models"]), ["a"])
+
+    def test_objects_on_another_file_system_are_copied(self):
+        self.put_raw_and_lz4()
+        os.chmod(self.model("raw"), 0o640)
+        objects = os.path.join(self.store, "objects")
+        os.mkdir(objects)
+        self.tmpfs_at(objects, "size=1m")
+        doc = self.index("--content-names")
+        for key, entry in doc["models"].items():
+            obj = os.path.join(self.store, entry["object"])
+            self.assertFalse(os.path.samefile(obj, self.model(key)))
+            with open(obj, "rb") as f, open(self.model(key), "rb") as g:
+                self.assertEqual(f.read(), g.read())
+            self.assertEqual(os.stat(obj).st_mode,
+                             os.stat(self.model(key)).st_mode)
+            self.check_entry(key, entry, entry["object"])
+        self.assertEqual(self.temps(objects), [])
+
+    def test_copy_that_does_not_fit(self):
+        self.put(self.pack(), "--key", "m")
+        objects = os.path.join(self.store, "objects")
+        os.mkdir(objects)
+        self.tmpfs_at(objects, "size=16k")
+        self.fails(EXIT_FAIL, "index", "--content-names", self.store,
+                   expect=["cannot write '%s/.m." % objects,
+                           "No space left on device"])
+        self.assertEqual(os.listdir(objects), [])
+        self.assertFalse(os.path.exists(os.path.join(self.store, INDEX)))
+
+    def test_descriptor_shortage_is_no_verdict(self):
+        """Running out of descriptors says nothing about an entry: the
+        command fails rather than write an index without the model."""
+        import resource
+        self.put(self.pack(), "--key", "m")
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (5, 5))
+        p = subprocess.run([clitest.MODELCTL, "index", self.store],
+                           stderr=subprocess.PIPE, preexec_fn=limit)
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, EXIT_FAIL, err)
+        self.assertIn("Too many open files", err)
+        self.assertNotIn("warning", err)
+        self.assertFalse(os.path.exists(os.path.join(self.store, INDEX)))
 
     def test_disk_full_leaves_no_temporary(self):
         mnt = self.tmpfs("size=64k")

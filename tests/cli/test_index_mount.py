@@ -1,7 +1,8 @@
 """A store directory holding index.json and objects/ (written by
 'modelctl index --content-names') served by the real daemon: the mount
 shows exactly the models, neither the index nor the content-named objects
-(whose names, KEY.HEX.mfs, would be valid keys at the top level)."""
+(whose names, KEY.HEX.mfs, would be valid keys at the top level); and
+'modelctl index' refusing the mount itself."""
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "mount"))
 import harness as h  # noqa: E402
 
-from test_mount_cmds import ok  # noqa: E402
+from test_mount_cmds import EXIT_FAIL, fails, ok  # noqa: E402
 
 
 def main(work):
@@ -39,6 +40,10 @@ def main(work):
         arr = np.load(os.path.join(m.path, "beta", "w.npy"))
         h.check(np.array_equal(arr, np.arange(100, dtype=np.float64)),
                 "beta/w.npy differs")
+        # The mount is no store directory: its store is named.
+        fails(EXIT_FAIL, "index", m.path,
+              expect=["modelctl: index: '%s' is a modelfs mount" % m.path,
+                      store])
         m.check_alive()
 
 
