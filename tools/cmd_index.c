@@ -210,6 +210,18 @@ static int ctl_index_link(const struct ctl_index *ix, const mfs_container *c,
 	return 0;
 }
 
+/*
+ * True if linkat's error @rc means "copy instead": another file system
+ * (EXDEV), links not permitted (EPERM: protected_hardlinks on a file of
+ * another user), the name taken by a wrong file (EEXIST), no /proc
+ * (ENOENT) or too many links (EMLINK).
+ */
+static bool ctl_index_copy_instead(int rc)
+{
+	return rc == -EXDEV || rc == -EPERM || rc == -EEXIST ||
+	       rc == -ENOENT || rc == -EMLINK;
+}
+
 /* Copies the file of @c into @f, which it commits (mode of the source). */
 static int ctl_index_copy_into(const struct ctl_index *ix,
 			       const mfs_container *c,
@@ -289,8 +301,7 @@ static int ctl_index_object(struct ctl_index *ix, const mfs_container *c,
 	rc = ctl_index_link(ix, c, object);
 	if (rc == 0)
 		return CTL_EXIT_OK;
-	if (rc != -EXDEV && rc != -EPERM && rc != -EEXIST && rc != -ENOENT &&
-	    rc != -EMLINK) {
+	if (!ctl_index_copy_instead(rc)) {
 		ctl_err(ix->cmd, "cannot link '%s/%s' to '%s': %s", ix->dir,
 			object, mfs_container_label(c), strerror(-rc));
 		return CTL_EXIT_FAIL;
