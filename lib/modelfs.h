@@ -97,6 +97,14 @@ MFS_API const char *mfs_last_error(void);
 #define MFS_METADATA_FILE "metadata.json"
 /** The daemon's state in the mount's root (hidden). */
 #define MFS_STATUS_FILE ".status"
+/** The index document of a store directory (MOUNT.md, "Store index"):
+ *  its file name, its "format" and "version" values, and the
+ *  subdirectory of content-named objects ("objects/KEY.HEX.mfs"), which
+ *  the daemon does not serve from a local store (only the top level). */
+#define MFS_INDEX_FILE "index.json"
+#define MFS_INDEX_FORMAT "modelfs-index"
+#define MFS_INDEX_VERSION 1
+#define MFS_INDEX_OBJECTS_DIR "objects"
 /** Suffix (after ".NAME") of a writer's temporary file; XXXXXX as for
  *  mkstemp.  Hidden names are never models. */
 #define MFS_TMP_SUFFIX ".tmp.XXXXXX"
@@ -457,6 +465,14 @@ MFS_API void mfs_container_close(mfs_container *c);
 MFS_API int mfs_container_fd(const mfs_container *c);
 /** Size of the container file in bytes. */
 MFS_API uint64_t mfs_container_file_size(const mfs_container *c);
+/**
+ * The container's index checksum: XXH3-64 (seed 0) of its index, the
+ * header field of FORMAT.md, verified at open.  It covers the metadata
+ * and every array's description and chunk checksums, so it names the
+ * content (a put without a key uses it, as 16 lowercase hex digits).
+ * Thread-safe.
+ */
+MFS_API uint64_t mfs_container_index_checksum(const mfs_container *c);
 /** The label given at open (the path for mfs_container_open). */
 MFS_API const char *mfs_container_label(const mfs_container *c);
 

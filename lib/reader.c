@@ -53,6 +53,7 @@ struct mfs_container {
 	char *label;
 	uint8_t *index; /* the whole index, checksum verified */
 	uint64_t index_length;
+	uint64_t index_checksum; /* XXH3-64 of index, as in the header */
 	char *metadata; /* NUL-terminated copy */
 	size_t metadata_length;
 	size_t array_count;
@@ -683,6 +684,7 @@ static int mfs_load_index(mfs_container *c, int fd, const struct mfs_header *h)
 				"index", c->label,
 				(unsigned long long)h->index_length);
 	c->index_length = h->index_length;
+	c->index_checksum = h->index_checksum;
 	rc = mfs_pread_full(fd, c->index, (size_t)h->index_length,
 			    h->index_offset);
 	if (rc < 0)
@@ -811,6 +813,11 @@ int mfs_container_fd(const mfs_container *c)
 uint64_t mfs_container_file_size(const mfs_container *c)
 {
 	return c->file_size;
+}
+
+uint64_t mfs_container_index_checksum(const mfs_container *c)
+{
+	return c->index_checksum;
 }
 
 const char *mfs_container_label(const mfs_container *c)

@@ -16,6 +16,7 @@
 
 #include "modelfs.h"
 #include "modelctl.h"
+#include "ctl_outfile.h"
 
 const char ctl_usage_export[] =
 	"Usage: modelctl export FILE.mfs DIR\n"
@@ -37,22 +38,11 @@ static const struct option ctl_export_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* New directories and files: what umask leaves of these. */
-#define CTL_DIR_MODE 0777
-#define CTL_FILE_MODE 0666
-
-/* One file being written: a temporary name renamed onto the final one. */
-struct ctl_out_file {
-	char *final_path;
-	char *tmp_path;
-	int fd;
-};
-
 struct ctl_export {
 	const struct ctl_command *cmd;
 	const mfs_container *c;
 	const char *dir;
-	mode_t file_mode; /* CTL_FILE_MODE less the umask */
+	mode_t file_mode; /* ctl_file_mode(), asked once */
 };
 
 /* Creates DIR unless it is already a directory. */
@@ -71,90 +61,6 @@ static int ctl_export_mkdir(struct ctl_export *e)
 	return CTL_EXIT_FAIL;
 }
 
-/* Opens a temporary file "DIR/.FILE.tmp.XXXXXX" for DIR/FILE. */
-static int ctl_out_open(struct ctl_export *e, const char *file,
-			struct ctl_out_file *f)
-{
-	f->fd = -1;
-	f->tmp_path = NULL;
-	if (asprintf(&f->final_path, "%s/%s", e->dir, file) < 0) {
-		f->final_path = NULL;
-		goto nomem;
-	}
-	if (asprintf(&f->tmp_path, "%s/.%s" MFS_TMP_SUFFIX, e->dir, file) < 0) {
-		f->tmp_path = NULL;
-		goto nomem;
-	}
-	f->fd = mkostemp(f->tmp_path, O_CLOEXEC);
-	if (f->fd < 0) {
-		ctl_err(e->cmd, "cannot create '%s': %s", f->tmp_path,
-			strerror(errno));
-		goto fail;
-	}
-	return CTL_EXIT_OK;
-
-nomem:
-	ctl_err(e->cmd, "out of memory");
-fail:
-	free(f->tmp_path);
-	free(f->final_path);
-	return CTL_EXIT_FAIL;
-}
-
-/* Removes the temporary file and frees @f. */
-static void ctl_out_abort(struct ctl_out_file *f)
-{
-	if (f->fd >= 0)
-		close(f->fd);
-	unlink(f->tmp_path);
-	free(f->tmp_path);
-	free(f->final_path);
-}
-
-static int ctl_out_write(struct ctl_export *e, struct ctl_out_file *f,
-			 const void *buf, size_t len)
-{
-	int rc = ctl_write_all(f->fd, buf, len);
-
-	if (rc < 0) {
-		ctl_err(e->cmd, "cannot write '%s': %s", f->tmp_path,
-			strerror(-rc));
-		return CTL_EXIT_FAIL;
-	}
-	return CTL_EXIT_OK;
-}
-
-/* Sets the mode, syncs and renames the file into place; frees @f, and on
- * failure removes the temporary file. */
-static int ctl_out_commit(struct ctl_export *e, struct ctl_out_file *f)
-{
-	const char *what = "set the mode of";
-
-	if (fchmod(f->fd, e->file_mode) != 0)
-		goto fail;
-	what = "sync";
-	if (fsync(f->fd) != 0)
-		goto fail;
-	what = "close";
-	if (close(f->fd) != 0) {
-		f->fd = -1;
-		goto fail;
-	}
-	f->fd = -1;
-	what = "rename into place";
-	if (rename(f->tmp_path, f->final_path) != 0)
-		goto fail;
-	free(f->tmp_path);
-	free(f->final_path);
-	return CTL_EXIT_OK;
-
-fail:
-	ctl_err(e->cmd, "cannot %s '%s': %s", what, f->final_path,
-		strerror(errno));
-	ctl_out_abort(f);
-	return CTL_EXIT_FAIL;
-}
-
 /* Copies array @index chunk by chunk after its NPY header. */
 static int ctl_export_data(struct ctl_export *e, size_t index,
 			   const mfs_array_info *a, struct ctl_out_file *f)
@@ -169,7 +75,7 @@ static int ctl_export_data(struct ctl_export *e, size_t index,
 		ctl_err(e->cmd, "array '%s': %s", a->name, ctl_lib_error(rc));
 		return CTL_EXIT_FAIL;
 	}
-	if (ctl_out_write(e, f, header, (size_t)rc) != CTL_EXIT_OK)
+	if (ctl_out_write(f, header, (size_t)rc) != CTL_EXIT_OK)
 		return CTL_EXIT_FAIL;
 	if (a->chunk_count > 0) {
 		buf = malloc(a->chunk_size);
@@ -188,7 +94,7 @@ static int ctl_export_data(struct ctl_export *e, size_t index,
 				      ctl_lib_error((int)n));
 			rc = CTL_EXIT_FAIL;
 		} else {
-			rc = ctl_out_write(e, f, buf, (size_t)n);
+			rc = ctl_out_write(f, buf, (size_t)n);
 		}
 	}
 	free(buf);
@@ -212,7 +118,7 @@ static int ctl_export_array(struct ctl_export *e, size_t index)
 		ctl_err(e->cmd, "out of memory");
 		return CTL_EXIT_FAIL;
 	}
-	rc = ctl_out_open(e, file, &f);
+	rc = ctl_out_open(e->cmd, e->dir, file, &f);
 	free(file);
 	if (rc != CTL_EXIT_OK)
 		return rc;
@@ -220,7 +126,7 @@ static int ctl_export_array(struct ctl_export *e, size_t index)
 		ctl_out_abort(&f);
 		return CTL_EXIT_FAIL;
 	}
-	return ctl_out_commit(e, &f);
+	return ctl_out_commit(&f, e->file_mode);
 }
 
 static int ctl_export_metadata(struct ctl_export *e)
@@ -229,22 +135,13 @@ static int ctl_export_metadata(struct ctl_export *e)
 	size_t len = 0;
 	const char *json = mfs_container_metadata(e->c, &len);
 
-	if (ctl_out_open(e, MFS_METADATA_FILE, &f) != CTL_EXIT_OK)
+	if (ctl_out_open(e->cmd, e->dir, MFS_METADATA_FILE, &f) != CTL_EXIT_OK)
 		return CTL_EXIT_FAIL;
-	if (ctl_out_write(e, &f, json, len) != CTL_EXIT_OK) {
+	if (ctl_out_write(&f, json, len) != CTL_EXIT_OK) {
 		ctl_out_abort(&f);
 		return CTL_EXIT_FAIL;
 	}
-	return ctl_out_commit(e, &f);
-}
-
-/* The mode new files get: what open(2) would give CTL_FILE_MODE. */
-static mode_t ctl_file_mode(void)
-{
-	mode_t mask = umask(0);
-
-	umask(mask);
-	return CTL_FILE_MODE & ~mask;
+	return ctl_out_commit(&f, e->file_mode);
 }
 
 static int ctl_export_all(struct ctl_export *e)

@@ -96,16 +96,6 @@ static json_t *ctl_ls_entry(const mfs_container *c, const char *key,
 			 (json_int_t)n);
 }
 
-/* True if @name is a container name the daemon would serve: not hidden,
- * "*.mfs" with something before the suffix. */
-static bool ctl_is_container_name(const char *name)
-{
-	size_t n = strlen(name), s = strlen(MFS_CONTAINER_SUFFIX);
-
-	return name[0] != '.' && n > s &&
-	       strcmp(name + n - s, MFS_CONTAINER_SUFFIX) == 0;
-}
-
 /* @msg without a leading "@path: " (the library names the file, escaped;
  * the listing names it already). */
 static const char *ctl_ls_reason(const char *msg, const char *path)

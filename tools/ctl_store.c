@@ -13,6 +13,14 @@
 #include "modelfs.h"
 
 
+bool ctl_is_container_name(const char *name)
+{
+	size_t n = strlen(name), s = strlen(MFS_CONTAINER_SUFFIX);
+
+	return name[0] != '.' && n > s &&
+	       strcmp(name + n - s, MFS_CONTAINER_SUFFIX) == 0;
+}
+
 int ctl_mount_state(const struct ctl_command *cmd, const char *path,
 		    bool *mount)
 {

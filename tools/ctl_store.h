@@ -20,6 +20,10 @@
  */
 int ctl_check_store_dir(const struct ctl_command *cmd, const char *dir);
 
+/* True if @name is a container name the daemon would serve: not hidden,
+ * "*.mfs" with something before the suffix (the key, still unchecked). */
+bool ctl_is_container_name(const char *name);
+
 /*
  * Sets *@mount to whether a modelfs daemon serves @path.  A modelfs mount
  * whose daemon has exited is reported (as @cmd, with how to recover) and

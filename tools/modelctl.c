@@ -35,6 +35,8 @@ static const struct ctl_command ctl_commands[] = {
 	 ctl_usage_holders},
 	{"gc", ctl_cmd_gc, "remove temporary files of killed writers",
 	 ctl_usage_gc},
+	{"index", ctl_cmd_index, "write the index document of a store "
+	 "directory", ctl_usage_index},
 };
 
 #define CTL_COMMAND_COUNT (sizeof(ctl_commands) / sizeof(ctl_commands[0]))

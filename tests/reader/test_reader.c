@@ -82,6 +82,9 @@ static void test_array_info(void **state)
 
 	assert_int_equal(mfs_container_array_count(o->c), STD_COUNT);
 	assert_int_equal(mfs_container_file_size(o->c), o->f.len);
+	assert_int_equal(mfs_container_index_checksum(o->c),
+			 XXH3_64bits(o->f.buf + o->f.index_offset,
+				     o->f.index_length));
 	assert_string_equal(mfs_container_label(o->c), STD_LABEL);
 	assert_string_equal(mfs_container_metadata(o->c, &len), STD_META);
 	assert_int_equal(len, strlen(STD_META));
