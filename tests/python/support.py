@@ -236,6 +236,25 @@ def pss_kib():
     raise AssertionError("no Pss line in /proc/self/smaps_rollup")
 
 
+def model_pss_kib(key):
+    """Proportional set size, in KiB, of this process's mappings of files
+    of model @key (its directory on a mount or its container in a store
+    directory).  Unlike the growth of the whole PSS, it does not move when
+    other processes start or stop sharing the interpreter's own pages."""
+    total = 0
+    counting = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                path = head[5] if len(head) > 5 else ""
+                counting = ("/" + key + "/" in path or
+                            path.endswith("/" + key + ".mfs"))
+            elif counting and line.startswith("Pss:"):
+                total += int(head[1])
+    return total
+
+
 def listing(path):
     """Every name in directory @path, hidden ones included."""
     return sorted(os.listdir(path))
@@ -353,8 +372,9 @@ def init_pss_worker(client, key, barrier):
 
 def pss_task(name):
     """Gets the model, reads every byte of array @name, and once every
-    worker holds it, measures how much this process's PSS grew.  Returns
-    (pid, growth in KiB, sum of the array)."""
+    worker holds it, measures how much this process's PSS grew and how
+    much of it is its share of the model's mapping.  Returns (pid, growth
+    in KiB, sum of the array, model share in KiB)."""
     barrier = _worker["barrier"]
     before = pss_kib()
     shared = _worker["client"].get_model(_worker["key"])
@@ -362,10 +382,11 @@ def pss_task(name):
     total = int(a.sum())
     barrier.wait(120)
     grown = pss_kib() - before
+    share = model_pss_kib(_worker["key"])
     barrier.wait(120)
     del a
     shared.release()
-    return os.getpid(), grown, total
+    return os.getpid(), grown, total, share
 
 
 def init_estimator_worker(client, key, barrier):
@@ -379,8 +400,9 @@ def init_estimator_worker(client, key, barrier):
 def estimator_task(query):
     """Gets the shared estimator, reads every page of its training data
     and answers one query; once every worker holds the model, measures
-    how much this process's PSS grew.  Returns (pid, growth in KiB,
-    neighbour indices of @query, sum of the training data)."""
+    how much this process's PSS grew and how much of it is its share of
+    the model's mapping.  Returns (pid, growth in KiB, neighbour indices
+    of @query, sum of the training data, model share in KiB)."""
     barrier = _worker["barrier"]
     before = pss_kib()
     shared = _worker["client"].get_model(_worker["key"])
@@ -389,7 +411,8 @@ def estimator_task(query):
     _dist, idx = knn.kneighbors([query], n_neighbors=3)
     barrier.wait(120)
     grown = pss_kib() - before
+    share = model_pss_kib(_worker["key"])
     barrier.wait(120)
     del knn
     shared.release()
-    return os.getpid(), grown, idx[0].tolist(), total
+    return os.getpid(), grown, idx[0].tolist(), total, share
