@@ -11,8 +11,12 @@
 #include "data.h"
 #include "follow.h"
 #include "loader.h"
+#include "remote.h"
 #include "table.h"
 #include "watch.h"
+
+/* Most --header options. */
+#define MFSD_MAX_HEADERS 16
 
 /* Options as given on the command line (immutable once running). */
 struct mfsd_options {
@@ -27,6 +31,13 @@ struct mfsd_options {
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
 	unsigned max_read;      /* largest read request, bytes */
 	enum mfsd_io_mode io;
+	/* A store at an http(s):// URL (remote.h): store_dir is then the
+	 * view directory of its cache. */
+	bool remote;
+	struct mfsd_remote_options ropt;
+	const char *headers[MFSD_MAX_HEADERS + 1]; /* ropt.headers */
+	unsigned nheaders;
+	const char *remote_only; /* a remote option given, for the error */
 };
 
 struct mfsd_ctx {
@@ -42,6 +53,7 @@ struct mfsd_ctx {
 	 * scan, when the kernel has nothing cached yet). */
 	_Atomic bool notify;
 	struct mfsd_stats stats;   /* atomics */
+	struct mfsd_remote *remote; /* own locks; NULL: a local store */
 	struct mfsd_data data;     /* immutable, points into the above */
 };
 

@@ -15,6 +15,7 @@
 #include "data.h"
 #include "lease.h"
 #include "model.h"
+#include "remote.h"
 #include "table.h"
 
 /* Opening a store entry must not follow a link, block (a FIFO), or make
@@ -90,6 +91,8 @@ void mfsd_model_release_data(struct mfsd_table *t, struct mfsd_model *m,
 	if (m->container && drop_pages)
 		(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 				    POSIX_FADV_DONTNEED);
+	mfsd_remote_detach(m->remote);
+	m->remote = NULL;
 	mfs_container_close(m->container);
 	m->container = NULL;
 	if (had_fd)
@@ -313,7 +316,15 @@ int mfsd_model_load(struct mfsd_table *t, const char *file_name,
 	 */
 	(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 			    POSIX_FADV_RANDOM);
-	mfsd_lease_take(m);
+	if (t->remote)
+		m->remote = mfsd_remote_attach(t->remote, m->container);
+	/* A remote store's cache file changes under the model as chunks
+	 * arrive and leave: every chunk is checked each time it is served,
+	 * and no lease is needed to learn of a rewrite. */
+	if (m->remote)
+		atomic_store(&m->trust, MFSD_TRUST_UNLEASED);
+	else
+		mfsd_lease_take(m);
 	rc = mfsd_model_fill(m, why);
 	if (rc < 0)
 		goto fail;

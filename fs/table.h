@@ -71,6 +71,10 @@ struct mfsd_table {
 	void (*fd_freed)(void *arg);
 	void *fd_freed_arg;
 
+	/* The remote store whose view directory this is (remote.h), or
+	 * NULL for a local store.  Set before any load. */
+	struct mfsd_remote *remote;
+
 	/* Set once the initial scan is done; only its logging depends on
 	 * it. */
 	_Atomic bool loaded;

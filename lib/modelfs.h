@@ -178,6 +178,9 @@ MFS_API const char *mfs_last_error(void);
 #define MFS_ST_THREADS "threads"
 #define MFS_ST_TOTALS "totals"
 #define MFS_ST_SKIPPED "skipped"
+/* A store served from an HTTP(S) origin: its fetches and cache
+ * (MOUNT.md). */
+#define MFS_ST_REMOTE "remote"
 
 /* ------------------------------------------------------------------ */
 /* Text for people and logs                                            */

@@ -19,7 +19,7 @@ DEPS=(gcc clang libclang-rt-14-dev pkg-config meson ninja-build
       liblz4-dev libxxhash-dev libjansson-dev libcmocka-dev
       libfuse3-dev fuse3 python3 python3-numpy attr locales
       python3-dev python3-pytest python3-pandas python3-scipy
-      python3-sklearn python3-joblib)
+      python3-sklearn python3-joblib libcurl4-openssl-dev nginx-light)
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

@@ -1,0 +1,577 @@
+/*
+ * fetch.c - chunks of a remote store into the cache files: lookup of a
+ * container's cache object, fetching with one fetch per chunk in flight,
+ * coalescing and readahead, checking before caching, eviction (see
+ * remote.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "remote_internal.h"
+
+#define MFSD_WORD_BITS 64u
+/* Most bytes one Range request asks for: big enough to amortise a round
+ * trip, small enough that a reader waits for little it did not ask. */
+#define MFSD_FETCH_MAX ((uint64_t)8 << 20)
+/* Readahead of a sequential reader: starts at one fetch's worth of
+ * chunks beyond what was asked, doubles while the reader keeps up. */
+#define MFSD_RA_START_BYTES ((uint64_t)1 << 20)
+#define MFSD_RA_MAX_BYTES MFSD_FETCH_MAX
+/* Bytes in a st_blocks unit. */
+#define MFSD_BLOCK_UNIT 512u
+
+static bool mfsd_bget(const uint64_t *b, uint64_t i)
+{
+	return (b[i / MFSD_WORD_BITS] >> (i % MFSD_WORD_BITS)) & 1u;
+}
+
+static void mfsd_bput(uint64_t *b, uint64_t i, bool v)
+{
+	uint64_t bit = UINT64_C(1) << (i % MFSD_WORD_BITS);
+
+	if (v)
+		b[i / MFSD_WORD_BITS] |= bit;
+	else
+		b[i / MFSD_WORD_BITS] &= ~bit;
+}
+
+uint64_t mfsd_robj_disk_bytes(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	return (uint64_t)st.st_blocks * MFSD_BLOCK_UNIT;
+}
+
+void mfsd_robj_free(struct mfsd_robj *o)
+{
+	if (!o)
+		return;
+	if (o->fd >= 0)
+		close(o->fd);
+	pthread_cond_destroy(&o->done);
+	pthread_mutex_destroy(&o->lock);
+	free(o->first);
+	free(o->present);
+	free(o->busy);
+	free(o->object);
+	free(o->file_name);
+	free(o);
+}
+
+/* Builds @o's chunk numbering and bitmaps from container @c.  Under
+ * o->lock.  0 or -ENOMEM. */
+static int mfsd_robj_layout(struct mfsd_robj *o, const mfs_container *c)
+{
+	size_t n = mfs_container_array_count(c), words;
+	uint64_t total = 0;
+	mfs_array_info ai;
+
+	o->first = calloc(n ? n : 1, sizeof(*o->first));
+	if (!o->first)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		(void)mfs_container_array(c, i, &ai);
+		o->first[i] = total;
+		total += ai.chunk_count;
+	}
+	words = (size_t)((total + MFSD_WORD_BITS - 1) / MFSD_WORD_BITS);
+	o->present = calloc(words ? words : 1, sizeof(*o->present));
+	o->busy = calloc(words ? words : 1, sizeof(*o->busy));
+	if (!o->present || !o->busy) {
+		free(o->first);
+		free(o->present);
+		free(o->busy);
+		o->first = o->present = o->busy = NULL;
+		return -ENOMEM;
+	}
+	o->narrays = n;
+	o->nchunks = total;
+	o->has_layout = true;
+	return 0;
+}
+
+struct mfsd_robj *mfsd_remote_attach(struct mfsd_remote *r,
+				     const mfs_container *c)
+{
+	struct mfsd_robj *found = NULL;
+	struct stat st;
+
+	if (fstat(mfs_container_fd(c), &st) < 0)
+		return NULL;
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nobjs && !found; i++)
+		if (r->objs[i]->dev == st.st_dev && r->objs[i]->ino == st.st_ino)
+			found = r->objs[i];
+	if (found) {
+		pthread_mutex_lock(&found->lock);
+		if (found->has_layout || mfsd_robj_layout(found, c) == 0)
+			found->refs++;
+		else
+			found = NULL;
+		if (found)
+			pthread_mutex_unlock(&found->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!found)
+		mfsd_log(MFSD_LOG_WARNING, "%s: not a file of the remote "
+			 "store's cache (or out of memory): served as it is",
+			 mfs_container_label(c));
+	return found;
+}
+
+void mfsd_remote_detach(struct mfsd_robj *o)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->lock);
+	o->refs--;
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* Where chunk @k of @array lies in the file. */
+static int mfsd_chunk_at(const mfs_container *c, size_t array, uint64_t k,
+			 mfs_chunk_info *ci)
+{
+	return mfs_container_chunk(c, array, k, ci) < 0 ? -EIO : 0;
+}
+
+/* True if the cache file holds data (not a hole) at @off. */
+static bool mfsd_has_data(int fd, uint64_t off)
+{
+	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+
+	return d >= 0 && (uint64_t)d == off;
+}
+
+/* Checks chunk @k as it lies in the cache file, into @buf.  True if it
+ * is there and matches. */
+static bool mfsd_check_cached(struct mfsd_robj *o, const mfs_chunk_info *ci,
+			      char *buf)
+{
+	if (ci->stored_length == 0)
+		return true;
+	if (!mfsd_has_data(o->fd, ci->file_offset))
+		return false;
+	if (mfs_pread_full(o->fd, buf, ci->stored_length,
+			   ci->file_offset) < 0)
+		return false;
+	return mfs_chunk_check(ci, buf, NULL, NULL, 0) == 0;
+}
+
+int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Writes checked bytes into the cache file and waits for them to reach
+ * the disk, so that the read path's drop of the pages it served leaves
+ * no second copy in the page cache.  0 or a negative errno. */
+static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
+			    uint64_t off)
+{
+	int rc = mfsd_pwrite_all(o->fd, buf, len, off);
+
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_ERR, "cache file %s: writing %zu bytes: %s",
+			 o->file_name, len, strerror(-rc));
+		return rc;
+	}
+	(void)sync_file_range(o->fd, (off_t)off, (off_t)len,
+			      SYNC_FILE_RANGE_WAIT_BEFORE |
+				      SYNC_FILE_RANGE_WRITE |
+				      SYNC_FILE_RANGE_WAIT_AFTER);
+	atomic_fetch_add(&o->r->cache_bytes, len);
+	return 0;
+}
+
+/* Fetches chunk range [@a, @b] of @array (stored bytes contiguous in the
+ * file) with one Range request into @buf, at file offset @off. */
+static int mfsd_fetch_span(struct mfsd_robj *o, uint64_t off, size_t len,
+			   char *buf)
+{
+	int rc = o->object ? mfsd_http_get_range(o->r->http, o->object, off,
+						 len, buf)
+			   : -ENOENT;
+
+	if (rc < 0) {
+		atomic_fetch_add(&o->r->stats.fetch_errors, 1);
+		mfsd_log(MFSD_LOG_ERR, "%s%s: bytes %llu-%llu: %s",
+			 o->r->shown, o->object ? o->object : o->file_name,
+			 (unsigned long long)off,
+			 (unsigned long long)(off + len - 1),
+			 rc == -ETIMEDOUT ? "no answer within the deadline"
+					  : strerror(-rc));
+	}
+	return rc;
+}
+
+/* Logs and counts a fetched chunk that failed its checksum. */
+static void mfsd_bad_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
+			   bool again)
+{
+	atomic_fetch_add(&o->r->stats.bad_chunks, 1);
+	mfsd_log(MFSD_LOG_ERR, "%s%s: array #%zu chunk %llu as fetched fails "
+		 "its checksum%s", o->r->shown, o->object, array,
+		 (unsigned long long)k,
+		 again ? " again: not cached, the read fails (EIO)"
+		       : "; fetching it once more");
+}
+
+/* Takes a fetched chunk: checks it (fetching it alone once more if it
+ * fails) and writes it into the cache.  0 or a negative errno. */
+static int mfsd_take_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
+			   const mfs_chunk_info *ci, char *bytes)
+{
+	int rc;
+
+	if (mfs_chunk_check(ci, bytes, NULL, NULL, 0) < 0) {
+		mfsd_bad_chunk(o, array, k, false);
+		rc = mfsd_fetch_span(o, ci->file_offset, ci->stored_length,
+				     bytes);
+		if (rc < 0)
+			return rc;
+		if (mfs_chunk_check(ci, bytes, NULL, NULL, 0) < 0) {
+			mfsd_bad_chunk(o, array, k, true);
+			return -EIO;
+		}
+	}
+	return mfsd_cache_write(o, bytes, ci->stored_length, ci->file_offset);
+}
+
+/*
+ * Brings chunks [@a, @b] of @array (claimed busy by the caller) into the
+ * cache: those already in the file and sound count as hits; the rest
+ * come in one Range request spanning them.  @ok gets a bit per chunk
+ * (index k - @a) that is now present.  @force: do not trust the file.
+ * Returns 0 or the first error.
+ */
+static int mfsd_fetch_run(struct mfsd_robj *o, const mfs_container *c,
+			  size_t array, uint64_t a, uint64_t b, bool force,
+			  uint64_t *ok)
+{
+	mfs_chunk_info first, last, ci;
+	uint64_t lo = UINT64_MAX, hi = 0, span_off;
+	char *buf = NULL;
+	int rc = 0;
+
+	for (uint64_t k = a; k <= b; k++) {
+		if (mfsd_chunk_at(c, array, k, &ci) < 0)
+			return -EIO;
+		if (!buf) {
+			mfsd_chunk_at(c, array, b, &last);
+			mfsd_chunk_at(c, array, a, &first);
+			buf = malloc(last.file_offset + last.stored_length -
+					     first.file_offset + 1);
+			if (!buf)
+				return -ENOMEM;
+		}
+		if (!force && mfsd_check_cached(o, &ci, buf +
+					(ci.file_offset - first.file_offset))) {
+			mfsd_bput(ok, k - a, true);
+			atomic_fetch_add(&o->r->stats.cache_hits, 1);
+			continue;
+		}
+		lo = k < lo ? k : lo;
+		hi = k;
+	}
+	if (lo == UINT64_MAX)
+		goto out;
+	mfsd_chunk_at(c, array, lo, &first);
+	mfsd_chunk_at(c, array, hi, &last);
+	span_off = first.file_offset;
+	rc = mfsd_fetch_span(o, span_off, (size_t)(last.file_offset +
+						     last.stored_length -
+						     span_off), buf);
+	for (uint64_t k = lo; rc == 0 && k <= hi; k++) {
+		if (mfsd_bget(ok, k - a))
+			continue;
+		mfsd_chunk_at(c, array, k, &ci);
+		rc = mfsd_take_chunk(o, array, k, &ci,
+				     buf + (ci.file_offset - span_off));
+		if (rc == 0) {
+			mfsd_bput(ok, k - a, true);
+			atomic_fetch_add(&o->r->stats.cache_misses, 1);
+		}
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+/* Claims, under o->lock, the longest run from the first chunk of
+ * [@g0, @g1] (global numbers) that is neither present nor busy, up to
+ * MFSD_FETCH_MAX bytes and, for a sequential reader, on to @ra_end.
+ * Returns true with [*@ra, *@rb] claimed, false if every missing chunk
+ * is busy (or none is missing: *@missing false). */
+static bool mfsd_claim(struct mfsd_robj *o, const mfs_container *c,
+		       size_t array, uint64_t g0, uint64_t g1, uint64_t ra_end,
+		       uint64_t *ra, uint64_t *rb, bool *missing)
+{
+	uint64_t base = o->first[array], start = UINT64_MAX, bytes = 0;
+	mfs_chunk_info ci;
+
+	*missing = false;
+	for (uint64_t g = g0; g <= g1; g++) {
+		if (mfsd_bget(o->present, g))
+			continue;
+		*missing = true;
+		if (!mfsd_bget(o->busy, g)) {
+			start = g;
+			break;
+		}
+	}
+	if (start == UINT64_MAX)
+		return false;
+	for (uint64_t g = start; g <= ra_end; g++) {
+		if (mfsd_bget(o->present, g) || mfsd_bget(o->busy, g))
+			break;
+		if (mfsd_chunk_at(c, array, g - base, &ci) < 0)
+			break;
+		if (bytes && bytes + ci.stored_length > MFSD_FETCH_MAX)
+			break;
+		bytes += ci.stored_length;
+		mfsd_bput(o->busy, g, true);
+		*rb = g;
+	}
+	*ra = start;
+	return true;
+}
+
+/* Where a read of [@g0, @g1] should fetch up to: beyond @g1 within the
+ * array when the reader is sequential.  Under o->lock. */
+static uint64_t mfsd_readahead_end(struct mfsd_robj *o,
+				   const mfs_container *c, size_t array,
+				   uint64_t g0, uint64_t g1)
+{
+	mfs_array_info ai;
+	uint64_t last, end;
+
+	(void)mfs_container_array(c, array, &ai);
+	last = o->first[array] + (ai.chunk_count ? ai.chunk_count - 1 : 0);
+	if (g0 != o->next_seq || ai.chunk_size == 0) {
+		o->ra_chunks = 0;
+		o->next_seq = g1 + 1;
+		return g1;
+	}
+	if (o->ra_chunks == 0)
+		o->ra_chunks = MFSD_RA_START_BYTES / ai.chunk_size;
+	else if (o->ra_chunks * ai.chunk_size < MFSD_RA_MAX_BYTES)
+		o->ra_chunks *= 2;
+	if (o->ra_chunks == 0)
+		o->ra_chunks = 1;
+	o->next_seq = g1 + 1;
+	end = g1 + o->ra_chunks;
+	return end < last ? end : last;
+}
+
+/* Releases the claim [@ra, @rb], marking present what @ok says. */
+static void mfsd_unclaim(struct mfsd_robj *o, uint64_t ra, uint64_t rb,
+			 const uint64_t *ok)
+{
+	for (uint64_t g = ra; g <= rb; g++) {
+		mfsd_bput(o->busy, g, false);
+		if (mfsd_bget(ok, g - ra))
+			mfsd_bput(o->present, g, true);
+	}
+	pthread_cond_broadcast(&o->done);
+}
+
+/* mfsd_remote_ensure, with @force for chunks whose cached bytes failed. */
+static int mfsd_ensure(struct mfsd_robj *o, const mfs_container *c,
+		       size_t array, uint64_t first, uint64_t last, bool force)
+{
+	uint64_t g0, g1, ra_end, ra = 0, rb = 0, *ok = NULL;
+	bool missing, fetched = false;
+	int rc = 0;
+
+	atomic_store(&o->last_use, atomic_fetch_add(&o->r->clock, 1) + 1);
+	pthread_mutex_lock(&o->lock);
+	if (!o->has_layout || array >= o->narrays) {
+		pthread_mutex_unlock(&o->lock);
+		return -EIO;
+	}
+	g0 = o->first[array] + first;
+	g1 = o->first[array] + last;
+	ra_end = mfsd_readahead_end(o, c, array, g0, g1);
+	for (;;) {
+		if (!mfsd_claim(o, c, array, g0, g1, ra_end, &ra, &rb,
+				&missing)) {
+			if (!missing)
+				break;
+			pthread_cond_wait(&o->done, &o->lock);
+			continue;
+		}
+		pthread_mutex_unlock(&o->lock);
+		free(ok);
+		ok = calloc((rb - ra) / MFSD_WORD_BITS + 1, sizeof(*ok));
+		rc = ok ? mfsd_fetch_run(o, c, array, ra - o->first[array],
+					 rb - o->first[array], force, ok)
+			: -ENOMEM;
+		fetched = true;
+		pthread_mutex_lock(&o->lock);
+		if (ok)
+			mfsd_unclaim(o, ra, rb, ok);
+		else
+			mfsd_unclaim(o, ra, rb, &(uint64_t){0});
+		if (rc < 0 && ra <= g1)
+			break;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&o->lock);
+	free(ok);
+	if (fetched)
+		mfsd_remote_evict(o->r, o);
+	return rc;
+}
+
+int mfsd_remote_ensure(struct mfsd_robj *o, const mfs_container *c,
+		       size_t array, uint64_t first, uint64_t last)
+{
+	return mfsd_ensure(o, c, array, first, last, false);
+}
+
+int mfsd_remote_refetch(struct mfsd_robj *o, const mfs_container *c,
+			size_t array, uint64_t chunk)
+{
+	pthread_mutex_lock(&o->lock);
+	while (o->has_layout && array < o->narrays &&
+	       mfsd_bget(o->busy, o->first[array] + chunk))
+		pthread_cond_wait(&o->done, &o->lock);
+	if (o->has_layout && array < o->narrays)
+		mfsd_bput(o->present, o->first[array] + chunk, false);
+	pthread_mutex_unlock(&o->lock);
+	return mfsd_ensure(o, c, array, chunk, chunk, true);
+}
+
+int mfsd_robj_fetch_all(struct mfsd_robj *o)
+{
+	mfs_container *c;
+	mfs_array_info ai;
+	int fd = dup(o->fd), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = mfs_container_open_fd(&c, fd, o->file_name);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	pthread_mutex_lock(&o->lock);
+	rc = o->has_layout ? 0 : mfsd_robj_layout(o, c);
+	pthread_mutex_unlock(&o->lock);
+	for (size_t i = 0; rc == 0 && i < mfs_container_array_count(c); i++) {
+		(void)mfs_container_array(c, i, &ai);
+		if (ai.chunk_count)
+			rc = mfsd_ensure(o, c, i, 0, ai.chunk_count - 1, false);
+	}
+	mfs_container_close(c);
+	return rc;
+}
+
+/* Punches every chunk of @o out of its file (header page and index
+ * stay), unless a fetch is in progress.  Under r->lock.  True if done. */
+static bool mfsd_robj_punch(struct mfsd_robj *o)
+{
+	uint64_t before, after;
+
+	pthread_mutex_lock(&o->lock);
+	for (uint64_t w = 0; o->has_layout &&
+			     w < (o->nchunks + MFSD_WORD_BITS - 1) /
+					 MFSD_WORD_BITS; w++) {
+		if (o->busy[w]) {
+			pthread_mutex_unlock(&o->lock);
+			return false;
+		}
+	}
+	before = mfsd_robj_disk_bytes(o->fd);
+	if (o->data_end > MFS_HEADER_PAGE_SIZE)
+		(void)fallocate(o->fd, FALLOC_FL_PUNCH_HOLE |
+					       FALLOC_FL_KEEP_SIZE,
+				MFS_HEADER_PAGE_SIZE,
+				(off_t)(o->data_end - MFS_HEADER_PAGE_SIZE));
+	if (o->has_layout)
+		memset(o->present, 0, (size_t)((o->nchunks + MFSD_WORD_BITS -
+						1) / MFSD_WORD_BITS) *
+					      sizeof(*o->present));
+	pthread_mutex_unlock(&o->lock);
+	after = mfsd_robj_disk_bytes(o->fd);
+	if (before > after) {
+		atomic_fetch_sub(&o->r->cache_bytes,
+				 before - after < atomic_load(&o->r->cache_bytes)
+					 ? before - after
+					 : atomic_load(&o->r->cache_bytes));
+		atomic_fetch_add(&o->r->stats.evicted, before - after);
+	}
+	return true;
+}
+
+/* The least recently used object with chunks on disk other than @keep,
+ * under r->lock; NULL if none. */
+static struct mfsd_robj *mfsd_lru(struct mfsd_remote *r,
+				  struct mfsd_robj *keep, bool *tried)
+{
+	struct mfsd_robj *best = NULL;
+	size_t best_i = 0;
+
+	for (size_t i = 0; i < r->nobjs; i++) {
+		struct mfsd_robj *o = r->objs[i];
+
+		if (o == keep || tried[i])
+			continue;
+		if (!best || atomic_load(&o->last_use) <
+				     atomic_load(&best->last_use)) {
+			best = o;
+			best_i = i;
+		}
+	}
+	if (best)
+		tried[best_i] = true;
+	return best;
+}
+
+void mfsd_remote_evict(struct mfsd_remote *r, struct mfsd_robj *keep)
+{
+	uint64_t limit = r->opt.cache_size;
+	bool *tried;
+
+	if (limit == 0 || atomic_load(&r->cache_bytes) <= limit)
+		return;
+	pthread_mutex_lock(&r->lock);
+	tried = calloc(r->nobjs ? r->nobjs : 1, sizeof(*tried));
+	while (tried && atomic_load(&r->cache_bytes) > limit) {
+		struct mfsd_robj *o = mfsd_lru(r, keep, tried);
+
+		if (!o)
+			break;
+		(void)mfsd_robj_punch(o);
+	}
+	if (atomic_load(&r->cache_bytes) > limit && !r->warned_small) {
+		r->warned_small = true;
+		mfsd_log(MFSD_LOG_WARNING, "the cache holds %llu bytes, more "
+			 "than --cache-size %llu: the model being read does "
+			 "not fit; its chunks are fetched again as needed",
+			 (unsigned long long)atomic_load(&r->cache_bytes),
+			 (unsigned long long)limit);
+	}
+	free(tried);
+	pthread_mutex_unlock(&r->lock);
+}
