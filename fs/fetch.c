@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,6 +23,14 @@
  * chunks beyond what was asked, doubles while the reader keeps up. */
 #define MFSD_RA_START_BYTES ((uint64_t)1 << 20)
 #define MFSD_RA_MAX_BYTES MFSD_FETCH_MAX
+/*
+ * After a fetch found no answer within its whole deadline, fetches fail
+ * at once for this long.  The kernel reads a page again by itself when
+ * its readahead failed; without this a reader would wait out the deadline
+ * twice, and every reader of an unreachable origin would keep its
+ * threads busy.
+ */
+#define MFSD_DOWN_HOLD_NS ((uint64_t)1000000000)
 /* Bytes in a st_blocks unit. */
 #define MFSD_BLOCK_UNIT 512u
 
@@ -203,15 +212,28 @@ static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
 	return 0;
 }
 
-/* Fetches chunk range [@a, @b] of @array (stored bytes contiguous in the
- * file) with one Range request into @buf, at file offset @off. */
+static uint64_t mfsd_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Fetches [@off, @off + @len) of @o's object into @buf with one Range
+ * request. */
 static int mfsd_fetch_span(struct mfsd_robj *o, uint64_t off, size_t len,
 			   char *buf)
 {
-	int rc = o->object ? mfsd_http_get_range(o->r->http, o->object, off,
-						 len, buf)
-			   : -ENOENT;
+	struct mfsd_remote *r = o->r;
+	int rc;
 
+	if (mfsd_now_ns() < atomic_load(&r->down_until))
+		return -ETIMEDOUT; /* said when it started */
+	rc = o->object ? mfsd_http_get_range(r->http, o->object, off, len, buf)
+		       : -ENOENT;
+	if (rc == -ETIMEDOUT)
+		atomic_store(&r->down_until, mfsd_now_ns() + MFSD_DOWN_HOLD_NS);
 	if (rc < 0) {
 		atomic_fetch_add(&o->r->stats.fetch_errors, 1);
 		mfsd_log(MFSD_LOG_ERR, "%s%s: bytes %llu-%llu: %s",

@@ -726,6 +726,8 @@ static int mfsd_poll_index(struct mfsd_remote *r)
 		atomic_fetch_add(&r->stats.index_errors, 1);
 		return rc;
 	}
+	/* The origin answers: fetches need not fail at once any more. */
+	atomic_store(&r->down_until, 0);
 	if (rc == 1)
 		return 0;
 	models = mfsd_parse_index(r, b.data, b.len, r->shown);

@@ -82,6 +82,9 @@ struct mfsd_remote {
 	uint64_t index_time; /* CLOCK_REALTIME seconds of the last fetch */
 	bool from_cache; /* the index came from the cache, not the origin */
 
+	/* CLOCK_MONOTONIC ns until which fetches fail at once: the origin
+	 * gave no answer within a whole deadline just now. */
+	_Atomic uint64_t down_until;
 	_Atomic uint64_t clock;       /* ticks at every ensure: LRU */
 	_Atomic uint64_t cache_bytes; /* allocated bytes of cache files */
 
