@@ -45,6 +45,10 @@
 /* Connecting is one small part of a call: leave the rest of the deadline
  * to the transfer and to a retry on another connection. */
 #define MFSD_HTTP_CONNECT_MAX_MS 5000u
+/* An attempt needs at least a round trip and some bytes: with less time
+ * than this left before the deadline, none is started (and waiting for a
+ * connection ends). */
+#define MFSD_HTTP_MIN_ATTEMPT_MS 50u
 /* A server that sends less than this many bytes per second for the
  * stall time is given up on (and retried), so a stalled connection does
  * not use up a long deadline. */
@@ -293,8 +297,10 @@ static int mfsd_http_check_options(const struct mfsd_http_options *o)
 			 o->max_connections, MFSD_HTTP_MAX_CONNECTIONS);
 		return -EINVAL;
 	}
-	if (o->deadline_ms < 1) {
-		mfsd_log(MFSD_LOG_ERR, "http: deadline_ms must be > 0");
+	if (o->deadline_ms < MFSD_HTTP_MIN_ATTEMPT_MS) {
+		mfsd_log(MFSD_LOG_ERR,
+			 "http: deadline_ms %u is shorter than one attempt (%u ms)",
+			 o->deadline_ms, MFSD_HTTP_MIN_ATTEMPT_MS);
 		return -EINVAL;
 	}
 	for (size_t i = 0; o->headers && o->headers[i]; i++) {
@@ -577,14 +583,23 @@ static int mfsd_http_slot_init(struct mfsd_http_slot *s)
 	return s->easy && s->multi ? 0 : -ENOMEM;
 }
 
-/* Waits until @h has a free slot, the deadline passes or @h is cancelled.
- * 0 with *@out taken, -ETIMEDOUT, -ECANCELED or -ENOMEM, with the cause
- * in @r. */
+/* The last moment at which an attempt of @r may start. */
+static uint64_t mfsd_http_last_start(const struct mfsd_http_req *r)
+{
+	return r->deadline - MFSD_HTTP_MIN_ATTEMPT_MS;
+}
+
+/* Waits until @h has a free slot, no attempt can start any more before
+ * the deadline, or @h is cancelled.  A slot free at once is taken even
+ * at the last moment (the final attempt after a backoff); after a wait,
+ * only while an attempt still has time.  0 with *@out taken,
+ * -ETIMEDOUT, -ECANCELED or -ENOMEM, with the cause in @r. */
 static int mfsd_http_acquire(struct mfsd_http_req *r,
 			     struct mfsd_http_slot **out)
 {
 	struct mfsd_http *h = r->h;
-	struct timespec until = mfsd_http_abs_time(r->deadline);
+	struct timespec until = mfsd_http_abs_time(mfsd_http_last_start(r));
+	bool waited = false;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&h->lock);
@@ -594,6 +609,8 @@ static int mfsd_http_acquire(struct mfsd_http_req *r,
 			rc = -ECANCELED;
 			break;
 		}
+		if (waited && mfsd_http_now_ms() >= mfsd_http_last_start(r))
+			break;
 		for (unsigned i = 0; i < h->max_connections; i++) {
 			if (h->slots[i].busy)
 				continue;
@@ -604,15 +621,16 @@ static int mfsd_http_acquire(struct mfsd_http_req *r,
 			}
 			goto out;
 		}
-		if (mfsd_http_now_ms() >= r->deadline)
+		if (mfsd_http_now_ms() >= mfsd_http_last_start(r))
 			break;
 		pthread_cond_timedwait(&h->wake, &h->lock, &until);
+		waited = true;
 	}
 out:
 	pthread_mutex_unlock(&h->lock);
 	if (rc == -ETIMEDOUT)
 		snprintf(r->cause, sizeof(r->cause),
-			 "no free connection (of %u) before the deadline",
+			 "no free connection (of %u) in time for an attempt",
 			 h->max_connections);
 	return rc;
 }
@@ -1181,9 +1199,13 @@ static int mfsd_http_attempt(struct mfsd_http_req *r, bool *again)
 	if (rc)
 		goto out_headers;
 	now = mfsd_http_now_ms();
-	rc = -ETIMEDOUT;
-	if (now >= r->deadline)
+	if (now >= r->deadline) {
+		/* Late from the scheduler: a zero timeout would mean none. */
+		snprintf(r->cause, sizeof(r->cause),
+			 "deadline passed before the attempt");
+		rc = -ETIMEDOUT;
 		goto out_release;
+	}
 	r->easy = s->easy;
 	rc = mfsd_http_setup(r, s->easy, headers, r->deadline - now);
 	if (rc)
@@ -1207,7 +1229,7 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 {
 	struct mfsd_http *h = r->h;
 	unsigned attempt = 0;
-	uint64_t wake;
+	uint64_t now, wake;
 	bool again;
 	int rc;
 
@@ -1216,9 +1238,14 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 		rc = mfsd_http_attempt(r, &again);
 		if (!again)
 			break;
-		wake = mfsd_http_now_ms() + mfsd_http_backoff_ms(++attempt);
-		if (wake >= r->deadline)
+		/* The last backoff is cut short: one more attempt at the
+		 * last moment beats giving up early. */
+		now = mfsd_http_now_ms();
+		if (now >= mfsd_http_last_start(r))
 			break; /* rc is -ETIMEDOUT */
+		wake = now + mfsd_http_backoff_ms(++attempt);
+		if (wake > mfsd_http_last_start(r))
+			wake = mfsd_http_last_start(r);
 		mfsd_http_sleep(h, wake);
 		if (atomic_load(&h->cancelled)) {
 			snprintf(r->cause, sizeof(r->cause), "cancelled");

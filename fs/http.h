@@ -19,7 +19,8 @@ struct mfsd_http;
 struct mfsd_http_options {
 	const char *base_url;        /* http:// or https://, ending in '/' */
 	unsigned max_connections;    /* transfers at once, kept alive; >= 1 */
-	unsigned deadline_ms;        /* per call, retries included */
+	unsigned deadline_ms;        /* per call, retries included; >= 50
+					(no attempt starts with less left) */
 	const char *const *headers;  /* "Name: value" each, NULL-ended; or
 					NULL */
 	const char *aws_sigv4;       /* CURLOPT_AWS_SIGV4 provider string
