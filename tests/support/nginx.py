@@ -14,7 +14,9 @@ in '/'.  nginx runs in the foreground as a child of the test
 (``nginx -p DIR -c DIR/nginx.conf -g 'daemon off;'``) with every file it
 writes (config, pid, temp paths, error and access logs, cache) inside its
 own temporary directory, so any number can run at once and nothing is
-left behind.  As root, the workers run as root too (``user root root``):
+left behind.  nginx never outlives the test: it gets SIGTERM when the
+process that started it dies, however it dies (``setpriv --pdeathsig``),
+and instances still running at interpreter exit are stopped.  As root, the workers run as root too (``user root root``):
 nginx would otherwise drop them to ``nobody``, who cannot read a test's
 private temporary directory.
 
@@ -49,6 +51,7 @@ at the same time.
   ask.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -59,6 +62,9 @@ import tempfile
 import time
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# util-linux: makes the kernel send nginx SIGTERM (nginx's fast shutdown,
+# which takes its workers along) when its parent dies.
+SETPRIV = shutil.which("setpriv")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 ENTRY_TIMEOUT = 5.0
@@ -209,12 +215,16 @@ http {{
             conf = os.path.join(self.dir, "nginx.conf")
             with open(conf, "w") as f:
                 f.write(self.config())
+            cmd = [NGINX, "-p", self.dir, "-c", conf, "-e", self.error_log,
+                   "-g", "daemon off;"]
+            if SETPRIV:
+                cmd = [SETPRIV, "--pdeathsig", "TERM"] + cmd
             self.proc = subprocess.Popen(
-                [NGINX, "-p", self.dir, "-c", conf, "-e", self.error_log,
-                 "-g", "daemon off;"],
+                cmd,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(self.dir, "stderr.log"), "w"))
             if self._wait_listening():
+                _running.add(self)
                 return self
             last = self._errors()
             self._kill()
@@ -263,6 +273,7 @@ http {{
             except subprocess.TimeoutExpired:
                 self._kill()
             self.proc = None
+        _running.discard(self)
         return status
 
     def cleanup(self):
@@ -303,6 +314,15 @@ http {{
 
     def entries_since(self, mark, at_least=0, timeout=ENTRY_TIMEOUT):
         return self.entries(mark + at_least, timeout)[mark:]
+
+
+_running = set()
+
+
+@atexit.register
+def _stop_all():
+    for ng in list(_running):
+        ng.cleanup()
 
 
 def parse_range(value):
