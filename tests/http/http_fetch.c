@@ -16,6 +16,11 @@
  *                                 THREADS range fetches at once, the
  *                                 fetcher cancelled after AFTER_MS
  *
+ * Built a second time as http_fetch_oom, with allocation failures
+ * injected (tests/support/fail_alloc.h): HF_FAIL_ALLOC=N makes the N-th
+ * allocation from mfsd_http_open on fail, and result.alloc_hit says
+ * whether it was reached.
+ *
  * Results go to stderr as "result.KEY=VALUE" lines (rc as an errno name,
  * elapsed_ms, the counters, and what the command measured); the
  * fetcher's own log lines go there too.  Exit 0 when the command ran
@@ -34,6 +39,9 @@
 #include <unistd.h>
 
 #include "http.h"
+#ifdef HF_FAIL_ALLOC
+#include "fail_alloc.h"
+#endif
 
 #define HF_MAX_HEADERS 16
 #define HF_MAX_THREADS 256
@@ -348,6 +356,10 @@ int main(int argc, char **argv)
 	argc -= optind + 2;
 	hf_check_args(cmd, argc);
 
+#ifdef HF_FAIL_ALLOC
+	if (getenv("HF_FAIL_ALLOC"))
+		fail_alloc_arm(hf_num(getenv("HF_FAIL_ALLOC")));
+#endif
 	start = hf_now_ms();
 	rc = mfsd_http_open(&h, &o);
 	if (rc == 0) {
@@ -362,6 +374,9 @@ int main(int argc, char **argv)
 		else if (strcmp(cmd, "cancel") == 0)
 			rc = hf_cancel(h, argv);
 	}
+#ifdef HF_FAIL_ALLOC
+	fprintf(stderr, "result.alloc_hit=%d\n", fail_alloc_disarm());
+#endif
 	fprintf(stderr, "result.elapsed_ms=%.1f\n", hf_now_ms() - start);
 	fprintf(stderr, "result.rc=%s\n", hf_rc_name(rc));
 	if (h) {

@@ -1,7 +1,7 @@
 """test_http.py - the fetcher of URL stores (fs/http.c) against a real
 nginx on loopback and a fault-injecting proxy in front of it.
 
-    /usr/bin/python3 test_http.py PATH/TO/http_fetch [TEST_NAME...]
+    /usr/bin/python3 test_http.py HTTP_FETCH HTTP_FETCH_OOM [TEST_NAME...]
 
 Each test runs http_fetch (one command of the fetcher per run) and checks
 its result lines, its stdout, the fetcher's log lines and nginx's access
@@ -23,7 +23,7 @@ import time
 import traceback
 
 from faultproxy import FaultProxy
-from nginx import Nginx, parse_range
+from nginx import Nginx, make_cert, parse_range
 
 OBJ_SIZE = 3 * 1024 * 1024 + 123
 SMALL = b'{"models": ["a", "b"]}\n'
@@ -35,7 +35,10 @@ CANCEL_MARGIN_MS = 500
 SIGV4 = "aws:amz:us-east-1:s3"
 
 DRIVER = None
+OOM_DRIVER = None
 ENV = None
+# No run of the fetcher needs this many allocations.
+MAX_INJECTIONS = 1000
 
 
 class Failure(AssertionError):
@@ -79,8 +82,10 @@ class Result:
 
 
 def fetch(url, *args, conns=4, deadline=10000, headers=(), sigv4=None,
-          env=None):
-    cmd = [DRIVER, "-c", str(conns), "-d", str(deadline)]
+          ca_file=None, env=None, driver=None):
+    cmd = [driver or DRIVER, "-c", str(conns), "-d", str(deadline)]
+    if ca_file:
+        cmd += ["-C", ca_file]
     for h in headers:
         cmd += ["-H", h]
     if sigv4:
@@ -559,17 +564,78 @@ def test_bad_options():
     expect_rc(r, "OK", "https, scheme in capitals")
 
 
+# --------------------------------------------------------------------------
+# TLS
+
+def test_tls():
+    with tempfile.TemporaryDirectory(prefix="modelfs-tls-") as d:
+        cert, key = make_cert(d)
+        with Nginx(FX.root, tls=(cert, key)) as ng:
+            check(ng.url.startswith("https://"), ng.url)
+            r = fetch(ng.url, "range", "obj.bin", 5000, 70000, ca_file=cert)
+            expect_rc(r, "OK", "HTTPS with the server's CA")
+            check(r.stdout == FX.data[5000:75000], "bytes over TLS")
+            mark = ng.mark()
+            r = fetch(ng.url, "stress", "obj.bin", FX.obj, 4, 20, 4096, 2,
+                      conns=2, ca_file=cert)
+            expect_rc(r, "OK", "HTTPS, concurrent")
+            check(r.num("mismatches") == 0, repr(r))
+            conns = {e["conn"] for e in ng.entries_since(mark, 80)}
+            check(len(conns) <= 2, "%d TLS connections for 2" % len(conns))
+            # The system's CAs do not know a self-signed certificate:
+            # a permanent failure, not retried.
+            r = fetch(ng.url, "range", "obj.bin", 0, 10)
+            expect_rc(r, "EIO", "HTTPS, unknown CA")
+            check(r.num("retries") == 0 and "certificate" in r.log, repr(r))
+            r = fetch(ng.url, "range", "obj.bin", 0, 10,
+                      ca_file=os.path.join(d, "missing.pem"))
+            expect_rc(r, "EIO", "HTTPS, missing CA file")
+            check("CA cert" in r.log, r.log)
+
+
+# --------------------------------------------------------------------------
+# Allocation failures
+
+def test_allocation_failures():
+    env = dict(ENV, AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+               AWS_SECRET_ACCESS_KEY="secret", AWS_SESSION_TOKEN="tok")
+    cases = [
+        (("open",), {"headers": ["X-A: 1", "X-B: 2"], "sigv4": SIGV4},
+         "OK"),
+        (("object", "index.json", 1000, '"old-etag"'),
+         {"headers": ["X-A: 1"]}, "OK"),
+        (("object", "obj.bin", OBJ_SIZE), {}, "OK"),
+        (("range", "obj.bin", 10, 100), {"headers": ["X-A: 1"]}, "OK"),
+        (("size", "obj.bin"), {}, "OK"),
+        (("range", "missing.mfs", 0, 10), {}, "ENOENT"),
+    ]
+    for args, kw, want in cases:
+        for n in range(MAX_INJECTIONS):
+            env["HF_FAIL_ALLOC"] = str(n)
+            r = fetch(url(), *args, env=env, driver=OOM_DRIVER, **kw)
+            if r.values["alloc_hit"] == "0":
+                expect_rc(r, want, "%s, no allocation failed" % (args,))
+                break
+            expect_rc(r, "ENOMEM", "%s, allocation %d failed" % (args, n))
+        else:
+            raise Failure("%s: more than %d allocations"
+                          % (args, MAX_INJECTIONS))
+        print("    %s: %d allocations, each failed once" % (args[0], n))
+
+
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 
 
 def main(argv):
-    global DRIVER, ENV, FX
-    if len(argv) < 2:
-        print("usage: test_http.py HTTP_FETCH [TEST...]", file=sys.stderr)
+    global DRIVER, OOM_DRIVER, ENV, FX
+    if len(argv) < 3:
+        print("usage: test_http.py HTTP_FETCH HTTP_FETCH_OOM [TEST...]",
+              file=sys.stderr)
         return 2
     DRIVER = os.path.abspath(argv[1])
+    OOM_DRIVER = os.path.abspath(argv[2])
     ENV = dict(os.environ)
-    chosen = [t for t in TESTS if len(argv) == 2 or t.__name__ in argv[2:]]
+    chosen = [t for t in TESTS if len(argv) == 3 or t.__name__ in argv[3:]]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     failed = []
     with tempfile.TemporaryDirectory(prefix="modelfs-http-") as work:

@@ -33,6 +33,9 @@ entry exists: ``entries(at_least=n)`` waits (bounded) for n entries.
 
 ``deny=("/secret/",)`` makes nginx answer 403 under those URI prefixes.
 
+``tls=make_cert(dir)`` serves HTTPS with a self-signed certificate for
+127.0.0.1 (made with the openssl command); ``ng.url`` is then https://.
+
 Caching proxy (``cache=``): the cache lives in the proxy's directory;
 ``proxy_cache_lock`` makes concurrent misses for one key wait for the
 first, so the origin serves each key once even when several clients ask
@@ -110,7 +113,7 @@ def free_port():
 
 class Nginx:
     def __init__(self, root=None, *, proxy_to=None, cache=None,
-                 slice_size="1m", deny=(), workdir=None):
+                 slice_size="1m", deny=(), tls=None, workdir=None):
         if (root is None) == (proxy_to is None):
             raise ValueError("give either root or proxy_to")
         if cache not in (None, "range", "slice"):
@@ -122,6 +125,7 @@ class Nginx:
         self.cache = cache
         self.slice_size = slice_size
         self.deny = tuple(deny)
+        self.tls = tls
         self._own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="modelfs-nginx-")
         self.access_log = os.path.join(self.dir, "access.log")
@@ -131,7 +135,8 @@ class Nginx:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/" % self.port
+        scheme = "https" if self.tls else "http"
+        return "%s://127.0.0.1:%d/" % (scheme, self.port)
 
     # -- configuration -------------------------------------------------
 
@@ -174,6 +179,12 @@ class Nginx:
             cache_path = ("proxy_cache_path %s/cache levels=1:2 "
                           "keys_zone=modelfs:10m max_size=1g inactive=1h "
                           "use_temp_path=off;" % d)
+        listen = "listen 127.0.0.1:%d;" % self.port
+        if self.tls:
+            listen = ("listen 127.0.0.1:%d ssl;\n"
+                      "        ssl_certificate %s;\n"
+                      "        ssl_certificate_key %s;"
+                      % (self.port, self.tls[0], self.tls[1]))
         denies = "\n".join(
             "        location ^~ %s { deny all; }" % p for p in self.deny)
         return f"""{user}
@@ -195,7 +206,7 @@ http {{
     keepalive_timeout 300s;
     keepalive_requests {KEEPALIVE_REQUESTS};
     server {{
-        listen 127.0.0.1:{self.port};
+        {listen}
         server_name localhost;
 {denies}
         location / {{
@@ -323,6 +334,20 @@ _running = set()
 def _stop_all():
     for ng in list(_running):
         ng.cleanup()
+
+
+def make_cert(directory):
+    """(cert, key): paths of a new self-signed certificate for IP
+    127.0.0.1 in @directory (the certificate is its own CA)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return cert, key
 
 
 def parse_range(value):
