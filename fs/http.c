@@ -49,10 +49,11 @@
  * than this left before the deadline, none is started (and waiting for a
  * connection ends). */
 #define MFSD_HTTP_MIN_ATTEMPT_MS 50u
-/* A server that sends less than this many bytes per second for the
- * stall time is given up on (and retried), so a stalled connection does
- * not use up a long deadline. */
-#define MFSD_HTTP_STALL_BYTES_PER_S 1L
+/* A transfer slower than this many bytes per second over the stall time
+ * is given up on (and retried), so a stalled connection does not use up
+ * a long deadline.  Far below any working origin, and above the trickle
+ * of a server that is stuck after its first bytes. */
+#define MFSD_HTTP_STALL_BYTES_PER_S 1024L
 #define MFSD_HTTP_STALL_S 5L
 /* The longest a transfer waits in curl_multi_poll before looking at the
  * cancel flag again (a wakeup normally comes sooner). */
@@ -68,6 +69,11 @@
 /* Identical log lines within this window are counted, not repeated. */
 #define MFSD_HTTP_LOG_REPEAT_MS 10000u
 #define MFSD_HTTP_LOG_LINE_MAX 1024
+
+/* How a status line starts, telling it from a header line. */
+#define MFSD_HTTP_STATUS_PREFIX "HTTP/"
+/* ASCII bytes below the space are controls, and so is DEL. */
+#define MFSD_ASCII_DEL 0x7f
 
 #define MFSD_MS_PER_S 1000u
 #define MFSD_NS_PER_MS 1000000L
@@ -241,7 +247,7 @@ static bool mfsd_http_has_bad_byte(const char *s, bool space_ok)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (c < 0x20 || c == 0x7f || (c == ' ' && !space_ok))
+		if (c < ' ' || c == MFSD_ASCII_DEL || (c == ' ' && !space_ok))
 			return true;
 	}
 	return false;
@@ -733,7 +739,9 @@ static size_t mfsd_http_on_header(char *line, size_t size, size_t nmemb,
 	size_t n = size * nmemb;
 	char *v;
 
-	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+	if (n >= strlen(MFSD_HTTP_STATUS_PREFIX) &&
+	    strncmp(line, MFSD_HTTP_STATUS_PREFIX,
+		    strlen(MFSD_HTTP_STATUS_PREFIX)) == 0) {
 		r->have_crange = false;
 		free(r->etag);
 		r->etag = NULL;
@@ -741,17 +749,19 @@ static size_t mfsd_http_on_header(char *line, size_t size, size_t nmemb,
 	}
 	if (!memchr(line, ':', n))
 		return n;
-	if (mfsd_http_is_header(line, n, "Content-Range") ||
-	    mfsd_http_is_header(line, n, "ETag")) {
+	if (mfsd_http_is_header(line, n, "ETag")) {
 		v = mfsd_http_header_value(line, n);
 		if (!v) {
 			r->no_memory = true;
 			return 0;
 		}
-		if (line[0] == 'E' || line[0] == 'e') {
-			free(r->etag);
-			r->etag = v;
-			return n;
+		free(r->etag);
+		r->etag = v;
+	} else if (mfsd_http_is_header(line, n, "Content-Range")) {
+		v = mfsd_http_header_value(line, n);
+		if (!v) {
+			r->no_memory = true;
+			return 0;
 		}
 		mfsd_http_parse_crange(r, v);
 		free(v);
@@ -1278,6 +1288,8 @@ static int mfsd_http_req_init(struct mfsd_http_req *r, struct mfsd_http *h,
 	if (asprintf(&r->url, "%s%s", h->base_url, name) < 0) {
 		r->url = NULL;
 		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "%s%s: out of memory (ENOMEM)", h->base_url,
+			      name);
 		return -ENOMEM;
 	}
 	return 0;
@@ -1306,8 +1318,9 @@ int mfsd_http_get_range(struct mfsd_http *h, const char *name, uint64_t off,
 	r.len = len;
 	r.buf = buf;
 	if (off > UINT64_MAX - len) {
-		snprintf(r.cause, sizeof(r.cause), "range past 2^64");
 		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "GET %s: range of %zu bytes at %" PRIu64
+			      " is past 2^64 (ERANGE)", r.url, len, off);
 		rc = -ERANGE;
 		goto out;
 	}
@@ -1337,6 +1350,9 @@ int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 			/* An empty object: still a NUL-terminated body. */
 			r.body = malloc(1);
 			if (!r.body) {
+				atomic_fetch_add(&h->stats.errors, 1);
+				mfsd_http_log(h, "GET %s: out of memory (ENOMEM)",
+					      r.url);
 				rc = -ENOMEM;
 				goto out;
 			}

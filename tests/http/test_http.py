@@ -158,6 +158,12 @@ def test_range_past_end():
     r = fetch(url(), "range", "obj.bin", OBJ_SIZE - 10, 20)
     expect_rc(r, "ERANGE", "range across the end")
     check("the object has %d bytes" % OBJ_SIZE in r.log, r.log)
+    r = fetch(url(), "range", "obj.bin", 2**64 - 1, 2)
+    expect_rc(r, "ERANGE", "range past 2^64")
+    check(r.num("requests") == 0 and "past 2^64" in r.log, repr(r))
+    r = fetch(url(), "range", "obj.bin", 0, 0)
+    expect_rc(r, "OK", "empty range")
+    check(r.num("requests") == 0 and r.stdout == b"", repr(r))
     r = fetch(url(), "range", "obj.bin", OBJ_SIZE + 10, 20)
     expect_rc(r, "ERANGE", "range past the end (416)")
     check("HTTP 416" in r.log and r.num("errors") == 1, repr(r))
@@ -466,6 +472,21 @@ def test_deadline():
                   % (fault["kind"], r.values["elapsed_ms"]))
         check("HTTP 503" in r.log and "until the deadline" in r.log, r.log)
         check(r.num("retries") >= 3, "503s retried with backoff: %r" % r)
+
+
+def test_stalled_server_is_left():
+    # A server that stops sending mid-body is given up on after the
+    # stall time (5 s), well before a long deadline, and the range
+    # fetched again.
+    with FaultProxy(FX.nginx.url) as fp:
+        fp.set_faults([{"kind": "stall", "keep": 100, "delay_ms": 60000,
+                        "count": 1}])
+        r = fetch(fp.url, "range", "obj.bin", 0, 1000, deadline=30000)
+        expect_rc(r, "OK", "after a stall")
+        check(r.stdout == FX.data[:1000] and r.num("retries") == 1, repr(r))
+        check(4500 < r.num("elapsed_ms") < 8000, repr(r))
+        print("    stalled answer left after %s ms, then fetched"
+              % r.values["elapsed_ms"])
 
 
 def test_cancel():
