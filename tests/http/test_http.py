@@ -586,6 +586,58 @@ def test_bad_options():
 
 
 # --------------------------------------------------------------------------
+# A caching proxy between fetchers and the origin (nginx.py's cache modes)
+
+def fetch_many(n, url, *args, **kw):
+    """@n drivers at once with the same arguments; their results."""
+    cmd = [DRIVER, "-c", "2", "-d", "30000", url] + [str(a) for a in args]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=ENV)
+             for _ in range(n)]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=RUN_TIMEOUT)
+        check(p.returncode == 0, "http_fetch exited %d:\n%s"
+              % (p.returncode, stderr.decode(errors="replace")))
+        out.append(Result(subprocess.CompletedProcess(
+            cmd, p.returncode, stdout, stderr)))
+    return out
+
+
+def test_caching_proxy():
+    # Three fetchers asking the same ranges at once (same seed: the same
+    # random ranges) through one caching proxy: the origin serves each
+    # range (or slice) once.
+    for mode in ("range", "slice"):
+        with Nginx(proxy_to=FX.nginx.url, cache=mode,
+                   slice_size="256k") as px:
+            mark = FX.nginx.mark()
+            results = fetch_many(3, px.url, "stress", "obj.bin", FX.obj,
+                                 2, 10, 65536, 42)
+            for r in results:
+                expect_rc(r, "OK", "through the %s cache" % mode)
+                check(r.num("mismatches") == 0, repr(r))
+            # The proxy logs a request after the origin's answer to it
+            # has come; then the origin's entries are (nearly) there.
+            hits = sum(e["cache"] == "HIT" for e in px.entries(60))
+            time.sleep(0.2)
+            origin = FX.nginx.entries_since(mark)
+            ranges = collections.Counter(e["range"] for e in origin)
+            check(max(ranges.values()) == 1,
+                  "%s cache: the origin served some ranges twice: %s"
+                  % (mode, ranges))
+            if mode == "range":
+                check(len(ranges) == 20 and hits == 40,
+                      "20 distinct ranges, 40 hits: %d, %d"
+                      % (len(ranges), hits))
+            else:
+                check(all((parse_range(k)[0] % (256 << 10)) == 0
+                          for k in ranges), "aligned slices: %s" % ranges)
+            print("    %s cache: 60 requests, origin served %d (each once), "
+                  "%d cache hits" % (mode, len(origin), hits))
+
+
+# --------------------------------------------------------------------------
 # TLS
 
 def test_tls():
