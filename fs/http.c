@@ -45,10 +45,15 @@
 /* Connecting is one small part of a call: leave the rest of the deadline
  * to the transfer and to a retry on another connection. */
 #define MFSD_HTTP_CONNECT_MAX_MS 5000u
-/* A server that sends less than this many bytes per second for the
- * stall time is given up on (and retried), so a stalled connection does
- * not use up a long deadline. */
-#define MFSD_HTTP_STALL_BYTES_PER_S 1L
+/* An attempt needs at least a round trip and some bytes: with less time
+ * than this left before the deadline, none is started (and waiting for a
+ * connection ends). */
+#define MFSD_HTTP_MIN_ATTEMPT_MS 50u
+/* A transfer slower than this many bytes per second over the stall time
+ * is given up on (and retried), so a stalled connection does not use up
+ * a long deadline.  Far below any working origin, and above the trickle
+ * of a server that is stuck after its first bytes. */
+#define MFSD_HTTP_STALL_BYTES_PER_S 1024L
 #define MFSD_HTTP_STALL_S 5L
 /* The longest a transfer waits in curl_multi_poll before looking at the
  * cancel flag again (a wakeup normally comes sooner). */
@@ -64,6 +69,11 @@
 /* Identical log lines within this window are counted, not repeated. */
 #define MFSD_HTTP_LOG_REPEAT_MS 10000u
 #define MFSD_HTTP_LOG_LINE_MAX 1024
+
+/* How a status line starts, telling it from a header line. */
+#define MFSD_HTTP_STATUS_PREFIX "HTTP/"
+/* ASCII bytes below the space are controls, and so is DEL. */
+#define MFSD_ASCII_DEL 0x7f
 
 #define MFSD_MS_PER_S 1000u
 #define MFSD_NS_PER_MS 1000000L
@@ -237,7 +247,7 @@ static bool mfsd_http_has_bad_byte(const char *s, bool space_ok)
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (c < 0x20 || c == 0x7f || (c == ' ' && !space_ok))
+		if (c < ' ' || c == MFSD_ASCII_DEL || (c == ' ' && !space_ok))
 			return true;
 	}
 	return false;
@@ -293,8 +303,10 @@ static int mfsd_http_check_options(const struct mfsd_http_options *o)
 			 o->max_connections, MFSD_HTTP_MAX_CONNECTIONS);
 		return -EINVAL;
 	}
-	if (o->deadline_ms < 1) {
-		mfsd_log(MFSD_LOG_ERR, "http: deadline_ms must be > 0");
+	if (o->deadline_ms < MFSD_HTTP_MIN_ATTEMPT_MS) {
+		mfsd_log(MFSD_LOG_ERR,
+			 "http: deadline_ms %u is shorter than one attempt (%u ms)",
+			 o->deadline_ms, MFSD_HTTP_MIN_ATTEMPT_MS);
 		return -EINVAL;
 	}
 	for (size_t i = 0; o->headers && o->headers[i]; i++) {
@@ -577,14 +589,23 @@ static int mfsd_http_slot_init(struct mfsd_http_slot *s)
 	return s->easy && s->multi ? 0 : -ENOMEM;
 }
 
-/* Waits until @h has a free slot, the deadline passes or @h is cancelled.
- * 0 with *@out taken, -ETIMEDOUT, -ECANCELED or -ENOMEM, with the cause
- * in @r. */
+/* The last moment at which an attempt of @r may start. */
+static uint64_t mfsd_http_last_start(const struct mfsd_http_req *r)
+{
+	return r->deadline - MFSD_HTTP_MIN_ATTEMPT_MS;
+}
+
+/* Waits until @h has a free slot, no attempt can start any more before
+ * the deadline, or @h is cancelled.  A slot free at once is taken even
+ * at the last moment (the final attempt after a backoff); after a wait,
+ * only while an attempt still has time.  0 with *@out taken,
+ * -ETIMEDOUT, -ECANCELED or -ENOMEM, with the cause in @r. */
 static int mfsd_http_acquire(struct mfsd_http_req *r,
 			     struct mfsd_http_slot **out)
 {
 	struct mfsd_http *h = r->h;
-	struct timespec until = mfsd_http_abs_time(r->deadline);
+	struct timespec until = mfsd_http_abs_time(mfsd_http_last_start(r));
+	bool waited = false;
 	int rc = -ETIMEDOUT;
 
 	pthread_mutex_lock(&h->lock);
@@ -594,6 +615,8 @@ static int mfsd_http_acquire(struct mfsd_http_req *r,
 			rc = -ECANCELED;
 			break;
 		}
+		if (waited && mfsd_http_now_ms() >= mfsd_http_last_start(r))
+			break;
 		for (unsigned i = 0; i < h->max_connections; i++) {
 			if (h->slots[i].busy)
 				continue;
@@ -604,15 +627,16 @@ static int mfsd_http_acquire(struct mfsd_http_req *r,
 			}
 			goto out;
 		}
-		if (mfsd_http_now_ms() >= r->deadline)
+		if (mfsd_http_now_ms() >= mfsd_http_last_start(r))
 			break;
 		pthread_cond_timedwait(&h->wake, &h->lock, &until);
+		waited = true;
 	}
 out:
 	pthread_mutex_unlock(&h->lock);
 	if (rc == -ETIMEDOUT)
 		snprintf(r->cause, sizeof(r->cause),
-			 "no free connection (of %u) before the deadline",
+			 "no free connection (of %u) in time for an attempt",
 			 h->max_connections);
 	return rc;
 }
@@ -715,7 +739,9 @@ static size_t mfsd_http_on_header(char *line, size_t size, size_t nmemb,
 	size_t n = size * nmemb;
 	char *v;
 
-	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+	if (n >= strlen(MFSD_HTTP_STATUS_PREFIX) &&
+	    strncmp(line, MFSD_HTTP_STATUS_PREFIX,
+		    strlen(MFSD_HTTP_STATUS_PREFIX)) == 0) {
 		r->have_crange = false;
 		free(r->etag);
 		r->etag = NULL;
@@ -723,17 +749,19 @@ static size_t mfsd_http_on_header(char *line, size_t size, size_t nmemb,
 	}
 	if (!memchr(line, ':', n))
 		return n;
-	if (mfsd_http_is_header(line, n, "Content-Range") ||
-	    mfsd_http_is_header(line, n, "ETag")) {
+	if (mfsd_http_is_header(line, n, "ETag")) {
 		v = mfsd_http_header_value(line, n);
 		if (!v) {
 			r->no_memory = true;
 			return 0;
 		}
-		if (line[0] == 'E' || line[0] == 'e') {
-			free(r->etag);
-			r->etag = v;
-			return n;
+		free(r->etag);
+		r->etag = v;
+	} else if (mfsd_http_is_header(line, n, "Content-Range")) {
+		v = mfsd_http_header_value(line, n);
+		if (!v) {
+			r->no_memory = true;
+			return 0;
 		}
 		mfsd_http_parse_crange(r, v);
 		free(v);
@@ -1181,9 +1209,13 @@ static int mfsd_http_attempt(struct mfsd_http_req *r, bool *again)
 	if (rc)
 		goto out_headers;
 	now = mfsd_http_now_ms();
-	rc = -ETIMEDOUT;
-	if (now >= r->deadline)
+	if (now >= r->deadline) {
+		/* Late from the scheduler: a zero timeout would mean none. */
+		snprintf(r->cause, sizeof(r->cause),
+			 "deadline passed before the attempt");
+		rc = -ETIMEDOUT;
 		goto out_release;
+	}
 	r->easy = s->easy;
 	rc = mfsd_http_setup(r, s->easy, headers, r->deadline - now);
 	if (rc)
@@ -1207,7 +1239,7 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 {
 	struct mfsd_http *h = r->h;
 	unsigned attempt = 0;
-	uint64_t wake;
+	uint64_t now, wake;
 	bool again;
 	int rc;
 
@@ -1216,9 +1248,14 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 		rc = mfsd_http_attempt(r, &again);
 		if (!again)
 			break;
-		wake = mfsd_http_now_ms() + mfsd_http_backoff_ms(++attempt);
-		if (wake >= r->deadline)
+		/* The last backoff is cut short: one more attempt at the
+		 * last moment beats giving up early. */
+		now = mfsd_http_now_ms();
+		if (now >= mfsd_http_last_start(r))
 			break; /* rc is -ETIMEDOUT */
+		wake = now + mfsd_http_backoff_ms(++attempt);
+		if (wake > mfsd_http_last_start(r))
+			wake = mfsd_http_last_start(r);
 		mfsd_http_sleep(h, wake);
 		if (atomic_load(&h->cancelled)) {
 			snprintf(r->cause, sizeof(r->cause), "cancelled");
@@ -1251,6 +1288,8 @@ static int mfsd_http_req_init(struct mfsd_http_req *r, struct mfsd_http *h,
 	if (asprintf(&r->url, "%s%s", h->base_url, name) < 0) {
 		r->url = NULL;
 		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "%s%s: out of memory (ENOMEM)", h->base_url,
+			      name);
 		return -ENOMEM;
 	}
 	return 0;
@@ -1279,8 +1318,9 @@ int mfsd_http_get_range(struct mfsd_http *h, const char *name, uint64_t off,
 	r.len = len;
 	r.buf = buf;
 	if (off > UINT64_MAX - len) {
-		snprintf(r.cause, sizeof(r.cause), "range past 2^64");
 		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "GET %s: range of %zu bytes at %" PRIu64
+			      " is past 2^64 (ERANGE)", r.url, len, off);
 		rc = -ERANGE;
 		goto out;
 	}
@@ -1310,6 +1350,9 @@ int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 			/* An empty object: still a NUL-terminated body. */
 			r.body = malloc(1);
 			if (!r.body) {
+				atomic_fetch_add(&h->stats.errors, 1);
+				mfsd_http_log(h, "GET %s: out of memory (ENOMEM)",
+					      r.url);
 				rc = -ENOMEM;
 				goto out;
 			}
