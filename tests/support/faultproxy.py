@@ -51,6 +51,7 @@ stops.
 import http.client
 import http.server
 import json
+import os
 import random
 import socket
 import socketserver
@@ -233,10 +234,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                    struct.pack("ii", 1, 0))
         self.close_connection = True
-        # Closed here, before the server's shutdown(SHUT_WR) could send
-        # a FIN: the descriptor goes when the handler's files close,
-        # with linger 0, as an RST.
-        self.connection.close()
+        # The descriptor is closed here, with linger 0, as an RST: not
+        # by socket.close(), which leaves it open while the handler's
+        # rfile and wfile still refer to it (on a kept-alive connection,
+        # until they are collected: the client would wait, not see a
+        # reset).
+        os.close(self.connection.detach())
 
     def _status(self, status, body_bytes=None):
         body = ("fault injected: %d\n" % status).encode()
