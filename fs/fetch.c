@@ -460,8 +460,11 @@ static int mfsd_ensure(struct mfsd_robj *o, const mfs_container *c,
 	}
 	pthread_mutex_unlock(&o->lock);
 	free(ok);
-	if (fetched)
-		mfsd_remote_evict(o->r, o);
+	if (fetched) {
+		struct mfsd_keep keep = {o, c, g0, ra_end};
+
+		mfsd_remote_evict(o->r, &keep);
+	}
 	return rc;
 }
 
@@ -509,6 +512,17 @@ int mfsd_robj_fetch_all(struct mfsd_robj *o)
 	return rc;
 }
 
+/* Counts @n bytes punched out of the cache. */
+static void mfsd_uncount(struct mfsd_remote *r, uint64_t n)
+{
+	uint64_t cur = atomic_load(&r->cache_bytes);
+
+	while (!atomic_compare_exchange_weak(&r->cache_bytes, &cur,
+					     cur > n ? cur - n : 0))
+		;
+	atomic_fetch_add(&r->stats.evicted, n);
+}
+
 /* Punches every chunk of @o out of its file (header page and index
  * stay), unless a fetch is in progress.  Under r->lock.  True if done. */
 static bool mfsd_robj_punch(struct mfsd_robj *o)
@@ -536,13 +550,8 @@ static bool mfsd_robj_punch(struct mfsd_robj *o)
 					      sizeof(*o->present));
 	pthread_mutex_unlock(&o->lock);
 	after = mfsd_robj_disk_bytes(o->fd);
-	if (before > after) {
-		atomic_fetch_sub(&o->r->cache_bytes,
-				 before - after < atomic_load(&o->r->cache_bytes)
-					 ? before - after
-					 : atomic_load(&o->r->cache_bytes));
-		atomic_fetch_add(&o->r->stats.evicted, before - after);
-	}
+	if (before > after)
+		mfsd_uncount(o->r, before - after);
 	return true;
 }
 
@@ -570,7 +579,55 @@ static struct mfsd_robj *mfsd_lru(struct mfsd_remote *r,
 	return best;
 }
 
-void mfsd_remote_evict(struct mfsd_remote *r, struct mfsd_robj *keep)
+/* Punches the whole blocks of [@start, @end) out of @fd (a partial block
+ * at either end holds bytes of a neighbouring chunk). */
+static void mfsd_punch_range(int fd, uint64_t start, uint64_t end)
+{
+	uint64_t s = (start + MFS_PAGE_SIZE - 1) & ~((uint64_t)MFS_PAGE_SIZE - 1);
+	uint64_t e = end & ~((uint64_t)MFS_PAGE_SIZE - 1);
+
+	if (e > s)
+		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)s, (off_t)(e - s));
+}
+
+/* Punches the cached chunks of @k's object outside [k->lo, k->hi] (not
+ * being fetched) until the cache is within @limit. */
+static void mfsd_evict_chunks(struct mfsd_remote *r, const struct mfsd_keep *k,
+			      uint64_t limit)
+{
+	struct mfsd_robj *o = k->obj;
+	uint64_t before = mfsd_robj_disk_bytes(o->fd), freed = 0, after;
+	mfs_chunk_info ci;
+
+	pthread_mutex_lock(&o->lock);
+	for (size_t i = 0; o->has_layout && i < o->narrays; i++) {
+		mfs_array_info ai;
+
+		(void)mfs_container_array(k->c, i, &ai);
+		for (uint64_t c = 0; c < ai.chunk_count; c++) {
+			uint64_t g = o->first[i] + c;
+
+			if ((g >= k->lo && g <= k->hi) ||
+			    !mfsd_bget(o->present, g) || mfsd_bget(o->busy, g) ||
+			    mfsd_chunk_at(k->c, i, c, &ci) < 0)
+				continue;
+			mfsd_punch_range(o->fd, ci.file_offset,
+					 ci.file_offset + ci.stored_length);
+			mfsd_bput(o->present, g, false);
+			freed += ci.stored_length;
+			if (atomic_load(&r->cache_bytes) - freed <= limit)
+				goto out;
+		}
+	}
+out:
+	pthread_mutex_unlock(&o->lock);
+	after = mfsd_robj_disk_bytes(o->fd);
+	if (before > after)
+		mfsd_uncount(r, before - after);
+}
+
+void mfsd_remote_evict(struct mfsd_remote *r, const struct mfsd_keep *keep)
 {
 	uint64_t limit = r->opt.cache_size;
 	bool *tried;
@@ -580,20 +637,23 @@ void mfsd_remote_evict(struct mfsd_remote *r, struct mfsd_robj *keep)
 	pthread_mutex_lock(&r->lock);
 	tried = calloc(r->nobjs ? r->nobjs : 1, sizeof(*tried));
 	while (tried && atomic_load(&r->cache_bytes) > limit) {
-		struct mfsd_robj *o = mfsd_lru(r, keep, tried);
+		struct mfsd_robj *o = mfsd_lru(r, keep ? keep->obj : NULL,
+					       tried);
 
 		if (!o)
 			break;
 		(void)mfsd_robj_punch(o);
 	}
+	free(tried);
+	if (keep && atomic_load(&r->cache_bytes) > limit)
+		mfsd_evict_chunks(r, keep, limit);
 	if (atomic_load(&r->cache_bytes) > limit && !r->warned_small) {
 		r->warned_small = true;
 		mfsd_log(MFSD_LOG_WARNING, "the cache holds %llu bytes, more "
-			 "than --cache-size %llu: the model being read does "
-			 "not fit; its chunks are fetched again as needed",
+			 "than --cache-size %llu, all of them being read right "
+			 "now; it shrinks when they are served",
 			 (unsigned long long)atomic_load(&r->cache_bytes),
 			 (unsigned long long)limit);
 	}
-	free(tried);
 	pthread_mutex_unlock(&r->lock);
 }

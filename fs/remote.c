@@ -291,6 +291,7 @@ static int mfsd_adopt_all(struct mfsd_remote *r)
 			close(fd);
 		return -errno;
 	}
+	rewinddir(d);
 	while ((e = readdir(d)))
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
 			mfsd_adopt_file(r, e->d_name);
@@ -581,6 +582,9 @@ static void mfsd_view_prune(struct mfsd_remote *r, json_t *models)
 			close(fd);
 		return;
 	}
+	/* The duplicate shares the offset the last listing left at the
+	 * end. */
+	rewinddir(d);
 	while ((e = readdir(d))) {
 		size_t n = strlen(e->d_name);
 		char key[NAME_MAX + 1];

@@ -108,8 +108,18 @@ void mfsd_robj_free(struct mfsd_robj *o);
  * mfsd_remote_ensure. */
 int mfsd_robj_fetch_all(struct mfsd_robj *o);
 
-/* Brings the cache back within its size if it is over, @keep excepted
- * (the object being read).  Takes r->lock. */
-void mfsd_remote_evict(struct mfsd_remote *r, struct mfsd_robj *keep);
+/* What a reader of @obj needs kept while the cache makes room: chunks
+ * [@lo, @hi] (global numbers) of container @c. */
+struct mfsd_keep {
+	struct mfsd_robj *obj;
+	const mfs_container *c;
+	uint64_t lo;
+	uint64_t hi;
+};
+
+/* Brings the cache back within its size if it is over: whole objects,
+ * least recently used first, then chunks of @keep's object outside its
+ * range.  Takes r->lock. */
+void mfsd_remote_evict(struct mfsd_remote *r, const struct mfsd_keep *keep);
 
 #endif /* MFSD_REMOTE_INTERNAL_H */
