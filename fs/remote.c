@@ -888,7 +888,8 @@ void mfsd_remote_stop(struct mfsd_remote *r)
 	r->stopping = true;
 	pthread_cond_broadcast(&r->wake);
 	pthread_mutex_unlock(&r->lock);
-	mfsd_http_cancel(r->http);
+	if (r->http)
+		mfsd_http_cancel(r->http);
 	if (r->polling)
 		pthread_join(r->poller, NULL);
 	if (r->prefetching)

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "support"))
 import numpy as np  # noqa: E402
 
 import harness as h  # noqa: E402
-from nginx import Nginx  # noqa: E402,F401
+from nginx import Nginx, free_port  # noqa: E402,F401
 from faultproxy import FaultProxy  # noqa: E402,F401
 
 CHUNK = 65536
