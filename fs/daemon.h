@@ -26,6 +26,7 @@ struct mfsd_options {
 	bool debug;
 	bool allow_other;
 	unsigned threads;       /* most worker threads */
+	bool threads_given;     /* --threads was given */
 	size_t cache_bytes;     /* decoded-chunk cache budget */
 	uint64_t page_budget;   /* page cache of released models; 0 = any */
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */

@@ -146,7 +146,7 @@ static ssize_t mfsd_get_chunk(struct mfsd_model *m, size_t index,
 			: mfs_container_check_chunk(m->container, index, chunk);
 
 	if (n != -EIO || !m->remote ||
-	    mfsd_remote_refetch(m->remote, m->container, index, chunk) < 0)
+	    mfsd_remote_refetch(m->remote, index, chunk) < 0)
 		return n;
 	return buf ? mfs_container_read_chunk(m->container, index, chunk, buf,
 					      len)
@@ -461,8 +461,7 @@ static int mfsd_fetch_range(struct mfsd_model *m, size_t index, uint64_t roff,
 
 	if (!m->remote || rlen == 0 || ai->chunk_size == 0)
 		return 0;
-	return mfsd_remote_ensure(m->remote, m->container, index,
-				  roff / ai->chunk_size,
+	return mfsd_remote_ensure(m->remote, index, roff / ai->chunk_size,
 				  (roff + rlen - 1) / ai->chunk_size);
 }
 

@@ -19,10 +19,14 @@
 /* Most bytes one Range request asks for: big enough to amortise a round
  * trip, small enough that a reader waits for little it did not ask. */
 #define MFSD_FETCH_MAX ((uint64_t)8 << 20)
-/* Readahead of a sequential reader: starts at one fetch's worth of
- * chunks beyond what was asked, doubles while the reader keeps up. */
+/* Readahead of a sequential reader, fetched in the background: starts at
+ * 1 MiB beyond what was asked, doubles while the reader keeps going, up
+ * to two fetches' worth in flight ahead of it. */
 #define MFSD_RA_START_BYTES ((uint64_t)1 << 20)
-#define MFSD_RA_MAX_BYTES MFSD_FETCH_MAX
+#define MFSD_RA_MAX_BYTES (2 * MFSD_FETCH_MAX)
+/* A read counts as sequential when it starts within this many reads'
+ * length (plus the window) of where the last one ended. */
+#define MFSD_RA_NEAR_READS 4u
 /*
  * After a fetch found no answer within its whole deadline, fetches fail
  * at once for this long.  The kernel reads a page again by itself when
@@ -66,6 +70,7 @@ void mfsd_robj_free(struct mfsd_robj *o)
 		close(o->fd);
 	pthread_cond_destroy(&o->done);
 	pthread_mutex_destroy(&o->lock);
+	mfs_container_close(o->c);
 	free(o->first);
 	free(o->present);
 	free(o->busy);
@@ -74,17 +79,30 @@ void mfsd_robj_free(struct mfsd_robj *o)
 	free(o);
 }
 
-/* Builds @o's chunk numbering and bitmaps from container @c.  Under
- * o->lock.  0 or -ENOMEM. */
-static int mfsd_robj_layout(struct mfsd_robj *o, const mfs_container *c)
+/* Opens @o's own view of its container (readahead runs without a
+ * model) and builds its chunk numbering and bitmaps.  Under o->lock.
+ * 0 or a negative errno. */
+static int mfsd_robj_layout(struct mfsd_robj *o)
 {
-	size_t n = mfs_container_array_count(c), words;
+	size_t n, words;
 	uint64_t total = 0;
 	mfs_array_info ai;
+	mfs_container *c;
+	int fd = dup(o->fd), rc;
 
+	if (fd < 0)
+		return -errno;
+	rc = mfs_container_open_fd(&c, fd, o->file_name);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	n = mfs_container_array_count(c);
 	o->first = calloc(n ? n : 1, sizeof(*o->first));
-	if (!o->first)
+	if (!o->first) {
+		mfs_container_close(c);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++) {
 		(void)mfs_container_array(c, i, &ai);
 		o->first[i] = total;
@@ -98,8 +116,10 @@ static int mfsd_robj_layout(struct mfsd_robj *o, const mfs_container *c)
 		free(o->present);
 		free(o->busy);
 		o->first = o->present = o->busy = NULL;
+		mfs_container_close(c);
 		return -ENOMEM;
 	}
+	o->c = c;
 	o->narrays = n;
 	o->nchunks = total;
 	o->has_layout = true;
@@ -120,7 +140,7 @@ struct mfsd_robj *mfsd_remote_attach(struct mfsd_remote *r,
 			found = r->objs[i];
 	if (found) {
 		pthread_mutex_lock(&found->lock);
-		if (found->has_layout || mfsd_robj_layout(found, c) == 0)
+		if (found->has_layout || mfsd_robj_layout(found) == 0)
 			found->refs++;
 		else
 			found = NULL;
@@ -340,13 +360,12 @@ out:
 }
 
 /* Claims, under o->lock, the longest run from the first chunk of
- * [@g0, @g1] (global numbers) that is neither present nor busy, up to
- * MFSD_FETCH_MAX bytes and, for a sequential reader, on to @ra_end.
- * Returns true with [*@ra, *@rb] claimed, false if every missing chunk
- * is busy (or none is missing: *@missing false). */
-static bool mfsd_claim(struct mfsd_robj *o, const mfs_container *c,
-		       size_t array, uint64_t g0, uint64_t g1, uint64_t ra_end,
-		       uint64_t *ra, uint64_t *rb, bool *missing)
+ * [@g0, @g1] (global numbers, one array) that is neither present nor
+ * busy, up to MFSD_FETCH_MAX bytes and not past @g1.  Returns true with
+ * [*@ra, *@rb] claimed, false if every missing chunk is busy (or none is
+ * missing: *@missing false). */
+static bool mfsd_claim(struct mfsd_robj *o, size_t array, uint64_t g0,
+		       uint64_t g1, uint64_t *ra, uint64_t *rb, bool *missing)
 {
 	uint64_t base = o->first[array], start = UINT64_MAX, bytes = 0;
 	mfs_chunk_info ci;
@@ -363,10 +382,10 @@ static bool mfsd_claim(struct mfsd_robj *o, const mfs_container *c,
 	}
 	if (start == UINT64_MAX)
 		return false;
-	for (uint64_t g = start; g <= ra_end; g++) {
+	for (uint64_t g = start; g <= g1; g++) {
 		if (mfsd_bget(o->present, g) || mfsd_bget(o->busy, g))
 			break;
-		if (mfsd_chunk_at(c, array, g - base, &ci) < 0)
+		if (mfsd_chunk_at(o->c, array, g - base, &ci) < 0)
 			break;
 		if (bytes && bytes + ci.stored_length > MFSD_FETCH_MAX)
 			break;
@@ -378,21 +397,29 @@ static bool mfsd_claim(struct mfsd_robj *o, const mfs_container *c,
 	return true;
 }
 
-/* Where a read of [@g0, @g1] should fetch up to: beyond @g1 within the
- * array when the reader is sequential.  Under o->lock. */
-static uint64_t mfsd_readahead_end(struct mfsd_robj *o,
-				   const mfs_container *c, size_t array,
-				   uint64_t g0, uint64_t g1)
+/*
+ * For a read of [@g0, @g1] of @array, the range to fetch ahead of it in
+ * the background: the next chunks of the array while the reader goes
+ * forward (several threads serve one reader out of order, so "forward"
+ * is near the end of the last read, not exactly at it), a window that
+ * doubles up to MFSD_RA_MAX_BYTES.  Under o->lock.  False if none.
+ */
+static bool mfsd_readahead(struct mfsd_robj *o, size_t array, uint64_t g0,
+			   uint64_t g1, uint64_t *from, uint64_t *to)
 {
 	mfs_array_info ai;
-	uint64_t last, end;
+	uint64_t last, near, end;
 
-	(void)mfs_container_array(c, array, &ai);
-	last = o->first[array] + (ai.chunk_count ? ai.chunk_count - 1 : 0);
-	if (g0 != o->next_seq || ai.chunk_size == 0) {
-		o->ra_chunks = 0;
+	(void)mfs_container_array(o->c, array, &ai);
+	if (ai.chunk_count == 0 || ai.chunk_size == 0)
+		return false;
+	last = o->first[array] + ai.chunk_count - 1;
+	near = o->ra_chunks + (g1 - g0 + 1) * MFSD_RA_NEAR_READS;
+	if (g0 + near < o->next_seq || g0 > o->next_seq + near) {
+		o->ra_chunks = 0; /* a jump: not sequential (yet) */
 		o->next_seq = g1 + 1;
-		return g1;
+		o->ra_end = g1;
+		return false;
 	}
 	if (o->ra_chunks == 0)
 		o->ra_chunks = MFSD_RA_START_BYTES / ai.chunk_size;
@@ -400,9 +427,15 @@ static uint64_t mfsd_readahead_end(struct mfsd_robj *o,
 		o->ra_chunks *= 2;
 	if (o->ra_chunks == 0)
 		o->ra_chunks = 1;
-	o->next_seq = g1 + 1;
-	end = g1 + o->ra_chunks;
-	return end < last ? end : last;
+	if (g1 + 1 > o->next_seq)
+		o->next_seq = g1 + 1;
+	end = g1 + o->ra_chunks < last ? g1 + o->ra_chunks : last;
+	*from = o->ra_end + 1 > g1 + 1 ? o->ra_end + 1 : g1 + 1;
+	if (*from > end || *from < o->first[array])
+		return false;
+	*to = end;
+	o->ra_end = end;
+	return true;
 }
 
 /* Releases the claim [@ra, @rb], marking present what @ok says. */
@@ -411,18 +444,57 @@ static void mfsd_unclaim(struct mfsd_robj *o, uint64_t ra, uint64_t rb,
 {
 	for (uint64_t g = ra; g <= rb; g++) {
 		mfsd_bput(o->busy, g, false);
-		if (mfsd_bget(ok, g - ra))
+		if (ok && mfsd_bget(ok, g - ra))
 			mfsd_bput(o->present, g, true);
 	}
 	pthread_cond_broadcast(&o->done);
 }
 
-/* mfsd_remote_ensure, with @force for chunks whose cached bytes failed. */
-static int mfsd_ensure(struct mfsd_robj *o, const mfs_container *c,
-		       size_t array, uint64_t first, uint64_t last, bool force)
+/* Fetches the claimed run [@ra, @rb] of @array.  Drops o->lock while it
+ * works; returns with it held. */
+static int mfsd_fetch_claimed(struct mfsd_robj *o, size_t array, uint64_t ra,
+			      uint64_t rb, bool force)
 {
-	uint64_t g0, g1, ra_end, ra = 0, rb = 0, *ok = NULL;
-	bool missing, fetched = false;
+	uint64_t *ok = calloc((rb - ra) / MFSD_WORD_BITS + 1, sizeof(*ok));
+	int rc;
+
+	pthread_mutex_unlock(&o->lock);
+	rc = ok ? mfsd_fetch_run(o, o->c, array, ra - o->first[array],
+				 rb - o->first[array], force, ok)
+		: -ENOMEM;
+	pthread_mutex_lock(&o->lock);
+	mfsd_unclaim(o, ra, rb, ok);
+	free(ok);
+	return rc;
+}
+
+/* Queues a background fetch of [@from, @to] of @array of @o (dropped if
+ * the queue is full or no readahead thread runs). */
+static void mfsd_queue_readahead(struct mfsd_robj *o, size_t array,
+				 uint64_t from, uint64_t to)
+{
+	struct mfsd_remote *r = o->r;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->nra_threads && !r->stopping &&
+	    r->ra_len < MFSD_RA_QUEUE) {
+		r->ra_queue[(r->ra_head + r->ra_len) % MFSD_RA_QUEUE] =
+			(struct mfsd_ra_job){o, array, from, to};
+		r->ra_len++;
+		pthread_mutex_lock(&o->lock);
+		o->refs++;
+		pthread_mutex_unlock(&o->lock);
+		pthread_cond_signal(&r->ra_wake);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* mfsd_remote_ensure, with @force for chunks whose cached bytes failed. */
+static int mfsd_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
+		       uint64_t last, bool force, bool ahead)
+{
+	uint64_t g0, g1, ra = 0, rb = 0, from = 0, to = 0;
+	bool missing, fetched = false, queue = false;
 	int rc = 0;
 
 	atomic_store(&o->last_use, atomic_fetch_add(&o->r->clock, 1) + 1);
@@ -433,49 +505,41 @@ static int mfsd_ensure(struct mfsd_robj *o, const mfs_container *c,
 	}
 	g0 = o->first[array] + first;
 	g1 = o->first[array] + last;
-	ra_end = mfsd_readahead_end(o, c, array, g0, g1);
+	if (ahead)
+		queue = mfsd_readahead(o, array, g0, g1, &from, &to);
+	if (queue) { /* before waiting: the fetches overlap */
+		pthread_mutex_unlock(&o->lock);
+		mfsd_queue_readahead(o, array, from, to);
+		pthread_mutex_lock(&o->lock);
+	}
 	for (;;) {
-		if (!mfsd_claim(o, c, array, g0, g1, ra_end, &ra, &rb,
-				&missing)) {
+		if (!mfsd_claim(o, array, g0, g1, &ra, &rb, &missing)) {
 			if (!missing)
 				break;
 			pthread_cond_wait(&o->done, &o->lock);
 			continue;
 		}
-		pthread_mutex_unlock(&o->lock);
-		free(ok);
-		ok = calloc((rb - ra) / MFSD_WORD_BITS + 1, sizeof(*ok));
-		rc = ok ? mfsd_fetch_run(o, c, array, ra - o->first[array],
-					 rb - o->first[array], force, ok)
-			: -ENOMEM;
+		rc = mfsd_fetch_claimed(o, array, ra, rb, force);
 		fetched = true;
-		pthread_mutex_lock(&o->lock);
-		if (ok)
-			mfsd_unclaim(o, ra, rb, ok);
-		else
-			mfsd_unclaim(o, ra, rb, &(uint64_t){0});
-		if (rc < 0 && ra <= g1)
+		if (rc < 0)
 			break;
-		rc = 0;
 	}
 	pthread_mutex_unlock(&o->lock);
-	free(ok);
 	if (fetched) {
-		struct mfsd_keep keep = {o, c, g0, ra_end};
+		struct mfsd_keep keep = {o, g0, queue ? to : g1};
 
 		mfsd_remote_evict(o->r, &keep);
 	}
 	return rc;
 }
 
-int mfsd_remote_ensure(struct mfsd_robj *o, const mfs_container *c,
-		       size_t array, uint64_t first, uint64_t last)
+int mfsd_remote_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
+		       uint64_t last)
 {
-	return mfsd_ensure(o, c, array, first, last, false);
+	return mfsd_ensure(o, array, first, last, false, true);
 }
 
-int mfsd_remote_refetch(struct mfsd_robj *o, const mfs_container *c,
-			size_t array, uint64_t chunk)
+int mfsd_remote_refetch(struct mfsd_robj *o, size_t array, uint64_t chunk)
 {
 	pthread_mutex_lock(&o->lock);
 	while (o->has_layout && array < o->narrays &&
@@ -484,31 +548,87 @@ int mfsd_remote_refetch(struct mfsd_robj *o, const mfs_container *c,
 	if (o->has_layout && array < o->narrays)
 		mfsd_bput(o->present, o->first[array] + chunk, false);
 	pthread_mutex_unlock(&o->lock);
-	return mfsd_ensure(o, c, array, chunk, chunk, true);
+	return mfsd_ensure(o, array, chunk, chunk, true, false);
+}
+
+/* A readahead job: fetches what is neither cached nor being fetched in
+ * its range, and gives up at the first error (a reader that needs those
+ * chunks fetches them itself and gets the error). */
+static void mfsd_run_readahead(const struct mfsd_ra_job *j)
+{
+	struct mfsd_robj *o = j->o;
+	uint64_t ra, rb, g = j->from;
+	bool missing, fetched = false;
+
+	pthread_mutex_lock(&o->lock);
+	while (g <= j->to) {
+		if (!mfsd_claim(o, j->array, g, j->to, &ra, &rb, &missing))
+			break; /* the rest is cached or on its way */
+		fetched = true;
+		if (mfsd_fetch_claimed(o, j->array, ra, rb, false) < 0)
+			break;
+		g = rb + 1;
+	}
+	pthread_mutex_unlock(&o->lock);
+	if (fetched) {
+		struct mfsd_keep keep = {o, j->from, j->to};
+
+		mfsd_remote_evict(o->r, &keep);
+	}
+}
+
+void *mfsd_readahead_main(void *arg)
+{
+	struct mfsd_remote *r = arg;
+	struct mfsd_ra_job j;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		while (!r->stopping && r->ra_len == 0)
+			pthread_cond_wait(&r->ra_wake, &r->lock);
+		if (r->stopping)
+			break;
+		j = r->ra_queue[r->ra_head];
+		r->ra_head = (r->ra_head + 1) % MFSD_RA_QUEUE;
+		r->ra_len--;
+		pthread_mutex_unlock(&r->lock);
+		mfsd_run_readahead(&j);
+		mfsd_remote_detach(j.o);
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+void mfsd_readahead_drop(struct mfsd_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->ra_len) {
+		struct mfsd_robj *o = r->ra_queue[r->ra_head].o;
+
+		r->ra_head = (r->ra_head + 1) % MFSD_RA_QUEUE;
+		r->ra_len--;
+		pthread_mutex_lock(&o->lock);
+		o->refs--;
+		pthread_mutex_unlock(&o->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
 }
 
 int mfsd_robj_fetch_all(struct mfsd_robj *o)
 {
-	mfs_container *c;
 	mfs_array_info ai;
-	int fd = dup(o->fd), rc;
+	int rc;
 
-	if (fd < 0)
-		return -errno;
-	rc = mfs_container_open_fd(&c, fd, o->file_name);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
 	pthread_mutex_lock(&o->lock);
-	rc = o->has_layout ? 0 : mfsd_robj_layout(o, c);
+	rc = o->has_layout ? 0 : mfsd_robj_layout(o);
 	pthread_mutex_unlock(&o->lock);
-	for (size_t i = 0; rc == 0 && i < mfs_container_array_count(c); i++) {
-		(void)mfs_container_array(c, i, &ai);
+	for (size_t i = 0; rc == 0 && i < o->narrays; i++) {
+		(void)mfs_container_array(o->c, i, &ai);
 		if (ai.chunk_count)
-			rc = mfsd_ensure(o, c, i, 0, ai.chunk_count - 1, false);
+			rc = mfsd_ensure(o, i, 0, ai.chunk_count - 1, false,
+					 false);
 	}
-	mfs_container_close(c);
 	return rc;
 }
 
@@ -604,13 +724,13 @@ static void mfsd_evict_chunks(struct mfsd_remote *r, const struct mfsd_keep *k,
 	for (size_t i = 0; o->has_layout && i < o->narrays; i++) {
 		mfs_array_info ai;
 
-		(void)mfs_container_array(k->c, i, &ai);
+		(void)mfs_container_array(o->c, i, &ai);
 		for (uint64_t c = 0; c < ai.chunk_count; c++) {
 			uint64_t g = o->first[i] + c;
 
 			if ((g >= k->lo && g <= k->hi) ||
 			    !mfsd_bget(o->present, g) || mfsd_bget(o->busy, g) ||
-			    mfsd_chunk_at(k->c, i, c, &ci) < 0)
+			    mfsd_chunk_at(o->c, i, c, &ci) < 0)
 				continue;
 			mfsd_punch_range(o->fd, ci.file_offset,
 					 ci.file_offset + ci.stored_length);

@@ -98,7 +98,8 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"  -f              stay in the foreground, log to stderr\n"
 		"  -d              debug: log every FUSE request (implies -f)\n"
 		"  --threads N     most worker threads (default: one per "
-		"CPU, %u..%u)\n"
+		"CPU, %u..%u;\n"
+		"                  a URL store: at least --connections)\n"
 		"  --cache-budget SIZE\n"
 		"                  page cache (K/M/G/T suffixes) that models no\n"
 		"                  process holds open may keep; beyond it the\n"
@@ -299,6 +300,7 @@ static int mfsd_set_threads(struct mfsd_parse *p, const char *v)
 		return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
 	}
 	p->opt->threads = (unsigned)n;
+	p->opt->threads_given = true;
 	return 0;
 }
 
@@ -1024,6 +1026,11 @@ int main(int argc, char **argv)
 		goto out;
 	if (store)
 		ctx.opt.store_dir = store;
+	/* A remote store's reads wait for the network, not for a CPU: as
+	 * many threads as connections keep the connections busy. */
+	if (ctx.opt.remote && !ctx.opt.threads_given &&
+	    ctx.opt.threads < ctx.opt.ropt.connections)
+		ctx.opt.threads = ctx.opt.ropt.connections;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
 	if (ctx.opt.remote) {

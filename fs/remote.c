@@ -863,6 +863,18 @@ void mfsd_remote_start(struct mfsd_remote *r)
 {
 	int rc;
 
+	for (unsigned i = 0; i < MFSD_RA_THREADS; i++) {
+		rc = pthread_create(&r->ra_threads[r->nra_threads], NULL,
+				    mfsd_readahead_main, r);
+		if (rc) {
+			mfsd_log(MFSD_LOG_WARNING, "cannot start a readahead "
+				 "thread: %s", strerror(rc));
+			break;
+		}
+		pthread_mutex_lock(&r->lock);
+		r->nra_threads++;
+		pthread_mutex_unlock(&r->lock);
+	}
 	if (r->opt.poll_s) {
 		rc = pthread_create(&r->poller, NULL, mfsd_poller_main, r);
 		r->polling = rc == 0;
@@ -887,6 +899,7 @@ void mfsd_remote_stop(struct mfsd_remote *r)
 	pthread_mutex_lock(&r->lock);
 	r->stopping = true;
 	pthread_cond_broadcast(&r->wake);
+	pthread_cond_broadcast(&r->ra_wake);
 	pthread_mutex_unlock(&r->lock);
 	if (r->http)
 		mfsd_http_cancel(r->http);
@@ -895,6 +908,10 @@ void mfsd_remote_stop(struct mfsd_remote *r)
 	if (r->prefetching)
 		pthread_join(r->prefetcher, NULL);
 	r->polling = r->prefetching = false;
+	for (unsigned i = 0; i < r->nra_threads; i++)
+		pthread_join(r->ra_threads[i], NULL);
+	r->nra_threads = 0;
+	mfsd_readahead_drop(r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -962,6 +979,7 @@ int mfsd_remote_open(struct mfsd_remote **out,
 	r->site_fd = r->objects_fd = r->view_fd = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->wake, NULL);
+	pthread_cond_init(&r->ra_wake, NULL);
 	rc = mfsd_copy_options(r, o);
 	if (rc == 0)
 		rc = mfsd_open_http(r);
@@ -1017,6 +1035,7 @@ void mfsd_remote_close(struct mfsd_remote *r)
 		close(r->objects_fd);
 	if (r->site_fd >= 0)
 		close(r->site_fd);
+	pthread_cond_destroy(&r->ra_wake);
 	pthread_cond_destroy(&r->wake);
 	pthread_mutex_destroy(&r->lock);
 	free(r->view_path);

@@ -110,20 +110,20 @@ void mfsd_remote_detach(struct mfsd_robj *o);
 
 /*
  * Makes the stored bytes of chunks [@first, @last] of array @array of
- * @c (attached as @o) present and checked in the cache file, fetching
- * what is missing; at most one fetch per chunk is in flight, other
- * readers wait for it.  0, or -EIO (a chunk failed its checksum twice),
+ * @o's container present and checked in the cache file, fetching what is
+ * missing; at most one fetch per chunk is in flight, other readers wait
+ * for it.  A sequential reader also has the chunks after it fetched in
+ * the background.  0, or -EIO (a chunk failed its checksum twice),
  * -ETIMEDOUT, -ENOENT (the object is gone from the origin), -EACCES,
  * -ECANCELED (stopping), -ENOMEM.
  */
-int mfsd_remote_ensure(struct mfsd_robj *o, const mfs_container *c,
-		       size_t array, uint64_t first, uint64_t last);
+int mfsd_remote_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
+		       uint64_t last);
 
 /* Chunk @chunk of @array failed its check when read from the cache file
  * (evicted or torn under the reader): fetches it again.  0 or an error
  * as mfsd_remote_ensure. */
-int mfsd_remote_refetch(struct mfsd_robj *o, const mfs_container *c,
-			size_t array, uint64_t chunk);
+int mfsd_remote_refetch(struct mfsd_robj *o, size_t array, uint64_t chunk);
 
 /* Adds the remote store's state to .status object @st ("remote"). */
 int mfsd_remote_status(struct mfsd_remote *r, json_t *st);

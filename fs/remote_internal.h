@@ -23,6 +23,22 @@
 /* Hex digits of an index checksum. */
 #define MFSD_HEX64_LEN 16u
 
+struct mfsd_robj;
+
+/* A background fetch of chunks [from, to] (global numbers) of one array
+ * of an object, queued by a sequential reader.  Holds a reference. */
+struct mfsd_ra_job {
+	struct mfsd_robj *o;
+	size_t array;
+	uint64_t from;
+	uint64_t to;
+};
+
+/* Threads that fetch ahead of sequential readers, and the most jobs
+ * queued for them (more are dropped: readers fetch for themselves). */
+#define MFSD_RA_THREADS 2u
+#define MFSD_RA_QUEUE 64u
+
 /* One container of the cache: a sparse file the size of the container.
  * Its descriptor and names are immutable while it is listed. */
 struct mfsd_robj {
@@ -39,8 +55,10 @@ struct mfsd_robj {
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* a fetch ended (busy bits cleared) */
 	/* Protected by lock: */
-	unsigned refs;     /* the list's, plus one per attached model */
-	bool has_layout;   /* the bitmaps below exist */
+	unsigned refs;     /* the list's, one per attached model and one per
+			      queued readahead */
+	bool has_layout;   /* the bitmaps below and c exist */
+	mfs_container *c;  /* its own view of the container: chunk places */
 	size_t narrays;
 	uint64_t *first;   /* global number of each array's chunk 0 */
 	uint64_t nchunks;
@@ -48,6 +66,7 @@ struct mfsd_robj {
 	uint64_t *busy;    /* bit per chunk: a thread fetches or checks it */
 	uint64_t next_seq; /* chunk after the last asked for (readahead) */
 	uint64_t ra_chunks; /* readahead window of a sequential reader */
+	uint64_t ra_end;   /* last chunk readahead was queued for */
 	_Atomic uint64_t last_use; /* r->clock at its last ensure */
 	_Atomic uint64_t busy_count; /* fetches in progress */
 };
@@ -74,6 +93,12 @@ struct mfsd_remote {
 	size_t objs_cap;
 	bool stopping;
 	bool warned_small; /* said once that the cache is too small */
+	struct mfsd_ra_job ra_queue[MFSD_RA_QUEUE]; /* a ring */
+	size_t ra_head;
+	size_t ra_len;
+	pthread_cond_t ra_wake; /* a job queued, or stopping */
+	unsigned nra_threads;   /* running readahead threads */
+	pthread_t ra_threads[MFSD_RA_THREADS];
 	uint64_t prefetch_gen; /* bumped at each index change */
 
 	/* Only the poller (or open, before it runs) touches these: */
@@ -109,13 +134,19 @@ void mfsd_robj_free(struct mfsd_robj *o);
 int mfsd_robj_fetch_all(struct mfsd_robj *o);
 
 /* What a reader of @obj needs kept while the cache makes room: chunks
- * [@lo, @hi] (global numbers) of container @c. */
+ * [@lo, @hi] (global numbers). */
 struct mfsd_keep {
 	struct mfsd_robj *obj;
-	const mfs_container *c;
 	uint64_t lo;
 	uint64_t hi;
 };
+
+
+/* The body of a readahead thread (arg: the remote). */
+void *mfsd_readahead_main(void *arg);
+
+/* Drops the queued readahead jobs (after the threads stopped). */
+void mfsd_readahead_drop(struct mfsd_remote *r);
 
 /* Brings the cache back within its size if it is over: whole objects,
  * least recently used first, then chunks of @keep's object outside its
