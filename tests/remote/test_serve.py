@@ -15,11 +15,16 @@
 
 import os
 import shutil
+import subprocess
 
 import numpy as np
 
 import remote as r  # first: puts the mount harness on the path
 import harness as h
+
+# Page cache a cache file may keep after everything was served: its header
+# page, its index, and the partial pages at the ends of the ranges dropped.
+ONE_COPY_SLACK = 64 * 1024
 
 
 def make_origin(work, rng):
@@ -129,6 +134,21 @@ def check_flipped(work, ng, m, origin, cache, models):
         os.close(fd)
 
 
+def check_one_copy(cache):
+    """Everything was read: the mount's pages hold the bytes, the cache
+    files' pages were dropped once served (util-linux fincore)."""
+    files = r.cache_files(cache)
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw",
+                          "--output", "RES"] + files, check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    resident = sum(int(x) for x in out.split())
+    stored = sum(os.path.getsize(p) for p in files)
+    h.log("cache files: %d bytes in the page cache of %d" %
+          (resident, stored))
+    h.check(resident <= ONE_COPY_SLACK * len(files),
+            "the cache files keep %d bytes in the page cache" % resident)
+
+
 def main(work):
     rng = np.random.default_rng(11)
     origin, models = make_origin(work, rng)
@@ -141,6 +161,7 @@ def main(work):
             check_one_array(ng, m, origin, models["three"])
             check_flipped(work, ng, m, origin, cache, models)
             check_everything(m, models)
+            check_one_copy(cache)
             m.check_alive()
 
 
