@@ -459,10 +459,16 @@ static int mfsd_fetch_range(struct mfsd_model *m, size_t index, uint64_t roff,
 {
 	const mfs_array_info *ai = &m->arrays[index].info;
 
+	int rc;
+
 	if (!m->remote || rlen == 0 || ai->chunk_size == 0)
 		return 0;
-	return mfsd_remote_ensure(m->remote, index, roff / ai->chunk_size,
+	rc = mfsd_remote_ensure(m->remote, index, roff / ai->chunk_size,
 				  (roff + rlen - 1) / ai->chunk_size);
+	/* Whatever kept the bytes from the cache (the origin, its answer,
+	 * the cache's disk: logged), to the reader they could not be
+	 * read. */
+	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
 }
 
 /* Fills @r for [@off, @off + @size) of array file @index. */
@@ -489,23 +495,10 @@ static int mfsd_reply_build(const struct mfsd_data *d, struct mfsd_reply *r,
 			    (size_t)(end - a->header_len - roff));
 }
 
-/* FUSE wants a positive errno.  Decoding and checksum trouble is EIO,
- * and so is a remote store's origin failing a fetch (not found, refused,
- * no answer within the deadline): to the reader, the bytes could not be
- * read. */
+/* FUSE wants a positive errno; decoding and checksum trouble is EIO. */
 static int mfsd_reply_errno(int rc)
 {
-	switch (rc) {
-	case -EBADMSG:
-	case -ENOENT:
-	case -EACCES:
-	case -ETIMEDOUT:
-	case -ECANCELED:
-	case -ERANGE:
-		return EIO;
-	default:
-		return -rc;
-	}
+	return rc == -EBADMSG ? EIO : -rc;
 }
 
 void mfsd_data_read(const struct mfsd_data *d, fuse_req_t req,

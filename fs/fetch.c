@@ -194,6 +194,9 @@ static bool mfsd_check_cached(struct mfsd_robj *o, const mfs_chunk_info *ci,
 	return mfs_chunk_check(ci, buf, NULL, NULL, 0) == 0;
 }
 
+static void mfsd_evict_to(struct mfsd_remote *r, const struct mfsd_keep *keep,
+			  uint64_t limit);
+
 int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -217,11 +220,26 @@ int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
 			    uint64_t off)
 {
+	struct mfsd_remote *r = o->r;
 	int rc = mfsd_pwrite_all(o->fd, buf, len, off);
 
+	if (rc == -ENOSPC) {
+		/* The file system is fuller than --cache-size allows for:
+		 * make room as if the cache were at its limit, once.  (The
+		 * chunks being fetched are busy: never evicted.) */
+		struct mfsd_keep none = {o, 1, 0};
+		uint64_t used = atomic_load(&r->cache_bytes);
+
+		mfsd_evict_to(r, &none, used > len ? used - len : 0);
+		rc = mfsd_pwrite_all(o->fd, buf, len, off);
+	}
 	if (rc < 0) {
-		mfsd_log(MFSD_LOG_ERR, "cache file %s: writing %zu bytes: %s",
-			 o->file_name, len, strerror(-rc));
+		mfsd_log(MFSD_LOG_ERR, "cache file %s/%s/%s: writing %zu bytes: "
+			 "%s%s", r->site_path, MFSD_REMOTE_OBJECTS,
+			 o->file_name, len, strerror(-rc),
+			 rc == -ENOSPC ? " (even after evicting: set "
+					 "--cache-size below the free space)"
+				       : "");
 		return rc;
 	}
 	(void)sync_file_range(o->fd, (off_t)off, (off_t)len,
@@ -450,18 +468,21 @@ static void mfsd_unclaim(struct mfsd_robj *o, uint64_t ra, uint64_t rb,
 	pthread_cond_broadcast(&o->done);
 }
 
-/* Fetches the claimed run [@ra, @rb] of @array.  Drops o->lock while it
- * works; returns with it held. */
+/* Fetches the claimed run [@ra, @rb] of @array and brings the cache back
+ * within its size before anyone sees the new chunks.  Drops o->lock
+ * while it works; returns with it held. */
 static int mfsd_fetch_claimed(struct mfsd_robj *o, size_t array, uint64_t ra,
 			      uint64_t rb, bool force)
 {
 	uint64_t *ok = calloc((rb - ra) / MFSD_WORD_BITS + 1, sizeof(*ok));
+	struct mfsd_keep keep = {o, ra, rb};
 	int rc;
 
 	pthread_mutex_unlock(&o->lock);
 	rc = ok ? mfsd_fetch_run(o, o->c, array, ra - o->first[array],
 				 rb - o->first[array], force, ok)
 		: -ENOMEM;
+	mfsd_remote_evict(o->r, &keep);
 	pthread_mutex_lock(&o->lock);
 	mfsd_unclaim(o, ra, rb, ok);
 	free(ok);
@@ -494,7 +515,7 @@ static int mfsd_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
 		       uint64_t last, bool force, bool ahead)
 {
 	uint64_t g0, g1, ra = 0, rb = 0, from = 0, to = 0;
-	bool missing, fetched = false, queue = false;
+	bool missing, queue = false;
 	int rc = 0;
 
 	atomic_store(&o->last_use, atomic_fetch_add(&o->r->clock, 1) + 1);
@@ -520,16 +541,10 @@ static int mfsd_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
 			continue;
 		}
 		rc = mfsd_fetch_claimed(o, array, ra, rb, force);
-		fetched = true;
 		if (rc < 0)
 			break;
 	}
 	pthread_mutex_unlock(&o->lock);
-	if (fetched) {
-		struct mfsd_keep keep = {o, g0, queue ? to : g1};
-
-		mfsd_remote_evict(o->r, &keep);
-	}
 	return rc;
 }
 
@@ -558,23 +573,17 @@ static void mfsd_run_readahead(const struct mfsd_ra_job *j)
 {
 	struct mfsd_robj *o = j->o;
 	uint64_t ra, rb, g = j->from;
-	bool missing, fetched = false;
+	bool missing;
 
 	pthread_mutex_lock(&o->lock);
 	while (g <= j->to) {
 		if (!mfsd_claim(o, j->array, g, j->to, &ra, &rb, &missing))
 			break; /* the rest is cached or on its way */
-		fetched = true;
 		if (mfsd_fetch_claimed(o, j->array, ra, rb, false) < 0)
 			break;
 		g = rb + 1;
 	}
 	pthread_mutex_unlock(&o->lock);
-	if (fetched) {
-		struct mfsd_keep keep = {o, j->from, j->to};
-
-		mfsd_remote_evict(o->r, &keep);
-	}
 }
 
 void *mfsd_readahead_main(void *arg)
@@ -749,10 +758,18 @@ out:
 
 void mfsd_remote_evict(struct mfsd_remote *r, const struct mfsd_keep *keep)
 {
-	uint64_t limit = r->opt.cache_size;
+	if (r->opt.cache_size)
+		mfsd_evict_to(r, keep, r->opt.cache_size);
+}
+
+/* Evicts until the cache files use at most @limit bytes, as
+ * mfsd_remote_evict does for --cache-size. */
+static void mfsd_evict_to(struct mfsd_remote *r, const struct mfsd_keep *keep,
+			  uint64_t limit)
+{
 	bool *tried;
 
-	if (limit == 0 || atomic_load(&r->cache_bytes) <= limit)
+	if (atomic_load(&r->cache_bytes) <= limit)
 		return;
 	pthread_mutex_lock(&r->lock);
 	tried = calloc(r->nobjs ? r->nobjs : 1, sizeof(*tried));
@@ -767,7 +784,8 @@ void mfsd_remote_evict(struct mfsd_remote *r, const struct mfsd_keep *keep)
 	free(tried);
 	if (keep && atomic_load(&r->cache_bytes) > limit)
 		mfsd_evict_chunks(r, keep, limit);
-	if (atomic_load(&r->cache_bytes) > limit && !r->warned_small) {
+	if (atomic_load(&r->cache_bytes) > limit && limit == r->opt.cache_size &&
+	    !r->warned_small) {
 		r->warned_small = true;
 		mfsd_log(MFSD_LOG_WARNING, "the cache holds %llu bytes, more "
 			 "than --cache-size %llu, all of them being read right "

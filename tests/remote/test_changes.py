@@ -15,9 +15,12 @@ fetchable), polled every second:
 With --cache-size, reading models one after another never leaves the
 cache's files using more than the limit, older models are evicted
 (/.status counts the bytes), and an evicted model reads right again.
+Without it, a cache directory whose file system fills up evicts the same
+way; a model bigger than that file system fails with EIO, logged.
 """
 
 import os
+import subprocess
 
 import numpy as np
 
@@ -32,6 +35,12 @@ CACHE_LIMIT = 4 * 1024 * 1024
 # Blocks left at both ends of an evicted model's range (header page,
 # index, partial blocks): slack on top of the limit.
 CACHE_SLACK = 64 * 1024
+# The file system of the full-disk test: two of its models fit, not three.
+FULL_FS_BYTES = 3 * 1024 * 1024
+# A file system with room for the models' headers and indexes, less than
+# one chunk of BIG_CHUNK bytes.
+TINY_FS_BYTES = 192 * 1024
+BIG_CHUNK = 256 * 1024
 
 
 def listed(m):
@@ -88,6 +97,7 @@ def main(work):
                        "removed model 'two' gone")
             plain_names(work, m, origin, rng)
     cache_size(work, rng)
+    full_disk(work, rng)
 
 
 def plain_names(work, m, origin, rng):
@@ -132,14 +142,65 @@ def cache_size(work, rng):
                         "%s/v differs" % key)
                 used = r.cache_bytes(cache)
                 h.check(used <= CACHE_LIMIT + CACHE_SLACK,
-                        "after reading %s the cache uses %d bytes, limit %d"
-                        % (key, used, CACHE_LIMIT))
+                        "after reading %s the cache uses %d bytes, limit %d;"
+                        " status: %s" % (key, used, CACHE_LIMIT,
+                                         r.remote_status(m)))
             st = r.remote_status(m)
             h.log("cache limited to %d: uses %d, evicted %d" %
                   (CACHE_LIMIT, r.cache_bytes(cache), st["evicted_bytes"]))
             h.check(st["evicted_bytes"] > 0 and
                     st["cache_size"] == CACHE_LIMIT,
                     "status: %s" % st)
+
+
+def tmpfs_cache(work, name, size):
+    """A cache directory on a tmpfs of @size bytes (unmount it after)."""
+    cache = work.dir(name)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size,
+                    "modelfs-test-cache", cache], check=True)
+    return cache
+
+
+def full_disk(work, rng):
+    """The cache directory's file system fills up (no --cache-size): the
+    least recently read models make room, and a model bigger than the
+    whole file system still reads, its chunks evicted behind the reader.
+    A chunk that cannot fit at all fails with EIO and a log line saying
+    what to do."""
+    origin = work.dir("origin-full")
+    models = {}
+    for i in range(3):
+        key = "f%d" % i
+        models[key] = [h.Array("v", rng.standard_normal(CACHE_MODEL_ELEMS))]
+    models["huge"] = [h.Array("v", rng.standard_normal(FULL_FS_BYTES // 4))]
+    for key, arrays in models.items():
+        h.pack(work, os.path.join(origin, key + ".mfs"), arrays,
+               chunk_size=r.CHUNK)
+    big_chunks = [h.Array("v", rng.standard_normal(TINY_FS_BYTES // 2))]
+    h.pack(work, os.path.join(origin, "bigchunks.mfs"), big_chunks,
+           chunk_size=BIG_CHUNK)
+    r.index(origin)
+    with r.Nginx(origin) as ng:
+        cache = tmpfs_cache(work, "cache-full", FULL_FS_BYTES)
+        try:
+            with r.mount_url(work, ng.url, cache, ["--poll", "0"]) as m:
+                for key in ("f0", "f1", "f2", "f0", "huge"):
+                    h.check(h.load_matches(m.p(key, "v.npy"),
+                                           models[key][0]),
+                            "%s/v differs with the cache disk full" % key)
+                h.check(r.remote_status(m)["evicted_bytes"] > 0,
+                        "nothing evicted on a full disk")
+        finally:
+            subprocess.run(["umount", cache], check=False)
+        cache = tmpfs_cache(work, "cache-tiny", TINY_FS_BYTES)
+        try:
+            with r.mount_url(work, ng.url, cache, ["--poll", "0"]) as m:
+                r.expect_eio(lambda: r.read_all(m.p("bigchunks", "v.npy")),
+                             "a chunk bigger than the cache's disk")
+                h.check("even after evicting: set --cache-size below the "
+                        "free space" in m.log(), m.log())
+        finally:
+            subprocess.run(["umount", cache], check=False)
 
 
 if __name__ == "__main__":
