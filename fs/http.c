@@ -817,18 +817,20 @@ static size_t mfsd_http_take_range(struct mfsd_http_req *r, long status,
 static size_t mfsd_http_take_object(struct mfsd_http_req *r, const char *data,
 				    size_t n)
 {
+	/* got <= max_bytes < SIZE_MAX, so got + n + 1 cannot wrap. */
 	if (n > r->max_bytes - r->got) {
 		r->too_big = true;
 		return 0;
 	}
 	if (r->got + n + 1 > r->cap) {
+		size_t limit = r->max_bytes + 1; /* and the NUL */
 		size_t cap = r->cap ? r->cap : MFSD_HTTP_BODY_FIRST;
 		char *p;
 
 		while (cap < r->got + n + 1)
-			cap *= 2;
-		if (cap > r->max_bytes + 1)
-			cap = r->max_bytes + 1;
+			cap = cap > limit / 2 ? limit : cap * 2;
+		if (cap > limit)
+			cap = limit;
 		p = realloc(r->body, cap);
 		if (!p) {
 			r->no_memory = true;
@@ -1343,7 +1345,8 @@ int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 	if (rc)
 		return rc;
 	r.etag_sent = etag;
-	r.max_bytes = max_bytes;
+	/* Room for the NUL: no body of SIZE_MAX bytes fits anyway. */
+	r.max_bytes = max_bytes < SIZE_MAX ? max_bytes : SIZE_MAX - 1;
 	rc = mfsd_http_run(&r, "GET");
 	if (rc == 0) {
 		if (!r.body) {
