@@ -11,16 +11,18 @@ sanitizer builds.
 """
 
 import collections
-import hashlib
+import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 from faultproxy import FaultProxy
 from nginx import Nginx, make_cert, parse_range
@@ -322,11 +324,11 @@ def test_keepalive_reuse():
 
 
 def test_connection_refused():
-    import socket
     with socket.socket() as s:
+        # The port stays bound but never listens: connections are
+        # refused, and no other test can take it meanwhile.
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # Nothing listens on the port (bound, never listening).
         t0 = time.monotonic()
         r = fetch("http://127.0.0.1:%d/" % port, "range", "obj.bin", 0, 4,
                   deadline=1000)
@@ -586,6 +588,35 @@ def test_bad_options():
     expect_rc(r, "OK", "good options")
     r = fetch("HTTPS://example.invalid/", "open")
     expect_rc(r, "OK", "https, scheme in capitals")
+
+
+def test_faultproxy_as_a_process():
+    # The proxy run on its own, controlled over HTTP (for tests that
+    # put it in front of daemons in other processes).
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "..", "support", "faultproxy.py")
+    proc = subprocess.Popen([sys.executable, script, FX.nginx.url],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        purl = proc.stdout.readline().strip()
+        check(purl.startswith("http://127.0.0.1:"), repr(purl))
+        control = purl + "__faults__"
+        req = urllib.request.Request(control, data=json.dumps(
+            {"seed": 3, "faults": [{"kind": "status", "status": 503,
+                                    "count": 2}]}).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            check(resp.status == 200, "control POST")
+        r = fetch(purl, "range", "obj.bin", 77, 1000)
+        expect_rc(r, "OK", "through the proxy process")
+        check(r.stdout == FX.data[77:1077] and r.num("retries") == 2,
+              repr(r))
+        with urllib.request.urlopen(control, timeout=10) as resp:
+            counters = json.load(resp)
+        check(counters["applied"] == {"status": 2}
+              and counters["requests"] == 3, str(counters))
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # --------------------------------------------------------------------------
