@@ -344,6 +344,8 @@ def test_wait_for_connection_times_out():
     # deadline: the first thread's transfer holds the connection until
     # its deadline, when the others have less than one attempt's time
     # left: they fail waiting for the connection, without a request.
+    # (A thread that a loaded machine starts 50 ms late may still get
+    # its turn; all eight never do.)
     with FaultProxy(FX.nginx.url) as fp:
         fp.set_faults([{"kind": "delay", "delay_ms": 3000}])
         t0 = time.monotonic()
@@ -351,7 +353,7 @@ def test_wait_for_connection_times_out():
                   conns=1, deadline=800)
         ms = (time.monotonic() - t0) * 1000
         expect_rc(r, "ETIMEDOUT", "waiting for a connection")
-        check(r.num("failures") == 8 and r.num("requests") == 1, repr(r))
+        check(r.num("failures") == 8 and r.num("requests") < 8, repr(r))
         check("no free connection (of 1)" in r.log, r.log)
         check(ms < 800 + DEADLINE_MARGIN_MS + 500, "took %.0f ms" % ms)
 
