@@ -4,10 +4,14 @@
  * A pool of max_connections slots, each an easy handle driven by its own
  * multi handle: curl_multi_poll can be woken by curl_multi_wakeup, so a
  * cancel reaches a transfer that waits on a silent server at once, not at
- * the next progress tick.  The easy handles share one CURLSH (DNS cache,
- * connection cache, TLS sessions), so a connection opened by one slot is
- * kept alive and reused by any other.  HTTP/1.1 only: one transfer per
- * connection, so max_connections bounds the connections to the origin.
+ * the next progress tick.  A slot's multi handle keeps its connection
+ * alive between transfers, and whichever thread takes the slot next
+ * reuses it.  The slots share one CURLSH for the DNS cache and the TLS
+ * sessions (a new connection resumes a session another slot made), but
+ * not the connection cache: libcurl does not support sharing connections
+ * between concurrent threads (CURLSHOPT_SHARE(3)), and a connection per
+ * slot needs no sharing.  HTTP/1.1 only: one transfer per connection, so
+ * max_connections bounds the connections to the origin.
  *
  * Redirects are not followed: a store is one prefix, and a redirect to
  * elsewhere would also carry the SigV4 credentials there.  A 3xx answer
@@ -405,13 +409,12 @@ static void mfsd_http_share_unlock(CURL *easy, curl_lock_data data,
 	pthread_mutex_unlock(&h->share_locks[data]);
 }
 
-/* Creates h->share sharing DNS, connections and TLS sessions.  0 or
- * -ENOMEM. */
+/* Creates h->share sharing the DNS cache and TLS sessions (connections
+ * stay with their slot: see the top of this file).  0 or -ENOMEM. */
 static int mfsd_http_share_init(struct mfsd_http *h)
 {
 	static const curl_lock_data shared[] = {
 		CURL_LOCK_DATA_DNS,
-		CURL_LOCK_DATA_CONNECT,
 		CURL_LOCK_DATA_SSL_SESSION,
 	};
 
@@ -440,8 +443,8 @@ static void mfsd_http_free(struct mfsd_http *h)
 		for (unsigned i = 0; i < h->max_connections; i++) {
 			struct mfsd_http_slot *s = &h->slots[i];
 
-			/* Easy handles first: they hold the share's
-			 * connections through it. */
+			/* Easy handles before the multi handles that keep
+			 * their connections, and both before the share. */
 			if (s->multi && s->easy)
 				curl_multi_remove_handle(s->multi, s->easy);
 			if (s->easy)

@@ -1,6 +1,6 @@
 /*
  * http.h - byte ranges and whole objects of a remote store, over HTTP(S)
- * (libcurl): a bounded pool of kept-alive connections shared by every
+ * (libcurl): a bounded pool of kept-alive connections used by every
  * thread, retries with backoff until a deadline, conditional GETs.
  *
  * A call either delivers exactly what was asked or fails: a short body,
