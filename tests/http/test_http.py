@@ -65,7 +65,7 @@ class Result:
               "http_fetch printed no result (exit %d):\n%s"
               % (proc.returncode, self.log))
         for mark in ("ERROR: AddressSanitizer", "runtime error:",
-                     "ERROR: LeakSanitizer"):
+                     "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer"):
             check(mark not in self.log, "sanitizer report:\n" + self.log)
 
     @property
