@@ -68,6 +68,8 @@
 #define MFSD_HTTP_DISCARD_MAX (64u << 10)
 /* The first allocation of a whole object's body; doubled as needed. */
 #define MFSD_HTTP_BODY_FIRST 4096u
+/* Room for "Range: bytes=" and two 20-digit numbers. */
+#define MFSD_HTTP_RANGE_LINE_MAX 64
 /* Room for the reason of a failure in the log line. */
 #define MFSD_HTTP_CAUSE_MAX 256
 /* Identical log lines within this window are counted, not repeated. */
@@ -1182,9 +1184,6 @@ static const char *mfsd_http_req_header(const struct mfsd_http_req *r,
 	return NULL;
 }
 
-/* Room for "Range: bytes=" and two 20-digit numbers. */
-#define MFSD_HTTP_RANGE_LINE_MAX 64
-
 /* One attempt on a slot of the pool.  As mfsd_http_verdict; *@again when
  * another attempt may succeed. */
 static int mfsd_http_attempt(struct mfsd_http_req *r, bool *again)
@@ -1271,7 +1270,8 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 	}
 	if (rc < 0) {
 		atomic_fetch_add(&h->stats.errors, 1);
-		mfsd_http_log(h, "%s %s: %s%s (%s)", what, r->url, r->cause,
+		mfsd_http_log(h, "%s %s: %s%s (%s)", what, r->url,
+			      r->cause[0] ? r->cause : strerror(-rc),
 			      again ? ", until the deadline" : "",
 			      strerrorname_np(-rc));
 	}
@@ -1347,6 +1347,14 @@ int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 	rc = mfsd_http_req_init(&r, h, MFSD_HTTP_OBJECT, name);
 	if (rc)
 		return rc;
+	if (etag && (!*etag || mfsd_http_has_bad_byte(etag, true))) {
+		/* A CR or LF would smuggle a header into the request. */
+		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "GET %s: ETag to send is empty or holds a control character (EINVAL)",
+			      r.url);
+		rc = -EINVAL;
+		goto out;
+	}
 	r.etag_sent = etag;
 	/* Room for the NUL: no body of SIZE_MAX bytes fits anyway. */
 	r.max_bytes = max_bytes < SIZE_MAX ? max_bytes : SIZE_MAX - 1;

@@ -229,6 +229,10 @@ def test_object_and_etag():
     check(r.stdout == b"" and r.num("errors") == 0, repr(r))
     e = FX.nginx.entries_since(mark, 1)[-1]
     check(e["if_none_match"] == etag and e["status"] == 304, str(e))
+    for bad in ("", '"a"\r\nX-Injected: 1'):
+        r = fetch(url(), "object", "index.json", 1000, bad)
+        expect_rc(r, "EINVAL", "ETag %r" % bad)
+        check(r.num("requests") == 0 and "ETag to send" in r.log, repr(r))
     # A change: new bytes, new mtime, so a new ETag.
     path = os.path.join(FX.root, "index.json")
     new = SMALL.replace(b'"b"', b'"b", "c"')
