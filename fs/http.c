@@ -4,10 +4,14 @@
  * A pool of max_connections slots, each an easy handle driven by its own
  * multi handle: curl_multi_poll can be woken by curl_multi_wakeup, so a
  * cancel reaches a transfer that waits on a silent server at once, not at
- * the next progress tick.  The easy handles share one CURLSH (DNS cache,
- * connection cache, TLS sessions), so a connection opened by one slot is
- * kept alive and reused by any other.  HTTP/1.1 only: one transfer per
- * connection, so max_connections bounds the connections to the origin.
+ * the next progress tick.  A slot's multi handle keeps its connection
+ * alive between transfers, and whichever thread takes the slot next
+ * reuses it.  The slots share one CURLSH for the DNS cache and the TLS
+ * sessions (a new connection resumes a session another slot made), but
+ * not the connection cache: libcurl does not support sharing connections
+ * between concurrent threads (CURLSHOPT_SHARE(3)), and a connection per
+ * slot needs no sharing.  HTTP/1.1 only: one transfer per connection, so
+ * max_connections bounds the connections to the origin.
  *
  * Redirects are not followed: a store is one prefix, and a redirect to
  * elsewhere would also carry the SigV4 credentials there.  A 3xx answer
@@ -64,6 +68,8 @@
 #define MFSD_HTTP_DISCARD_MAX (64u << 10)
 /* The first allocation of a whole object's body; doubled as needed. */
 #define MFSD_HTTP_BODY_FIRST 4096u
+/* Room for "Range: bytes=" and two 20-digit numbers. */
+#define MFSD_HTTP_RANGE_LINE_MAX 64
 /* Room for the reason of a failure in the log line. */
 #define MFSD_HTTP_CAUSE_MAX 256
 /* Identical log lines within this window are counted, not repeated. */
@@ -405,13 +411,12 @@ static void mfsd_http_share_unlock(CURL *easy, curl_lock_data data,
 	pthread_mutex_unlock(&h->share_locks[data]);
 }
 
-/* Creates h->share sharing DNS, connections and TLS sessions.  0 or
- * -ENOMEM. */
+/* Creates h->share sharing the DNS cache and TLS sessions (connections
+ * stay with their slot: see the top of this file).  0 or -ENOMEM. */
 static int mfsd_http_share_init(struct mfsd_http *h)
 {
 	static const curl_lock_data shared[] = {
 		CURL_LOCK_DATA_DNS,
-		CURL_LOCK_DATA_CONNECT,
 		CURL_LOCK_DATA_SSL_SESSION,
 	};
 
@@ -440,8 +445,8 @@ static void mfsd_http_free(struct mfsd_http *h)
 		for (unsigned i = 0; i < h->max_connections; i++) {
 			struct mfsd_http_slot *s = &h->slots[i];
 
-			/* Easy handles first: they hold the share's
-			 * connections through it. */
+			/* Easy handles before the multi handles that keep
+			 * their connections, and both before the share. */
 			if (s->multi && s->easy)
 				curl_multi_remove_handle(s->multi, s->easy);
 			if (s->easy)
@@ -817,18 +822,20 @@ static size_t mfsd_http_take_range(struct mfsd_http_req *r, long status,
 static size_t mfsd_http_take_object(struct mfsd_http_req *r, const char *data,
 				    size_t n)
 {
+	/* got <= max_bytes < SIZE_MAX, so got + n + 1 cannot wrap. */
 	if (n > r->max_bytes - r->got) {
 		r->too_big = true;
 		return 0;
 	}
 	if (r->got + n + 1 > r->cap) {
+		size_t limit = r->max_bytes + 1; /* and the NUL */
 		size_t cap = r->cap ? r->cap : MFSD_HTTP_BODY_FIRST;
 		char *p;
 
 		while (cap < r->got + n + 1)
-			cap *= 2;
-		if (cap > r->max_bytes + 1)
-			cap = r->max_bytes + 1;
+			cap = cap > limit / 2 ? limit : cap * 2;
+		if (cap > limit)
+			cap = limit;
 		p = realloc(r->body, cap);
 		if (!p) {
 			r->no_memory = true;
@@ -1177,9 +1184,6 @@ static const char *mfsd_http_req_header(const struct mfsd_http_req *r,
 	return NULL;
 }
 
-/* Room for "Range: bytes=" and two 20-digit numbers. */
-#define MFSD_HTTP_RANGE_LINE_MAX 64
-
 /* One attempt on a slot of the pool.  As mfsd_http_verdict; *@again when
  * another attempt may succeed. */
 static int mfsd_http_attempt(struct mfsd_http_req *r, bool *again)
@@ -1266,7 +1270,8 @@ static int mfsd_http_run(struct mfsd_http_req *r, const char *what)
 	}
 	if (rc < 0) {
 		atomic_fetch_add(&h->stats.errors, 1);
-		mfsd_http_log(h, "%s %s: %s%s (%s)", what, r->url, r->cause,
+		mfsd_http_log(h, "%s %s: %s%s (%s)", what, r->url,
+			      r->cause[0] ? r->cause : strerror(-rc),
 			      again ? ", until the deadline" : "",
 			      strerrorname_np(-rc));
 	}
@@ -1342,8 +1347,17 @@ int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 	rc = mfsd_http_req_init(&r, h, MFSD_HTTP_OBJECT, name);
 	if (rc)
 		return rc;
+	if (etag && (!*etag || mfsd_http_has_bad_byte(etag, true))) {
+		/* A CR or LF would smuggle a header into the request. */
+		atomic_fetch_add(&h->stats.errors, 1);
+		mfsd_http_log(h, "GET %s: ETag to send is empty or holds a control character (EINVAL)",
+			      r.url);
+		rc = -EINVAL;
+		goto out;
+	}
 	r.etag_sent = etag;
-	r.max_bytes = max_bytes;
+	/* Room for the NUL: no body of SIZE_MAX bytes fits anyway. */
+	r.max_bytes = max_bytes < SIZE_MAX ? max_bytes : SIZE_MAX - 1;
 	rc = mfsd_http_run(&r, "GET");
 	if (rc == 0) {
 		if (!r.body) {

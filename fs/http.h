@@ -1,6 +1,6 @@
 /*
  * http.h - byte ranges and whole objects of a remote store, over HTTP(S)
- * (libcurl): a bounded pool of kept-alive connections shared by every
+ * (libcurl): a bounded pool of kept-alive connections used by every
  * thread, retries with backoff until a deadline, conditional GETs.
  *
  * A call either delivers exactly what was asked or fails: a short body,
@@ -95,7 +95,8 @@ int mfsd_http_get_range(struct mfsd_http *h, const char *name, uint64_t off,
  * With @etag non-NULL, sends If-None-Match: @etag and returns 1, leaving
  * @out untouched, when the server answers 304.  Otherwise 0 with @out
  * filled (data NUL-terminated, even when empty; free with
- * mfsd_http_body_free), or an error as for mfsd_http_get_range.
+ * mfsd_http_body_free), or an error as for mfsd_http_get_range (-EINVAL
+ * also for an @etag that is empty or holds a control character).
  */
 int mfsd_http_get_object(struct mfsd_http *h, const char *name,
 			 const char *etag, size_t max_bytes,

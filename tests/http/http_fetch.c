@@ -150,6 +150,7 @@ struct hf_stress {
 	unsigned count;
 	size_t max_len;
 	unsigned seed;
+	pthread_barrier_t *start; /* so that every thread begins at once */
 	unsigned mismatches; /* written by the thread, read after join */
 	unsigned failures;
 	int first_error;
@@ -160,6 +161,7 @@ static void *hf_stress_thread(void *arg)
 	struct hf_stress *t = arg;
 	unsigned char *buf = malloc(t->max_len);
 
+	pthread_barrier_wait(t->start);
 	if (!buf) {
 		t->failures = t->count;
 		t->first_error = -ENOMEM;
@@ -191,6 +193,7 @@ static int hf_stress(struct mfsd_http *h, char **argv)
 	struct hf_stress t[HF_MAX_THREADS];
 	pthread_t tid[HF_MAX_THREADS];
 	unsigned mism = 0, fail = 0;
+	pthread_barrier_t start;
 	int first = 0, fd;
 	struct stat st;
 	void *map;
@@ -208,8 +211,10 @@ static int hf_stress(struct mfsd_http *h, char **argv)
 		perror("mmap");
 		exit(1);
 	}
+	pthread_barrier_init(&start, NULL, threads);
 	for (unsigned i = 0; i < threads; i++) {
 		t[i] = (struct hf_stress){
+			.start = &start,
 			.h = h, .name = argv[0], .file = map,
 			.size = st.st_size, .count = hf_num(argv[3]),
 			.max_len = hf_num(argv[4]),
@@ -227,6 +232,7 @@ static int hf_stress(struct mfsd_http *h, char **argv)
 		if (!first)
 			first = t[i].first_error;
 	}
+	pthread_barrier_destroy(&start);
 	munmap(map, st.st_size);
 	fprintf(stderr, "result.mismatches=%u\n", mism);
 	fprintf(stderr, "result.failures=%u\n", fail);

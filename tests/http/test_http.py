@@ -11,16 +11,18 @@ sanitizer builds.
 """
 
 import collections
-import hashlib
+import json
 import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 from faultproxy import FaultProxy
 from nginx import Nginx, make_cert, parse_range
@@ -63,7 +65,7 @@ class Result:
               "http_fetch printed no result (exit %d):\n%s"
               % (proc.returncode, self.log))
         for mark in ("ERROR: AddressSanitizer", "runtime error:",
-                     "ERROR: LeakSanitizer"):
+                     "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer"):
             check(mark not in self.log, "sanitizer report:\n" + self.log)
 
     @property
@@ -227,6 +229,10 @@ def test_object_and_etag():
     check(r.stdout == b"" and r.num("errors") == 0, repr(r))
     e = FX.nginx.entries_since(mark, 1)[-1]
     check(e["if_none_match"] == etag and e["status"] == 304, str(e))
+    for bad in ("", '"a"\r\nX-Injected: 1'):
+        r = fetch(url(), "object", "index.json", 1000, bad)
+        expect_rc(r, "EINVAL", "ETag %r" % bad)
+        check(r.num("requests") == 0 and "ETag to send" in r.log, repr(r))
     # A change: new bytes, new mtime, so a new ETag.
     path = os.path.join(FX.root, "index.json")
     new = SMALL.replace(b'"b"', b'"b", "c"')
@@ -249,6 +255,9 @@ def test_object_max_bytes():
     check("larger than %d bytes" % (len(SMALL) - 1) in r.log, r.log)
     r = fetch(url(), "object", "index.json", len(SMALL))
     expect_rc(r, "OK", "exactly max_bytes")
+    check(r.stdout == SMALL, "body")
+    r = fetch(url(), "object", "index.json", 2**64 - 1)
+    expect_rc(r, "OK", "max_bytes SIZE_MAX")
     check(r.stdout == SMALL, "body")
     r = fetch(url(), "object", "missing.json", 1)
     expect_rc(r, "ENOENT", "404 whole object")
@@ -319,11 +328,11 @@ def test_keepalive_reuse():
 
 
 def test_connection_refused():
-    import socket
     with socket.socket() as s:
+        # The port stays bound but never listens: connections are
+        # refused, and no other test can take it meanwhile.
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # Nothing listens on the port (bound, never listening).
         t0 = time.monotonic()
         r = fetch("http://127.0.0.1:%d/" % port, "range", "obj.bin", 0, 4,
                   deadline=1000)
@@ -339,6 +348,8 @@ def test_wait_for_connection_times_out():
     # deadline: the first thread's transfer holds the connection until
     # its deadline, when the others have less than one attempt's time
     # left: they fail waiting for the connection, without a request.
+    # (A thread that a loaded machine starts 50 ms late may still get
+    # its turn; all eight never do.)
     with FaultProxy(FX.nginx.url) as fp:
         fp.set_faults([{"kind": "delay", "delay_ms": 3000}])
         t0 = time.monotonic()
@@ -346,7 +357,7 @@ def test_wait_for_connection_times_out():
                   conns=1, deadline=800)
         ms = (time.monotonic() - t0) * 1000
         expect_rc(r, "ETIMEDOUT", "waiting for a connection")
-        check(r.num("failures") == 8 and r.num("requests") == 1, repr(r))
+        check(r.num("failures") == 8 and r.num("requests") < 8, repr(r))
         check("no free connection (of 1)" in r.log, r.log)
         check(ms < 800 + DEADLINE_MARGIN_MS + 500, "took %.0f ms" % ms)
 
@@ -583,6 +594,35 @@ def test_bad_options():
     expect_rc(r, "OK", "good options")
     r = fetch("HTTPS://example.invalid/", "open")
     expect_rc(r, "OK", "https, scheme in capitals")
+
+
+def test_faultproxy_as_a_process():
+    # The proxy run on its own, controlled over HTTP (for tests that
+    # put it in front of daemons in other processes).
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "..", "support", "faultproxy.py")
+    proc = subprocess.Popen([sys.executable, script, FX.nginx.url],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        purl = proc.stdout.readline().strip()
+        check(purl.startswith("http://127.0.0.1:"), repr(purl))
+        control = purl + "__faults__"
+        req = urllib.request.Request(control, data=json.dumps(
+            {"seed": 3, "faults": [{"kind": "status", "status": 503,
+                                    "count": 2}]}).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            check(resp.status == 200, "control POST")
+        r = fetch(purl, "range", "obj.bin", 77, 1000)
+        expect_rc(r, "OK", "through the proxy process")
+        check(r.stdout == FX.data[77:1077] and r.num("retries") == 2,
+              repr(r))
+        with urllib.request.urlopen(control, timeout=10) as resp:
+            counters = json.load(resp)
+        check(counters["applied"] == {"status": 2}
+              and counters["requests"] == 3, str(counters))
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # --------------------------------------------------------------------------

@@ -52,6 +52,11 @@ at the same time.
   ``slice_size`` bytes from the origin, caches each, and answers any range
   from them.  The origin sees each slice once, whatever ranges clients
   ask.
+tests/http/test_http.py (test_caching_proxy) checks both modes with three
+fetcher processes asking the same 20 ranges at once: in range mode the
+origin serves 20 requests (each range once) and the proxy answers 40
+from its cache; in slice mode (256 KiB) the origin serves each slice
+once.
 """
 
 import atexit
