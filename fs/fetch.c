@@ -16,14 +16,9 @@
 #include "remote_internal.h"
 
 #define MFSD_WORD_BITS 64u
-/* Most bytes one Range request asks for: big enough to amortise a round
- * trip, small enough that a reader waits for little it did not ask. */
-#define MFSD_FETCH_MAX ((uint64_t)8 << 20)
-/* Readahead of a sequential reader, fetched in the background: starts at
- * 1 MiB beyond what was asked, doubles while the reader keeps going, up
- * to two fetches' worth in flight ahead of it. */
-#define MFSD_RA_START_BYTES ((uint64_t)1 << 20)
-#define MFSD_RA_MAX_BYTES (2 * MFSD_FETCH_MAX)
+/* A reader whose chunks are fetched more than this many times over gives
+ * up (mfsd_ensure). */
+#define MFSD_THRASH_FACTOR 4u
 /* A read counts as sequential when it starts within this many reads'
  * length (plus the window) of where the last one ended. */
 #define MFSD_RA_NEAR_READS 4u
@@ -53,6 +48,14 @@ static void mfsd_bput(uint64_t *b, uint64_t i, bool v)
 		b[i / MFSD_WORD_BITS] &= ~bit;
 }
 
+bool mfsd_robj_name(struct mfsd_robj *o, char *buf)
+{
+	pthread_mutex_lock(&o->lock);
+	memcpy(buf, o->object, sizeof(o->object));
+	pthread_mutex_unlock(&o->lock);
+	return buf[0] != '\0';
+}
+
 uint64_t mfsd_robj_disk_bytes(int fd)
 {
 	struct stat st;
@@ -74,7 +77,6 @@ void mfsd_robj_free(struct mfsd_robj *o)
 	free(o->first);
 	free(o->present);
 	free(o->busy);
-	free(o->object);
 	free(o->file_name);
 	free(o);
 }
@@ -157,11 +159,17 @@ struct mfsd_robj *mfsd_remote_attach(struct mfsd_remote *r,
 
 void mfsd_remote_detach(struct mfsd_robj *o)
 {
+	bool dead;
+
 	if (!o)
 		return;
 	pthread_mutex_lock(&o->lock);
 	o->refs--;
+	dead = !o->listed && o->refs == 1;
 	pthread_mutex_unlock(&o->lock);
+	/* The last holder of a version no index names any more let go. */
+	if (dead)
+		mfsd_remote_gc(o->r);
 }
 
 /* Where chunk @k of @array lies in the file. */
@@ -218,19 +226,19 @@ int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
  * the disk, so that the read path's drop of the pages it served leaves
  * no second copy in the page cache.  0 or a negative errno. */
 static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
-			    uint64_t off)
+			    uint64_t off, const struct mfsd_keep *keep)
 {
 	struct mfsd_remote *r = o->r;
 	int rc = mfsd_pwrite_all(o->fd, buf, len, off);
 
 	if (rc == -ENOSPC) {
 		/* The file system is fuller than --cache-size allows for:
-		 * make room as if the cache were at its limit, once.  (The
-		 * chunks being fetched are busy: never evicted.) */
-		struct mfsd_keep none = {o, 1, 0};
+		 * make room as if the cache were at its limit, once, keeping
+		 * what the reader needs (the chunks being fetched are busy:
+		 * never evicted either). */
 		uint64_t used = atomic_load(&r->cache_bytes);
 
-		mfsd_evict_to(r, &none, used > len ? used - len : 0);
+		mfsd_evict_to(r, keep, used > len ? used - len : 0);
 		rc = mfsd_pwrite_all(o->fd, buf, len, off);
 	}
 	if (rc < 0) {
@@ -250,6 +258,39 @@ static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
 	return 0;
 }
 
+/* Fetch failures logged at most this often (a dead origin fails every
+ * read). */
+#define MFSD_FAIL_LOG_NS ((uint64_t)1000000000)
+
+static uint64_t mfsd_now_ns(void);
+
+/* Logs a failed fetch, or counts it into the next line. */
+static void mfsd_fetch_failed(struct mfsd_robj *o, const char *name,
+			      uint64_t off, size_t len, int rc)
+{
+	struct mfsd_remote *r = o->r;
+	uint64_t now = mfsd_now_ns(), last = atomic_load(&r->fail_logged_ns);
+	uint64_t more;
+
+	if (rc == -ECANCELED)
+		return; /* stopping */
+	if (last && now - last < MFSD_FAIL_LOG_NS) {
+		atomic_fetch_add(&r->fail_unlogged, 1);
+		return;
+	}
+	if (!atomic_compare_exchange_strong(&r->fail_logged_ns, &last, now)) {
+		atomic_fetch_add(&r->fail_unlogged, 1);
+		return;
+	}
+	more = atomic_exchange(&r->fail_unlogged, 0);
+	mfsd_log(MFSD_LOG_ERR, "%s%s: bytes %llu-%llu: %s (%llu more failed "
+		 "fetches since the last such line)", r->shown, name,
+		 (unsigned long long)off, (unsigned long long)(off + len - 1),
+		 rc == -ETIMEDOUT ? "no answer within the deadline"
+				  : strerror(-rc),
+		 (unsigned long long)more);
+}
+
 static uint64_t mfsd_now_ns(void)
 {
 	struct timespec ts;
@@ -264,22 +305,18 @@ static int mfsd_fetch_span(struct mfsd_robj *o, uint64_t off, size_t len,
 			   char *buf)
 {
 	struct mfsd_remote *r = o->r;
+	char name[MFSD_OBJECT_MAX + 1];
+	bool known = mfsd_robj_name(o, name);
 	int rc;
 
 	if (mfsd_now_ns() < atomic_load(&r->down_until))
 		return -ETIMEDOUT; /* said when it started */
-	rc = o->object ? mfsd_http_get_range(r->http, o->object, off, len, buf)
-		       : -ENOENT;
+	rc = known ? mfsd_http_get_range(r->http, name, off, len, buf) : -ENOENT;
 	if (rc == -ETIMEDOUT)
 		atomic_store(&r->down_until, mfsd_now_ns() + MFSD_DOWN_HOLD_NS);
 	if (rc < 0) {
-		atomic_fetch_add(&o->r->stats.fetch_errors, 1);
-		mfsd_log(MFSD_LOG_ERR, "%s%s: bytes %llu-%llu: %s",
-			 o->r->shown, o->object ? o->object : o->file_name,
-			 (unsigned long long)off,
-			 (unsigned long long)(off + len - 1),
-			 rc == -ETIMEDOUT ? "no answer within the deadline"
-					  : strerror(-rc));
+		atomic_fetch_add(&r->stats.fetch_errors, 1);
+		mfsd_fetch_failed(o, known ? name : o->file_name, off, len, rc);
 	}
 	return rc;
 }
@@ -288,9 +325,12 @@ static int mfsd_fetch_span(struct mfsd_robj *o, uint64_t off, size_t len,
 static void mfsd_bad_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
 			   bool again)
 {
+	char name[MFSD_OBJECT_MAX + 1];
+
+	(void)mfsd_robj_name(o, name);
 	atomic_fetch_add(&o->r->stats.bad_chunks, 1);
 	mfsd_log(MFSD_LOG_ERR, "%s%s: array #%zu chunk %llu as fetched fails "
-		 "its checksum%s", o->r->shown, o->object, array,
+		 "its checksum%s", o->r->shown, name, array,
 		 (unsigned long long)k,
 		 again ? " again: not cached, the read fails (EIO)"
 		       : "; fetching it once more");
@@ -299,7 +339,8 @@ static void mfsd_bad_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
 /* Takes a fetched chunk: checks it (fetching it alone once more if it
  * fails) and writes it into the cache.  0 or a negative errno. */
 static int mfsd_take_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
-			   const mfs_chunk_info *ci, char *bytes)
+			   const mfs_chunk_info *ci, char *bytes,
+			   const struct mfsd_keep *keep)
 {
 	int rc;
 
@@ -314,7 +355,8 @@ static int mfsd_take_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
 			return -EIO;
 		}
 	}
-	return mfsd_cache_write(o, bytes, ci->stored_length, ci->file_offset);
+	return mfsd_cache_write(o, bytes, ci->stored_length, ci->file_offset,
+				keep);
 }
 
 /*
@@ -322,11 +364,11 @@ static int mfsd_take_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
  * cache: those already in the file and sound count as hits; the rest
  * come in one Range request spanning them.  @ok gets a bit per chunk
  * (index k - @a) that is now present.  @force: do not trust the file.
- * Returns 0 or the first error.
+ * Room made on a full disk spares @keep.  Returns 0 or the first error.
  */
 static int mfsd_fetch_run(struct mfsd_robj *o, const mfs_container *c,
 			  size_t array, uint64_t a, uint64_t b, bool force,
-			  uint64_t *ok)
+			  uint64_t *ok, const struct mfsd_keep *keep)
 {
 	mfs_chunk_info first, last, ci;
 	uint64_t lo = UINT64_MAX, hi = 0, span_off;
@@ -366,7 +408,7 @@ static int mfsd_fetch_run(struct mfsd_robj *o, const mfs_container *c,
 			continue;
 		mfsd_chunk_at(c, array, k, &ci);
 		rc = mfsd_take_chunk(o, array, k, &ci,
-				     buf + (ci.file_offset - span_off));
+				     buf + (ci.file_offset - span_off), keep);
 		if (rc == 0) {
 			mfsd_bput(ok, k - a, true);
 			atomic_fetch_add(&o->r->stats.cache_misses, 1);
@@ -398,7 +440,8 @@ static bool mfsd_claim(struct mfsd_robj *o, size_t array, uint64_t g0,
 			break;
 		}
 	}
-	if (start == UINT64_MAX)
+	if (start == UINT64_MAX ||
+	    mfsd_chunk_at(o->c, array, start - base, &ci) < 0)
 		return false;
 	for (uint64_t g = start; g <= g1; g++) {
 		if (mfsd_bget(o->present, g) || mfsd_bget(o->busy, g))
@@ -426,28 +469,36 @@ static bool mfsd_readahead(struct mfsd_robj *o, size_t array, uint64_t g0,
 			   uint64_t g1, uint64_t *from, uint64_t *to)
 {
 	mfs_array_info ai;
-	uint64_t last, near, end;
+	uint64_t last, near, end, ra_chunks;
 
 	(void)mfs_container_array(o->c, array, &ai);
 	if (ai.chunk_count == 0 || ai.chunk_size == 0)
 		return false;
 	last = o->first[array] + ai.chunk_count - 1;
-	near = o->ra_chunks + (g1 - g0 + 1) * MFSD_RA_NEAR_READS;
-	if (g0 + near < o->next_seq || g0 > o->next_seq + near) {
-		o->ra_chunks = 0; /* a jump: not sequential (yet) */
+	ra_chunks = o->ra_bytes / ai.chunk_size;
+	near = ra_chunks + (g1 - g0 + 1) * MFSD_RA_NEAR_READS;
+	/* A jump, or another array (its chunks may be of another size):
+	 * not sequential (yet). */
+	if (array != o->ra_array || g0 + near < o->next_seq ||
+	    g0 > o->next_seq + near) {
+		o->ra_bytes = 0;
+		o->ra_array = array;
 		o->next_seq = g1 + 1;
 		o->ra_end = g1;
 		return false;
 	}
-	if (o->ra_chunks == 0)
-		o->ra_chunks = MFSD_RA_START_BYTES / ai.chunk_size;
-	else if (o->ra_chunks * ai.chunk_size < MFSD_RA_MAX_BYTES)
-		o->ra_chunks *= 2;
-	if (o->ra_chunks == 0)
-		o->ra_chunks = 1;
+	if (o->ra_bytes == 0)
+		o->ra_bytes = MFSD_RA_START_BYTES;
+	else if (o->ra_bytes < MFSD_RA_MAX_BYTES)
+		o->ra_bytes *= 2;
+	if (o->ra_bytes > o->r->ra_cap)
+		o->ra_bytes = o->r->ra_cap;
+	ra_chunks = o->ra_bytes / ai.chunk_size;
+	if (ra_chunks == 0)
+		return false; /* a cache too small to read ahead in */
 	if (g1 + 1 > o->next_seq)
 		o->next_seq = g1 + 1;
-	end = g1 + o->ra_chunks < last ? g1 + o->ra_chunks : last;
+	end = g1 + ra_chunks < last ? g1 + ra_chunks : last;
 	*from = o->ra_end + 1 > g1 + 1 ? o->ra_end + 1 : g1 + 1;
 	if (*from > end || *from < o->first[array])
 		return false;
@@ -469,18 +520,19 @@ static void mfsd_unclaim(struct mfsd_robj *o, uint64_t ra, uint64_t rb,
 }
 
 /* Fetches the claimed run [@ra, @rb] of @array and brings the cache back
- * within its size before anyone sees the new chunks.  Drops o->lock
- * while it works; returns with it held. */
+ * within its size before anyone sees the new chunks, keeping [@lo, @hi]
+ * (what the reader asked for, and the run).  Drops o->lock while it
+ * works; returns with it held. */
 static int mfsd_fetch_claimed(struct mfsd_robj *o, size_t array, uint64_t ra,
-			      uint64_t rb, bool force)
+			      uint64_t rb, uint64_t lo, uint64_t hi, bool force)
 {
 	uint64_t *ok = calloc((rb - ra) / MFSD_WORD_BITS + 1, sizeof(*ok));
-	struct mfsd_keep keep = {o, ra, rb};
+	struct mfsd_keep keep = {o, lo < ra ? lo : ra, hi > rb ? hi : rb};
 	int rc;
 
 	pthread_mutex_unlock(&o->lock);
 	rc = ok ? mfsd_fetch_run(o, o->c, array, ra - o->first[array],
-				 rb - o->first[array], force, ok)
+				 rb - o->first[array], force, ok, &keep)
 		: -ENOMEM;
 	mfsd_remote_evict(o->r, &keep);
 	pthread_mutex_lock(&o->lock);
@@ -510,17 +562,51 @@ static void mfsd_queue_readahead(struct mfsd_robj *o, size_t array,
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* Stored bytes of chunks [@g0, @g1] (global numbers) of @array. */
+static uint64_t mfsd_run_bytes(struct mfsd_robj *o, size_t array, uint64_t g0,
+			       uint64_t g1)
+{
+	mfs_chunk_info a, b;
+
+	if (mfsd_chunk_at(o->c, array, g0 - o->first[array], &a) < 0 ||
+	    mfsd_chunk_at(o->c, array, g1 - o->first[array], &b) < 0)
+		return 0;
+	return b.file_offset + b.stored_length - a.file_offset;
+}
+
+/* Says, once, that reads fail because the cache cannot hold what is
+ * read at once. */
+static void mfsd_thrash(struct mfsd_robj *o)
+{
+	struct mfsd_remote *r = o->r;
+	bool said;
+
+	pthread_mutex_lock(&r->lock);
+	said = r->warned_thrash;
+	r->warned_thrash = true;
+	pthread_mutex_unlock(&r->lock);
+	if (!said)
+		mfsd_log(MFSD_LOG_ERR, "cache file %s: its chunks were evicted "
+			 "again before they could be read: the cache is too "
+			 "small for what is read at once (raise --cache-size "
+			 "or the cache's disk); such reads fail with EIO",
+			 o->file_name);
+}
+
 /* mfsd_remote_ensure, with @force for chunks whose cached bytes failed. */
 static int mfsd_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
 		       uint64_t last, bool force, bool ahead)
 {
-	uint64_t g0, g1, ra = 0, rb = 0, from = 0, to = 0;
+	uint64_t g0, g1, ra = 0, rb = 0, from = 0, to = 0, fetched_bytes = 0;
 	bool missing, queue = false;
+	mfs_array_info ai;
 	int rc = 0;
 
 	atomic_store(&o->last_use, atomic_fetch_add(&o->r->clock, 1) + 1);
 	pthread_mutex_lock(&o->lock);
-	if (!o->has_layout || array >= o->narrays) {
+	if (!o->has_layout || array >= o->narrays || first > last ||
+	    mfs_container_array(o->c, array, &ai) < 0 ||
+	    last >= ai.chunk_count) {
 		pthread_mutex_unlock(&o->lock);
 		return -EIO;
 	}
@@ -540,9 +626,19 @@ static int mfsd_ensure(struct mfsd_robj *o, size_t array, uint64_t first,
 			pthread_cond_wait(&o->done, &o->lock);
 			continue;
 		}
-		rc = mfsd_fetch_claimed(o, array, ra, rb, force);
+		rc = mfsd_fetch_claimed(o, array, ra, rb, g0, g1, force);
 		if (rc < 0)
 			break;
+		/* Each chunk fetched once should do; more means other
+		 * readers evict them as fast as they arrive (a cache too
+		 * small for what is read at once): give up, not spin. */
+		fetched_bytes += mfsd_run_bytes(o, array, ra, rb);
+		if (fetched_bytes > MFSD_THRASH_FACTOR *
+					    mfsd_run_bytes(o, array, g0, g1)) {
+			mfsd_thrash(o);
+			rc = -EIO;
+			break;
+		}
 	}
 	pthread_mutex_unlock(&o->lock);
 	return rc;
@@ -579,7 +675,8 @@ static void mfsd_run_readahead(const struct mfsd_ra_job *j)
 	while (g <= j->to) {
 		if (!mfsd_claim(o, j->array, g, j->to, &ra, &rb, &missing))
 			break; /* the rest is cached or on its way */
-		if (mfsd_fetch_claimed(o, j->array, ra, rb, false) < 0)
+		if (mfsd_fetch_claimed(o, j->array, ra, rb, j->from, j->to,
+				       false) < 0)
 			break;
 		g = rb + 1;
 	}
@@ -641,8 +738,7 @@ int mfsd_robj_fetch_all(struct mfsd_robj *o)
 	return rc;
 }
 
-/* Counts @n bytes punched out of the cache. */
-static void mfsd_uncount(struct mfsd_remote *r, uint64_t n)
+void mfsd_remote_uncount(struct mfsd_remote *r, uint64_t n)
 {
 	uint64_t cur = atomic_load(&r->cache_bytes);
 
@@ -680,7 +776,7 @@ static bool mfsd_robj_punch(struct mfsd_robj *o)
 	pthread_mutex_unlock(&o->lock);
 	after = mfsd_robj_disk_bytes(o->fd);
 	if (before > after)
-		mfsd_uncount(o->r, before - after);
+		mfsd_remote_uncount(o->r, before - after);
 	return true;
 }
 
@@ -726,7 +822,7 @@ static void mfsd_evict_chunks(struct mfsd_remote *r, const struct mfsd_keep *k,
 			      uint64_t limit)
 {
 	struct mfsd_robj *o = k->obj;
-	uint64_t before = mfsd_robj_disk_bytes(o->fd), freed = 0, after;
+	uint64_t before = mfsd_robj_disk_bytes(o->fd), after;
 	mfs_chunk_info ci;
 
 	pthread_mutex_lock(&o->lock);
@@ -744,8 +840,11 @@ static void mfsd_evict_chunks(struct mfsd_remote *r, const struct mfsd_keep *k,
 			mfsd_punch_range(o->fd, ci.file_offset,
 					 ci.file_offset + ci.stored_length);
 			mfsd_bput(o->present, g, false);
-			freed += ci.stored_length;
-			if (atomic_load(&r->cache_bytes) - freed <= limit)
+			/* What the disk says, not the chunk's length: a
+			 * chunk smaller than a page frees nothing. */
+			after = mfsd_robj_disk_bytes(o->fd);
+			if (before > after &&
+			    atomic_load(&r->cache_bytes) <= limit + (before - after))
 				goto out;
 		}
 	}
@@ -753,7 +852,7 @@ out:
 	pthread_mutex_unlock(&o->lock);
 	after = mfsd_robj_disk_bytes(o->fd);
 	if (before > after)
-		mfsd_uncount(r, before - after);
+		mfsd_remote_uncount(r, before - after);
 }
 
 void mfsd_remote_evict(struct mfsd_remote *r, const struct mfsd_keep *keep)
@@ -768,10 +867,17 @@ static void mfsd_evict_to(struct mfsd_remote *r, const struct mfsd_keep *keep,
 			  uint64_t limit)
 {
 	bool *tried;
+	uint64_t disk = 0;
 
 	if (atomic_load(&r->cache_bytes) <= limit)
 		return;
 	pthread_mutex_lock(&r->lock);
+	/* The running count adds what was written and takes off what the
+	 * disk freed; allocation rounds it off.  Set it from the disk
+	 * before deciding what to evict. */
+	for (size_t i = 0; i < r->nobjs; i++)
+		disk += mfsd_robj_disk_bytes(r->objs[i]->fd);
+	atomic_store(&r->cache_bytes, disk);
 	tried = calloc(r->nobjs ? r->nobjs : 1, sizeof(*tried));
 	while (tried && atomic_load(&r->cache_bytes) > limit) {
 		struct mfsd_robj *o = mfsd_lru(r, keep ? keep->obj : NULL,

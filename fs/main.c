@@ -936,6 +936,12 @@ static void mfsd_tune_malloc(size_t cache_bytes)
 	(void)mallopt(M_TRIM_THRESHOLD, (int)trim);
 }
 
+/* An mfsd_exited_fn: the session loop is ending (a signal, an unmount). */
+static bool mfsd_session_exited(void *se)
+{
+	return fuse_session_exited(se) != 0;
+}
+
 /* Mounts, runs, unmounts.  Returns the exit status. */
 static int mfsd_serve(struct mfsd_ctx *ctx)
 {
@@ -960,7 +966,7 @@ static int mfsd_serve(struct mfsd_ctx *ctx)
 	mfsd_ra_start(&ra, &ctx->opt);
 	mfsd_watch_begin(ctx, se);
 	if (ctx->remote)
-		mfsd_remote_start(ctx->remote);
+		mfsd_remote_start(ctx->remote, mfsd_session_exited, se);
 	/* The loop returns the number of the signal that ended it, which is
 	 * a clean shutdown, or a negative errno. */
 	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_EXIT_FAIL : MFSD_EXIT_OK;
@@ -1033,6 +1039,8 @@ int main(int argc, char **argv)
 		ctx.opt.threads = ctx.opt.ropt.connections;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
+	/* Before the remote store opens its cache files. */
+	mfsd_raise_nofile();
 	if (ctx.opt.remote) {
 		if (mfsd_remote_open(&ctx.remote, &ctx.opt.ropt) < 0)
 			goto out_log;
@@ -1042,7 +1050,6 @@ int main(int argc, char **argv)
 	if (mfsd_lease_setup() < 0)
 		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
 			 "every chunk is re-verified each time it is served");
-	mfsd_raise_nofile();
 	mfsd_tune_malloc(ctx.opt.cache_bytes);
 	if (mfsd_ctx_init(&ctx) == 0)
 		status = mfsd_serve(&ctx);

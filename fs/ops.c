@@ -847,8 +847,10 @@ static void mfsd_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	if (ino == MFSD_ROOT_INO && strcmp(name, MFS_XATTR_STORE_DIR) == 0) {
-		/* Where clients publish (lib/mount.c reads it). */
+	if (ino == MFSD_ROOT_INO && strcmp(name, MFS_XATTR_STORE_DIR) == 0 &&
+	    !ctx->remote) {
+		/* Where clients publish (lib/mount.c reads it).  A URL
+		 * store's models are published at its origin: none here. */
 		mfsd_reply_xattr_bytes(req, ctx->opt.store_dir,
 				       strlen(ctx->opt.store_dir), size);
 		return;

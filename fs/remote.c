@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +32,10 @@
 /* Temporaries in objects/ and store/ start with this (hidden names:
  * the daemon never serves them). */
 #define MFSD_TMP_PREFIX ".tmp-"
+/* Readahead takes at most this share of the cache (see ra_cap). */
+#define MFSD_RA_CACHE_SHARE 4u
+/* How often the watcher looks whether the daemon is stopping. */
+#define MFSD_WATCH_TICK_NS 100000000L
 
 /* One model of an index. */
 struct mfsd_entry {
@@ -258,8 +264,12 @@ static void mfsd_adopt_file(struct mfsd_remote *r, const char *name)
 		return;
 	}
 	fd = openat(r->objects_fd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	if (fd < 0) {
+		mfsd_log(MFSD_LOG_WARNING, "cache file %s/%s/%s: %s: not used",
+			 r->site_path, MFSD_REMOTE_OBJECTS, name,
+			 strerror(errno));
 		return;
+	}
 	cfd = dup(fd);
 	if (cfd < 0 || mfs_pread_full(fd, page, sizeof(page), 0) < 0 ||
 	    mfs_container_locate_index(page, sizeof(page), name, &loc) < 0 ||
@@ -297,6 +307,21 @@ static int mfsd_adopt_all(struct mfsd_remote *r)
 			mfsd_adopt_file(r, e->d_name);
 	closedir(d);
 	return 0;
+}
+
+/* Sets r->ra_cap from what the cache may hold. */
+static void mfsd_set_ra_cap(struct mfsd_remote *r)
+{
+	struct statvfs sv;
+	uint64_t room = UINT64_MAX;
+
+	if (fstatvfs(r->site_fd, &sv) == 0)
+		room = (uint64_t)sv.f_blocks * sv.f_frsize;
+	if (r->opt.cache_size && r->opt.cache_size < room)
+		room = r->opt.cache_size;
+	r->ra_cap = room / MFSD_RA_CACHE_SHARE;
+	if (r->ra_cap > MFSD_RA_MAX_BYTES)
+		r->ra_cap = MFSD_RA_MAX_BYTES;
 }
 
 /* Fetches [@off, @off + @len) of @object into @fd at the same offset. */
@@ -406,11 +431,8 @@ static struct mfsd_robj *mfsd_materialize(struct mfsd_remote *r,
 	rc = -ENOMEM;
 	if (!o)
 		goto fail;
-	o->object = strdup(e->object);
-	if (!o->object) {
-		mfsd_robj_free(o);
-		goto fail;
-	}
+	snprintf(o->object, sizeof(o->object), "%s", e->object);
+	o->listed = true;
 	pthread_mutex_lock(&r->lock);
 	rc = mfsd_list_obj(r, o); /* frees @o if it fails */
 	pthread_mutex_unlock(&r->lock);
@@ -474,7 +496,8 @@ static int mfsd_parse_entry(const char *key, json_t *v,
 	if (mfs_check_key(key) < 0)
 		return -EBADMSG;
 	*why = "\"object\" is not a safe relative name";
-	if (!json_is_string(obj) || !mfsd_object_name_ok(json_string_value(obj)))
+	if (!json_is_string(obj) || !mfsd_object_name_ok(json_string_value(obj)) ||
+	    strlen(json_string_value(obj)) > MFSD_OBJECT_MAX)
 		return -EBADMSG;
 	*why = "\"size\" is not a size";
 	if (!json_is_integer(size) || json_integer_value(size) <
@@ -604,19 +627,94 @@ static void mfsd_view_prune(struct mfsd_remote *r, json_t *models)
 	closedir(d);
 }
 
+/* Removes view entry KEY.mfs: the key shows nothing until its current
+ * content can be fetched (its holders keep what they hold). */
+static void mfsd_view_unlink(struct mfsd_remote *r, const char *key)
+{
+	char *name;
+
+	if (asprintf(&name, "%s%s", key, MFS_CONTAINER_SUFFIX) < 0)
+		return;
+	if (unlinkat(r->view_fd, name, 0) == 0)
+		mfsd_log(MFSD_LOG_WARNING, "model %s hidden until its new "
+			 "version can be fetched", key);
+	free(name);
+}
+
+/* Marks every object as not named by the index (sync names them). */
+static void mfsd_unlist_all(struct mfsd_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nobjs; i++) {
+		pthread_mutex_lock(&r->objs[i]->lock);
+		r->objs[i]->listed = false;
+		pthread_mutex_unlock(&r->objs[i]->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The listed object for @e, now named as @e names it; NULL if none. */
+static struct mfsd_robj *mfsd_take_listed(struct mfsd_remote *r,
+					  const struct mfsd_entry *e)
+{
+	struct mfsd_robj *o;
+
+	pthread_mutex_lock(&r->lock);
+	o = mfsd_find_obj(r, e->index_checksum, e->size);
+	if (o) {
+		/* The same content may move to another name (a rename, or
+		 * content names): fetch from the one the index gives. */
+		pthread_mutex_lock(&o->lock);
+		snprintf(o->object, sizeof(o->object), "%s", e->object);
+		o->listed = true;
+		pthread_mutex_unlock(&o->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return o;
+}
+
+void mfsd_remote_gc(struct mfsd_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->nobjs;) {
+		struct mfsd_robj *o = r->objs[i];
+		bool dead;
+
+		pthread_mutex_lock(&o->lock);
+		dead = !o->listed && o->refs == 1;
+		pthread_mutex_unlock(&o->lock);
+		if (!dead) {
+			i++;
+			continue;
+		}
+		/* References are taken under r->lock: none can appear. */
+		r->objs[i] = r->objs[--r->nobjs];
+		mfsd_remote_uncount(r, mfsd_robj_disk_bytes(o->fd));
+		(void)unlinkat(r->objects_fd, o->file_name, 0);
+		mfsd_log(MFSD_LOG_DEBUG, "cache file %s removed: no index "
+			 "names it and no process holds it", o->file_name);
+		mfsd_robj_free(o);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
 /*
  * Brings the view directory in line with @models: each model whose cache
- * file exists or can be made is linked (replacing what its key showed),
- * and keys no longer listed are removed.  Returns the number of models
- * served.
+ * file exists or (with @fetch) can be made is linked (replacing what its
+ * key showed); a key whose content cannot be fetched now shows nothing;
+ * keys no longer listed are removed.  With @fetch (the index is the
+ * origin's), cache files nothing names or holds any more are removed.
+ * Fills @out.
  */
-static size_t mfsd_sync_view(struct mfsd_remote *r, json_t *models,
-			     bool fetch)
+static void mfsd_sync_view(struct mfsd_remote *r, json_t *models, bool fetch,
+			   struct mfsd_sync *out)
 {
 	const char *key;
 	json_t *v;
-	size_t served = 0;
 
+	*out = (struct mfsd_sync){0};
+	if (fetch)
+		mfsd_unlist_all(r);
 	json_object_foreach(models, key, v) {
 		struct mfsd_entry e;
 		struct mfsd_robj *o;
@@ -627,28 +725,22 @@ static size_t mfsd_sync_view(struct mfsd_remote *r, json_t *models,
 				 r->shown, MFS_INDEX_FILE, key, why);
 			continue;
 		}
-		pthread_mutex_lock(&r->lock);
-		o = mfsd_find_obj(r, e.index_checksum, e.size);
-		if (o && (!o->object || strcmp(o->object, e.object) != 0)) {
-			/* Adopted at start: its origin name is the index's.
-			 * (The same content under a second name keeps the
-			 * first: fetches read o->object without a lock, so
-			 * it never changes once set.) */
-			char *n = strdup(e.object);
-
-			if (n && !o->object)
-				o->object = n;
-			else
-				free(n);
-		}
-		pthread_mutex_unlock(&r->lock);
+		o = mfsd_take_listed(r, &e);
 		if (!o && fetch)
 			o = mfsd_materialize(r, &e);
+		if (!o && fetch) {
+			out->failed++;
+			mfsd_view_unlink(r, key);
+			continue;
+		}
 		if (o && mfsd_view_link(r, key, o) == 0)
-			served++;
+			out->served++;
+		else if (o)
+			out->failed++;
 	}
 	mfsd_view_prune(r, models);
-	return served;
+	if (fetch)
+		mfsd_remote_gc(r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -720,8 +812,8 @@ static void mfsd_take_index(struct mfsd_remote *r, json_t *models,
 static int mfsd_poll_index(struct mfsd_remote *r)
 {
 	struct mfsd_http_body b = {0};
+	struct mfsd_sync sync;
 	json_t *models;
-	size_t served;
 	int rc = mfsd_http_get_object(r->http, MFS_INDEX_FILE, r->etag,
 				      MFSD_INDEX_MAX, &b);
 
@@ -740,16 +832,19 @@ static int mfsd_poll_index(struct mfsd_remote *r)
 		mfsd_http_body_free(&b);
 		return -EBADMSG;
 	}
-	served = mfsd_sync_view(r, models, true);
+	mfsd_sync_view(r, models, true, &sync);
 	mfsd_save_file(r, MFS_INDEX_FILE, b.data, b.len);
-	mfsd_save_file(r, MFSD_REMOTE_ETAG_FILE, b.etag ? b.etag : "",
-		       b.etag ? strlen(b.etag) : 0);
 	free(r->etag);
-	r->etag = b.etag;
-	b.etag = NULL;
+	/* A model that could not be fetched now is tried again at the next
+	 * poll: without an ETag that poll fetches the index whole. */
+	r->etag = sync.failed ? NULL : b.etag;
+	if (!sync.failed)
+		b.etag = NULL;
 	mfsd_http_body_free(&b);
-	mfsd_log(MFSD_LOG_INFO, "%s%s: %zu of %zu models served", r->shown,
-		 MFS_INDEX_FILE, served, json_object_size(models));
+	mfsd_log(MFSD_LOG_INFO, "%s%s: %zu of %zu models served%s", r->shown,
+		 MFS_INDEX_FILE, sync.served, json_object_size(models),
+		 sync.failed ? "; the others are tried again at the next "
+			       "poll" : "");
 	mfsd_take_index(r, models, false);
 	return 1;
 }
@@ -758,8 +853,9 @@ static int mfsd_poll_index(struct mfsd_remote *r)
  * with the models whose cache files exist. */
 static int mfsd_index_from_cache(struct mfsd_remote *r, int why)
 {
-	size_t len = 0, served;
+	size_t len = 0;
 	char *buf = mfsd_load_file(r, MFS_INDEX_FILE, &len);
+	struct mfsd_sync sync;
 	json_t *models = buf ? mfsd_parse_index(r, buf, len, r->site_path)
 			     : NULL;
 
@@ -773,10 +869,10 @@ static int mfsd_index_from_cache(struct mfsd_remote *r, int why)
 		if (!models)
 			return -ENOMEM;
 	}
-	served = mfsd_sync_view(r, models, false);
+	mfsd_sync_view(r, models, false, &sync);
 	mfsd_log(MFSD_LOG_WARNING, "origin %s unreachable (%s): serving the "
 		 "%zu models of the index cached in %s", r->shown,
-		 strerror(-why), served, r->site_path);
+		 strerror(-why), sync.served, r->site_path);
 	/* No ETag: the first poll that reaches the origin applies its
 	 * index whatever it is. */
 	mfsd_take_index(r, models, true);
@@ -839,11 +935,14 @@ static void *mfsd_prefetcher_main(void *arg)
 			struct mfsd_robj *o = NULL;
 
 			pthread_mutex_lock(&r->lock);
-			if (i < r->nobjs && !r->stopping && r->objs[i]->object) {
+			if (i < r->nobjs && !r->stopping) {
 				o = r->objs[i];
 				pthread_mutex_lock(&o->lock);
-				o->refs++;
-				pthread_mutex_unlock(&o->lock);
+				if (o->listed)
+					o->refs++;
+				else
+					o = NULL; /* an old version */
+				pthread_mutex_unlock(&r->objs[i]->lock);
 			}
 			if (i >= r->nobjs || r->stopping) {
 				pthread_mutex_unlock(&r->lock);
@@ -859,10 +958,53 @@ static void *mfsd_prefetcher_main(void *arg)
 	return NULL;
 }
 
-void mfsd_remote_start(struct mfsd_remote *r)
+/* Sets @r stopping and cancels its fetches. */
+static void mfsd_remote_halt(struct mfsd_remote *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	pthread_cond_broadcast(&r->wake);
+	pthread_cond_broadcast(&r->ra_wake);
+	pthread_mutex_unlock(&r->lock);
+	if (r->http)
+		mfsd_http_cancel(r->http);
+}
+
+/* The watcher: halts @r once the daemon is stopping. */
+static void *mfsd_watcher_main(void *arg)
+{
+	struct mfsd_remote *r = arg;
+	const struct timespec tick = {0, MFSD_WATCH_TICK_NS};
+	bool stop = false;
+
+	while (!stop) {
+		nanosleep(&tick, NULL);
+		pthread_mutex_lock(&r->lock);
+		stop = r->stopping;
+		pthread_mutex_unlock(&r->lock);
+		if (!stop && r->exited(r->exited_arg)) {
+			mfsd_remote_halt(r);
+			stop = true;
+		}
+	}
+	return NULL;
+}
+
+void mfsd_remote_start(struct mfsd_remote *r, mfsd_exited_fn exited,
+		       void *arg)
 {
 	int rc;
 
+	r->exited = exited;
+	r->exited_arg = arg;
+	if (exited) {
+		rc = pthread_create(&r->watcher, NULL, mfsd_watcher_main, r);
+		r->watching = rc == 0;
+		if (rc)
+			mfsd_log(MFSD_LOG_WARNING, "cannot start the stop "
+				 "watcher: %s (stopping waits for fetches)",
+				 strerror(rc));
+	}
 	for (unsigned i = 0; i < MFSD_RA_THREADS; i++) {
 		rc = pthread_create(&r->ra_threads[r->nra_threads], NULL,
 				    mfsd_readahead_main, r);
@@ -896,13 +1038,10 @@ void mfsd_remote_stop(struct mfsd_remote *r)
 {
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->lock);
-	r->stopping = true;
-	pthread_cond_broadcast(&r->wake);
-	pthread_cond_broadcast(&r->ra_wake);
-	pthread_mutex_unlock(&r->lock);
-	if (r->http)
-		mfsd_http_cancel(r->http);
+	mfsd_remote_halt(r);
+	if (r->watching)
+		pthread_join(r->watcher, NULL);
+	r->watching = false;
 	if (r->polling)
 		pthread_join(r->poller, NULL);
 	if (r->prefetching)
@@ -917,6 +1056,19 @@ void mfsd_remote_stop(struct mfsd_remote *r)
 /* ------------------------------------------------------------------ */
 /* Open and close                                                      */
 /* ------------------------------------------------------------------ */
+
+/* @path made absolute against the working directory (the daemon changes
+ * to / when it detaches, and the view's path is shown). */
+static char *mfsd_absolute(const char *path)
+{
+	char cwd[PATH_MAX], *s;
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	if (asprintf(&s, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return s;
+}
 
 /* @url as logs and .status show it: without a user and password. */
 static char *mfsd_url_shown(const char *url)
@@ -944,8 +1096,8 @@ static int mfsd_copy_options(struct mfsd_remote *r,
 	r->opt = *o;
 	r->url = strdup(o->url);
 	r->shown = mfsd_url_shown(o->url);
-	r->cache_dir = strdup(o->cache_dir ? o->cache_dir
-					   : MFSD_REMOTE_CACHE_DIR);
+	r->cache_dir = mfsd_absolute(o->cache_dir ? o->cache_dir
+						  : MFSD_REMOTE_CACHE_DIR);
 	if (!r->url || !r->shown || !r->cache_dir)
 		return -ENOMEM;
 	r->opt.url = r->url;
@@ -971,7 +1123,6 @@ int mfsd_remote_open(struct mfsd_remote **out,
 		     const struct mfsd_remote_options *o)
 {
 	struct mfsd_remote *r = calloc(1, sizeof(*r));
-	size_t len = 0;
 	int rc = -ENOMEM;
 
 	if (!r)
@@ -987,13 +1138,12 @@ int mfsd_remote_open(struct mfsd_remote **out,
 		rc = mfsd_cache_dirs(r);
 	if (rc == 0)
 		rc = mfsd_adopt_all(r);
+	if (rc == 0)
+		mfsd_set_ra_cap(r);
 	if (rc < 0)
 		goto fail;
-	r->etag = mfsd_load_file(r, MFSD_REMOTE_ETAG_FILE, &len);
-	/* The view may be behind the cached index (a crash between the
-	 * two): fetch the index whole. */
-	free(r->etag);
-	r->etag = NULL;
+	/* No ETag at start: the view may be behind the index cached (a
+	 * crash between the two), so the index is fetched whole. */
 	rc = mfsd_poll_index(r);
 	if (rc == -ENOENT || rc == -EACCES || rc == -EBADMSG) {
 		mfsd_log(MFSD_LOG_ERR, "%s%s: %s", r->shown, MFS_INDEX_FILE,
@@ -1068,8 +1218,8 @@ int mfsd_remote_status(struct mfsd_remote *r, json_t *st)
 		"bad_chunks", (json_int_t)atomic_load(&r->stats.bad_chunks),
 		"fetch_errors",
 		(json_int_t)atomic_load(&r->stats.fetch_errors),
-		"cache_bytes", (json_int_t)atomic_load(&r->cache_bytes),
-		"cache_size", (json_int_t)r->opt.cache_size,
+		"cache_disk_bytes", (json_int_t)atomic_load(&r->cache_bytes),
+		"cache_disk_limit", (json_int_t)r->opt.cache_size,
 		"evicted_bytes", (json_int_t)atomic_load(&r->stats.evicted),
 		"index_polls", (json_int_t)atomic_load(&r->stats.index_polls),
 		"index_errors",

@@ -85,9 +85,18 @@ int mfsd_remote_open(struct mfsd_remote **out,
 /* The view directory the daemon serves (absolute). */
 const char *mfsd_remote_store_dir(const struct mfsd_remote *r);
 
-/* Starts polling the index (and prefetching); after daemonizing.  A
- * failure is logged: the mount serves what it has. */
-void mfsd_remote_start(struct mfsd_remote *r);
+/* True once the daemon is stopping (@arg: the caller's). */
+typedef bool (*mfsd_exited_fn)(void *arg);
+
+/*
+ * Starts polling the index, prefetching and readahead; after
+ * daemonizing.  A thread also watches @exited: once it is true, fetches in
+ * progress and to come fail at once (-ECANCELED), so that the session's
+ * workers, which the loop waits for, are not held by a deadline.  A
+ * failure is logged: the mount serves what it has.
+ */
+void mfsd_remote_start(struct mfsd_remote *r, mfsd_exited_fn exited,
+		       void *arg);
 
 /* Stops the threads and cancels fetches in progress (before unmount
  * returns, nobody waits out a deadline). */

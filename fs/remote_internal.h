@@ -17,9 +17,16 @@
 /* Directories under the origin's cache directory. */
 #define MFSD_REMOTE_OBJECTS "objects"
 #define MFSD_REMOTE_VIEW "store"
-/* The last index fetched, and its ETag, kept for a start without the
- * origin. */
-#define MFSD_REMOTE_ETAG_FILE "index.etag"
+/* Most bytes one Range request asks for: big enough to amortise a round
+ * trip, small enough that a reader waits for little it did not ask. */
+#define MFSD_FETCH_MAX ((uint64_t)8 << 20)
+/* Readahead of a sequential reader, fetched in the background: starts at
+ * 1 MiB beyond what was asked, doubles while the reader keeps going, up
+ * to two fetches' worth in flight ahead of it. */
+#define MFSD_RA_START_BYTES ((uint64_t)1 << 20)
+#define MFSD_RA_MAX_BYTES (2 * MFSD_FETCH_MAX)
+/* Longest object name an index may give (a path under the URL). */
+#define MFSD_OBJECT_MAX 1024
 /* Hex digits of an index checksum. */
 #define MFSD_HEX64_LEN 16u
 
@@ -43,7 +50,6 @@ struct mfsd_ra_job {
  * Its descriptor and names are immutable while it is listed. */
 struct mfsd_robj {
 	struct mfsd_remote *r;
-	char *object;    /* its name at the origin (the index's "object") */
 	char *file_name; /* under objects/: HEX-SIZE.mfs */
 	uint64_t size;
 	uint64_t index_checksum;
@@ -55,8 +61,12 @@ struct mfsd_robj {
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* a fetch ended (busy bits cleared) */
 	/* Protected by lock: */
+	char object[MFSD_OBJECT_MAX + 1]; /* its name at the origin, as the
+					     latest index gives it ("":
+					     not known yet) */
+	bool listed;       /* the latest index names this content */
 	unsigned refs;     /* the list's, one per attached model and one per
-			      queued readahead */
+			      queued readahead or prefetch */
 	bool has_layout;   /* the bitmaps below and c exist */
 	mfs_container *c;  /* its own view of the container: chunk places */
 	size_t narrays;
@@ -65,7 +75,8 @@ struct mfsd_robj {
 	uint64_t *present; /* bit per chunk: checked in the cache file */
 	uint64_t *busy;    /* bit per chunk: a thread fetches or checks it */
 	uint64_t next_seq; /* chunk after the last asked for (readahead) */
-	uint64_t ra_chunks; /* readahead window of a sequential reader */
+	size_t ra_array;   /* the array the reader goes through */
+	uint64_t ra_bytes; /* readahead window of a sequential reader */
 	uint64_t ra_end;   /* last chunk readahead was queued for */
 	_Atomic uint64_t last_use; /* r->clock at its last ensure */
 	_Atomic uint64_t busy_count; /* fetches in progress */
@@ -84,6 +95,10 @@ struct mfsd_remote {
 	int view_fd;
 	struct mfsd_http *http;
 	struct mfsd_remote_stats stats;
+	/* Most bytes read ahead of one reader: a quarter of what the cache
+	 * may hold (--cache-size, the size of its file system), so that
+	 * readahead never evicts what readers are about to read. */
+	uint64_t ra_cap;
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake; /* the poller: stop, or time to poll */
@@ -93,6 +108,7 @@ struct mfsd_remote {
 	size_t objs_cap;
 	bool stopping;
 	bool warned_small; /* said once that the cache is too small */
+	bool warned_thrash; /* said once that readers evict each other */
 	struct mfsd_ra_job ra_queue[MFSD_RA_QUEUE]; /* a ring */
 	size_t ra_head;
 	size_t ra_len;
@@ -105,7 +121,8 @@ struct mfsd_remote {
 	char *etag;
 	json_t *index; /* the index served ("models" object) */
 	uint64_t index_time; /* CLOCK_REALTIME seconds of the last fetch */
-	bool from_cache; /* the index came from the cache, not the origin */
+	_Atomic bool from_cache; /* the index served is the cached one (read
+				    by .status) */
 
 	/* CLOCK_MONOTONIC ns until which fetches fail at once: the origin
 	 * gave no answer within a whole deadline just now. */
@@ -115,12 +132,37 @@ struct mfsd_remote {
 
 	pthread_t poller;
 	bool polling;
+	pthread_t watcher; /* of the daemon's end (mfsd_remote_start) */
+	bool watching;
+	mfsd_exited_fn exited;
+	void *exited_arg;
+	/* Fetch failures are logged at most once a second; the others are
+	 * counted into the next line. */
+	_Atomic uint64_t fail_logged_ns;
+	_Atomic uint64_t fail_unlogged;
 	pthread_t prefetcher;
 	bool prefetching;
 };
 
+/* Copies @o's origin name into @buf (MFSD_OBJECT_MAX + 1 bytes); false
+ * if not known. */
+bool mfsd_robj_name(struct mfsd_robj *o, char *buf);
+
 /* pwrite of all @len bytes.  0 or a negative errno. */
 int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* What bringing the view in line with an index came to. */
+struct mfsd_sync {
+	size_t served; /* models linked */
+	size_t failed; /* models whose content could not be fetched now */
+};
+
+/* Removes the cache files that no index entry names and nothing holds.
+ * Takes r->lock. */
+void mfsd_remote_gc(struct mfsd_remote *r);
+
+/* Counts @n bytes gone from the cache's files. */
+void mfsd_remote_uncount(struct mfsd_remote *r, uint64_t n);
 
 /* The allocated bytes of @fd's file (st_blocks). */
 uint64_t mfsd_robj_disk_bytes(int fd);

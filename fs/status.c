@@ -393,7 +393,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 	     mfsd_set(root, MFS_ST_PID, json_integer(getpid())) &&
 	     mfsd_set(root, MFS_ST_VERSION, json_string(mfs_version())) &&
 	     mfsd_set(root, MFS_ST_UPTIME_SECONDS, json_real(mfsd_uptime(ctx))) &&
-	     mfsd_status_store_dir(ctx, root, cred) &&
+	     (ctx->remote || mfsd_status_store_dir(ctx, root, cred)) &&
 	     mfsd_set(root, MFS_ST_MOUNTPOINT, mfsd_json_text(ctx->opt.mountpoint)) &&
 	     mfsd_set(root, MFS_ST_THREADS, json_integer(ctx->opt.threads)) &&
 	     mfsd_set(root, MFS_ST_TOTALS,

@@ -864,7 +864,8 @@ typedef struct mfs_store mfs_store;
  *  3. a mount store on $MODELFS_MOUNT (default MFS_DEFAULT_MOUNT; empty
  *     means none) if a modelfs daemon serves it (a fuse.modelfs entry in
  *     /proc/self/mountinfo whose daemon answers: a mount left behind by a
- *     daemon that exited does not count);
+ *     daemon that exited does not count, nor one of a store at a URL,
+ *     whose models are published at the origin);
  *  4. a directory store on $MODELFS_STORE (created if missing), else on a
  *     new private directory $TMPDIR/modelfs-XXXXXX (TMPDIR default /tmp)
  *     which is removed at shutdown if only ephemeral models were in it.
@@ -882,7 +883,8 @@ MFS_API int mfs_store_get(mfs_store **out, unsigned flags);
  * Opens a mount store on @p mountpoint.  Returns 0, -EINVAL (NULL
  * argument), -ENODEV (no modelfs daemon serves it), -ENOTCONN (a modelfs
  * mount whose daemon has exited is left there), -ENOTSUP (the daemon
- * does not tell its store directory), -EOVERFLOW (stack full), -ENOMEM,
+ * does not tell its store directory), -EROFS (the mount serves a store
+ * at a URL: it takes no puts), -EOVERFLOW (stack full), -ENOMEM,
  * or the errno of resolving the paths.  Thread-safe, as are the other
  * mfs_store_open_* functions.
  */

@@ -130,6 +130,13 @@ int mfs_mount_store_dir(const char *mount, char *out)
 				"bytes at most) in mount '%s'", MFS_STATUS_FILE,
 				PATH_MAX - 1, mount);
 	root = json_load_file(status, 0, NULL);
+	if (json_object_get(root, MFS_ST_REMOTE)) {
+		json_decref(root);
+		return mfs_fail(-EROFS, "mount '%s' serves a store at a URL: its "
+				"models are published at the origin (upload "
+				"the container, then modelctl index), not "
+				"through the mount", mount);
+	}
 	dir = json_string_value(json_object_get(root, MFS_STATUS_STORE_DIR));
 	if (dir)
 		len = snprintf(out, PATH_MAX, "%s", dir);

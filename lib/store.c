@@ -480,8 +480,14 @@ int mfs_store_get(mfs_store **out, unsigned flags)
 		return mfs_store_new_in_process(out);
 	if (!mount)
 		mount = MFS_DEFAULT_MOUNT;
-	if (*mount && mfs_is_modelfs_mount(mount))
-		return mfs_store_open_mount(out, mount);
+	if (*mount && mfs_is_modelfs_mount(mount)) {
+		rc = mfs_store_open_mount(out, mount);
+		/* A mount of a store at a URL takes no puts: the next
+		 * choice. */
+		if (rc != -EROFS)
+			return rc;
+		mfs_clear_error();
+	}
 	dir = getenv(MFS_ENV_STORE);
 	if (dir && *dir)
 		return mfs_store_open_dir(out, dir);

@@ -149,7 +149,7 @@ def cache_size(work, rng):
             h.log("cache limited to %d: uses %d, evicted %d" %
                   (CACHE_LIMIT, r.cache_bytes(cache), st["evicted_bytes"]))
             h.check(st["evicted_bytes"] > 0 and
-                    st["cache_size"] == CACHE_LIMIT,
+                    st["cache_disk_limit"] == CACHE_LIMIT,
                     "status: %s" % st)
 
 

@@ -12,8 +12,10 @@
 - No origin and no cache at the first start: the mount starts empty and
   shows the models once the origin answers.
 - --header and --aws-sigv4 reach the origin (nginx's log shows them).
+- The mount takes no puts (models are published at the origin).
 """
 
+import errno
 import json
 import os
 import subprocess
@@ -163,6 +165,53 @@ def headers_reach(work, rng):
             "requests not signed: %s" % ents)
 
 
+# Run by no_puts in an interpreter of its own (under AddressSanitizer the
+# package needs the sanitizer's run time loaded first): the library's
+# answer for a URL mount, and modelfs.sharing's choice of store.
+BINDING_CHECK = """
+import errno, os, sys
+from modelfs import _core, sharing
+mnt = sys.argv[1]
+try:
+    _core.mount_store_dir(mnt)
+    sys.exit("mount_store_dir of a URL mount succeeded")
+except OSError as e:
+    if e.errno != errno.EROFS or "serves a store at a URL" not in str(e):
+        sys.exit("mount_store_dir: %s" % e)
+os.environ["MODELFS_MOUNT"] = mnt
+store = sharing.get_store(reuse=False)
+if isinstance(store, sharing.MountModelStore):
+    sys.exit("get_store picked the URL mount")
+"""
+
+
+def no_puts(work, rng):
+    """A URL store's mount takes no puts: its root has no store directory
+    xattr, the library says why (EROFS), and modelfs.sharing's get_store
+    picks another store; the mount still lists its models."""
+    origin = work.dir("origin-puts")
+    h.pack(work, os.path.join(origin, "m.mfs"),
+           [h.Array("x", rng.standard_normal(100))])
+    r.index(origin)
+    env = dict(os.environ,
+               PYTHONPATH=os.path.join(h.BUILD_DIR, "lib", "python"))
+    runtime = os.environ.get("MODELFS_ASAN_RUNTIME", "")
+    if runtime:
+        env.update(LD_PRELOAD=runtime, ASAN_OPTIONS="detect_leaks=0")
+    with r.Nginx(origin) as ng:
+        with r.mount_url(work, ng.url, work.dir("cache-puts")) as m:
+            err = h.expect_errno(errno.ENODATA, os.getxattr, m.path,
+                                 "user.modelfs.store_dir")
+            h.check(err is None, err)
+            p = subprocess.run(["/usr/bin/python3", "-c", BINDING_CHECK,
+                                m.path], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+            h.check(p.returncode == 0, "the binding: %s" % p.stdout)
+            out = subprocess.run([h.MODELCTL, "ls", m.path], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout
+            h.check("m" in out.split(), "modelctl ls: %s" % out)
+
+
 def second_daemon(work, rng):
     origin = work.dir("origin-two")
     h.pack(work, os.path.join(origin, "m.mfs"),
@@ -183,6 +232,7 @@ def main(work):
     start_failures(work, mnt)
     bad_entries(work, rng)
     second_daemon(work, rng)
+    no_puts(work, rng)
     headers_reach(work, rng)
     late_origin(work, rng)
 

@@ -84,7 +84,7 @@ def with_daemon(work, origin, models):
     ng = r.Nginx(origin).start()
     try:
         with r.mount_url(work, ng.url, cache, ["--prefetch"]) as m:
-            r.wait_for(lambda: r.remote_status(m)["cache_bytes"] >=
+            r.wait_for(lambda: r.remote_status(m)["cache_disk_bytes"] >=
                        0.99 * stored, "the cache filled by --prefetch")
         ng.cleanup()
         with r.mount_url(work, ng.url, cache, ["--read-deadline", "1"]) as m:
