@@ -5,6 +5,7 @@
  * remote.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -499,6 +500,10 @@ static bool mfsd_readahead(struct mfsd_robj *o, size_t array, uint64_t g0,
 	if (g1 + 1 > o->next_seq)
 		o->next_seq = g1 + 1;
 	end = g1 + ra_chunks < last ? g1 + ra_chunks : last;
+	/* Queued already far enough ahead: wait until the reader has used
+	 * half of it, so that what is queued goes in large requests. */
+	if (o->ra_end >= g1 + ra_chunks / 2 && o->ra_end < end)
+		return false;
 	*from = o->ra_end + 1 > g1 + 1 ? o->ra_end + 1 : g1 + 1;
 	if (*from > end || *from < o->first[array])
 		return false;
