@@ -10,6 +10,7 @@
 #include "chunkcache.h"
 #include "data.h"
 #include "follow.h"
+#include "handoff.h"
 #include "loader.h"
 #include "table.h"
 #include "watch.h"
@@ -27,6 +28,7 @@ struct mfsd_options {
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
 	unsigned max_read;      /* largest read request, bytes */
 	enum mfsd_io_mode io;
+	bool takeover;          /* a dead serving process is replaced */
 };
 
 struct mfsd_ctx {
@@ -43,6 +45,9 @@ struct mfsd_ctx {
 	_Atomic bool notify;
 	struct mfsd_stats stats;   /* atomics */
 	struct mfsd_data data;     /* immutable, points into the above */
+	/* Records for a successor, and the handles' ids (handoff.h); set
+	 * before the session starts. */
+	struct mfsd_handoff *handoff;
 };
 
 #endif /* MFSD_DAEMON_H */

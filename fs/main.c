@@ -5,8 +5,10 @@
  *           STORE_DIR MOUNTPOINT
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #include "lease.h"
 #include "log.h"
 #include "ops.h"
+#include "supervise.h"
 
 #define MFSD_EXIT_OK 0
 #define MFSD_EXIT_FAIL 1
@@ -105,6 +108,9 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"  -o io=splice|pread   how raw bytes reach the kernel\n"
 		"                       (default splice)\n"
 		"  -o cache_budget=SIZE as --cache-budget\n"
+		"  -o takeover=on|off   when the serving process dies, a new\n"
+		"                       one takes the mount over (default on;\n"
+		"                       off: the mount ends with it)\n"
 		"  ro, defaults, nodev, nosuid, noexec, noatime, _netdev,\n"
 		"  nofail, auto, noauto, user, users, x-* are accepted and\n"
 		"  ignored (the mount is always read-only).\n",
@@ -157,6 +163,7 @@ enum mfsd_opt_key {
 	MFSD_KEY_MAX_READ,
 	MFSD_KEY_IO,
 	MFSD_KEY_OPT_CACHE_BUDGET,
+	MFSD_KEY_TAKEOVER,
 };
 
 /*
@@ -183,6 +190,7 @@ static const struct fuse_opt mfsd_opt_table[] = {
 	FUSE_OPT_KEY("max_read=", MFSD_KEY_MAX_READ),
 	FUSE_OPT_KEY("io=", MFSD_KEY_IO),
 	FUSE_OPT_KEY("cache_budget=", MFSD_KEY_OPT_CACHE_BUDGET),
+	FUSE_OPT_KEY("takeover=", MFSD_KEY_TAKEOVER),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
@@ -282,6 +290,14 @@ static int mfsd_set_value(struct mfsd_options *opt, int key, const char *v)
 		return 0;
 	case MFSD_KEY_OPT_CACHE_BUDGET:
 		return mfsd_parse_size(v, &opt->page_budget);
+	case MFSD_KEY_TAKEOVER:
+		if (strcmp(v, "on") == 0)
+			opt->takeover = true;
+		else if (strcmp(v, "off") == 0)
+			opt->takeover = false;
+		else
+			return -EINVAL;
+		return 0;
 	default: /* MFSD_KEY_IO */
 		if (strcmp(v, "splice") == 0)
 			opt->io = MFSD_IO_SPLICE;
@@ -510,6 +526,9 @@ static void *mfsd_ra_main(void *arg)
 	return NULL;
 }
 
+/* Starts the readahead thread, detached: its stat() waits for the
+ * session loop, and the serving process may end (the loop gone, the
+ * mount still there) before it is answered.  @t must outlive it. */
 static void mfsd_ra_start(struct mfsd_ra_thread *t,
 			  const struct mfsd_options *opt)
 {
@@ -518,12 +537,8 @@ static void mfsd_ra_start(struct mfsd_ra_thread *t,
 	if (opt->read_ahead_kb == 0)
 		return;
 	t->started = pthread_create(&t->tid, NULL, mfsd_ra_main, t) == 0;
-}
-
-static void mfsd_ra_join(struct mfsd_ra_thread *t)
-{
 	if (t->started)
-		pthread_join(t->tid, NULL);
+		pthread_detach(t->tid);
 }
 
 /* Runs the multithreaded loop until a signal or unmount. */
@@ -614,7 +629,37 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	return 0;
 }
 
-static int mfsd_ctx_init(struct mfsd_ctx *ctx)
+/*
+ * On a successor: rebuilds the models and open handles the predecessor
+ * recorded, before the store is scanned again (which then applies what
+ * changed meanwhile, telling the kernel).  0 or a negative errno.
+ */
+static int mfsd_takeover(struct mfsd_ctx *ctx, const struct mfsd_child *c)
+{
+	struct mfsd_model **all;
+	ssize_t n;
+	int rc = mfsd_handoff_adopt_models(ctx->table, c->fds, c->nfds);
+
+	if (rc == 0)
+		rc = mfsd_ops_adopt_handles(ctx);
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_ERR, "takeover: %s", strerror(-rc));
+		return rc;
+	}
+	/* A model left with no count (its last release was read but not
+	 * answered, say) is freed now. */
+	n = mfsd_table_get_all(ctx->table, &all);
+	if (n > 0)
+		mfsd_table_put_all(ctx->table, all, (size_t)n);
+	else if (n == 0)
+		free(all);
+	/* The kernel knows the models: changes found by the scan are
+	 * notified. */
+	atomic_store(&ctx->notify, true);
+	return 0;
+}
+
+static int mfsd_ctx_init(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 {
 	int rc;
 
@@ -629,6 +674,7 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 		return rc;
 	}
 	ctx->table->fd_budget = mfsd_fd_budget(&ctx->opt);
+	ctx->table->handoff = ctx->handoff;
 	/* Before any container takes a descriptor, and before the scan so
 	 * that no change is missed; the thread starts once the session can
 	 * carry notifications. */
@@ -644,6 +690,11 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 		return rc;
 	ctx->loading = true;
 	ctx->watch.loader = &ctx->loader;
+	if (c->adopt) {
+		rc = mfsd_takeover(ctx, c);
+		if (rc < 0)
+			return rc;
+	}
 	rc = mfsd_initial_scan(ctx);
 	if (rc < 0)
 		return rc;
@@ -747,48 +798,168 @@ static void mfsd_tune_malloc(size_t cache_bytes)
 	(void)mallopt(M_TRIM_THRESHOLD, (int)trim);
 }
 
-/* Mounts, runs, unmounts.  Returns the exit status. */
-static int mfsd_serve(struct mfsd_ctx *ctx)
+/* Set by the upgrade signal: the session ends so that a successor takes
+ * over; nothing is torn down. */
+static volatile sig_atomic_t mfsd_draining;
+/* The session the upgrade signal ends (set before the signal is
+ * handled). */
+static struct fuse_session *mfsd_drain_session;
+
+/* SIGUSR2 in a serving child: stop reading requests; those read are
+ * finished, those not read wait in the kernel for the successor. */
+static void mfsd_drain_handler(int signo)
+{
+	(void)signo;
+	mfsd_draining = 1;
+	if (mfsd_drain_session)
+		fuse_session_exit(mfsd_drain_session);
+}
+
+/*
+ * The signals of a serving child: SIGTERM ends the session for good
+ * (libfuse's handler); SIGUSR2 drains it for an upgrade; SIGINT and
+ * SIGHUP belong to the supervisor (a terminal's ^C reaches both).
+ * 0 or -1.
+ */
+static int mfsd_child_signals(struct fuse_session *se)
+{
+	struct sigaction sa = {.sa_handler = mfsd_drain_handler};
+
+	if (fuse_set_signal_handlers(se) < 0)
+		return -1;
+	mfsd_drain_session = se;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR2, &sa, NULL) < 0)
+		return -1;
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	return 0;
+}
+
+/* On a successor: asks the kernel to send again the requests the
+ * predecessor read but did not answer. */
+static void mfsd_resend(const struct mfsd_child *c)
+{
+	int rc = mfsd_handoff_resend(c->fuse_fd);
+
+	if (rc < 0)
+		mfsd_log(MFSD_LOG_ERR, "takeover: FUSE_NOTIFY_RESEND failed "
+			 "(%s): requests in flight at the takeover stay "
+			 "unanswered", strerror(-rc));
+	else
+		mfsd_log(MFSD_LOG_INFO, "takeover: requests in flight sent "
+			 "again");
+}
+
+/* Says once whether a serving process that dies can be taken over. */
+static void mfsd_report_resend(const struct mfsd_child *c)
+{
+	uint32_t minor = mfsd_handoff_kernel_minor(c->region);
+
+	if (c->replay || minor == 0)
+		return;
+	if (minor < MFSD_FUSE_RESEND_MINOR)
+		mfsd_log(MFSD_LOG_WARNING, "the kernel's FUSE protocol is 7.%u: "
+			 "it lacks FUSE_NOTIFY_RESEND (7.%u, Linux 6.9), so "
+			 "if the serving process dies the mount ends with it",
+			 minor, MFSD_FUSE_RESEND_MINOR);
+}
+
+/* Runs the session on the supervisor's device.  Returns the child's
+ * exit status; a drained child exits here, leaving its records. */
+static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct mfsd_ra_thread ra = {0};
+	static struct mfsd_ra_thread ra;
 	struct fuse_session *se = NULL;
-	int status = MFSD_EXIT_FAIL;
+	int status = MFSD_CHILD_EXIT_FAILED;
+	/* Its own copy: the session closes it. */
+	int fd = fcntl(c->fuse_fd, F_DUPFD_CLOEXEC, 0);
 
-	if (mfsd_fuse_args(&ctx->opt, &args) < 0)
+	if (fd < 0 || mfsd_fuse_args(&ctx->opt, &args) < 0)
 		goto out_args;
 	se = fuse_session_new(&args, &mfsd_ops, sizeof(mfsd_ops), ctx);
 	if (!se)
 		goto out_args;
-	if (fuse_set_signal_handlers(se) < 0)
+	if (fuse_session_custom_io(se, &mfsd_handoff_io, fd) < 0)
 		goto out_session;
-	if (fuse_session_mount(se, ctx->opt.mountpoint) < 0)
+	fd = -1;
+	if (mfsd_child_signals(se) < 0)
 		goto out_signals;
-	if (fuse_daemonize(ctx->opt.foreground) < 0)
-		goto out_unmount;
-	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads)",
-		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads);
-	mfsd_ra_start(&ra, &ctx->opt);
+	if (c->replay)
+		mfsd_resend(c);
+	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads, pid %d)",
+		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads,
+		 (int)getpid());
+	if (!c->replay)
+		mfsd_ra_start(&ra, &ctx->opt);
 	mfsd_watch_begin(ctx, se);
+	mfsd_handoff_ready(ctx->handoff);
 	/* The loop returns the number of the signal that ended it, which is
 	 * a clean shutdown, or a negative errno. */
-	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_EXIT_FAIL : MFSD_EXIT_OK;
-	/* Before the unmount, which invalidates the session's descriptor
-	 * the watcher writes notifications to. */
+	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_CHILD_EXIT_FAILED
+					      : MFSD_CHILD_EXIT_STOPPED;
+	if (mfsd_draining) {
+		/* The records stay as they are for the successor; the
+		 * requests read are answered (the loop ended after them). */
+		mfsd_log(MFSD_LOG_INFO, "drained for an upgrade");
+		mfsd_log_close();
+		_exit(MFSD_CHILD_EXIT_DRAINED);
+	}
+	mfsd_report_resend(c);
 	(void)mfsd_watch_stop(&ctx->watch);
-out_unmount:
-	fuse_session_unmount(se);
-	/* A notification that was stuck in the kernel fails now. */
-	(void)mfsd_watch_stop(&ctx->watch);
-	/* After the unmount a pending stat() of the readahead thread fails
-	 * instead of waiting for the loop that is gone. */
-	mfsd_ra_join(&ra);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out_args:
+	if (fd >= 0)
+		close(fd);
 	fuse_opt_free_args(&args);
+	return status;
+}
+
+/* Detaches a background child from the terminal once it serves (the
+ * supervisor does the same). */
+static void mfsd_child_detach(const struct mfsd_ctx *ctx)
+{
+	int fd;
+
+	if (ctx->opt.foreground)
+		return;
+	fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/* An mfsd_serve_fn: the serving process.  Returns its exit status. */
+static int mfsd_serve_child(void *arg, const struct mfsd_child *c)
+{
+	struct mfsd_ctx *ctx = arg;
+	struct mfsd_handoff ho;
+	int status = MFSD_CHILD_EXIT_FAILED;
+
+	if (mfsd_handoff_init(&ho, c->region, c->sock, c->replay) < 0) {
+		mfsd_log(MFSD_LOG_ERR, "out of memory");
+		return status;
+	}
+	ctx->handoff = &ho;
+	/* Before any thread exists: they all inherit the blocked signal. */
+	if (mfsd_lease_setup() < 0)
+		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
+			 "every chunk is re-verified each time it is served");
+	if (mfsd_ctx_init(ctx, c) == 0) {
+		mfsd_child_detach(ctx);
+		status = mfsd_serve(ctx, c);
+	}
+	mfsd_ctx_fini(ctx);
+	mfsd_handoff_destroy(&ho);
+	mfsd_log_close();
 	return status;
 }
 
@@ -801,8 +972,11 @@ int main(int argc, char **argv)
 			.read_ahead_kb = MFSD_DEFAULT_READ_AHEAD_KB,
 			.max_read = MFSD_DEFAULT_MAX_READ,
 			.io = MFSD_IO_SPLICE,
+			.takeover = true,
 		},
 	};
+	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
+	struct mfsd_supervise_opts so = {.argv = argv};
 	char *store = NULL, *mnt = NULL;
 	int status = MFSD_EXIT_FAIL;
 
@@ -825,15 +999,17 @@ int main(int argc, char **argv)
 	ctx.opt.store_dir = store;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
-	/* Before any thread exists: they all inherit the blocked signal. */
-	if (mfsd_lease_setup() < 0)
-		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
-			 "every chunk is re-verified each time it is served");
 	mfsd_raise_nofile();
 	mfsd_tune_malloc(ctx.opt.cache_bytes);
-	if (mfsd_ctx_init(&ctx) == 0)
-		status = mfsd_serve(&ctx);
-	mfsd_ctx_fini(&ctx);
+	if (mfsd_fuse_args(&ctx.opt, &margs) < 0)
+		goto out_log;
+	so.mountpoint = mnt;
+	so.foreground = ctx.opt.foreground;
+	so.takeover = ctx.opt.takeover;
+	so.mount_args = &margs;
+	status = mfsd_supervise(&so, mfsd_serve_child, &ctx);
+out_log:
+	fuse_opt_free_args(&margs);
 	mfsd_log_close();
 out:
 	free(store);
