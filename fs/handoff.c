@@ -472,6 +472,11 @@ static ssize_t mfsd_handoff_read(int fd, void *buf, size_t len, void *ud)
 			return n;
 	}
 	n = read(fd, buf, len);
+	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
+	    (((const struct fuse_in_header *)buf)->unique &
+	     MFSD_FUSE_UNIQUE_RESEND))
+		atomic_fetch_add_explicit(&h->r->resent, 1,
+					  memory_order_relaxed);
 	if (n > 0 && !h->replay)
 		mfsd_handoff_save_init(h, buf, (size_t)n);
 	return n;

@@ -68,6 +68,8 @@ struct mfsd_table;
  */
 #define MFSD_FUSE_NOTIFY_RESEND 7
 #define MFSD_FUSE_RESEND_MINOR 40u
+/* The bit the kernel sets in the unique id of a request it sent again. */
+#define MFSD_FUSE_UNIQUE_RESEND (UINT64_C(1) << 63)
 
 /* One live generation (gen 0: a free record). */
 struct mfsd_handoff_model {
@@ -115,6 +117,8 @@ struct mfsd_handoff_region {
 	int32_t supervisor_pid;
 	_Atomic int32_t server_pid;
 	_Atomic uint32_t takeovers; /* serving processes that took over */
+	_Atomic uint64_t resent;    /* requests read again after a
+				       takeover (by the serving process) */
 	int32_t fuse_fd;            /* the supervisor's /dev/fuse */
 	int32_t sock_fd;            /* the supervisor's end of the socket */
 	int32_t child_sock_fd;      /* the children's end */

@@ -801,36 +801,40 @@ static void mfsd_tune_malloc(size_t cache_bytes)
 /* Set by the upgrade signal: the session ends so that a successor takes
  * over; nothing is torn down. */
 static volatile sig_atomic_t mfsd_draining;
-/* The session the upgrade signal ends (set before the signal is
+/* The session the supervisor's signals end (set before they are
  * handled). */
-static struct fuse_session *mfsd_drain_session;
+static struct fuse_session *mfsd_signal_session;
 
-/* SIGUSR2 in a serving child: stop reading requests; those read are
- * finished, those not read wait in the kernel for the successor. */
-static void mfsd_drain_handler(int signo)
+/* SIGUSR1 (stop for good) or SIGUSR2 (drain for an upgrade) in a serving
+ * child: stop reading requests; those read are finished, those not read
+ * stay in the kernel's queue. */
+static void mfsd_end_handler(int signo)
 {
-	(void)signo;
-	mfsd_draining = 1;
-	if (mfsd_drain_session)
-		fuse_session_exit(mfsd_drain_session);
+	if (signo == SIGUSR2)
+		mfsd_draining = 1;
+	if (mfsd_signal_session)
+		fuse_session_exit(mfsd_signal_session);
 }
 
 /*
- * The signals of a serving child: SIGTERM ends the session for good
- * (libfuse's handler); SIGUSR2 drains it for an upgrade; SIGINT and
- * SIGHUP belong to the supervisor (a terminal's ^C reaches both).
- * 0 or -1.
+ * The signals of a serving child.  Only the supervisor ends it on
+ * purpose, with SIGUSR1 (stop) or SIGUSR2 (drain); any other signal
+ * that ends it, SIGTERM included, is a death the supervisor recovers
+ * from.  SIGINT and SIGHUP belong to the supervisor (a terminal's ^C
+ * reaches both).  0 or -1.
  */
 static int mfsd_child_signals(struct fuse_session *se)
 {
-	struct sigaction sa = {.sa_handler = mfsd_drain_handler};
+	struct sigaction sa = {.sa_handler = mfsd_end_handler};
 
-	if (fuse_set_signal_handlers(se) < 0)
-		return -1;
-	mfsd_drain_session = se;
+	mfsd_signal_session = se;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGUSR2, &sa, NULL) < 0)
+	/* No SA_RESTART: a worker blocked reading the device returns and
+	 * sees the session end. */
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 ||
+	    sigaction(SIGUSR2, &sa, NULL) < 0)
 		return -1;
+	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	return 0;
@@ -909,7 +913,7 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 	mfsd_report_resend(c);
 	(void)mfsd_watch_stop(&ctx->watch);
 out_signals:
-	fuse_remove_signal_handlers(se);
+	mfsd_signal_session = NULL;
 out_session:
 	fuse_session_destroy(se);
 out_args:

@@ -381,8 +381,8 @@ static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
 	return mfsd_set(root, MFS_ST_STORE_DIR, mfsd_json_text(ctx->opt.store_dir));
 }
 
-/* "pid" (the supervisor, or this process when none), "server_pid" and
- * "takeovers". */
+/* "pid" (the supervisor, or this process when none), "server_pid",
+ * "takeovers" and "resent_requests". */
 static bool mfsd_status_pids(struct mfsd_ctx *ctx, json_t *root)
 {
 	struct mfsd_handoff_region *r = ctx->handoff ? ctx->handoff->r : NULL;
@@ -391,7 +391,9 @@ static bool mfsd_status_pids(struct mfsd_ctx *ctx, json_t *root)
 	return mfsd_set(root, MFS_ST_PID, json_integer(sup)) &&
 	       mfsd_set(root, MFS_ST_SERVER_PID, json_integer(getpid())) &&
 	       mfsd_set(root, MFS_ST_TAKEOVERS,
-			json_integer(r ? atomic_load(&r->takeovers) : 0));
+			json_integer(r ? atomic_load(&r->takeovers) : 0)) &&
+	       mfsd_set(root, MFS_ST_RESENT_REQUESTS,
+			mfsd_json_u64(r ? atomic_load(&r->resent) : 0));
 }
 
 static json_t *mfsd_status_json(struct mfsd_ctx *ctx,

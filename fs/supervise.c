@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -237,8 +238,14 @@ static void mfsd_sup_child_main(struct mfsd_sup *s, bool replay)
 		.fds = s->fds,
 		.nfds = s->nfds,
 	};
+	pid_t sup = (pid_t)s->r->supervisor_pid;
 	sigset_t set;
 
+	/* The supervisor is the daemon: when it is killed, the mount dies
+	 * with its last descriptor, as it did before there was a
+	 * supervisor (README, "If the daemon dies"). */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != sup)
+		_exit(MFSD_CHILD_EXIT_FAILED);
 	close(s->sigfd);
 	close(s->sock);
 	if (s->report_fd >= 0)
@@ -258,6 +265,7 @@ static int mfsd_sup_spawn(struct mfsd_sup *s)
 	/* Everything the dead child sent is in s->fds before the next
 	 * one inherits it. */
 	mfsd_sup_drain(s);
+	s->r->supervisor_pid = (int32_t)getpid(); /* after daemonizing */
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
@@ -425,7 +433,7 @@ static int mfsd_sup_stop(struct mfsd_sup *s, int signo)
 	s->stopping = true;
 	if (!s->child)
 		return mfsd_sup_finish(s, MFSD_EXIT_OK);
-	kill(s->child, SIGTERM);
+	kill(s->child, SIGUSR1);
 	s->stop_deadline_ns = mfsd_now_ns() +
 			      (uint64_t)MFSD_STOP_GRACE_MS * MFSD_NS_PER_MS;
 	return -1;

@@ -18,8 +18,11 @@
  * keeping its descriptors, and the new image starts a child that takes
  * over.  A child that dies MFSD_RESPAWN_LIMIT times within
  * MFSD_RESPAWN_WINDOW_NS makes the supervisor unmount and exit 1.
- * When the child's session ends on its own (fusermount3 -u) or on
- * SIGTERM, the supervisor unmounts (if still mounted) and exits 0.
+ * When the child's session ends on its own (fusermount3 -u), the
+ * supervisor unmounts (if still mounted) and exits 0.  The supervisor
+ * tells the child to stop with SIGUSR1 and to drain with SIGUSR2; any
+ * other death of the child (SIGKILL, SIGTERM, SIGSEGV, ...) is a crash,
+ * and a successor takes over.
  */
 #ifndef MFSD_SUPERVISE_H
 #define MFSD_SUPERVISE_H
@@ -33,11 +36,13 @@
 
 /* Deaths of the serving child that end the mount: this many ... */
 #define MFSD_RESPAWN_LIMIT 5u
-/* ... within this window. */
-#define MFSD_RESPAWN_WINDOW_NS (UINT64_C(10) * 1000000000u)
+/* ... within this window.  A serving process that dies at once on
+ * start dies 5 times in a fraction of a second; one killed every 2 s
+ * (3 deaths in any 5 s) goes on being replaced. */
+#define MFSD_RESPAWN_WINDOW_NS (UINT64_C(5) * 1000000000u)
 
 /* Exit statuses of a serving child. */
-#define MFSD_CHILD_EXIT_STOPPED 0 /* session ended: unmounted or SIGTERM */
+#define MFSD_CHILD_EXIT_STOPPED 0 /* session ended: unmounted or SIGUSR1 */
 #define MFSD_CHILD_EXIT_FAILED 1  /* could not start, or the loop failed */
 #define MFSD_CHILD_EXIT_DRAINED 3 /* drained for an upgrade (SIGUSR2) */
 
