@@ -81,15 +81,15 @@ void mfsd_handoff_region_unmap(struct mfsd_handoff_region *r)
 
 uint32_t mfsd_handoff_kernel_minor(const struct mfsd_handoff_region *r)
 {
-	const struct fuse_init_in *in;
+	struct fuse_init_in in;
+	size_t at = sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in,
+							     minor);
 
 	if (atomic_load(&((struct mfsd_handoff_region *)r)->init_len) <
-	    sizeof(struct fuse_in_header) + sizeof(in->major) +
-		    sizeof(in->minor))
+	    at + sizeof(in.minor))
 		return 0;
-	in = (const struct fuse_init_in *)(r->init +
-					    sizeof(struct fuse_in_header));
-	return in->minor;
+	memcpy(&in.minor, r->init + at, sizeof(in.minor));
+	return in.minor;
 }
 
 /* ------------------------------------------------------------------ */
@@ -419,10 +419,13 @@ int mfsd_handoff_adopt_models(struct mfsd_table *t,
 static void mfsd_handoff_save_init(struct mfsd_handoff *h, const void *buf,
 				   size_t n)
 {
-	const struct fuse_in_header *in = buf;
+	struct fuse_in_header in;
 
-	if (n < sizeof(*in) || in->opcode != FUSE_INIT ||
-	    atomic_load(&h->r->init_len) != 0)
+	if (n < sizeof(in) || atomic_load(&h->r->init_len) != 0)
+		return;
+	/* The session's buffer need not be aligned for the header. */
+	memcpy(&in, buf, sizeof(in));
+	if (in.opcode != FUSE_INIT)
 		return;
 	if (n > MFSD_HANDOFF_INIT_MAX) {
 		mfsd_log(MFSD_LOG_WARNING, "INIT request of %zu bytes is too "
@@ -464,6 +467,7 @@ static ssize_t mfsd_handoff_read(int fd, void *buf, size_t len, void *ud)
 {
 	struct mfsd_ctx *ctx = ud;
 	struct mfsd_handoff *h = ctx->handoff;
+	struct fuse_in_header in;
 	ssize_t n;
 
 	if (h->replay && !h->replay_done) {
@@ -472,11 +476,12 @@ static ssize_t mfsd_handoff_read(int fd, void *buf, size_t len, void *ud)
 			return n;
 	}
 	n = read(fd, buf, len);
-	if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
-	    (((const struct fuse_in_header *)buf)->unique &
-	     MFSD_FUSE_UNIQUE_RESEND))
-		atomic_fetch_add_explicit(&h->r->resent, 1,
-					  memory_order_relaxed);
+	if (n >= (ssize_t)sizeof(in)) {
+		memcpy(&in, buf, sizeof(in));
+		if (in.unique & MFSD_FUSE_UNIQUE_RESEND)
+			atomic_fetch_add_explicit(&h->r->resent, 1,
+						  memory_order_relaxed);
+	}
 	if (n > 0 && !h->replay)
 		mfsd_handoff_save_init(h, buf, (size_t)n);
 	return n;
@@ -489,12 +494,15 @@ static ssize_t mfsd_handoff_writev(int fd, struct iovec *iov, int count,
 {
 	struct mfsd_ctx *ctx = ud;
 	struct mfsd_handoff *h = ctx->handoff;
-	const struct fuse_in_header *init = (const void *)h->r->init;
-	const struct fuse_out_header *out = iov[0].iov_base;
+	struct fuse_in_header init;
+	struct fuse_out_header out;
 	size_t total = 0;
 
-	if (h->replay && !h->replay_done && iov[0].iov_len >= sizeof(*out) &&
-	    out->unique == init->unique) {
+	if (!h->replay || h->replay_done || iov[0].iov_len < sizeof(out))
+		return writev(fd, iov, count);
+	memcpy(&init, h->r->init, sizeof(init));
+	memcpy(&out, iov[0].iov_base, sizeof(out));
+	if (out.unique == init.unique) {
 		for (int i = 0; i < count; i++)
 			total += iov[i].iov_len;
 		pthread_mutex_lock(&h->lock);

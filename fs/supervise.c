@@ -49,6 +49,9 @@ struct mfsd_sup {
 	char cwd[PATH_MAX];    /* where relative arguments were given */
 	int region_fd;
 	struct mfsd_handoff_region *r;
+	/* The session that mounted (NULL after a re-execution); it owns
+	 * fuse_fd and unmounts. */
+	struct fuse_session *se;
 	int fuse_fd;
 	int sock;        /* our end */
 	int child_sock;  /* the children's end */
@@ -160,24 +163,18 @@ static void mfsd_sup_drain(struct mfsd_sup *s)
 /* No request ever reaches the supervisor's session: it only mounts. */
 static const struct fuse_lowlevel_ops mfsd_sup_ops;
 
-/* Mounts, keeping the device descriptor in s->fuse_fd.  0 or -1
- * (logged by libfuse). */
+/* Mounts, keeping the session in s->se and its device descriptor in
+ * s->fuse_fd.  0 or -1 (logged by libfuse). */
 static int mfsd_sup_mount(struct mfsd_sup *s)
 {
-	struct fuse_session *se = fuse_session_new(
-		s->o->mount_args, &mfsd_sup_ops, sizeof(mfsd_sup_ops), NULL);
-	int rc = -1;
-
-	if (!se)
+	s->se = fuse_session_new(s->o->mount_args, &mfsd_sup_ops,
+				 sizeof(mfsd_sup_ops), NULL);
+	if (!s->se)
 		return -1;
-	if (fuse_session_mount(se, s->o->mountpoint) == 0) {
-		s->fuse_fd = fcntl(fuse_session_fd(se), F_DUPFD_CLOEXEC, 0);
-		rc = s->fuse_fd < 0 ? -1 : 0;
-		if (rc < 0)
-			fuse_session_unmount(se);
-	}
-	fuse_session_destroy(se);
-	return rc;
+	if (fuse_session_mount(s->se, s->o->mountpoint) < 0)
+		return -1;
+	s->fuse_fd = fuse_session_fd(s->se);
+	return 0;
 }
 
 /* Unmounts with fusermount3 (not root). */
@@ -206,6 +203,12 @@ static void mfsd_sup_unmount(struct mfsd_sup *s)
 
 	if (s->fuse_fd < 0)
 		return;
+	if (s->se) {
+		/* The same steps, and libfuse frees what it kept. */
+		fuse_session_unmount(s->se);
+		s->fuse_fd = -1;
+		return;
+	}
 	gone = poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
 	close(s->fuse_fd);
 	s->fuse_fd = -1;
@@ -709,7 +712,9 @@ static void mfsd_sup_free(struct mfsd_sup *s)
 		close(s->sock);
 	if (s->child_sock >= 0)
 		close(s->child_sock);
-	if (s->fuse_fd >= 0)
+	if (s->se)
+		fuse_session_destroy(s->se); /* closes fuse_fd */
+	else if (s->fuse_fd >= 0)
 		close(s->fuse_fd);
 	mfsd_handoff_region_unmap(s->r);
 	if (s->region_fd >= 0)

@@ -61,6 +61,9 @@ struct report_ratio_spec {
 /* The measure of the separately timed puts (den_put_metric). */
 #define REPORT_PUT_MEASURE "put"
 #define T_LS_EXT4 1.5
+/* The pause a reader sees when the serving process is replaced. */
+#define T_KILL_PAUSE_MS 200.0
+#define T_UPGRADE_PAUSE_MS 50.0
 
 static const struct report_ratio_spec report_ratios[] = {
 	{"warm: modelfs-raw / plain", "warm", "gibps", "modelfs-raw", "plain",
@@ -160,6 +163,10 @@ static const struct report_ratio_spec report_ratios[] = {
 	 "modelfs-mount", NULL, 0, NULL},
 	{"py ready (put incl.): private / modelfs", "python", "ready_ms",
 	 "private", "modelfs-mount", NULL, 0, NULL},
+	{"reader pause, ms: serving process killed", "takeover",
+	 "kill_pause_ms", "modelfs", NULL, R_LT, T_KILL_PAUSE_MS, NULL},
+	{"reader pause, ms: upgrade", "takeover", "upgrade_pause_ms",
+	 "modelfs", NULL, R_LT, T_UPGRADE_PAUSE_MS, NULL},
 };
 
 #define REPORT_NRATIOS (sizeof(report_ratios) / sizeof(report_ratios[0]))
