@@ -421,7 +421,8 @@ static void mfsd_handoff_save_init(struct mfsd_handoff *h, const void *buf,
 {
 	struct fuse_in_header in;
 
-	if (n < sizeof(in) || atomic_load(&h->r->init_len) != 0)
+	if (n < sizeof(in) || atomic_load(&h->r->init_len) != 0 ||
+	    atomic_load(&h->r->init_read) != 0)
 		return;
 	/* The session's buffer need not be aligned for the header. */
 	memcpy(&in, buf, sizeof(in));
@@ -433,7 +434,22 @@ static void mfsd_handoff_save_init(struct mfsd_handoff *h, const void *buf,
 		return;
 	}
 	memcpy(h->r->init, buf, n);
-	atomic_store(&h->r->init_len, (uint32_t)n);
+	atomic_store(&h->r->init_read, (uint32_t)n);
+}
+
+/* After a reply of @n bytes with unique id @unique went to the kernel:
+ * if it answered the kept INIT, a successor may replay it from now on. */
+static void mfsd_handoff_init_answered(struct mfsd_handoff *h, uint64_t unique,
+				       ssize_t n)
+{
+	struct fuse_in_header init;
+	uint32_t len = atomic_load(&h->r->init_read);
+
+	if (n < 0 || len == 0 || atomic_load(&h->r->init_len) != 0)
+		return;
+	memcpy(&init, h->r->init, sizeof(init));
+	if (init.unique == unique)
+		atomic_store(&h->r->init_len, len);
 }
 
 /*
@@ -498,10 +514,18 @@ static ssize_t mfsd_handoff_writev(int fd, struct iovec *iov, int count,
 	struct fuse_out_header out;
 	size_t total = 0;
 
-	if (!h->replay || h->replay_done || iov[0].iov_len < sizeof(out))
+	ssize_t n;
+
+	if (iov[0].iov_len < sizeof(out))
 		return writev(fd, iov, count);
-	memcpy(&init, h->r->init, sizeof(init));
 	memcpy(&out, iov[0].iov_base, sizeof(out));
+	if (!h->replay || h->replay_done) {
+		n = writev(fd, iov, count);
+		if (!h->replay)
+			mfsd_handoff_init_answered(h, out.unique, n);
+		return n;
+	}
+	memcpy(&init, h->r->init, sizeof(init));
 	if (out.unique == init.unique) {
 		for (int i = 0; i < count; i++)
 			total += iov[i].iov_len;

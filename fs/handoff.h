@@ -125,7 +125,12 @@ struct mfsd_handoff_region {
 	uint32_t nsup_fds;          /* sup_fds in use, at a re-exec */
 	char mountpoint[MFSD_HANDOFF_PATH_MAX];
 	/* Written by the serving process: */
-	_Atomic uint32_t init_len; /* 0 until the INIT request is saved */
+	/* The INIT request, kept when read (init_read bytes) and counted
+	 * (init_len) only once its reply went to the kernel: a process
+	 * killed in between leaves the kernel waiting for a reply, which
+	 * its successor gives to the INIT sent again. */
+	_Atomic uint32_t init_read;
+	_Atomic uint32_t init_len;
 	unsigned char init[MFSD_HANDOFF_INIT_MAX];
 	_Atomic uint64_t next_gen;
 	_Atomic uint32_t models_used;  /* records below this may be valid */

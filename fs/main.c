@@ -890,7 +890,7 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 	fd = -1;
 	if (mfsd_child_signals(se) < 0)
 		goto out_signals;
-	if (c->replay)
+	if (c->resend)
 		mfsd_resend(c);
 	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads, pid %d)",
 		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads,

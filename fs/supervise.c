@@ -58,6 +58,8 @@ struct mfsd_sup {
 	int sigfd;
 	int report_fd;   /* the daemonizing parent waits on it; -1: none */
 	pid_t child;     /* 0: none */
+	unsigned spawned; /* children started by this image (a re-executed
+			     supervisor counts the drained one) */
 	bool child_ready;
 	bool ever_ready;
 	bool stopping;
@@ -237,6 +239,7 @@ static void mfsd_sup_child_main(struct mfsd_sup *s, bool replay)
 		.region = s->r,
 		.sock = s->child_sock,
 		.replay = replay,
+		.resend = s->spawned > 0,
 		.adopt = true,
 		.fds = s->fds,
 		.nfds = s->nfds,
@@ -279,9 +282,10 @@ static int mfsd_sup_spawn(struct mfsd_sup *s)
 	if (pid == 0)
 		mfsd_sup_child_main(s, replay);
 	s->child = pid;
+	s->spawned++;
 	s->child_ready = false;
 	atomic_store(&s->r->server_pid, pid);
-	if (replay)
+	if (s->spawned > 1)
 		atomic_fetch_add(&s->r->takeovers, 1);
 	return 0;
 }
@@ -616,6 +620,7 @@ static int mfsd_sup_adopt(struct mfsd_sup *s, const char *text)
 	(void)fcntl(s->child_sock, F_SETFD, FD_CLOEXEC);
 	(void)fcntl(s->region_fd, F_SETFD, FD_CLOEXEC);
 	s->ever_ready = true;
+	s->spawned = 1; /* the drained child, of the previous image */
 	mfsd_log(MFSD_LOG_INFO, "upgrade: supervisor %d took over %s",
 		 (int)getpid(), s->o->mountpoint);
 	return 0;

@@ -56,6 +56,8 @@ struct mfsd_child {
 	struct mfsd_handoff_region *region;
 	int sock;                          /* to the supervisor */
 	bool replay;                       /* replay the saved INIT */
+	bool resend;                       /* a predecessor may have died
+					      with requests read */
 	bool adopt;                        /* rebuild from the region */
 	const struct mfsd_handoff_fd *fds; /* container copies (inherited) */
 	size_t nfds;

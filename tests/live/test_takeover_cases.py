@@ -52,6 +52,8 @@ class Daemon:
                       self.proc.poll() is not None, 10.0, "the mount")
         h.check(self.proc.poll() is None, "daemon exited: %s" % self.log())
         self.m = h.Mount(self.mnt, self.proc, self.log_path, store)
+        # The mount appears before its first serving process answers.
+        live.wait_for(self.m.status, 10.0, "the first serving process")
 
     @property
     def pid(self):
