@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -471,6 +473,40 @@ static int mfsd_check_dir(const char *what, const char *path, char **out)
 		return -1;
 	}
 	return 0;
+}
+
+/* Detaches the mount at @path: umount2 as root, else fusermount3. */
+static void mfsd_lazy_unmount(const char *path)
+{
+	pid_t pid;
+
+	if (umount2(path, MNT_DETACH) == 0 || errno != EPERM)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", "-u", "-z", "--", path,
+		       (char *)NULL);
+		_exit(MFSD_EXIT_FAIL);
+	}
+	if (pid > 0)
+		(void)waitpid(pid, NULL, 0);
+}
+
+/*
+ * As mfsd_check_dir for MOUNTPOINT, but a dead mount left there (its
+ * daemon gone: ENOTCONN) is lazily unmounted first, as `fusermount3 -uz`
+ * would, so that a restart needs no cleaning up.  0 or -1.
+ */
+static int mfsd_check_mountpoint(const char *path, char **out)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0 && errno == ENOTCONN) {
+		fprintf(stderr, "modelfs: MOUNTPOINT '%s' is a dead mount (its "
+			"daemon is gone): unmounting it\n", path);
+		mfsd_lazy_unmount(path);
+	}
+	return mfsd_check_dir("MOUNTPOINT", path, out);
 }
 
 /* Builds the libfuse argument vector: the mount is always read-only with
@@ -982,7 +1018,7 @@ int main(int argc, char **argv)
 	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
 	struct mfsd_supervise_opts so = {.argv = argv};
 	char *store = NULL, *mnt = NULL;
-	int status = MFSD_EXIT_FAIL;
+	int status = MFSD_EXIT_FAIL, adopted;
 
 	switch (mfsd_parse_args(argc, argv, &ctx.opt)) {
 	case MFSD_ARGS_EXIT_OK:
@@ -997,8 +1033,10 @@ int main(int argc, char **argv)
 	case MFSD_ARGS_RUN:
 		break;
 	}
-	if (mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0 ||
-	    mfsd_check_dir("MOUNTPOINT", ctx.opt.mountpoint, &mnt) < 0)
+	adopted = mfsd_supervise_adopted(&mnt);
+	if (adopted < 0 ||
+	    mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0 ||
+	    (!adopted && mfsd_check_mountpoint(ctx.opt.mountpoint, &mnt) < 0))
 		goto out;
 	ctx.opt.store_dir = store;
 	ctx.opt.mountpoint = mnt;

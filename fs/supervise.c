@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "supervise.h"
 #include "vec.h"
 
@@ -40,6 +41,15 @@
 #define MFSD_FUSERMOUNT "fusermount3"
 #define MFSD_DEV_NULL "/dev/null"
 #define MFSD_FD_TEXT_MAX 16
+/* Names in systemd's descriptor store (FDNAME=). */
+#define MFSD_SD_NAME_FUSE "fuse"
+#define MFSD_SD_NAME_HANDOFF "handoff"
+#define MFSD_SD_NAME_CONTAINER "c" /* + generation */
+
+/* The descriptors systemd passed at start (mfsd_supervise_adopted):
+ * the previous supervisor's, kept in the service's descriptor store. */
+static struct mfsd_sd_fd *mfsd_sd_passed;
+static int mfsd_sd_npassed;
 
 struct mfsd_sup {
 	const struct mfsd_supervise_opts *o;
@@ -62,6 +72,7 @@ struct mfsd_sup {
 			     supervisor counts the drained one) */
 	bool child_ready;
 	bool ever_ready;
+	bool told_ready; /* the start was reported (parent, systemd) */
 	bool stopping;
 	bool upgrading;
 	uint64_t stop_deadline_ns;
@@ -115,6 +126,22 @@ static void mfsd_sup_fd_del(struct mfsd_sup *s, uint64_t gen)
 	}
 }
 
+/* Stores container descriptor @fd of generation @gen in systemd's
+ * descriptor store, or removes it there (@fd -1). */
+static void mfsd_sup_sd_container(uint64_t gen, int fd)
+{
+	char name[MFSD_SD_FDNAME_MAX + 1];
+
+	if (!mfsd_sd_enabled())
+		return;
+	snprintf(name, sizeof(name), MFSD_SD_NAME_CONTAINER "%llu",
+		 (unsigned long long)gen);
+	if (fd >= 0)
+		(void)mfsd_sd_store(name, fd);
+	else
+		(void)mfsd_sd_unstore(name);
+}
+
 /* Reads one message of the child.  1 if one was read, 0 if none is
  * waiting, negative errno on failure. */
 static int mfsd_sup_recv(struct mfsd_sup *s)
@@ -139,12 +166,16 @@ static int mfsd_sup_recv(struct mfsd_sup *s)
 			close(fd);
 		return 1;
 	}
-	if (msg.op == MFSD_HO_ADD && fd >= 0)
+	if (msg.op == MFSD_HO_ADD && fd >= 0) {
 		mfsd_sup_fd_add(s, msg.gen, fd);
-	else if (fd >= 0)
+		mfsd_sup_sd_container(msg.gen, fd);
+	} else if (fd >= 0) {
 		close(fd);
-	if (msg.op == MFSD_HO_DEL)
+	}
+	if (msg.op == MFSD_HO_DEL) {
 		mfsd_sup_fd_del(s, msg.gen);
+		mfsd_sup_sd_container(msg.gen, -1);
+	}
 	else if (msg.op == MFSD_HO_READY)
 		s->child_ready = true;
 	return 1;
@@ -314,6 +345,14 @@ static void mfsd_sup_report(struct mfsd_sup *s, unsigned char status)
 /* Ends the supervisor: unmounts, and returns @status to exit with. */
 static int mfsd_sup_finish(struct mfsd_sup *s, int status)
 {
+	if (mfsd_sd_enabled()) {
+		/* The mount ends: nothing is left for a restart to take. */
+		(void)mfsd_sd_notify("STOPPING=1", -1);
+		(void)mfsd_sd_unstore(MFSD_SD_NAME_FUSE);
+		(void)mfsd_sd_unstore(MFSD_SD_NAME_HANDOFF);
+		for (size_t i = 0; i < s->nfds; i++)
+			mfsd_sup_sd_container(s->fds[i].gen, -1);
+	}
 	mfsd_sup_unmount(s);
 	if (s->child > 0) {
 		/* A child that did not stop in time; the unmount freed it
@@ -518,9 +557,11 @@ static int mfsd_sup_loop(struct mfsd_sup *s)
 		}
 		if (n > 0 && (p[1].revents & POLLIN)) {
 			mfsd_sup_drain(s);
-			if (s->child_ready && !s->ever_ready) {
+			if (s->child_ready && !s->told_ready) {
 				s->ever_ready = true;
+				s->told_ready = true;
 				mfsd_sup_report(s, MFSD_REPORT_OK);
+				(void)mfsd_sd_notify("READY=1", -1);
 			}
 		}
 		if (n > 0 && (p[0].revents & POLLIN))
@@ -585,45 +626,153 @@ static int mfsd_sup_reexec(struct mfsd_sup *s)
 	return -1;
 }
 
-/* After a re-execution: takes the descriptors named in the region of
- * memfd @text.  0 or -1 (logged). */
-static int mfsd_sup_adopt(struct mfsd_sup *s, const char *text)
+/* Parses the descriptor number @text (of MFSD_HANDOFF_ENV).  It, or -1
+ * (logged). */
+static int mfsd_sup_env_fd(const char *text)
 {
 	char *end;
 	long fd = strtol(text, &end, 10);
-	int rc;
 
 	if (*text == '\0' || *end || fd < 0 || fd > INT_MAX) {
 		mfsd_log(MFSD_LOG_ERR, "bad %s '%s'", MFSD_HANDOFF_ENV, text);
 		return -1;
 	}
-	rc = mfsd_handoff_region_map((int)fd, &s->r);
+	return (int)fd;
+}
+
+/* Maps the takeover state of memfd @fd into s->r.  0 or -1 (logged). */
+static int mfsd_sup_map(struct mfsd_sup *s, int fd)
+{
+	int rc = mfsd_handoff_region_map(fd, &s->r);
+
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot take over the mount: the "
 			 "previous binary's state is unreadable (%s)",
 			 rc == -EPROTO ? "another version" : strerror(-rc));
 		return -1;
 	}
-	s->region_fd = (int)fd;
+	s->region_fd = fd;
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return 0;
+}
+
+/* Ends an adoption: the supervisor is this process now, and the serving
+ * process it starts takes over from the previous one. */
+static void mfsd_sup_adopted(struct mfsd_sup *s, const char *how)
+{
+	s->r->supervisor_pid = (int32_t)getpid();
+	(void)fcntl(s->fuse_fd, F_SETFD, FD_CLOEXEC);
+	for (size_t i = 0; i < s->nfds; i++)
+		(void)fcntl(s->fds[i].fd, F_SETFD, FD_CLOEXEC);
+	s->ever_ready = true;
+	s->spawned = 1; /* the previous serving process */
+	mfsd_log(MFSD_LOG_INFO, "%s: supervisor %d took over %s", how,
+		 (int)getpid(), s->r->mountpoint);
+}
+
+/* After a re-execution: takes the descriptors named in the region of
+ * memfd @text.  0 or -1 (logged). */
+static int mfsd_sup_adopt(struct mfsd_sup *s, const char *text)
+{
+	int fd = mfsd_sup_env_fd(text);
+
+	if (fd < 0 || mfsd_sup_map(s, fd) < 0)
+		return -1;
 	s->fuse_fd = s->r->fuse_fd;
 	s->sock = s->r->sock_fd;
 	s->child_sock = s->r->child_sock_fd;
+	(void)fcntl(s->sock, F_SETFD, FD_CLOEXEC);
+	(void)fcntl(s->child_sock, F_SETFD, FD_CLOEXEC);
 	for (uint32_t i = 0; i < s->r->nsup_fds; i++)
 		mfsd_sup_fd_add(s, s->r->sup_fds[i].gen, s->r->sup_fds[i].fd);
 	s->r->nsup_fds = 0;
-	s->r->supervisor_pid = (int32_t)getpid();
-	/* Every descriptor kept for the exec closes on the next one. */
-	for (size_t i = 0; i < s->nfds; i++)
-		(void)fcntl(s->fds[i].fd, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(s->fuse_fd, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(s->sock, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(s->child_sock, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(s->region_fd, F_SETFD, FD_CLOEXEC);
-	s->ever_ready = true;
-	s->spawned = 1; /* the drained child, of the previous image */
-	mfsd_log(MFSD_LOG_INFO, "upgrade: supervisor %d took over %s",
-		 (int)getpid(), s->o->mountpoint);
+	mfsd_sup_adopted(s, "upgrade");
 	return 0;
+}
+
+/* The descriptor systemd passed as @name, or -1. */
+static int mfsd_sup_sd_fd(const char *name)
+{
+	for (int i = 0; i < mfsd_sd_npassed; i++)
+		if (strcmp(mfsd_sd_passed[i].name, name) == 0)
+			return mfsd_sd_passed[i].fd;
+	return -1;
+}
+
+/* Under systemd, after the supervisor died: takes the mount over from
+ * the descriptors of the service's store.  0, 1 if the store holds no
+ * mount (a fresh start), or -1 (logged). */
+static int mfsd_sup_adopt_sd(struct mfsd_sup *s)
+{
+	int fuse_fd = mfsd_sup_sd_fd(MFSD_SD_NAME_FUSE);
+	int region_fd = mfsd_sup_sd_fd(MFSD_SD_NAME_HANDOFF);
+	size_t plen = strlen(MFSD_SD_NAME_CONTAINER);
+	int sv[2];
+
+	if (fuse_fd < 0 || region_fd < 0)
+		return 1;
+	if (mfsd_sup_map(s, region_fd) < 0)
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		mfsd_log(MFSD_LOG_ERR, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	s->sock = sv[0];
+	s->child_sock = sv[1];
+	s->fuse_fd = fuse_fd;
+	for (int i = 0; i < mfsd_sd_npassed; i++) {
+		const char *name = mfsd_sd_passed[i].name;
+
+		if (strncmp(name, MFSD_SD_NAME_CONTAINER, plen) == 0 &&
+		    name[plen] >= '0' && name[plen] <= '9')
+			mfsd_sup_fd_add(s, strtoull(name + plen, NULL, 10),
+					mfsd_sd_passed[i].fd);
+	}
+	mfsd_sup_adopted(s, "restart");
+	return 0;
+}
+
+/* Closes what systemd passed and this process did not take. */
+static void mfsd_sup_sd_close_unused(const struct mfsd_sup *s)
+{
+	for (int i = 0; i < mfsd_sd_npassed; i++) {
+		int fd = mfsd_sd_passed[i].fd;
+		bool used = fd == s->fuse_fd || fd == s->region_fd;
+
+		for (size_t j = 0; !used && j < s->nfds; j++)
+			used = s->fds[j].fd == fd;
+		if (!used)
+			close(fd);
+	}
+	free(mfsd_sd_passed);
+	mfsd_sd_passed = NULL;
+	mfsd_sd_npassed = 0;
+}
+
+int mfsd_supervise_adopted(char **mountpoint)
+{
+	const char *env = getenv(MFSD_HANDOFF_ENV);
+	struct mfsd_handoff_region *r;
+	int fd = -1, n;
+
+	*mountpoint = NULL;
+	if (env) {
+		fd = mfsd_sup_env_fd(env);
+	} else {
+		n = mfsd_sd_listen_fds(&mfsd_sd_passed);
+		if (n < 0)
+			return n;
+		mfsd_sd_npassed = n;
+		if (mfsd_sup_sd_fd(MFSD_SD_NAME_FUSE) >= 0)
+			fd = mfsd_sup_sd_fd(MFSD_SD_NAME_HANDOFF);
+		else
+			return 0;
+	}
+	if (fd < 0 || mfsd_handoff_region_map(fd, &r) < 0)
+		return 0; /* mfsd_supervise says why */
+	*mountpoint = strndup(r->mountpoint, sizeof(r->mountpoint));
+	mfsd_handoff_region_unmap(r);
+	return *mountpoint ? 1 : -ENOMEM;
 }
 
 /* ------------------------------------------------------------------ */
@@ -736,7 +885,7 @@ int mfsd_supervise(const struct mfsd_supervise_opts *o, mfsd_serve_fn serve,
 	};
 	const char *handoff = getenv(MFSD_HANDOFF_ENV);
 	ssize_t n = readlink("/proc/self/exe", s.exe, sizeof(s.exe) - 1);
-	int status = MFSD_EXIT_FAIL;
+	int status = MFSD_EXIT_FAIL, adopted;
 
 	if (n > 0)
 		s.exe[n] = '\0';
@@ -746,15 +895,27 @@ int mfsd_supervise(const struct mfsd_supervise_opts *o, mfsd_serve_fn serve,
 		goto out;
 	if (handoff) {
 		unsetenv(MFSD_HANDOFF_ENV);
-		if (mfsd_sup_adopt(&s, handoff) < 0)
-			goto out;
+		adopted = mfsd_sup_adopt(&s, handoff);
 	} else {
+		adopted = mfsd_sup_adopt_sd(&s);
+	}
+	mfsd_sup_sd_close_unused(&s);
+	if (adopted < 0)
+		goto out;
+	if (adopted > 0) {
 		if (mfsd_sup_setup(&s) < 0)
 			goto out;
 		if (!o->foreground && mfsd_sup_daemonize(&s) < 0) {
 			status = mfsd_sup_finish(&s, MFSD_EXIT_FAIL);
 			goto out;
 		}
+		/* Kept by systemd while the service restarts. */
+		if (mfsd_sd_enabled() &&
+		    (mfsd_sd_store(MFSD_SD_NAME_FUSE, s.fuse_fd) < 0 ||
+		     mfsd_sd_store(MFSD_SD_NAME_HANDOFF, s.region_fd) < 0))
+			mfsd_log(MFSD_LOG_WARNING, "cannot store the mount's "
+				 "descriptors with systemd (FileDescriptorStoreMax=): "
+				 "a restart of the service ends the mount");
 	}
 	if (mfsd_sup_spawn(&s) < 0) {
 		status = mfsd_sup_finish(&s, MFSD_EXIT_FAIL);

@@ -77,6 +77,16 @@ struct mfsd_supervise_opts {
 };
 
 /*
+ * Whether this process takes over a mount instead of mounting: after its
+ * re-execution for an upgrade, or under systemd when the service's
+ * descriptor store holds the mount.  Then *@mountpoint gets the mount's
+ * path (malloc'd), which must not be stat'ed: the mount has no serving
+ * process yet.  1 (taking over), 0 (mounting), or -ENOMEM.  Call once,
+ * before mfsd_supervise.
+ */
+int mfsd_supervise_adopted(char **mountpoint);
+
+/*
  * Mounts (or, after a re-execution, takes the mount over), goes into the
  * background unless @o->foreground once the first child serves, and
  * supervises children running @serve(@arg) until the mount ends.
