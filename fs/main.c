@@ -499,9 +499,11 @@ static void mfsd_lazy_unmount(const char *path)
  */
 static int mfsd_check_mountpoint(const char *path, char **out)
 {
-	struct stat st;
+	struct statfs sfs;
 
-	if (stat(path, &st) < 0 && errno == ENOTCONN) {
+	/* statfs, not stat: the kernel may answer stat of a dead mount's
+	 * root from its cache. */
+	if (statfs(path, &sfs) < 0 && errno == ENOTCONN) {
 		fprintf(stderr, "modelfs: MOUNTPOINT '%s' is a dead mount (its "
 			"daemon is gone): unmounting it\n", path);
 		mfsd_lazy_unmount(path);
