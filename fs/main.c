@@ -13,12 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -30,9 +28,6 @@
 #include "ops.h"
 #include "supervise.h"
 
-#define MFSD_EXIT_OK 0
-#define MFSD_EXIT_FAIL 1
-#define MFSD_EXIT_USAGE 2
 
 /*
  * Defaults chosen by measurement: on 2 cores, 2 worker threads scanned
@@ -58,8 +53,10 @@
 #define MFSD_MALLOC_MMAP_THRESHOLD (32u << 20)
 /* Heap kept beyond the chunk cache before glibc gives memory back. */
 #define MFSD_MALLOC_TRIM_SLACK (16u << 20)
-#define MFSD_FUSE_SUPER_MAGIC 0x65735546
 #define MFSD_SYSFS_PATH_MAX 96
+/* How long the readahead thread waits for INIT: 10 s, polled. */
+#define MFSD_RA_WAIT_POLLS 10000u
+#define MFSD_RA_WAIT_POLL_US 1000u
 #define MFSD_MOUNT_OPTS_MAX 512
 /*
  * Descriptors kept out of the containers' budget: standard streams,
@@ -73,6 +70,7 @@
 struct mfsd_ra_thread {
 	pthread_t tid;
 	bool started;
+	struct mfsd_handoff_region *region;
 	const char *mountpoint;
 	unsigned read_ahead_kb;
 };
@@ -475,23 +473,6 @@ static int mfsd_check_dir(const char *what, const char *path, char **out)
 	return 0;
 }
 
-/* Detaches the mount at @path: umount2 as root, else fusermount3. */
-static void mfsd_lazy_unmount(const char *path)
-{
-	pid_t pid;
-
-	if (umount2(path, MNT_DETACH) == 0 || errno != EPERM)
-		return;
-	pid = fork();
-	if (pid == 0) {
-		execlp("fusermount3", "fusermount3", "-u", "-z", "--", path,
-		       (char *)NULL);
-		_exit(MFSD_EXIT_FAIL);
-	}
-	if (pid > 0)
-		(void)waitpid(pid, NULL, 0);
-}
-
 /*
  * As mfsd_check_dir for MOUNTPOINT, but a dead mount left there (its
  * daemon gone: ENOTCONN) is lazily unmounted first, as `fusermount3 -uz`
@@ -506,7 +487,7 @@ static int mfsd_check_mountpoint(const char *path, char **out)
 	if (statfs(path, &sfs) < 0 && errno == ENOTCONN) {
 		fprintf(stderr, "modelfs: MOUNTPOINT '%s' is a dead mount (its "
 			"daemon is gone): unmounting it\n", path);
-		mfsd_lazy_unmount(path);
+		mfsd_unmount_lazy(path);
 	}
 	return mfsd_check_dir("MOUNTPOINT", path, out);
 }
@@ -529,25 +510,74 @@ static int mfsd_fuse_args(const struct mfsd_options *opt, struct fuse_args *a)
 	return 0;
 }
 
+/* Decodes the octal escapes (\040 ...) of a mountinfo field in place. */
+static void mfsd_mountinfo_unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* The device of the mount at @mnt (the last one there), from
+ * /proc/self/mountinfo: no request reaches the mount.  0 or -1. */
+static int mfsd_mount_dev(const char *mnt, unsigned *maj, unsigned *min)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, path[PATH_MAX];
+	size_t cap = 0;
+	unsigned a, b;
+	int rc = -1;
+
+	if (!f)
+		return -1;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, path) != 3)
+			continue;
+		mfsd_mountinfo_unescape(path);
+		if (strcmp(path, mnt) == 0) {
+			*maj = a;
+			*min = b;
+			rc = 0;
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 /*
- * Raises the readahead of the mount's backing device info.  Runs in its
- * own thread: stat() of the mount point needs the session loop to answer,
- * and the kernel clamps the value when INIT is answered, so it can only
- * be done once the loop runs.
+ * Raises the readahead of the mount's backing device info.  The kernel
+ * clamps the value when INIT is answered, so this waits until the reply
+ * went out (handoff.h counts the INIT then).  The device comes from
+ * mountinfo, not from a stat of the mount point: a request in flight
+ * would keep an unmount busy.
  */
 static void *mfsd_ra_main(void *arg)
 {
 	struct mfsd_ra_thread *t = arg;
 	char path[MFSD_SYSFS_PATH_MAX];
-	struct statfs sfs;
-	struct stat st;
+	unsigned maj, min;
 	FILE *f;
 
-	if (stat(t->mountpoint, &st) < 0 || statfs(t->mountpoint, &sfs) < 0 ||
-	    sfs.f_type != MFSD_FUSE_SUPER_MAGIC)
+	for (unsigned i = 0; !atomic_load(&t->region->init_len); i++) {
+		if (i == MFSD_RA_WAIT_POLLS)
+			return NULL; /* no INIT: nothing to set */
+		usleep(MFSD_RA_WAIT_POLL_US);
+	}
+	if (mfsd_mount_dev(t->mountpoint, &maj, &min) < 0)
 		return NULL;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
+		 maj, min);
 	f = fopen(path, "w");
 	if (f) {
 		bool ok = fprintf(f, "%u\n", t->read_ahead_kb) > 0;
@@ -564,12 +594,13 @@ static void *mfsd_ra_main(void *arg)
 	return NULL;
 }
 
-/* Starts the readahead thread, detached: its stat() waits for the
- * session loop, and the serving process may end (the loop gone, the
- * mount still there) before it is answered.  @t must outlive it. */
+/* Starts the readahead thread, detached (the serving process may end
+ * while it waits for INIT).  @t must outlive it. */
 static void mfsd_ra_start(struct mfsd_ra_thread *t,
-			  const struct mfsd_options *opt)
+			  const struct mfsd_options *opt,
+			  struct mfsd_handoff_region *region)
 {
+	t->region = region;
 	t->mountpoint = opt->mountpoint;
 	t->read_ahead_kb = opt->read_ahead_kb;
 	if (opt->read_ahead_kb == 0)
@@ -934,7 +965,7 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads,
 		 (int)getpid());
 	if (!c->replay)
-		mfsd_ra_start(&ra, &ctx->opt);
+		mfsd_ra_start(&ra, &ctx->opt, c->region);
 	mfsd_watch_begin(ctx, se);
 	mfsd_handoff_ready(ctx->handoff);
 	/* The loop returns the number of the signal that ended it, which is

@@ -36,8 +36,6 @@
 /* The daemonizing parent's report: one byte, the exit status. */
 #define MFSD_REPORT_OK 0
 #define MFSD_REPORT_FAIL 1
-#define MFSD_EXIT_OK 0
-#define MFSD_EXIT_FAIL 1
 #define MFSD_FUSERMOUNT "fusermount3"
 #define MFSD_DEV_NULL "/dev/null"
 #define MFSD_FD_TEXT_MAX 16
@@ -210,15 +208,22 @@ static int mfsd_sup_mount(struct mfsd_sup *s)
 	return 0;
 }
 
-/* Unmounts with fusermount3 (not root). */
-static void mfsd_sup_fusermount(const char *mnt)
+void mfsd_unmount_lazy(const char *mnt)
 {
-	pid_t pid = fork();
+	pid_t pid;
 
+	if (geteuid() == 0) {
+		if (umount2(mnt, MNT_DETACH) < 0 && errno != EINVAL &&
+		    errno != ENOENT)
+			mfsd_log(MFSD_LOG_WARNING, "cannot unmount %s: %s", mnt,
+				 strerror(errno));
+		return;
+	}
+	pid = fork();
 	if (pid == 0) {
 		execlp(MFSD_FUSERMOUNT, MFSD_FUSERMOUNT, "-u", "-q", "-z", "--",
 		       mnt, (char *)NULL);
-		_exit(127);
+		_exit(MFSD_EXIT_FAIL);
 	}
 	if (pid > 0)
 		(void)waitpid(pid, NULL, 0);
@@ -245,16 +250,8 @@ static void mfsd_sup_unmount(struct mfsd_sup *s)
 	gone = poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
 	close(s->fuse_fd);
 	s->fuse_fd = -1;
-	if (gone)
-		return;
-	if (geteuid() == 0) {
-		if (umount2(s->o->mountpoint, MNT_DETACH) < 0 &&
-		    errno != EINVAL && errno != ENOENT)
-			mfsd_log(MFSD_LOG_WARNING, "cannot unmount %s: %s",
-				 s->o->mountpoint, strerror(errno));
-		return;
-	}
-	mfsd_sup_fusermount(s->o->mountpoint);
+	if (!gone)
+		mfsd_unmount_lazy(s->o->mountpoint);
 }
 
 /* ------------------------------------------------------------------ */

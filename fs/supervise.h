@@ -41,6 +41,11 @@
  * (3 deaths in any 5 s) goes on being replaced. */
 #define MFSD_RESPAWN_WINDOW_NS (UINT64_C(5) * 1000000000u)
 
+/* Exit statuses of the modelfs process. */
+#define MFSD_EXIT_OK 0
+#define MFSD_EXIT_FAIL 1
+#define MFSD_EXIT_USAGE 2
+
 /* Exit statuses of a serving child. */
 #define MFSD_CHILD_EXIT_STOPPED 0 /* session ended: unmounted or SIGUSR1 */
 #define MFSD_CHILD_EXIT_FAILED 1  /* could not start, or the loop failed */
@@ -75,6 +80,10 @@ struct mfsd_supervise_opts {
 	struct fuse_args *mount_args; /* for fuse_session_mount */
 	char **argv;                  /* as given, for the re-execution */
 };
+
+/* Detaches the mount at @mnt: umount2 as root, else fusermount3 -uz.
+ * Failures are logged. */
+void mfsd_unmount_lazy(const char *mnt);
 
 /*
  * Whether this process takes over a mount instead of mounting: after its
