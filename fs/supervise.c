@@ -282,6 +282,7 @@ static void mfsd_sup_child_main(struct mfsd_sup *s, bool replay)
 		_exit(MFSD_CHILD_EXIT_FAILED);
 	close(s->sigfd);
 	close(s->sock);
+	close(s->region_fd); /* the mapping stays */
 	if (s->report_fd >= 0)
 		close(s->report_fd);
 	mfsd_sup_sigset(&set);
