@@ -157,9 +157,14 @@ def check_removed_held(work, store):
                   "the removed key to disappear")
 
     def deleted(pid):
-        return sum(1 for fd in os.listdir("/proc/%d/fd" % pid)
-                   if os.readlink("/proc/%d/fd/%s" % (pid, fd)).endswith(
-                       "gone.mfs (deleted)"))
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue  # closed meanwhile
+            n += target.endswith("gone.mfs (deleted)")
+        return n
     h.check(deleted(sup) == 1, "supervisor holds %d copies of the removed "
             "container" % deleted(sup))
     _, new = tk.kill_child(sup)
