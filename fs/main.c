@@ -981,6 +981,7 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 	}
 	mfsd_report_resend(c);
 	(void)mfsd_watch_stop(&ctx->watch);
+	mfsd_ops_close_handles(ctx);
 out_signals:
 	mfsd_signal_session = NULL;
 out_session:

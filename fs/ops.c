@@ -1145,6 +1145,18 @@ int mfsd_ops_adopt_handles(struct mfsd_ctx *ctx)
 	return 0;
 }
 
+void mfsd_ops_close_handles(struct mfsd_ctx *ctx)
+{
+	uint32_t used = atomic_load(&ctx->handoff->r->handles_used);
+
+	for (uint32_t id = 1; id < used; id++) {
+		struct mfsd_handle *h = mfsd_handoff_handle_get(ctx->handoff, id);
+
+		if (h)
+			mfsd_handle_close(ctx, h);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Session                                                             */
 /* ------------------------------------------------------------------ */

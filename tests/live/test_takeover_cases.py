@@ -10,8 +10,11 @@
 - SIGTERM to the serving process is a death like any other: taken over;
 - crash loop: a serving process killed as soon as it starts makes the
   supervisor give up, unmount and exit 1 within the bound;
-- -o takeover=off: the death of the serving process ends the mount
-  (unmounted, exit 1, the reason logged);
+- -o takeover=off: an upgrade is refused (logged), and the death of the
+  serving process ends the mount (unmounted, exit 1, the reason logged);
+- start failures: a serving process that fails before it serves, and
+  takeover state that cannot be read after a re-execution, end the
+  start with exit status 1 and no mount;
 - upgrade: SIGUSR2 runs the binary at the supervisor's path again (a new
   file there takes over); when it cannot be run, the running binary
   goes on serving;
@@ -222,6 +225,12 @@ def check_crash_loop(work, store):
 def check_takeover_off(work, store):
     d = Daemon(work, store, ["-o", "takeover=off"], name="off")
     child = tk.serving_child(d.pid)
+    # No upgrade either: the serving process keeps serving.
+    os.kill(d.pid, signal.SIGUSR2)
+    live.wait_for(lambda: "cannot upgrade now: takeover is off" in
+                  d.log(), 5.0, "the refused upgrade to be logged")
+    h.check(tk.children(d.pid) == [child] and d.m.status()["takeovers"] ==
+            0, "an upgrade happened with takeover off")
     os.kill(child, signal.SIGKILL)
     d.check_gone(1, [child])
     h.check("no takeover: takeover is off" in d.log(),
@@ -282,6 +291,38 @@ def check_fusermount(work, store):
     d.check_gone(0, children)
 
 
+def check_start_failures(work, store):
+    """A serving process that fails before it serves ends the start
+    (exit 1, unmounted, nothing left); so does takeover state that
+    cannot be read after a re-execution."""
+    mnt = work.dir("mnt-nofd")
+    log_path = os.path.join(work.root, "nofd.log")
+
+    def limit():
+        # Room for the supervisor's descriptors, not the store's.
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (9, 9))
+    with open(log_path, "wb") as log:
+        p = subprocess.run([h.MODELFS, "-f", store, mnt], stdout=log,
+                           stderr=log, preexec_fn=limit, timeout=30)
+    with open(log_path, errors="replace") as f:
+        text = f.read()
+    h.check(p.returncode == 1 and "before it served; unmounting" in text
+            and h.mount_type(mnt) is None,
+            "serving process that cannot start: exit %d, mounted %r, "
+            "log:\n%s" % (p.returncode, h.mount_type(mnt), text))
+    for env, want in (("x", "bad MODELFS_HANDOFF_FD 'x'"),
+                      ("0", "state is unreadable")):
+        p = subprocess.run([h.MODELFS, "-f", store, mnt],
+                           env=dict(os.environ, MODELFS_HANDOFF_FD=env),
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=30)
+        h.check(p.returncode == 1 and want in p.stderr.decode() and
+                h.mount_type(mnt) is None,
+                "MODELFS_HANDOFF_FD=%s: exit %d, %r" %
+                (env, p.returncode, p.stderr))
+
+
 def main(work):
     store = work.dir("store")
     tk.pack_model(work, store, "lz", "lz4", BIG, 5)
@@ -292,6 +333,7 @@ def main(work):
     check_takeover_off(work, store)
     check_upgrade(work, store)
     check_fusermount(work, store)
+    check_start_failures(work, store)
 
 
 if __name__ == "__main__":
