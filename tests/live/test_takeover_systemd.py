@@ -11,7 +11,8 @@ SIGTERM then stops it for good, and it empties the store.
 
 Without a descriptor store, a killed supervisor leaves a dead mount, as
 before there was a supervisor; a daemon started again at the same mount
-point detaches it and mounts."""
+point detaches it and mounts.  A notify socket that takes no
+descriptors is logged, and the daemon serves."""
 
 import os
 import signal
@@ -220,6 +221,32 @@ def check_dead_mount(work, store, mnt):
             "was left under the new one?)" % mnt)
 
 
+def check_no_store(work, store, mnt):
+    """A notify socket that takes nothing: the daemon says the mount will
+    not survive a restart of the service, and serves."""
+    log_path = os.path.join(work.root, "nostore.log")
+    env = dict(os.environ,
+               NOTIFY_SOCKET=os.path.join(work.root, "nobody.sock"))
+    with open(log_path, "wb") as log:
+        p = subprocess.Popen([h.MODELFS, "-f", store, mnt], env=env,
+                             stdout=log, stderr=log)
+    h._our_daemons.append(p)
+    m = h.Mount(mnt, p, log_path, store)
+
+    def served():
+        try:
+            return m.status()["pid"] == p.pid
+        except OSError:
+            return False
+    live.wait_for(served, 10.0, "the mount")
+    text = read_log(work, "nostore.log")
+    h.check("cannot store the mount's descriptors" in text,
+            "not logged:\n%s" % text)
+    p.terminate()
+    h.check(p.wait(10) == 0 and h.mount_type(mnt) is None,
+            "stop: exit %s, mounted %r" % (p.returncode, h.mount_type(mnt)))
+
+
 def main(work):
     store = work.dir("store")
     tk.pack_model(work, store, "raw", "raw", N, 9)
@@ -227,6 +254,7 @@ def main(work):
     h._our_mountpoints.add(os.path.realpath(mnt))
     check_fd_store(work, store, mnt)
     check_dead_mount(work, store, mnt)
+    check_no_store(work, store, mnt)
 
 
 if __name__ == "__main__":
