@@ -113,7 +113,14 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"                       off: the mount ends with it)\n"
 		"  ro, defaults, nodev, nosuid, noexec, noatime, _netdev,\n"
 		"  nofail, auto, noauto, user, users, x-* are accepted and\n"
-		"  ignored (the mount is always read-only).\n",
+		"  ignored (the mount is always read-only).\n"
+		"\n"
+		"The process started (or left running in the background) is\n"
+		"the supervisor: it holds the mount and runs the serving\n"
+		"process as its child, replacing it if it dies.  Signals to\n"
+		"the supervisor: SIGTERM, SIGINT, SIGHUP stop and unmount;\n"
+		"SIGUSR2 upgrades: the binary at its path runs again and\n"
+		"takes the mount over.\n",
 		prog, MFSD_MIN_DEFAULT_THREADS, MFSD_MAX_DEFAULT_THREADS,
 		MFSD_DEFAULT_CACHE_MB,
 		MFSD_DEFAULT_READ_AHEAD_KB, MFSD_DEFAULT_MAX_READ);
@@ -672,8 +679,8 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	struct mfsd_skip_counts k;
 	int rc = mfsd_follow_scan_names(ctx->table, mfsd_scan_name, ctx);
 
-	/* No loader thread may be left when the daemon forks to go into
-	 * the background (mfsd_serve). */
+	/* The scan is done when this returns (the mount then answers with
+	 * the whole store). */
 	mfsd_loader_drain(&ctx->loader);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
@@ -815,9 +822,9 @@ static int mfsd_notify_inval_inode(void *arg, uint64_t ino, int64_t off,
 						(off_t)off, (off_t)len);
 }
 
-/* Starts the watcher thread on session @se (after daemonizing: a fork
- * keeps no threads).  A failure is logged; the mount still serves, and
- * lookups still find new models. */
+/* Starts the watcher thread on session @se, which must exist first (the
+ * thread sends notifications through it).  A failure is logged; the
+ * mount still serves, and lookups still find new models. */
 static void mfsd_watch_begin(struct mfsd_ctx *ctx, struct fuse_session *se)
 {
 	const struct mfsd_notifier n = {
