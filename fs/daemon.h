@@ -12,8 +12,12 @@
 #include "follow.h"
 #include "handoff.h"
 #include "loader.h"
+#include "remote.h"
 #include "table.h"
 #include "watch.h"
+
+/* Most --header options. */
+#define MFSD_MAX_HEADERS 16
 
 /* Options as given on the command line (immutable once running). */
 struct mfsd_options {
@@ -23,12 +27,20 @@ struct mfsd_options {
 	bool debug;
 	bool allow_other;
 	unsigned threads;       /* most worker threads */
+	bool threads_given;     /* --threads was given */
 	size_t cache_bytes;     /* decoded-chunk cache budget */
 	uint64_t page_budget;   /* page cache of released models; 0 = any */
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
 	unsigned max_read;      /* largest read request, bytes */
 	enum mfsd_io_mode io;
 	bool takeover;          /* a dead serving process is replaced */
+	/* A store at an http(s):// URL (remote.h): store_dir is then the
+	 * view directory of its cache. */
+	bool remote;
+	struct mfsd_remote_options ropt;
+	const char *headers[MFSD_MAX_HEADERS + 1]; /* ropt.headers */
+	unsigned nheaders;
+	const char *remote_only; /* a remote option given, for the error */
 };
 
 struct mfsd_ctx {
@@ -44,6 +56,7 @@ struct mfsd_ctx {
 	 * scan, when the kernel has nothing cached yet). */
 	_Atomic bool notify;
 	struct mfsd_stats stats;   /* atomics */
+	struct mfsd_remote *remote; /* own locks; NULL: a local store */
 	struct mfsd_data data;     /* immutable, points into the above */
 	/* Records for a successor, and the handles' ids (handoff.h); set
 	 * before the session starts. */

@@ -22,6 +22,7 @@
 #include "modelfs.h"
 #include "lease.h"
 #include "log.h"
+#include "remote.h"
 
 #define MFSD_PAGE ((uint64_t)MFS_PAGE_SIZE)
 /* A reply has the header piece and one piece per chunk at most; a range
@@ -133,6 +134,26 @@ static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
 }
 
 /*
+ * Reads chunk @chunk into @buf (its raw length), or with a NULL @buf
+ * only checks it.  A remote store's chunk that fails is fetched again,
+ * once: it was evicted or torn in the cache under the reader.
+ */
+static ssize_t mfsd_get_chunk(struct mfsd_model *m, size_t index,
+			      uint64_t chunk, void *buf, size_t len)
+{
+	ssize_t n = buf ? mfs_container_read_chunk(m->container, index, chunk,
+						   buf, len)
+			: mfs_container_check_chunk(m->container, index, chunk);
+
+	if (n != -EIO || !m->remote ||
+	    mfsd_remote_refetch(m->remote, index, chunk) < 0)
+		return n;
+	return buf ? mfs_container_read_chunk(m->container, index, chunk, buf,
+					      len)
+		   : mfs_container_check_chunk(m->container, index, chunk);
+}
+
+/*
  * Checks raw chunk @chunk, read into @buf (its raw length), or, with a
  * NULL @buf, into a buffer of the library's so that its bytes then travel
  * to the kernel by splice straight from the backing file.  @remember:
@@ -145,9 +166,7 @@ static int mfsd_verify_chunk(const struct mfsd_data *d, struct mfsd_model *m,
 			     size_t len, bool remember)
 {
 	struct mfsd_array *a = &m->arrays[index];
-	ssize_t n = buf ? mfs_container_read_chunk(m->container, index, chunk,
-						   buf, len)
-			: mfs_container_check_chunk(m->container, index, chunk);
+	ssize_t n = mfsd_get_chunk(m, index, chunk, buf, len);
 
 	if (n < 0) {
 		mfsd_chunk_failed(d, m, index, chunk, (int)n);
@@ -264,8 +283,7 @@ static ssize_t mfsd_lz4_load(void *arg, void *buf, size_t len)
 	struct mfsd_load *l = arg;
 	const mfs_array_info *ai = &l->m->arrays[l->index].info;
 	mfs_chunk_info ci;
-	ssize_t n = mfs_container_read_chunk(l->m->container, l->index,
-					     l->chunk, buf, len);
+	ssize_t n = mfsd_get_chunk(l->m, l->index, l->chunk, buf, len);
 
 	if (n < 0) {
 		mfsd_chunk_failed(l->d, l->m, l->index, l->chunk, (int)n);
@@ -434,6 +452,25 @@ static int mfsd_reply_send(const struct mfsd_data *d, fuse_req_t req,
 	return mfsd_reply_iov(req, r);
 }
 
+/* Has the chunks under raw range [@roff, @roff + @rlen) of array @index
+ * of a remote store's model @m fetched into the cache. */
+static int mfsd_fetch_range(struct mfsd_model *m, size_t index, uint64_t roff,
+			    uint64_t rlen)
+{
+	const mfs_array_info *ai = &m->arrays[index].info;
+
+	int rc;
+
+	if (!m->remote || rlen == 0 || ai->chunk_size == 0)
+		return 0;
+	rc = mfsd_remote_ensure(m->remote, index, roff / ai->chunk_size,
+				  (roff + rlen - 1) / ai->chunk_size);
+	/* Whatever kept the bytes from the cache (the origin, its answer,
+	 * the cache's disk: logged), to the reader they could not be
+	 * read. */
+	return rc == -ENOMEM ? rc : rc < 0 ? -EIO : 0;
+}
+
 /* Fills @r for [@off, @off + @size) of array file @index. */
 static int mfsd_reply_build(const struct mfsd_data *d, struct mfsd_reply *r,
 			    struct mfsd_model *m, size_t index, uint64_t off,
@@ -448,6 +485,9 @@ static int mfsd_reply_build(const struct mfsd_data *d, struct mfsd_reply *r,
 	if (rc < 0 || end <= a->header_len)
 		return rc;
 	roff = off > a->header_len ? off - a->header_len : 0;
+	rc = mfsd_fetch_range(m, index, roff, end - a->header_len - roff);
+	if (rc < 0)
+		return rc;
 	if (a->info.codec == MFS_CODEC_LZ4)
 		return mfsd_add_lz4(d, r, m, index, roff,
 				    (size_t)(end - a->header_len - roff));

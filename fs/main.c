@@ -2,7 +2,7 @@
  * main.c - modelfs: options, start-up, the session loop, shutdown.
  *
  *   modelfs [-f] [-d] [-o OPTIONS] [--threads N] [--cache-budget SIZE]
- *           STORE_DIR MOUNTPOINT
+ *           [remote options] STORE_DIR|URL MOUNTPOINT
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +64,13 @@
  * short-lived ones of directory listings and /proc reads; plus the
  * splice pipe (two descriptors) libfuse gives each worker thread.
  */
+/* Bounds of the remote options. */
+#define MFSD_MAX_POLL_S 86400u
+#define MFSD_MAX_CONNECTIONS 64
+#define MFSD_MAX_DEADLINE_S 3600u
+#define MFSD_MS_PER_S 1000u
+#define MFSD_STR_(x) #x
+#define MFSD_STR(x) MFSD_STR_(x)
 #define MFSD_FD_RESERVE 64u
 #define MFSD_FD_PER_THREAD 2u
 
@@ -79,18 +86,23 @@ static void mfsd_usage(FILE *f, const char *prog)
 {
 	fprintf(f,
 		"usage: %s [-f] [-d] [-o OPTIONS] [--threads N]\n"
-		"          [--cache-budget SIZE] STORE_DIR MOUNTPOINT\n"
+		"          [--cache-budget SIZE] [remote options]\n"
+		"          STORE_DIR|URL MOUNTPOINT\n"
 		"\n"
 		"Serves the model containers (*.mfs) of STORE_DIR read-only at\n"
 		"MOUNTPOINT: one directory per model with one .npy file per\n"
 		"array, manifest.json and metadata.json; /.status is JSON.\n"
 		"Containers published, replaced or removed in STORE_DIR show\n"
 		"at once; processes holding an old version keep reading it.\n"
+		"A URL (http:// or https://, ending in /) serves the store\n"
+		"listed by URL/index.json (modelctl index), fetching chunks\n"
+		"when first read into a disk cache.\n"
 		"\n"
 		"  -f              stay in the foreground, log to stderr\n"
 		"  -d              debug: log every FUSE request (implies -f)\n"
 		"  --threads N     most worker threads (default: one per "
-		"CPU, %u..%u)\n"
+		"CPU, %u..%u;\n"
+		"                  a URL store: at least --connections)\n"
 		"  --cache-budget SIZE\n"
 		"                  page cache (K/M/G/T suffixes) that models no\n"
 		"                  process holds open may keep; beyond it the\n"
@@ -98,6 +110,27 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"                  the page cache (default: no limit)\n"
 		"  -h, --help      this text\n"
 		"  -V, --version   print the version\n"
+		"\n"
+		"Remote options (a URL store only):\n"
+		"  --cache-dir DIR        the disk cache (default %s)\n"
+		"  --cache-size SIZE      most bytes it keeps (default: no "
+		"limit)\n"
+		"  --poll SECONDS         between index polls (default %u; 0 "
+		"never)\n"
+		"  --prefetch             fetch every model in the background\n"
+		"  --connections N        HTTP connections at once (default "
+		"%u)\n"
+		"  --read-deadline SECONDS\n"
+		"                         a read whose bytes the origin does "
+		"not\n"
+		"                         deliver by then fails with EIO "
+		"(default %u)\n"
+		"  --header 'NAME: VALUE' sent with every request (repeatable)\n"
+		"  --aws-sigv4 PROVIDER   sign requests (S3: aws:amz:REGION:s3);"
+		"\n"
+		"                         keys from AWS_ACCESS_KEY_ID,\n"
+		"                         AWS_SECRET_ACCESS_KEY, "
+		"AWS_SESSION_TOKEN\n"
 		"\n"
 		"  -o allow_other       let other users use the mount\n"
 		"  -o cache_mb=N        decoded LZ4 chunk cache (default %u)\n"
@@ -122,6 +155,8 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"SIGUSR2 upgrades: the binary at its path runs again and\n"
 		"takes the mount over.\n",
 		prog, MFSD_MIN_DEFAULT_THREADS, MFSD_MAX_DEFAULT_THREADS,
+		MFSD_REMOTE_CACHE_DIR, MFSD_REMOTE_POLL_S,
+		MFSD_REMOTE_CONNECTIONS, MFSD_REMOTE_DEADLINE_S,
 		MFSD_DEFAULT_CACHE_MB,
 		MFSD_DEFAULT_READ_AHEAD_KB, MFSD_DEFAULT_MAX_READ);
 }
@@ -164,6 +199,14 @@ enum mfsd_opt_key {
 	MFSD_KEY_DEBUG,
 	MFSD_KEY_THREADS,      /* --threads N, --threads=N */
 	MFSD_KEY_CACHE_BUDGET, /* --cache-budget SIZE, --cache-budget=SIZE */
+	MFSD_KEY_CACHE_DIR,    /* remote options from here on */
+	MFSD_KEY_CACHE_SIZE,
+	MFSD_KEY_POLL,
+	MFSD_KEY_CONNECTIONS,
+	MFSD_KEY_READ_DEADLINE,
+	MFSD_KEY_HEADER,
+	MFSD_KEY_AWS_SIGV4,
+	MFSD_KEY_PREFETCH,     /* the one without a value */
 	MFSD_KEY_ALLOW_OTHER,  /* -o options from here on */
 	MFSD_KEY_CACHE_MB,
 	MFSD_KEY_READ_AHEAD_KB,
@@ -191,6 +234,21 @@ static const struct fuse_opt mfsd_opt_table[] = {
 	FUSE_OPT_KEY("--threads=", MFSD_KEY_THREADS),
 	FUSE_OPT_KEY("--cache-budget", MFSD_KEY_CACHE_BUDGET),
 	FUSE_OPT_KEY("--cache-budget=", MFSD_KEY_CACHE_BUDGET),
+	FUSE_OPT_KEY("--cache-dir", MFSD_KEY_CACHE_DIR),
+	FUSE_OPT_KEY("--cache-dir=", MFSD_KEY_CACHE_DIR),
+	FUSE_OPT_KEY("--cache-size", MFSD_KEY_CACHE_SIZE),
+	FUSE_OPT_KEY("--cache-size=", MFSD_KEY_CACHE_SIZE),
+	FUSE_OPT_KEY("--poll", MFSD_KEY_POLL),
+	FUSE_OPT_KEY("--poll=", MFSD_KEY_POLL),
+	FUSE_OPT_KEY("--connections", MFSD_KEY_CONNECTIONS),
+	FUSE_OPT_KEY("--connections=", MFSD_KEY_CONNECTIONS),
+	FUSE_OPT_KEY("--read-deadline", MFSD_KEY_READ_DEADLINE),
+	FUSE_OPT_KEY("--read-deadline=", MFSD_KEY_READ_DEADLINE),
+	FUSE_OPT_KEY("--header", MFSD_KEY_HEADER),
+	FUSE_OPT_KEY("--header=", MFSD_KEY_HEADER),
+	FUSE_OPT_KEY("--aws-sigv4", MFSD_KEY_AWS_SIGV4),
+	FUSE_OPT_KEY("--aws-sigv4=", MFSD_KEY_AWS_SIGV4),
+	FUSE_OPT_KEY("--prefetch", MFSD_KEY_PREFETCH),
 	FUSE_OPT_KEY("allow_other", MFSD_KEY_ALLOW_OTHER),
 	FUSE_OPT_KEY("cache_mb=", MFSD_KEY_CACHE_MB),
 	FUSE_OPT_KEY("read_ahead_kb=", MFSD_KEY_READ_AHEAD_KB),
@@ -228,8 +286,8 @@ struct mfsd_parse {
 	const char *prog;
 	const char *pos[2]; /* STORE_DIR and MOUNTPOINT, from argv */
 	int npos;
-	/* --threads or --cache-budget given alone: the next argument,
-	 * whatever it is, is its value. */
+	/* An option that takes a value given alone (--threads N): the next
+	 * argument, whatever it is, is its value. */
 	enum mfsd_opt_key pending;
 	/* Set with the result when a handler ends the parse (its message
 	 * printed); a failure without it is libfuse's. */
@@ -257,6 +315,7 @@ static int mfsd_set_threads(struct mfsd_parse *p, const char *v)
 		return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
 	}
 	p->opt->threads = (unsigned)n;
+	p->opt->threads_given = true;
 	return 0;
 }
 
@@ -270,6 +329,105 @@ static int mfsd_set_cache_budget(struct mfsd_parse *p, const char *v)
 		return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
 	}
 	return 0;
+}
+
+/* The name of remote option @key, for messages. */
+static const char *mfsd_remote_option_name(int key)
+{
+	static const char *const names[] = {
+		[MFSD_KEY_CACHE_DIR] = "--cache-dir",
+		[MFSD_KEY_CACHE_SIZE] = "--cache-size",
+		[MFSD_KEY_POLL] = "--poll",
+		[MFSD_KEY_CONNECTIONS] = "--connections",
+		[MFSD_KEY_READ_DEADLINE] = "--read-deadline",
+		[MFSD_KEY_HEADER] = "--header",
+		[MFSD_KEY_AWS_SIGV4] = "--aws-sigv4",
+		[MFSD_KEY_PREFETCH] = "--prefetch",
+	};
+
+	return names[key];
+}
+
+/* Sets remote option @key from @v (NULL: none given).  0 or -EINVAL
+ * (the caller names the option). */
+static int mfsd_set_remote_value(struct mfsd_options *opt, int key,
+				 const char *v)
+{
+	struct mfsd_remote_options *r = &opt->ropt;
+	unsigned long n;
+
+	opt->remote_only = mfsd_remote_option_name(key);
+	if (!v || !*v)
+		return -EINVAL;
+	switch (key) {
+	case MFSD_KEY_CACHE_DIR:
+		r->cache_dir = v;
+		return 0;
+	case MFSD_KEY_CACHE_SIZE:
+		return mfsd_parse_size(v, &r->cache_size);
+	case MFSD_KEY_POLL:
+		if (mfsd_parse_uint(v, 0, MFSD_MAX_POLL_S, &n) < 0)
+			return -EINVAL;
+		r->poll_s = (unsigned)n;
+		return 0;
+	case MFSD_KEY_CONNECTIONS:
+		if (mfsd_parse_uint(v, 1, MFSD_MAX_CONNECTIONS, &n) < 0)
+			return -EINVAL;
+		r->connections = (unsigned)n;
+		return 0;
+	case MFSD_KEY_READ_DEADLINE:
+		if (mfsd_parse_uint(v, 1, MFSD_MAX_DEADLINE_S, &n) < 0)
+			return -EINVAL;
+		r->deadline_ms = (unsigned)n * MFSD_MS_PER_S;
+		return 0;
+	case MFSD_KEY_HEADER:
+		if (!strchr(v + 1, ':') || opt->nheaders == MFSD_MAX_HEADERS)
+			return -EINVAL;
+		opt->headers[opt->nheaders++] = v;
+		r->headers = opt->headers;
+		return 0;
+	default: /* MFSD_KEY_AWS_SIGV4 */
+		r->aws_sigv4 = v;
+		return 0;
+	}
+}
+
+/* The usage error of remote option @key's value. */
+static const char *mfsd_remote_value_help(int key)
+{
+	switch (key) {
+	case MFSD_KEY_CACHE_DIR:
+		return "a directory";
+	case MFSD_KEY_CACHE_SIZE:
+		return "a size such as 512M or 20G";
+	case MFSD_KEY_POLL:
+		return "a number of seconds (0: never)";
+	case MFSD_KEY_CONNECTIONS:
+		return "a number from 1 to " MFSD_STR(MFSD_MAX_CONNECTIONS);
+	case MFSD_KEY_READ_DEADLINE:
+		return "a number of seconds, at least 1";
+	case MFSD_KEY_HEADER:
+		return "'NAME: VALUE' (at most " MFSD_STR(MFSD_MAX_HEADERS)
+		       " of them)";
+	default:
+		return "a provider such as aws:amz:us-east-1:s3";
+	}
+}
+
+/* Sets a command option that takes a value, @key, from @v (NULL: none
+ * given).  0, or -1 with the parse stopped. */
+static int mfsd_set_command_value(struct mfsd_parse *p, int key,
+				  const char *v)
+{
+	if (key == MFSD_KEY_THREADS)
+		return mfsd_set_threads(p, v);
+	if (key == MFSD_KEY_CACHE_BUDGET)
+		return mfsd_set_cache_budget(p, v);
+	if (mfsd_set_remote_value(p->opt, key, v) == 0)
+		return 0;
+	fprintf(stderr, "modelfs: %s needs %s\n", mfsd_remote_option_name(key),
+		mfsd_remote_value_help(key));
+	return mfsd_parse_stop(p, MFSD_ARGS_USAGE);
 }
 
 /* Sets the option of @key from @v, the text after "name=".  0 or
@@ -363,14 +521,16 @@ static int mfsd_command_option(struct mfsd_parse *p, const char *arg, int key)
 	case MFSD_KEY_FOREGROUND:
 		p->opt->foreground = true;
 		return 0;
-	default: /* --threads, --cache-budget */
+	case MFSD_KEY_PREFETCH:
+		p->opt->ropt.prefetch = true;
+		p->opt->remote_only = mfsd_remote_option_name(key);
+		return 0;
+	default: /* the options that take a value */
 		if (!v) { /* the value is the next argument */
 			p->pending = (enum mfsd_opt_key)key;
 			return 0;
 		}
-		return key == MFSD_KEY_THREADS
-			       ? mfsd_set_threads(p, v + 1)
-			       : mfsd_set_cache_budget(p, v + 1);
+		return mfsd_set_command_value(p, key, v + 1);
 	}
 }
 
@@ -399,10 +559,8 @@ static int mfsd_opt_proc(void *data, const char *arg, int key,
 
 	(void)outargs;
 	p->pending = MFSD_KEY_NONE;
-	if (pending == MFSD_KEY_THREADS)
-		return mfsd_set_threads(p, arg);
-	if (pending == MFSD_KEY_CACHE_BUDGET)
-		return mfsd_set_cache_budget(p, arg);
+	if (pending != MFSD_KEY_NONE)
+		return mfsd_set_command_value(p, pending, arg);
 	if (key >= MFSD_KEY_ALLOW_OTHER)
 		return mfsd_mount_option(p, arg, key);
 	if (key >= MFSD_KEY_HELP)
@@ -417,6 +575,35 @@ static void mfsd_log_none(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
 	(void)level, (void)fmt, (void)ap;
+}
+
+/* True if @s names a remote store. */
+static bool mfsd_is_url(const char *s)
+{
+	return strncmp(s, "http://", strlen("http://")) == 0 ||
+	       strncmp(s, "https://", strlen("https://")) == 0;
+}
+
+/* Takes STORE_DIR as a URL if it is one; remote options need one. */
+static enum mfsd_args_result mfsd_check_url(struct mfsd_options *opt)
+{
+	size_t n = strlen(opt->store_dir);
+
+	opt->remote = mfsd_is_url(opt->store_dir);
+	if (!opt->remote && opt->remote_only) {
+		fprintf(stderr, "modelfs: %s applies to a store at a URL only "
+				"('%s' is a directory)\n",
+			opt->remote_only, opt->store_dir);
+		return MFSD_ARGS_USAGE;
+	}
+	if (opt->remote && opt->store_dir[n - 1] != '/') {
+		fprintf(stderr, "modelfs: the store URL '%s' must end in '/' "
+				"(objects are URL + KEY.mfs)\n",
+			opt->store_dir);
+		return MFSD_ARGS_USAGE;
+	}
+	opt->ropt.url = opt->store_dir;
+	return MFSD_ARGS_RUN;
 }
 
 /* The command line into @opt (defaults filled in).  The messages of
@@ -439,20 +626,19 @@ static enum mfsd_args_result mfsd_parse_args(int argc, char **argv,
 			fprintf(stderr, "modelfs: -o needs a value\n");
 		return MFSD_ARGS_USAGE;
 	}
-	/* --threads or --cache-budget last, without its value. */
-	if (p.pending == MFSD_KEY_THREADS)
-		(void)mfsd_set_threads(&p, NULL);
-	else if (p.pending == MFSD_KEY_CACHE_BUDGET)
-		(void)mfsd_set_cache_budget(&p, NULL);
+	/* An option that takes a value last, without it. */
+	if (p.pending != MFSD_KEY_NONE)
+		(void)mfsd_set_command_value(&p, p.pending, NULL);
 	if (p.stopped)
 		return p.result;
 	if (p.npos != 2) {
-		fprintf(stderr, "modelfs: STORE_DIR and MOUNTPOINT are needed\n");
+		fprintf(stderr, "modelfs: STORE_DIR (or URL) and MOUNTPOINT are "
+				"needed\n");
 		return MFSD_ARGS_USAGE;
 	}
 	opt->store_dir = p.pos[0];
 	opt->mountpoint = p.pos[1];
-	return MFSD_ARGS_RUN;
+	return mfsd_check_url(opt);
 }
 
 /* Resolves @path to an absolute directory path (the daemon changes to /
@@ -751,6 +937,7 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 	}
 	ctx->table->fd_budget = mfsd_fd_budget(&ctx->opt);
 	ctx->table->handoff = ctx->handoff;
+	ctx->table->remote = ctx->remote;
 	/* Before any container takes a descriptor, and before the scan so
 	 * that no change is missed; the thread starts once the session can
 	 * carry notifications. */
@@ -795,6 +982,8 @@ static void mfsd_ctx_fini(struct mfsd_ctx *ctx)
 	if (ctx->watching)
 		mfsd_watch_destroy(&ctx->watch);
 	mfsd_table_close(ctx->table);
+	/* After the table: its models hold references to cache objects. */
+	mfsd_remote_close(ctx->remote);
 	mfsd_cache_destroy(&ctx->cache);
 }
 
@@ -974,6 +1163,8 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 	if (!c->replay)
 		mfsd_ra_start(&ra, &ctx->opt, c->region);
 	mfsd_watch_begin(ctx, se);
+	if (ctx->remote)
+		mfsd_remote_start(ctx->remote);
 	mfsd_handoff_ready(ctx->handoff);
 	/* The loop returns the number of the signal that ended it, which is
 	 * a clean shutdown, or a negative errno. */
@@ -987,6 +1178,8 @@ static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 		_exit(MFSD_CHILD_EXIT_DRAINED);
 	}
 	mfsd_report_resend(c);
+	/* Fetches in progress fail now instead of at their deadline. */
+	mfsd_remote_stop(ctx->remote);
 	(void)mfsd_watch_stop(&ctx->watch);
 	mfsd_ops_close_handles(ctx);
 out_signals:
@@ -1030,6 +1223,13 @@ static int mfsd_serve_child(void *arg, const struct mfsd_child *c)
 		return status;
 	}
 	ctx->handoff = &ho;
+	/* Here, not in the supervisor: its threads start with the session,
+	 * and a fork keeps no threads. */
+	if (ctx->opt.remote) {
+		if (mfsd_remote_open(&ctx->remote, &ctx->opt.ropt) < 0)
+			goto out_handoff;
+		ctx->opt.store_dir = mfsd_remote_store_dir(ctx->remote);
+	}
 	/* Before any thread exists: they all inherit the blocked signal. */
 	if (mfsd_lease_setup() < 0)
 		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
@@ -1039,6 +1239,7 @@ static int mfsd_serve_child(void *arg, const struct mfsd_child *c)
 		status = mfsd_serve(ctx, c);
 	}
 	mfsd_ctx_fini(ctx);
+out_handoff:
 	mfsd_handoff_destroy(&ho);
 	mfsd_log_close();
 	return status;
@@ -1054,6 +1255,13 @@ int main(int argc, char **argv)
 			.max_read = MFSD_DEFAULT_MAX_READ,
 			.io = MFSD_IO_SPLICE,
 			.takeover = true,
+			.ropt = {
+				.cache_dir = MFSD_REMOTE_CACHE_DIR,
+				.poll_s = MFSD_REMOTE_POLL_S,
+				.connections = MFSD_REMOTE_CONNECTIONS,
+				.deadline_ms = MFSD_REMOTE_DEADLINE_S *
+					       MFSD_MS_PER_S,
+			},
 		},
 	};
 	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
@@ -1067,7 +1275,8 @@ int main(int argc, char **argv)
 	case MFSD_ARGS_USAGE:
 		fprintf(stderr,
 			"usage: %s [-f] [-d] [-o OPTIONS] [--threads N] "
-			"[--cache-budget SIZE] STORE_DIR MOUNTPOINT\n"
+			"[--cache-budget SIZE] [remote options]\n"
+			"       STORE_DIR|URL MOUNTPOINT\n"
 			"(try '%s --help')\n",
 			argv[0], argv[0]);
 		return MFSD_EXIT_USAGE;
@@ -1076,10 +1285,17 @@ int main(int argc, char **argv)
 	}
 	adopted = mfsd_supervise_adopted(&mnt);
 	if (adopted < 0 ||
-	    mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0 ||
+	    (!ctx.opt.remote &&
+	     mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0) ||
 	    (!adopted && mfsd_check_mountpoint(ctx.opt.mountpoint, &mnt) < 0))
 		goto out;
-	ctx.opt.store_dir = store;
+	if (store)
+		ctx.opt.store_dir = store;
+	/* A remote store's reads wait for the network, not for a CPU: as
+	 * many threads as connections keep the connections busy. */
+	if (ctx.opt.remote && !ctx.opt.threads_given &&
+	    ctx.opt.threads < ctx.opt.ropt.connections)
+		ctx.opt.threads = ctx.opt.ropt.connections;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
 	mfsd_raise_nofile();

@@ -16,6 +16,7 @@
 #include "handoff.h"
 #include "lease.h"
 #include "model.h"
+#include "remote.h"
 #include "table.h"
 
 /* Opening a store entry must not follow a link, block (a FIFO), or make
@@ -91,6 +92,8 @@ void mfsd_model_release_data(struct mfsd_table *t, struct mfsd_model *m,
 	if (m->container && drop_pages)
 		(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 				    POSIX_FADV_DONTNEED);
+	mfsd_remote_detach(m->remote);
+	m->remote = NULL;
 	mfs_container_close(m->container);
 	m->container = NULL;
 	if (had_fd) {
@@ -313,7 +316,8 @@ static struct mfsd_model *mfsd_model_alloc(const char *key,
 
 /* Makes the serving state of @m, whose container is open.  0 or a
  * negative errno with @why set. */
-static int mfsd_model_prepare(struct mfsd_model *m, char *why)
+static int mfsd_model_prepare(struct mfsd_table *t, struct mfsd_model *m,
+			      char *why)
 {
 	mfsd_model_set_perms(m, &m->st);
 	/*
@@ -325,7 +329,15 @@ static int mfsd_model_prepare(struct mfsd_model *m, char *why)
 	 */
 	(void)posix_fadvise(mfs_container_fd(m->container), 0, 0,
 			    POSIX_FADV_RANDOM);
-	mfsd_lease_take(m);
+	if (t->remote)
+		m->remote = mfsd_remote_attach(t->remote, m->container);
+	/* A remote store's cache file changes under the model as chunks
+	 * arrive and leave: every chunk is checked each time it is served,
+	 * and no lease is needed to learn of a rewrite. */
+	if (m->remote)
+		atomic_store(&m->trust, MFSD_TRUST_UNLEASED);
+	else
+		mfsd_lease_take(m);
 	return mfsd_model_fill(m, why);
 }
 
@@ -342,7 +354,7 @@ int mfsd_model_load(struct mfsd_table *t, const char *file_name,
 	rc = mfsd_model_open(t, m, file_name, st, why);
 	if (rc < 0)
 		goto fail;
-	rc = mfsd_model_prepare(m, why);
+	rc = mfsd_model_prepare(t, m, why);
 	if (rc < 0)
 		goto fail;
 	*out = m;
@@ -421,7 +433,7 @@ int mfsd_model_adopt(struct mfsd_table *t, const struct mfsd_model_record *r,
 		mfsd_fd_put(t);
 		goto fail_fd;
 	}
-	rc = mfsd_model_prepare(m, why);
+	rc = mfsd_model_prepare(t, m, why);
 	if (rc < 0)
 		goto fail;
 	*out = m;

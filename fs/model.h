@@ -86,6 +86,10 @@ struct mfsd_model {
 	 * that retires it, which holds a busy mark meanwhile (requests see
 	 * `retired` first and never touch them then): */
 	mfs_container *container;
+	/* The cache object of a remote store's container (remote.h): the
+	 * read path has its chunks fetched before it reads them.  NULL for
+	 * a local store. */
+	struct mfsd_robj *remote;
 	struct mfsd_array *arrays;
 	size_t narrays;
 	char *manifest;

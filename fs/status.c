@@ -414,7 +414,8 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 	     mfsd_set(root, MFS_ST_TOTALS,
 		      mfsd_status_totals(ctx, json_array_size(models), &sums)) &&
 	     mfsd_set(root, MFS_ST_MODELS, json_incref(models)) &&
-	     mfsd_set(root, MFS_ST_SKIPPED, mfsd_status_skipped(ctx->table, cred));
+	     mfsd_set(root, MFS_ST_SKIPPED, mfsd_status_skipped(ctx->table, cred)) &&
+	     (!ctx->remote || mfsd_remote_status(ctx->remote, root) == 0);
 	json_decref(models);
 	if (!ok) {
 		json_decref(root);

@@ -76,6 +76,10 @@ struct mfsd_table {
 	 * nowhere (unit tests).  Set before any load. */
 	struct mfsd_handoff *handoff;
 
+	/* The remote store whose view directory this is (remote.h), or
+	 * NULL for a local store.  Set before any load. */
+	struct mfsd_remote *remote;
+
 	/* Set once the initial scan is done; only its logging depends on
 	 * it. */
 	_Atomic bool loaded;

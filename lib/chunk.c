@@ -103,6 +103,15 @@ static int mfs_check_stored(const mfs_chunk_info *ch, const void *stored,
 	return 0;
 }
 
+int mfs_chunk_check(const mfs_chunk_info *ch, const void *stored,
+		    const char *label, const char *array_name,
+		    uint64_t chunk_index)
+{
+	mfs_clear_error();
+	return mfs_check_stored(ch, stored, label ? label : "(container)",
+				array_name ? array_name : "?", chunk_index);
+}
+
 /* Decodes an encoded chunk that must yield exactly ch->raw_length bytes. */
 static ssize_t mfs_decode_encoded(const struct mfs_codec_ops *ops,
 				  const mfs_chunk_info *ch, const void *stored,

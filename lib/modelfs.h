@@ -181,6 +181,9 @@ MFS_API const char *mfs_last_error(void);
 #define MFS_ST_THREADS "threads"
 #define MFS_ST_TOTALS "totals"
 #define MFS_ST_SKIPPED "skipped"
+/* A store served from an HTTP(S) origin: its fetches and cache
+ * (MOUNT.md). */
+#define MFS_ST_REMOTE "remote"
 
 /* ------------------------------------------------------------------ */
 /* Text for people and logs                                            */
@@ -461,6 +464,30 @@ MFS_API int mfs_container_open_at(mfs_container **out, int dirfd,
 MFS_API int mfs_container_open_fd(mfs_container **out, int fd,
 				  const char *label);
 
+/** Bytes at the start of a container that locate its index: the header
+ * page (FORMAT.md). */
+#define MFS_HEADER_PAGE_SIZE 4096u
+
+/** Where a container's index lies, from its header page. */
+typedef struct mfs_index_location {
+	uint64_t file_size;      /**< the container's size in bytes */
+	uint64_t index_offset;   /**< where its index starts */
+	uint64_t index_length;   /**< the index's length, to the file's end */
+	uint64_t index_checksum; /**< XXH3-64 of the index */
+} mfs_index_location;
+
+/**
+ * Validates a container's header page (@p page, @p len >=
+ * MFS_HEADER_PAGE_SIZE bytes: magic, version, header checksum, flags,
+ * padding, index placement and bounds) and says where the index lies,
+ * for a reader that fetches a container piece by piece (a remote store)
+ * instead of opening a file.  0 or -EBADMSG (message names @p label and
+ * the field).
+ */
+MFS_API int mfs_container_locate_index(const void *page, size_t len,
+				       const char *label,
+				       mfs_index_location *out);
+
 /** Closes the file and frees everything (NULL is a no-op). */
 MFS_API void mfs_container_close(mfs_container *c);
 
@@ -532,6 +559,16 @@ MFS_API ssize_t mfs_chunk_decode(mfs_codec codec, const mfs_chunk_info *ch,
 				 const void *stored, void *out, size_t out_len,
 				 const char *label, const char *array_name,
 				 uint64_t chunk_index);
+
+/**
+ * Checks stored chunk bytes the caller already has (@p stored,
+ * ch->stored_length bytes) against the chunk's checksum, without
+ * decoding: what a fetcher calls before it keeps bytes from elsewhere.
+ * 0 or -EIO (message names @p label, @p array_name and the chunk).
+ */
+MFS_API int mfs_chunk_check(const mfs_chunk_info *ch, const void *stored,
+			    const char *label, const char *array_name,
+			    uint64_t chunk_index);
 
 /**
  * Copies @p len raw bytes of array @p array starting at raw offset @p off

@@ -212,6 +212,32 @@ static int mfs_read_header(int fd, const char *label, uint64_t real_size,
 	return mfs_check_header_layout(label, page, real_size, h);
 }
 
+int mfs_container_locate_index(const void *page, size_t len,
+			       const char *label, mfs_index_location *out)
+{
+	struct mfs_header h;
+	uint64_t file_size;
+	int rc;
+
+	mfs_clear_error();
+	if (!label)
+		label = "(container)";
+	if (len < MFS_DATA_START)
+		return mfs_fail(-EBADMSG, "%s: %zu bytes are less than the "
+				"%u-byte header page", label, len,
+				MFS_DATA_START);
+	rc = mfs_check_header_fixed(label, page);
+	if (rc < 0)
+		return rc;
+	file_size = mfs_get64((const uint8_t *)page + MFS_HDR_FILE_SIZE);
+	rc = mfs_check_header_layout(label, page, file_size, &h);
+	if (rc < 0)
+		return rc;
+	*out = (mfs_index_location){file_size, h.index_offset, h.index_length,
+				    h.index_checksum};
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Index walk helpers                                                  */
 /* ------------------------------------------------------------------ */

@@ -19,7 +19,14 @@ DEPS=(gcc clang libclang-rt-14-dev pkg-config meson ninja-build
       liblz4-dev libxxhash-dev libjansson-dev libcmocka-dev
       libfuse3-dev fuse3 python3 python3-numpy attr locales
       python3-dev python3-pytest python3-pandas python3-scipy
-      python3-sklearn python3-joblib)
+      python3-sklearn python3-joblib
+      libcurl4-openssl-dev nginx-light)
+
+# Debian's nginx starts a system-wide server on port 80 when installed.
+# The tests run their own nginx on loopback; the service is not wanted
+# (and cannot start in a container without an init system).  A
+# policy-rc.d that denies every start holds it off during the install.
+POLICY_RC=/usr/sbin/policy-rc.d
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -34,8 +41,22 @@ install_deps() {
 	[ ${#missing[@]} -eq 0 ] && return 0
 	echo "bootstrap: installing ${missing[*]}"
 	as_root apt-get update -qq
+	# Ours only if there was none: an existing policy is left as it is.
+	local own_policy=
+	if [ ! -e "$POLICY_RC" ]; then
+		printf '#!/bin/sh\n# bootstrap.sh: no service starts during its install\nexit 101\n' |
+			as_root tee "$POLICY_RC" >/dev/null
+		as_root chmod 755 "$POLICY_RC"
+		own_policy=1
+	fi
+	local rc=0
 	as_root env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends "${missing[@]}"
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+		rc=$?
+	if [ -n "$own_policy" ]; then
+		as_root rm -f "$POLICY_RC"
+	fi
+	return $rc
 }
 
 build() {

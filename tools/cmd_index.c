@@ -348,7 +348,13 @@ static int ctl_index_add(struct ctl_index *ix, const char *name)
 		status = CTL_EXIT_OK;
 		goto out;
 	}
-	snprintf(object, sizeof(object), "%s", name);
+	/* A valid key keeps KEY.mfs well inside the buffer. */
+	if (strlen(name) >= sizeof(object)) {
+		ctl_index_warn(ix, path, "name too long");
+		status = CTL_EXIT_OK;
+		goto out;
+	}
+	memcpy(object, name, strlen(name) + 1);
 	if (ix->content_names &&
 	    ctl_index_object(ix, c, key, object) != CTL_EXIT_OK)
 		goto out;

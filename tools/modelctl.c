@@ -37,6 +37,8 @@ static const struct ctl_command ctl_commands[] = {
 	 ctl_usage_gc},
 	{"index", ctl_cmd_index, "write the index document of a store "
 	 "directory", ctl_usage_index},
+	{"prefetch", ctl_cmd_prefetch, "pull a model of a URL store's mount "
+	 "into its disk cache", ctl_usage_prefetch},
 };
 
 #define CTL_COMMAND_COUNT (sizeof(ctl_commands) / sizeof(ctl_commands[0]))

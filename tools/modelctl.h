@@ -58,12 +58,14 @@ int ctl_cmd_ls(const struct ctl_command *self, int argc, char **argv);
 int ctl_cmd_holders(const struct ctl_command *self, int argc, char **argv);
 int ctl_cmd_gc(const struct ctl_command *self, int argc, char **argv);
 int ctl_cmd_index(const struct ctl_command *self, int argc, char **argv);
+int ctl_cmd_prefetch(const struct ctl_command *self, int argc, char **argv);
 extern const char ctl_usage_put[];
 extern const char ctl_usage_rm[];
 extern const char ctl_usage_ls[];
 extern const char ctl_usage_holders[];
 extern const char ctl_usage_gc[];
 extern const char ctl_usage_index[];
+extern const char ctl_usage_prefetch[];
 
 /* Room for the escape of any path: each byte may become "\xNN". */
 #define CTL_TEXT_MAX (PATH_MAX * MFS_ESCAPE_MAX_EXPANSION + 1)

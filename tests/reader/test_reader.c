@@ -601,6 +601,60 @@ static void test_chunk_decode(void **state)
 		     -EBADMSG, "raw_length 67108865 exceeds the largest chunk");
 }
 
+/* mfs_chunk_check: stored bytes against the checksum, nothing decoded. */
+static void test_chunk_check(void **state)
+{
+	static uint8_t stored[STD_CHUNK];
+	mfs_chunk_info ch = {.raw_length = STD_CHUNK,
+			     .stored_length = 1000, .file_offset = 8192};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(stored); i++)
+		stored[i] = (uint8_t)(i * 7);
+	ch.checksum = mfs_checksum(stored, 1000);
+	assert_int_equal(mfs_chunk_check(&ch, stored, "f", "a", 2), 0);
+	stored[999] ^= 0x10;
+	expect_error(mfs_chunk_check(&ch, stored, "f", "a", 2), -EIO,
+		     "f: array 'a' chunk 2 checksum");
+	expect_error(mfs_chunk_check(&ch, stored, NULL, NULL, 5), -EIO,
+		     "(container): array '?' chunk 5 checksum");
+}
+
+/* mfs_container_locate_index: the header page alone says where the
+ * index is, and refuses what the open would refuse. */
+static void test_locate_index(void **state)
+{
+	struct opened *o = *state;
+	uint8_t page[MFS_HEADER_PAGE_SIZE];
+	mfs_index_location loc;
+
+	assert_int_equal(MFS_HEADER_PAGE_SIZE, MFS_DATA_START);
+	memcpy(page, o->f.buf, sizeof(page));
+	assert_int_equal(mfs_container_locate_index(page, sizeof(page), "c",
+						    &loc), 0);
+	assert_int_equal(loc.file_size, o->f.len);
+	assert_int_equal(loc.file_size, mfs_container_file_size(o->c));
+	assert_int_equal(loc.index_checksum,
+			 mfs_container_index_checksum(o->c));
+	assert_int_equal(loc.index_offset + loc.index_length, o->f.len);
+	assert_int_equal(loc.index_checksum,
+			 mfs_checksum(o->f.buf + loc.index_offset,
+				      loc.index_length));
+	expect_error(mfs_container_locate_index(page, sizeof(page) - 1, "c",
+						&loc),
+		     -EBADMSG, "c: 4095 bytes are less than the 4096-byte "
+			       "header page");
+	page[MFS_HDR_INDEX_OFFSET] ^= 1;
+	expect_error(mfs_container_locate_index(page, sizeof(page), NULL,
+						&loc),
+		     -EBADMSG, "(container): header header_checksum");
+	memcpy(page, o->f.buf, sizeof(page));
+	page[100] = 1;
+	expect_error(mfs_container_locate_index(page, sizeof(page), "c",
+						&loc),
+		     -EBADMSG, "c: header padding byte 100");
+}
+
 /*
  * An empty stored chunk is never LZ4 output for a raw length > 0 (FORMAT.md
  * rule 7): mfs_chunk_decode refuses it by its length, as the container
@@ -758,6 +812,8 @@ int main(void)
 		OPEN_TEST(test_truncated_after_open),
 		cmocka_unit_test(test_chunk_decode),
 		cmocka_unit_test(test_chunk_decode_empty_lz4),
+		cmocka_unit_test(test_chunk_check),
+		OPEN_TEST(test_locate_index),
 		OPEN_TEST(test_concurrent_reads),
 		cmocka_unit_test(test_fuzz_corpus_valid),
 		cmocka_unit_test(test_checksum_is_xxh3),

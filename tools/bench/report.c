@@ -64,6 +64,11 @@ struct report_ratio_spec {
 /* The pause a reader sees when the serving process is replaced. */
 #define T_KILL_PAUSE_MS 200.0
 #define T_UPGRADE_PAUSE_MS 50.0
+/* The remote section: a cold scan through a URL mount at least half as
+ * fast as through the local store's; bytes fetched for one array at most
+ * 5 % over its size. */
+#define T_REMOTE_COLD 0.5
+#define T_FETCHED 1.05
 
 static const struct report_ratio_spec report_ratios[] = {
 	{"warm: modelfs-raw / plain", "warm", "gibps", "modelfs-raw", "plain",
@@ -167,6 +172,16 @@ static const struct report_ratio_spec report_ratios[] = {
 	 "kill_pause_ms", "modelfs", NULL, R_LT, T_KILL_PAUSE_MS, NULL},
 	{"reader pause, ms: upgrade", "takeover", "upgrade_pause_ms",
 	 "modelfs", NULL, R_LT, T_UPGRADE_PAUSE_MS, NULL},
+	/* The remote section (remote.py): the model at a URL. */
+	{"url first use, 1 array: download+mount / lazy", "remote",
+	 "first_use_ms", "download-local", "modelfs-url", R_GE, T_FASTER,
+	 NULL},
+	{"url bytes fetched / size, 1 array of 4", "remote", "fetched_x",
+	 "modelfs-url", NULL, R_LE, T_FETCHED, NULL},
+	{"url cold scan: modelfs-url / local store", "remote-cold", "gibps",
+	 "modelfs-url", "modelfs-local", R_GE, T_REMOTE_COLD, NULL},
+	{"url warm scan: modelfs-url / plain", "remote-warm", "gibps",
+	 "modelfs-url", "plain", R_GE, T_WARM, NULL},
 };
 
 #define REPORT_NRATIOS (sizeof(report_ratios) / sizeof(report_ratios[0]))

@@ -62,6 +62,11 @@
 #            mmap_mode="r" and private copies; put, get_model to first use,
 #            time to ready (put included) and memory (workers' Pss growth +
 #            the page cache of the model's files) / model
+#   remote   the model at a URL (tools/bench/remote.py: a real nginx on
+#            loopback): first use of one array, lazily vs downloading the
+#            container and mounting it; bytes fetched for that array /
+#            its size; cold scan through the URL mount vs the local
+#            store's mount; warm scan once read vs plain files
 #
 # The floor is floorfs (tools/bench/floorfs.c): the least a libfuse
 # file system does per request, so per-request figures are ratios to what
@@ -87,8 +92,9 @@ readonly FULL_MIB=1024 FULL_MANY=10000 FULL_REPS=5 FULL_ITERS=100
 readonly QUICK_MIB=32 QUICK_MANY=1000 QUICK_REPS=1 QUICK_ITERS=20
 # The Python model's array bytes (MiB), full and quick.
 readonly FULL_PY_MIB=1024 QUICK_PY_MIB=64
-# Disk needed per MiB of model: .npy, two containers, two images.
-readonly DISK_FACTOR=5
+# Disk needed per MiB of model: .npy, two containers, two images, the
+# remote measures' disk cache and downloaded copy.
+readonly DISK_FACTOR=7
 # Disk needed per MiB of the Python model: its container or file.
 readonly PY_DISK_FACTOR=2
 
@@ -540,6 +546,16 @@ measure_python() {
 	unmount py
 }
 
+# The remote section: remote.py serves the raw store with nginx and mounts
+# it by URL, beside the local store.
+measure_remote() {
+	log "remote: the model at a URL, lazily, against download + mount"
+	"$PY" "$SRC_DIR/remote.py" --samples "$SAMPLES" --data "$DATA" \
+		--store "$DATA/store-raw" --npy "$DATA/npy" --model big \
+		--array emb --reps "$REPS" --modelfs "$MODELFS" \
+		--modelctl "$MODELCTL" --bench "$BENCH"
+}
+
 measure_open() {
 	local r one common
 	log "open + close: modelfs, the floor, plain files; attach on the floor"
@@ -592,6 +608,7 @@ report() {
 		--info "squashfuse=$(dpkg-query -W -f='${Version}' squashfuse 2>/dev/null || echo '?') squashfuse_ll, mksquashfs defaults (128 KiB blocks)" \
 		--info "workers=$NWORKERS; memory = sum Pss (workers + server) + unmapped page cache growth" \
 		--info "tiny_models=$NMANY; wide_model_arrays=$WIDE_ARRAYS" \
+		--info "remote=the raw model served by nginx on 127.0.0.1 (its container in the page cache), one array = emb; download = urllib into a local store, then mount" \
 		--info "python=$PY_MIB MiB model (dict: f4 item and user embeddings, scipy CSR i4/i4/f4, pandas DataFrame i4,i4,f4,i8), $NWORKERS forkserver workers, page cache dropped before each system; memory = workers' (and daemon's) Pss growth without the model's mappings + page cache of the model's files" \
 		"$SAMPLES"
 	log "JSON: $JSON"
@@ -607,8 +624,8 @@ main() {
 	trap 'echo "run.sh: failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 	prepare_data_dir
 	for step in prepare measure_warm measure_cold measure_workers \
-		measure_put measure_python measure_attach measure_open \
-		measure_ls measure_pack measure_takeover; do
+		measure_put measure_python measure_remote measure_attach \
+		measure_open measure_ls measure_pack measure_takeover; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"
