@@ -39,6 +39,8 @@
 #define MFSD_FUSERMOUNT "fusermount3"
 #define MFSD_DEV_NULL "/dev/null"
 #define MFSD_FD_TEXT_MAX 16
+/* Room for "killed by signal N (name)" or "exited with status N". */
+#define MFSD_HOW_MAX 64
 /* Names in systemd's descriptor store (FDNAME=). */
 #define MFSD_SD_NAME_FUSE "fuse"
 #define MFSD_SD_NAME_HANDOFF "handoff"
@@ -412,7 +414,7 @@ static int mfsd_sup_reexec(struct mfsd_sup *s);
 static int mfsd_sup_child_ended(struct mfsd_sup *s, int ws)
 {
 	bool was_ready;
-	char how[64];
+	char how[MFSD_HOW_MAX];
 	const char *why;
 	pid_t pid = s->child;
 
