@@ -10,6 +10,7 @@
 #include "chunkcache.h"
 #include "data.h"
 #include "follow.h"
+#include "handoff.h"
 #include "loader.h"
 #include "remote.h"
 #include "table.h"
@@ -32,6 +33,7 @@ struct mfsd_options {
 	unsigned read_ahead_kb; /* bdi readahead to set; 0 = leave it */
 	unsigned max_read;      /* largest read request, bytes */
 	enum mfsd_io_mode io;
+	bool takeover;          /* a dead serving process is replaced */
 	/* A store at an http(s):// URL (remote.h): store_dir is then the
 	 * view directory of its cache. */
 	bool remote;
@@ -56,6 +58,9 @@ struct mfsd_ctx {
 	struct mfsd_stats stats;   /* atomics */
 	struct mfsd_remote *remote; /* own locks; NULL: a local store */
 	struct mfsd_data data;     /* immutable, points into the above */
+	/* Records for a successor, and the handles' ids (handoff.h); set
+	 * before the session starts. */
+	struct mfsd_handoff *handoff;
 };
 
 #endif /* MFSD_DAEMON_H */

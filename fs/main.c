@@ -5,8 +5,10 @@
  *           [remote options] STORE_DIR|URL MOUNTPOINT
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +26,8 @@
 #include "lease.h"
 #include "log.h"
 #include "ops.h"
+#include "supervise.h"
 
-#define MFSD_EXIT_OK 0
-#define MFSD_EXIT_FAIL 1
-#define MFSD_EXIT_USAGE 2
 
 /*
  * Defaults chosen by measurement: on 2 cores, 2 worker threads scanned
@@ -53,8 +53,10 @@
 #define MFSD_MALLOC_MMAP_THRESHOLD (32u << 20)
 /* Heap kept beyond the chunk cache before glibc gives memory back. */
 #define MFSD_MALLOC_TRIM_SLACK (16u << 20)
-#define MFSD_FUSE_SUPER_MAGIC 0x65735546
 #define MFSD_SYSFS_PATH_MAX 96
+/* How long the readahead thread waits for INIT: 10 s, polled. */
+#define MFSD_RA_WAIT_POLLS 10000u
+#define MFSD_RA_WAIT_POLL_US 1000u
 #define MFSD_MOUNT_OPTS_MAX 512
 /*
  * Descriptors kept out of the containers' budget: standard streams,
@@ -75,6 +77,7 @@
 struct mfsd_ra_thread {
 	pthread_t tid;
 	bool started;
+	struct mfsd_handoff_region *region;
 	const char *mountpoint;
 	unsigned read_ahead_kb;
 };
@@ -138,9 +141,19 @@ static void mfsd_usage(FILE *f, const char *prog)
 		"  -o io=splice|pread   how raw bytes reach the kernel\n"
 		"                       (default splice)\n"
 		"  -o cache_budget=SIZE as --cache-budget\n"
+		"  -o takeover=on|off   when the serving process dies, a new\n"
+		"                       one takes the mount over (default on;\n"
+		"                       off: the mount ends with it)\n"
 		"  ro, defaults, nodev, nosuid, noexec, noatime, _netdev,\n"
 		"  nofail, auto, noauto, user, users, x-* are accepted and\n"
-		"  ignored (the mount is always read-only).\n",
+		"  ignored (the mount is always read-only).\n"
+		"\n"
+		"The process started (or left running in the background) is\n"
+		"the supervisor: it holds the mount and runs the serving\n"
+		"process as its child, replacing it if it dies.  Signals to\n"
+		"the supervisor: SIGTERM, SIGINT, SIGHUP stop and unmount;\n"
+		"SIGUSR2 upgrades: the binary at its path runs again and\n"
+		"takes the mount over.\n",
 		prog, MFSD_MIN_DEFAULT_THREADS, MFSD_MAX_DEFAULT_THREADS,
 		MFSD_REMOTE_CACHE_DIR, MFSD_REMOTE_POLL_S,
 		MFSD_REMOTE_CONNECTIONS, MFSD_REMOTE_DEADLINE_S,
@@ -200,6 +213,7 @@ enum mfsd_opt_key {
 	MFSD_KEY_MAX_READ,
 	MFSD_KEY_IO,
 	MFSD_KEY_OPT_CACHE_BUDGET,
+	MFSD_KEY_TAKEOVER,
 };
 
 /*
@@ -241,6 +255,7 @@ static const struct fuse_opt mfsd_opt_table[] = {
 	FUSE_OPT_KEY("max_read=", MFSD_KEY_MAX_READ),
 	FUSE_OPT_KEY("io=", MFSD_KEY_IO),
 	FUSE_OPT_KEY("cache_budget=", MFSD_KEY_OPT_CACHE_BUDGET),
+	FUSE_OPT_KEY("takeover=", MFSD_KEY_TAKEOVER),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("defaults", FUSE_OPT_KEY_DISCARD),
 	FUSE_OPT_KEY("default_permissions", FUSE_OPT_KEY_DISCARD),
@@ -440,6 +455,14 @@ static int mfsd_set_value(struct mfsd_options *opt, int key, const char *v)
 		return 0;
 	case MFSD_KEY_OPT_CACHE_BUDGET:
 		return mfsd_parse_size(v, &opt->page_budget);
+	case MFSD_KEY_TAKEOVER:
+		if (strcmp(v, "on") == 0)
+			opt->takeover = true;
+		else if (strcmp(v, "off") == 0)
+			opt->takeover = false;
+		else
+			return -EINVAL;
+		return 0;
 	default: /* MFSD_KEY_IO */
 		if (strcmp(v, "splice") == 0)
 			opt->io = MFSD_IO_SPLICE;
@@ -643,6 +666,25 @@ static int mfsd_check_dir(const char *what, const char *path, char **out)
 	return 0;
 }
 
+/*
+ * As mfsd_check_dir for MOUNTPOINT, but a dead mount left there (its
+ * daemon gone: ENOTCONN) is lazily unmounted first, as `fusermount3 -uz`
+ * would, so that a restart needs no cleaning up.  0 or -1.
+ */
+static int mfsd_check_mountpoint(const char *path, char **out)
+{
+	struct statfs sfs;
+
+	/* statfs, not stat: the kernel may answer stat of a dead mount's
+	 * root from its cache. */
+	if (statfs(path, &sfs) < 0 && errno == ENOTCONN) {
+		fprintf(stderr, "modelfs: MOUNTPOINT '%s' is a dead mount (its "
+			"daemon is gone): unmounting it\n", path);
+		mfsd_unmount_lazy(path);
+	}
+	return mfsd_check_dir("MOUNTPOINT", path, out);
+}
+
 /* Builds the libfuse argument vector: the mount is always read-only with
  * kernel permission checks, named modelfs. */
 static int mfsd_fuse_args(const struct mfsd_options *opt, struct fuse_args *a)
@@ -661,25 +703,74 @@ static int mfsd_fuse_args(const struct mfsd_options *opt, struct fuse_args *a)
 	return 0;
 }
 
+/* Decodes the octal escapes (\040 ...) of a mountinfo field in place. */
+static void mfsd_mountinfo_unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* The device of the mount at @mnt (the last one there), from
+ * /proc/self/mountinfo: no request reaches the mount.  0 or -1. */
+static int mfsd_mount_dev(const char *mnt, unsigned *maj, unsigned *min)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, path[PATH_MAX];
+	size_t cap = 0;
+	unsigned a, b;
+	int rc = -1;
+
+	if (!f)
+		return -1;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, path) != 3)
+			continue;
+		mfsd_mountinfo_unescape(path);
+		if (strcmp(path, mnt) == 0) {
+			*maj = a;
+			*min = b;
+			rc = 0;
+		}
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 /*
- * Raises the readahead of the mount's backing device info.  Runs in its
- * own thread: stat() of the mount point needs the session loop to answer,
- * and the kernel clamps the value when INIT is answered, so it can only
- * be done once the loop runs.
+ * Raises the readahead of the mount's backing device info.  The kernel
+ * clamps the value when INIT is answered, so this waits until the reply
+ * went out (handoff.h counts the INIT then).  The device comes from
+ * mountinfo, not from a stat of the mount point: a request in flight
+ * would keep an unmount busy.
  */
 static void *mfsd_ra_main(void *arg)
 {
 	struct mfsd_ra_thread *t = arg;
 	char path[MFSD_SYSFS_PATH_MAX];
-	struct statfs sfs;
-	struct stat st;
+	unsigned maj, min;
 	FILE *f;
 
-	if (stat(t->mountpoint, &st) < 0 || statfs(t->mountpoint, &sfs) < 0 ||
-	    sfs.f_type != MFSD_FUSE_SUPER_MAGIC)
+	for (unsigned i = 0; !atomic_load(&t->region->init_len); i++) {
+		if (i == MFSD_RA_WAIT_POLLS)
+			return NULL; /* no INIT: nothing to set */
+		usleep(MFSD_RA_WAIT_POLL_US);
+	}
+	if (mfsd_mount_dev(t->mountpoint, &maj, &min) < 0)
 		return NULL;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
+		 maj, min);
 	f = fopen(path, "w");
 	if (f) {
 		bool ok = fprintf(f, "%u\n", t->read_ahead_kb) > 0;
@@ -696,20 +787,20 @@ static void *mfsd_ra_main(void *arg)
 	return NULL;
 }
 
+/* Starts the readahead thread, detached (the serving process may end
+ * while it waits for INIT).  @t must outlive it. */
 static void mfsd_ra_start(struct mfsd_ra_thread *t,
-			  const struct mfsd_options *opt)
+			  const struct mfsd_options *opt,
+			  struct mfsd_handoff_region *region)
 {
+	t->region = region;
 	t->mountpoint = opt->mountpoint;
 	t->read_ahead_kb = opt->read_ahead_kb;
 	if (opt->read_ahead_kb == 0)
 		return;
 	t->started = pthread_create(&t->tid, NULL, mfsd_ra_main, t) == 0;
-}
-
-static void mfsd_ra_join(struct mfsd_ra_thread *t)
-{
 	if (t->started)
-		pthread_join(t->tid, NULL);
+		pthread_detach(t->tid);
 }
 
 /* Runs the multithreaded loop until a signal or unmount. */
@@ -774,8 +865,8 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	struct mfsd_skip_counts k;
 	int rc = mfsd_follow_scan_names(ctx->table, mfsd_scan_name, ctx);
 
-	/* No loader thread may be left when the daemon forks to go into
-	 * the background (mfsd_serve). */
+	/* The scan is done when this returns (the mount then answers with
+	 * the whole store). */
 	mfsd_loader_drain(&ctx->loader);
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cannot read store %s: %s",
@@ -800,7 +891,37 @@ static int mfsd_initial_scan(struct mfsd_ctx *ctx)
 	return 0;
 }
 
-static int mfsd_ctx_init(struct mfsd_ctx *ctx)
+/*
+ * On a successor: rebuilds the models and open handles the predecessor
+ * recorded, before the store is scanned again (which then applies what
+ * changed meanwhile, telling the kernel).  0 or a negative errno.
+ */
+static int mfsd_takeover(struct mfsd_ctx *ctx, const struct mfsd_child *c)
+{
+	struct mfsd_model **all;
+	ssize_t n;
+	int rc = mfsd_handoff_adopt_models(ctx->table, c->fds, c->nfds);
+
+	if (rc == 0)
+		rc = mfsd_ops_adopt_handles(ctx);
+	if (rc < 0) {
+		mfsd_log(MFSD_LOG_ERR, "takeover: %s", strerror(-rc));
+		return rc;
+	}
+	/* A model left with no count (its last release was read but not
+	 * answered, say) is freed now. */
+	n = mfsd_table_get_all(ctx->table, &all);
+	if (n > 0)
+		mfsd_table_put_all(ctx->table, all, (size_t)n);
+	else if (n == 0)
+		free(all);
+	/* The kernel knows the models: changes found by the scan are
+	 * notified. */
+	atomic_store(&ctx->notify, true);
+	return 0;
+}
+
+static int mfsd_ctx_init(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 {
 	int rc;
 
@@ -815,6 +936,7 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 		return rc;
 	}
 	ctx->table->fd_budget = mfsd_fd_budget(&ctx->opt);
+	ctx->table->handoff = ctx->handoff;
 	ctx->table->remote = ctx->remote;
 	/* Before any container takes a descriptor, and before the scan so
 	 * that no change is missed; the thread starts once the session can
@@ -831,6 +953,11 @@ static int mfsd_ctx_init(struct mfsd_ctx *ctx)
 		return rc;
 	ctx->loading = true;
 	ctx->watch.loader = &ctx->loader;
+	if (c->adopt) {
+		rc = mfsd_takeover(ctx, c);
+		if (rc < 0)
+			return rc;
+	}
 	rc = mfsd_initial_scan(ctx);
 	if (rc < 0)
 		return rc;
@@ -884,9 +1011,9 @@ static int mfsd_notify_inval_inode(void *arg, uint64_t ino, int64_t off,
 						(off_t)off, (off_t)len);
 }
 
-/* Starts the watcher thread on session @se (after daemonizing: a fork
- * keeps no threads).  A failure is logged; the mount still serves, and
- * lookups still find new models. */
+/* Starts the watcher thread on session @se, which must exist first (the
+ * thread sends notifications through it).  A failure is logged; the
+ * mount still serves, and lookups still find new models. */
 static void mfsd_watch_begin(struct mfsd_ctx *ctx, struct fuse_session *se)
 {
 	const struct mfsd_notifier n = {
@@ -936,58 +1063,193 @@ static void mfsd_tune_malloc(size_t cache_bytes)
 	(void)mallopt(M_TRIM_THRESHOLD, (int)trim);
 }
 
-/* An mfsd_exited_fn: the session loop is ending (a signal, an unmount). */
-static bool mfsd_session_exited(void *se)
+/* Set by the upgrade signal: the session ends so that a successor takes
+ * over; nothing is torn down. */
+static volatile sig_atomic_t mfsd_draining;
+/* The session the supervisor's signals end (set before they are
+ * handled). */
+static struct fuse_session *mfsd_signal_session;
+
+/* SIGUSR1 (stop for good) or SIGUSR2 (drain for an upgrade) in a serving
+ * child: stop reading requests; those read are finished, those not read
+ * stay in the kernel's queue. */
+static void mfsd_end_handler(int signo)
 {
-	return fuse_session_exited(se) != 0;
+	if (signo == SIGUSR2)
+		mfsd_draining = 1;
+	if (mfsd_signal_session)
+		fuse_session_exit(mfsd_signal_session);
 }
 
-/* Mounts, runs, unmounts.  Returns the exit status. */
-static int mfsd_serve(struct mfsd_ctx *ctx)
+/*
+ * The signals of a serving child.  Only the supervisor ends it on
+ * purpose, with SIGUSR1 (stop) or SIGUSR2 (drain); any other signal
+ * that ends it, SIGTERM included, is a death the supervisor recovers
+ * from.  SIGINT and SIGHUP belong to the supervisor (a terminal's ^C
+ * reaches both).  0 or -1.
+ */
+static int mfsd_child_signals(struct fuse_session *se)
+{
+	struct sigaction sa = {.sa_handler = mfsd_end_handler};
+
+	mfsd_signal_session = se;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a worker blocked reading the device returns and
+	 * sees the session end. */
+	if (sigaction(SIGUSR1, &sa, NULL) < 0 ||
+	    sigaction(SIGUSR2, &sa, NULL) < 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	return 0;
+}
+
+/* On a successor: asks the kernel to send again the requests the
+ * predecessor read but did not answer. */
+static void mfsd_resend(const struct mfsd_child *c)
+{
+	int rc = mfsd_handoff_resend(c->fuse_fd);
+
+	if (rc < 0)
+		mfsd_log(MFSD_LOG_ERR, "takeover: FUSE_NOTIFY_RESEND failed "
+			 "(%s): requests in flight at the takeover stay "
+			 "unanswered", strerror(-rc));
+	else
+		mfsd_log(MFSD_LOG_INFO, "takeover: requests in flight sent "
+			 "again");
+}
+
+/* Says once whether a serving process that dies can be taken over. */
+static void mfsd_report_resend(const struct mfsd_child *c)
+{
+	uint32_t minor = mfsd_handoff_kernel_minor(c->region);
+
+	if (c->replay || minor == 0)
+		return;
+	if (minor < MFSD_FUSE_RESEND_MINOR)
+		mfsd_log(MFSD_LOG_WARNING, "the kernel's FUSE protocol is 7.%u: "
+			 "it lacks FUSE_NOTIFY_RESEND (7.%u, Linux 6.9), so "
+			 "if the serving process dies the mount ends with it",
+			 minor, MFSD_FUSE_RESEND_MINOR);
+}
+
+/* An mfsd_exited_fn: the session loop is ending (a stop, an unmount) and
+ * fetches may be cancelled; not while draining for an upgrade, when the
+ * requests read are still to be answered. */
+static bool mfsd_session_exited(void *se)
+{
+	return fuse_session_exited(se) != 0 && !mfsd_draining;
+}
+
+/* Runs the session on the supervisor's device.  Returns the child's
+ * exit status; a drained child exits here, leaving its records. */
+static int mfsd_serve(struct mfsd_ctx *ctx, const struct mfsd_child *c)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct mfsd_ra_thread ra = {0};
+	static struct mfsd_ra_thread ra;
 	struct fuse_session *se = NULL;
-	int status = MFSD_EXIT_FAIL;
+	int status = MFSD_CHILD_EXIT_FAILED;
+	/* Its own copy: the session closes it. */
+	int fd = fcntl(c->fuse_fd, F_DUPFD_CLOEXEC, 0);
 
-	if (mfsd_fuse_args(&ctx->opt, &args) < 0)
+	if (fd < 0 || mfsd_fuse_args(&ctx->opt, &args) < 0)
 		goto out_args;
 	se = fuse_session_new(&args, &mfsd_ops, sizeof(mfsd_ops), ctx);
 	if (!se)
 		goto out_args;
-	if (fuse_set_signal_handlers(se) < 0)
+	if (fuse_session_custom_io(se, &mfsd_handoff_io, fd) < 0)
 		goto out_session;
-	if (fuse_session_mount(se, ctx->opt.mountpoint) < 0)
+	fd = -1;
+	if (mfsd_child_signals(se) < 0)
 		goto out_signals;
-	if (fuse_daemonize(ctx->opt.foreground) < 0)
-		goto out_unmount;
-	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads)",
-		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads);
-	mfsd_ra_start(&ra, &ctx->opt);
+	if (c->resend)
+		mfsd_resend(c);
+	mfsd_log(MFSD_LOG_INFO, "serving %s at %s (%u threads, pid %d)",
+		 ctx->opt.store_dir, ctx->opt.mountpoint, ctx->opt.threads,
+		 (int)getpid());
+	if (!c->replay)
+		mfsd_ra_start(&ra, &ctx->opt, c->region);
 	mfsd_watch_begin(ctx, se);
 	if (ctx->remote)
 		mfsd_remote_start(ctx->remote, mfsd_session_exited, se);
+	mfsd_handoff_ready(ctx->handoff);
 	/* The loop returns the number of the signal that ended it, which is
 	 * a clean shutdown, or a negative errno. */
-	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_EXIT_FAIL : MFSD_EXIT_OK;
+	status = mfsd_loop(se, &ctx->opt) < 0 ? MFSD_CHILD_EXIT_FAILED
+					      : MFSD_CHILD_EXIT_STOPPED;
+	if (mfsd_draining) {
+		/* The records stay as they are for the successor; the
+		 * requests read are answered (the loop ended after them). */
+		mfsd_log(MFSD_LOG_INFO, "drained for an upgrade");
+		mfsd_log_close();
+		_exit(MFSD_CHILD_EXIT_DRAINED);
+	}
+	mfsd_report_resend(c);
 	/* Fetches in progress fail now instead of at their deadline. */
 	mfsd_remote_stop(ctx->remote);
-	/* Before the unmount, which invalidates the session's descriptor
-	 * the watcher writes notifications to. */
 	(void)mfsd_watch_stop(&ctx->watch);
-out_unmount:
-	fuse_session_unmount(se);
-	/* A notification that was stuck in the kernel fails now. */
-	(void)mfsd_watch_stop(&ctx->watch);
-	/* After the unmount a pending stat() of the readahead thread fails
-	 * instead of waiting for the loop that is gone. */
-	mfsd_ra_join(&ra);
+	mfsd_ops_close_handles(ctx);
 out_signals:
-	fuse_remove_signal_handlers(se);
+	mfsd_signal_session = NULL;
 out_session:
 	fuse_session_destroy(se);
 out_args:
+	if (fd >= 0)
+		close(fd);
 	fuse_opt_free_args(&args);
+	return status;
+}
+
+/* Detaches a background child from the terminal once it serves (the
+ * supervisor does the same). */
+static void mfsd_child_detach(const struct mfsd_ctx *ctx)
+{
+	int fd;
+
+	if (ctx->opt.foreground)
+		return;
+	fd = open("/dev/null", O_RDWR);
+	if (fd < 0)
+		return;
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/* An mfsd_serve_fn: the serving process.  Returns its exit status. */
+static int mfsd_serve_child(void *arg, const struct mfsd_child *c)
+{
+	struct mfsd_ctx *ctx = arg;
+	struct mfsd_handoff ho;
+	int status = MFSD_CHILD_EXIT_FAILED;
+
+	if (mfsd_handoff_init(&ho, c->region, c->sock, c->replay) < 0) {
+		mfsd_log(MFSD_LOG_ERR, "out of memory");
+		return status;
+	}
+	ctx->handoff = &ho;
+	/* Here, not in the supervisor: its threads start with the session,
+	 * and a fork keeps no threads. */
+	if (ctx->opt.remote) {
+		if (mfsd_remote_open(&ctx->remote, &ctx->opt.ropt) < 0)
+			goto out_handoff;
+		ctx->opt.store_dir = mfsd_remote_store_dir(ctx->remote);
+	}
+	/* Before any thread exists: they all inherit the blocked signal. */
+	if (mfsd_lease_setup() < 0)
+		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
+			 "every chunk is re-verified each time it is served");
+	if (mfsd_ctx_init(ctx, c) == 0) {
+		mfsd_child_detach(ctx);
+		status = mfsd_serve(ctx, c);
+	}
+	mfsd_ctx_fini(ctx);
+out_handoff:
+	mfsd_handoff_destroy(&ho);
+	mfsd_log_close();
 	return status;
 }
 
@@ -1000,6 +1262,7 @@ int main(int argc, char **argv)
 			.read_ahead_kb = MFSD_DEFAULT_READ_AHEAD_KB,
 			.max_read = MFSD_DEFAULT_MAX_READ,
 			.io = MFSD_IO_SPLICE,
+			.takeover = true,
 			.ropt = {
 				.cache_dir = MFSD_REMOTE_CACHE_DIR,
 				.poll_s = MFSD_REMOTE_POLL_S,
@@ -1009,8 +1272,10 @@ int main(int argc, char **argv)
 			},
 		},
 	};
+	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
+	struct mfsd_supervise_opts so = {.argv = argv};
 	char *store = NULL, *mnt = NULL;
-	int status = MFSD_EXIT_FAIL;
+	int status = MFSD_EXIT_FAIL, adopted;
 
 	switch (mfsd_parse_args(argc, argv, &ctx.opt)) {
 	case MFSD_ARGS_EXIT_OK:
@@ -1026,9 +1291,11 @@ int main(int argc, char **argv)
 	case MFSD_ARGS_RUN:
 		break;
 	}
-	if ((!ctx.opt.remote &&
+	adopted = mfsd_supervise_adopted(&mnt);
+	if (adopted < 0 ||
+	    (!ctx.opt.remote &&
 	     mfsd_check_dir("STORE_DIR", ctx.opt.store_dir, &store) < 0) ||
-	    mfsd_check_dir("MOUNTPOINT", ctx.opt.mountpoint, &mnt) < 0)
+	    (!adopted && mfsd_check_mountpoint(ctx.opt.mountpoint, &mnt) < 0))
 		goto out;
 	if (store)
 		ctx.opt.store_dir = store;
@@ -1039,22 +1306,19 @@ int main(int argc, char **argv)
 		ctx.opt.threads = ctx.opt.ropt.connections;
 	ctx.opt.mountpoint = mnt;
 	mfsd_log_init(ctx.opt.foreground, ctx.opt.debug);
-	/* Before the remote store opens its cache files. */
+	/* Inherited by the serving process: before a remote store opens
+	 * its cache files. */
 	mfsd_raise_nofile();
-	if (ctx.opt.remote) {
-		if (mfsd_remote_open(&ctx.remote, &ctx.opt.ropt) < 0)
-			goto out_log;
-		ctx.opt.store_dir = mfsd_remote_store_dir(ctx.remote);
-	}
-	/* Before any thread exists: they all inherit the blocked signal. */
-	if (mfsd_lease_setup() < 0)
-		mfsd_log(MFSD_LOG_WARNING, "cannot block the lease signal: "
-			 "every chunk is re-verified each time it is served");
 	mfsd_tune_malloc(ctx.opt.cache_bytes);
-	if (mfsd_ctx_init(&ctx) == 0)
-		status = mfsd_serve(&ctx);
-	mfsd_ctx_fini(&ctx);
+	if (mfsd_fuse_args(&ctx.opt, &margs) < 0)
+		goto out_log;
+	so.mountpoint = mnt;
+	so.foreground = ctx.opt.foreground;
+	so.takeover = ctx.opt.takeover;
+	so.mount_args = &margs;
+	status = mfsd_supervise(&so, mfsd_serve_child, &ctx);
 out_log:
+	fuse_opt_free_args(&margs);
 	mfsd_log_close();
 out:
 	free(store);

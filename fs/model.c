@@ -13,6 +13,7 @@
 
 #include "chunkcache.h"
 #include "data.h"
+#include "handoff.h"
 #include "lease.h"
 #include "model.h"
 #include "remote.h"
@@ -95,8 +96,11 @@ void mfsd_model_release_data(struct mfsd_table *t, struct mfsd_model *m,
 	m->remote = NULL;
 	mfs_container_close(m->container);
 	m->container = NULL;
-	if (had_fd)
+	if (had_fd) {
 		mfsd_fd_put(t);
+		/* The supervisor closes its copy too. */
+		mfsd_handoff_fd_closed(t, m);
+	}
 }
 
 void mfsd_model_free(struct mfsd_table *t, struct mfsd_model *m)
@@ -104,6 +108,7 @@ void mfsd_model_free(struct mfsd_table *t, struct mfsd_model *m)
 	if (!m)
 		return;
 	mfsd_model_release_data(t, m, m->state != MFSD_MODEL_PUBLISHED);
+	mfsd_handoff_model_end(t, m);
 	free(m->holds);
 	free(m->key);
 	free(m->file_name);
@@ -289,23 +294,31 @@ fail:
 	return rc;
 }
 
-int mfsd_model_load(struct mfsd_table *t, const char *file_name,
-			   const struct stat *st, const char *key,
-			   struct mfsd_model **out, char *why)
+/* A model named @key with container @file_name, nothing loaded yet.
+ * NULL when out of memory. */
+static struct mfsd_model *mfsd_model_alloc(const char *key,
+					   const char *file_name)
 {
 	struct mfsd_model *m = calloc(1, sizeof(*m));
-	int rc = -ENOMEM;
 
-	mfsd_why(why, "out of memory");
 	if (!m)
-		return -ENOMEM;
+		return NULL;
 	m->key = strdup(key);
 	m->file_name = strdup(file_name);
-	if (!m->key || !m->file_name)
-		goto fail;
-	rc = mfsd_model_open(t, m, file_name, st, why);
-	if (rc < 0)
-		goto fail;
+	if (!m->key || !m->file_name) {
+		free(m->key);
+		free(m->file_name);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* Makes the serving state of @m, whose container is open.  0 or a
+ * negative errno with @why set. */
+static int mfsd_model_prepare(struct mfsd_table *t, struct mfsd_model *m,
+			      char *why)
+{
 	mfsd_model_set_perms(m, &m->st);
 	/*
 	 * No readahead on the backing file: requests can be served out of
@@ -325,12 +338,113 @@ int mfsd_model_load(struct mfsd_table *t, const char *file_name,
 		atomic_store(&m->trust, MFSD_TRUST_UNLEASED);
 	else
 		mfsd_lease_take(m);
-	rc = mfsd_model_fill(m, why);
+	return mfsd_model_fill(m, why);
+}
+
+int mfsd_model_load(struct mfsd_table *t, const char *file_name,
+			   const struct stat *st, const char *key,
+			   struct mfsd_model **out, char *why)
+{
+	struct mfsd_model *m = mfsd_model_alloc(key, file_name);
+	int rc;
+
+	mfsd_why(why, "out of memory");
+	if (!m)
+		return -ENOMEM;
+	rc = mfsd_model_open(t, m, file_name, st, why);
+	if (rc < 0)
+		goto fail;
+	rc = mfsd_model_prepare(t, m, why);
 	if (rc < 0)
 		goto fail;
 	*out = m;
 	return 0;
 fail:
+	mfsd_model_free(t, m);
+	return rc;
+}
+
+/* Opens the container of recorded model @r again by its file name, if
+ * that is still the recorded file.  The descriptor or a negative errno
+ * with @why set (-ESTALE: another file has the name now). */
+static int mfsd_model_reopen(struct mfsd_table *t,
+			     const struct mfsd_model_record *r, char *why)
+{
+	struct stat st;
+	int fd = openat(t->dirfd, r->file_name, MFSD_CONTAINER_OPEN_FLAGS);
+
+	if (fd < 0) {
+		int rc = -errno;
+
+		mfsd_why(why, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_dev != r->dev || (uint64_t)st.st_ino != r->ino) {
+		close(fd);
+		mfsd_why(why, "its container was replaced and no descriptor "
+			 "of it was kept");
+		return -ESTALE;
+	}
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+int mfsd_model_adopt(struct mfsd_table *t, const struct mfsd_model_record *r,
+		     int fd, struct mfsd_model **out, char *why)
+{
+	struct mfsd_model *m = mfsd_model_alloc(r->key, r->file_name);
+	char label[PATH_MAX];
+	int rc = -ENOMEM;
+
+	mfsd_why(why, "out of memory");
+	if (!m)
+		goto fail_fd;
+	m->gen = r->gen;
+	m->state = r->state;
+	if (r->retired) {
+		/* Nothing to load: its directory looks empty. */
+		m->retired = true;
+		*out = m;
+		return 0;
+	}
+	if (fd < 0)
+		fd = mfsd_model_reopen(t, r, why);
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	rc = mfsd_fd_get(t);
+	if (rc < 0) {
+		mfsd_why(why, "no file descriptor left for it");
+		goto fail_fd;
+	}
+	if (fstat(fd, &m->st) < 0) {
+		rc = -errno;
+		mfsd_why(why, strerror(errno));
+		mfsd_fd_put(t);
+		goto fail_fd;
+	}
+	snprintf(label, sizeof(label), "%s/%s", t->dir_path, r->file_name);
+	rc = mfs_container_open_fd(&m->container, fd, label);
+	if (rc < 0) {
+		mfsd_why(why, rc == -ENOMEM ? "out of memory"
+					    : mfs_last_error());
+		mfsd_fd_put(t);
+		goto fail_fd;
+	}
+	rc = mfsd_model_prepare(t, m, why);
+	if (rc < 0)
+		goto fail;
+	*out = m;
+	return 0;
+fail_fd:
+	if (fd >= 0)
+		close(fd);
+fail:
+	/* Not recorded as this model's any more: no message, no record. */
+	if (m)
+		m->gen = 0;
 	mfsd_model_free(t, m);
 	return rc;
 }

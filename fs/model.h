@@ -145,6 +145,11 @@ struct mfsd_model {
 	size_t nholds;
 	size_t holds_cap;
 
+	/* Its record in the handoff region (handoff.h), index + 1; 0: none.
+	 * Set under the table's lock when published (or adopted), cleared
+	 * when freed. */
+	uint32_t handoff_idx;
+
 	/* Only touched by the watcher thread, while it holds a busy mark: */
 	uint64_t sweep_due_ns;     /* next retry of deleting its entries */
 	uint64_t sweep_backoff_ns; /* delay before the retry after that */
@@ -169,6 +174,31 @@ bool mfsd_not_regular(mode_t mode, char *why);
 int mfsd_model_load(struct mfsd_table *t, const char *file_name,
 		    const struct stat *st, const char *key,
 		    struct mfsd_model **out, char *why);
+
+/* A model as a predecessor recorded it (handoff.h), for a successor. */
+struct mfsd_model_record {
+	uint64_t gen;
+	enum mfsd_model_state state;
+	bool retired;
+	uint64_t nlookup_dir;
+	uint64_t nlookup_files;
+	const char *key;
+	const char *file_name;
+	uint64_t dev; /* of the container file */
+	uint64_t ino;
+	uint32_t handoff_idx;
+};
+
+/*
+ * Loads recorded model @r again, not yet in the table: from container
+ * descriptor @fd (taken, closed on failure), or when @fd is -1 from its
+ * file name if that is still the recorded file; a retired model gets no
+ * container.  Returns 0 with *@out set, or a negative errno with @why
+ * set (-ESTALE: the name holds another file, -ENOMEM, the library's
+ * error for a bad container).
+ */
+int mfsd_model_adopt(struct mfsd_table *t, const struct mfsd_model_record *r,
+		     int fd, struct mfsd_model **out, char *why);
 
 /*
  * Closes @m's container and frees its serving state, after dropping what

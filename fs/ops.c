@@ -51,7 +51,9 @@ enum mfsd_handle_kind {
 };
 
 /*
- * What fi->fh points to.  Immutable after open except refs.  A reply may
+ * What fi->fh names: fi->fh is the handle's id in the handoff region
+ * (handoff.h), where its record lets a successor rebuild it; the id
+ * leads to this structure.  Immutable after open except refs.  A reply may
  * still be reading the handle's (or its model's) memory when the kernel
  * already woke the reader, who may close the file at once: so each read
  * holds a reference, and whichever of the release and the reads drops
@@ -59,6 +61,7 @@ enum mfsd_handle_kind {
  */
 struct mfsd_handle {
 	_Atomic unsigned refs; /* the open file's, plus one per request */
+	uint64_t id;           /* fi->fh; 0 until the open is answered */
 	enum mfsd_handle_kind kind;
 	struct mfsd_model *m; /* FILE: open handle; MODEL_DIR: dir handle */
 	uint64_t slot;        /* FILE */
@@ -74,9 +77,12 @@ static struct mfsd_ctx *mfsd_ctx(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static struct mfsd_handle *mfsd_handle(const struct fuse_file_info *fi)
+/* The handle of @fi, NULL if the id names none (a release the kernel
+ * sent again after a takeover, for a handle already gone). */
+static struct mfsd_handle *mfsd_handle(fuse_req_t req,
+				       const struct fuse_file_info *fi)
 {
-	return (struct mfsd_handle *)(uintptr_t)fi->fh;
+	return mfsd_handoff_handle_get(mfsd_ctx(req)->handoff, fi->fh);
 }
 
 /* ------------------------------------------------------------------ */
@@ -288,10 +294,11 @@ static void mfsd_getattr(fuse_req_t req, fuse_ino_t ino,
 /* Files                                                               */
 /* ------------------------------------------------------------------ */
 
-static void mfsd_handle_free(struct mfsd_handle *h)
+static void mfsd_handle_free(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 {
 	if (!h)
 		return;
+	mfsd_handoff_handle_end(ctx->handoff, h->id);
 	free(h->text);
 	mfsd_table_free_list(h->keys, h->nkeys);
 	free(h);
@@ -331,7 +338,7 @@ static void mfsd_handle_close(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 	else if (h->kind == MFSD_H_MODEL_DIR &&
 		 mfsd_table_release_dir(ctx->table, h->m))
 		mfsd_watch_kick(&ctx->watch);
-	mfsd_handle_free(h);
+	mfsd_handle_free(ctx, h);
 }
 
 /* Takes a reference on @h for a request that uses its memory. */
@@ -347,21 +354,59 @@ static void mfsd_handle_put(struct mfsd_ctx *ctx, struct mfsd_handle *h)
 		mfsd_handle_close(ctx, h);
 }
 
-/* Replies to an open with @h, or with error @rc (then @h is freed); if
+/* The kind of @h's record for a successor. */
+static enum mfsd_handoff_kind mfsd_handle_kind(const struct mfsd_handle *h)
+{
+	switch (h->kind) {
+	case MFSD_H_STATUS:
+		return MFSD_HK_STATUS;
+	case MFSD_H_FILE:
+		return MFSD_HK_FILE;
+	case MFSD_H_ROOT_DIR:
+		return MFSD_HK_ROOT_DIR;
+	default: /* MFSD_H_MODEL_DIR */
+		return MFSD_HK_MODEL_DIR;
+	}
+}
+
+/* Records @h, opened by the caller of @req, for a successor.  Its id
+ * (the fh to give the kernel) or -EMFILE. */
+static int64_t mfsd_handle_record(struct mfsd_ctx *ctx, fuse_req_t req,
+				  struct mfsd_handle *h)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct mfsd_handoff_handle rec = {
+		.kind = mfsd_handle_kind(h),
+		.pid = (int32_t)h->pid,
+		.uid = (uint32_t)c->uid,
+		.gid = (uint32_t)c->gid,
+		.gen = h->m ? h->m->gen : 0,
+		.slot = h->slot,
+	};
+
+	return mfsd_handoff_handle_new(ctx->handoff, h, &rec);
+}
+
+/* Replies to an open with @h, or with error @rc (then @h is closed); if
  * the opener was interrupted meanwhile, the kernel will never release the
  * handle, so it is closed here. */
 static void mfsd_reply_open(fuse_req_t req, struct fuse_file_info *fi,
 			    struct mfsd_handle *h, int rc)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
+	int64_t id = 0;
 
+	if (rc == 0) {
+		id = mfsd_handle_record(ctx, req, h);
+		rc = id < 0 ? (int)id : 0;
+	}
 	if (rc < 0) {
-		mfsd_handle_free(h);
+		mfsd_handle_close(ctx, h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-
-	fi->fh = (uint64_t)(uintptr_t)h;
+	h->id = (uint64_t)id;
+	fi->fh = h->id;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		mfsd_handle_put(ctx, h);
 }
@@ -472,9 +517,13 @@ static void mfsd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		      struct fuse_file_info *fi)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
-	struct mfsd_handle *h = mfsd_handle(fi);
+	struct mfsd_handle *h = mfsd_handle(req, fi);
 
 	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	/* The reply may still read the handle's memory after the kernel
 	 * let the reader go on and close the file. */
 	mfsd_handle_get(h);
@@ -482,12 +531,22 @@ static void mfsd_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	mfsd_handle_put(ctx, h);
 }
 
+/* Ends the open file's reference of @fi's handle.  A release sent again
+ * after a takeover may name a handle its first sending ended. */
+static void mfsd_release_handle(fuse_req_t req, struct fuse_file_info *fi)
+{
+	struct mfsd_handle *h = mfsd_handle(req, fi);
+
+	if (h)
+		mfsd_handle_put(mfsd_ctx(req), h);
+	fuse_reply_err(req, 0);
+}
+
 static void mfsd_release(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
 	(void)ino;
-	mfsd_handle_put(mfsd_ctx(req), mfsd_handle(fi));
-	fuse_reply_err(req, 0);
+	mfsd_release_handle(req, fi);
 }
 
 /* ------------------------------------------------------------------ */
@@ -666,8 +725,12 @@ static void mfsd_readdir_common(fuse_req_t req, size_t size, off_t off,
 				struct fuse_file_info *fi, bool plus)
 {
 	struct mfsd_ctx *ctx = mfsd_ctx(req);
-	struct mfsd_handle *h = mfsd_handle(fi);
+	struct mfsd_handle *h = mfsd_handle(req, fi);
 
+	if (!h) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	mfsd_handle_get(h);
 	mfsd_readdir_handle(ctx, req, h, size, off, plus);
 	mfsd_handle_put(ctx, h);
@@ -691,8 +754,7 @@ static void mfsd_releasedir(fuse_req_t req, fuse_ino_t ino,
 			    struct fuse_file_info *fi)
 {
 	(void)ino;
-	mfsd_handle_put(mfsd_ctx(req), mfsd_handle(fi));
-	fuse_reply_err(req, 0);
+	mfsd_release_handle(req, fi);
 }
 
 static void mfsd_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -999,6 +1061,105 @@ static void mfsd_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 }
 
 /* ------------------------------------------------------------------ */
+/* Takeover                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Fills new handle @h as the predecessor's record @rec describes it.
+ * 0, -ENOENT (its model is gone) or -ENOMEM. */
+static int mfsd_adopt_fill(struct mfsd_ctx *ctx, struct mfsd_handle *h,
+			   const struct mfsd_handoff_handle *rec)
+{
+	/* Without the opener's supplementary groups: shown less, never
+	 * more than it may see. */
+	struct mfsd_cred cred = {.uid = rec->uid, .gid = rec->gid};
+	struct mfsd_model *m;
+	ssize_t n;
+	int rc = 0;
+
+	switch (rec->kind) {
+	case MFSD_HK_STATUS:
+		return mfsd_status_snapshot(ctx, &cred, &h->text, &h->text_len);
+	case MFSD_HK_ROOT_DIR:
+		h->kind = MFSD_H_ROOT_DIR;
+		n = mfsd_table_list(ctx->table, &h->keys);
+		h->nkeys = n < 0 ? 0 : (size_t)n;
+		return n < 0 ? (int)n : 0;
+	default: /* FILE, MODEL_DIR */
+		break;
+	}
+	m = mfsd_table_get_gen(ctx->table, rec->gen);
+	if (!m)
+		return -ENOENT;
+	if (rec->kind == MFSD_HK_FILE) {
+		rc = mfsd_table_open_handle(ctx->table, m, rec->pid, rec->uid,
+					    rec->slot);
+		if (rc == 0) {
+			h->kind = MFSD_H_FILE;
+			h->pid = rec->pid;
+			h->slot = rec->slot;
+			h->m = m;
+		}
+	} else {
+		mfsd_table_open_dir(ctx->table, m);
+		h->kind = MFSD_H_MODEL_DIR;
+		h->m = m;
+	}
+	mfsd_table_put(ctx->table, m);
+	return rc;
+}
+
+int mfsd_ops_adopt_handles(struct mfsd_ctx *ctx)
+{
+	struct mfsd_handoff_region *r = ctx->handoff->r;
+	uint32_t used = atomic_load(&r->handles_used);
+	size_t adopted = 0, lost = 0;
+
+	for (uint32_t id = 1; id < used; id++) {
+		struct mfsd_handoff_handle rec = r->handles[id];
+		struct mfsd_handle *h;
+		int rc = -ENOMEM;
+
+		if (rec.kind == MFSD_HK_FREE)
+			continue;
+		h = mfsd_handle_new();
+		if (h)
+			rc = mfsd_adopt_fill(ctx, h, &rec);
+		if (rc == -ENOMEM) {
+			free(h ? h->text : NULL);
+			free(h);
+			return rc;
+		}
+		if (rc < 0) {
+			/* Its model was lost: the kernel's reads of it fail
+			 * (EBADF), its release ends nothing. */
+			mfsd_handle_free(ctx, h);
+			mfsd_handoff_handle_end(ctx->handoff, id);
+			lost++;
+			continue;
+		}
+		h->id = id;
+		mfsd_handoff_handle_adopt(ctx->handoff, id, h);
+		adopted++;
+	}
+	if (adopted || lost)
+		mfsd_log(MFSD_LOG_INFO, "takeover: %zu open handles taken "
+			 "over, %zu lost", adopted, lost);
+	return 0;
+}
+
+void mfsd_ops_close_handles(struct mfsd_ctx *ctx)
+{
+	uint32_t used = atomic_load(&ctx->handoff->r->handles_used);
+
+	for (uint32_t id = 1; id < used; id++) {
+		struct mfsd_handle *h = mfsd_handoff_handle_get(ctx->handoff, id);
+
+		if (h)
+			mfsd_handle_close(ctx, h);
+	}
+}
+
+/* ------------------------------------------------------------------ */
 /* Session                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -1032,6 +1193,9 @@ static void mfsd_init(void *userdata, struct fuse_conn_info *conn)
 	 * ext4 took 0.16 s warm on the same entries.
 	 */
 	conn->want &= ~FUSE_CAP_POSIX_ACL;
+	/* Requests are read with plain reads, through the custom I/O that
+	 * replays INIT to a successor (handoff.h). */
+	conn->want &= ~FUSE_CAP_SPLICE_READ;
 	mfsd_log(MFSD_LOG_DEBUG,
 		 "init: protocol %u.%u, max_read %u, max_readahead %u, "
 		 "capable 0x%x, want 0x%x",

@@ -381,6 +381,21 @@ static bool mfsd_status_store_dir(struct mfsd_ctx *ctx, json_t *root,
 	return mfsd_set(root, MFS_ST_STORE_DIR, mfsd_json_text(ctx->opt.store_dir));
 }
 
+/* "pid" (the supervisor, or this process when none), "server_pid",
+ * "takeovers" and "resent_requests". */
+static bool mfsd_status_pids(struct mfsd_ctx *ctx, json_t *root)
+{
+	struct mfsd_handoff_region *r = ctx->handoff ? ctx->handoff->r : NULL;
+	pid_t sup = r ? (pid_t)r->supervisor_pid : getpid();
+
+	return mfsd_set(root, MFS_ST_PID, json_integer(sup)) &&
+	       mfsd_set(root, MFS_ST_SERVER_PID, json_integer(getpid())) &&
+	       mfsd_set(root, MFS_ST_TAKEOVERS,
+			json_integer(r ? atomic_load(&r->takeovers) : 0)) &&
+	       mfsd_set(root, MFS_ST_RESENT_REQUESTS,
+			mfsd_json_u64(r ? atomic_load(&r->resent) : 0));
+}
+
 static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 				const struct mfsd_cred *cred)
 {
@@ -390,7 +405,7 @@ static json_t *mfsd_status_json(struct mfsd_ctx *ctx,
 
 	models = mfsd_status_models(ctx->table, cred, &sums);
 	ok = root && models &&
-	     mfsd_set(root, MFS_ST_PID, json_integer(getpid())) &&
+	     mfsd_status_pids(ctx, root) &&
 	     mfsd_set(root, MFS_ST_VERSION, json_string(mfs_version())) &&
 	     mfsd_set(root, MFS_ST_UPTIME_SECONDS, json_real(mfsd_uptime(ctx))) &&
 	     (ctx->remote || mfsd_status_store_dir(ctx, root, cred)) &&

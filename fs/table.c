@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "follow.h"
+#include "handoff.h"
 #include "log.h"
 #include "model.h"
 #include "table.h"
@@ -120,6 +121,7 @@ uint64_t mfsd_table_retire(struct mfsd_table *t, struct mfsd_model *m,
 	if (retire) {
 		m->retired = true;
 		t->nretired++;
+		mfsd_handoff_model_sync(t, m);
 		due = 0;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -144,6 +146,7 @@ static void mfsd_table_take_out(struct mfsd_table *t, struct mfsd_model *m,
 				sizeof(*t->by_key), pos);
 	m->state = state;
 	t->changes++;
+	mfsd_handoff_model_sync(t, m);
 }
 
 int mfsd_table_publish(struct mfsd_table *t, struct mfsd_model *m,
@@ -171,12 +174,63 @@ int mfsd_table_publish(struct mfsd_table *t, struct mfsd_model *m,
 		/* One step: a lookup finds the old or the new, never none. */
 		t->by_key[kpos] = m;
 		old->state = MFSD_MODEL_REPLACED;
+		mfsd_handoff_model_sync(t, old);
 	} else {
 		mfsd_vec_insert(t->by_key, &t->npublished, sizeof(m), kpos,
 				&m);
 	}
 	t->changes++;
+	mfsd_handoff_model_new(t, m);
 	pthread_mutex_unlock(&t->lock);
+	/* The caller has @m's name in flight: no other refresh can take it
+	 * out (and free it) meanwhile. */
+	mfsd_handoff_send_fd(t, m);
+	return 0;
+}
+
+int mfsd_table_adopt(struct mfsd_table *t, const struct mfsd_model_record *r,
+		     int fd, char *why)
+{
+	bool reopened = fd < 0;
+	struct mfsd_model *m;
+	size_t kpos;
+	int rc = mfsd_model_adopt(t, r, fd, &m, why);
+
+	if (rc < 0)
+		return rc;
+	m->nlookup_dir = r->nlookup_dir;
+	m->nlookup_files = r->nlookup_files;
+	pthread_mutex_lock(&t->lock);
+	rc = mfsd_vec_reserve((void **)&t->by_gen, &t->live_cap, t->nlive + 1,
+			      sizeof(*t->by_gen));
+	if (rc == 0)
+		rc = mfsd_vec_reserve((void **)&t->by_key, &t->published_cap,
+				      t->npublished + 1, sizeof(*t->by_key));
+	if (rc < 0) {
+		pthread_mutex_unlock(&t->lock);
+		mfsd_why(why, "out of memory");
+		m->gen = 0; /* its record stays, for the next successor */
+		mfsd_model_free(t, m);
+		return rc;
+	}
+	mfsd_vec_insert(t->by_gen, &t->nlive, sizeof(m),
+			mfsd_gen_pos(t, m->gen), &m);
+	kpos = mfsd_key_pos(t, m->key);
+	if (m->state == MFSD_MODEL_PUBLISHED &&
+	    !(kpos < t->npublished && strcmp(t->by_key[kpos]->key, m->key) == 0))
+		mfsd_vec_insert(t->by_key, &t->npublished, sizeof(m), kpos,
+				&m);
+	else if (m->state == MFSD_MODEL_PUBLISHED)
+		m->state = MFSD_MODEL_REPLACED; /* two records of one key */
+	if (m->retired)
+		t->nretired++;
+	if (t->next_gen <= m->gen)
+		t->next_gen = m->gen + 1;
+	m->handoff_idx = r->handoff_idx;
+	mfsd_handoff_model_sync(t, m);
+	pthread_mutex_unlock(&t->lock);
+	if (reopened)
+		mfsd_handoff_send_fd(t, m);
 	return 0;
 }
 
@@ -327,6 +381,7 @@ void mfsd_table_lookup(struct mfsd_table *t, struct mfsd_model *m,
 		m->nlookup_dir += n;
 	else
 		m->nlookup_files += n;
+	mfsd_handoff_model_sync(t, m);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -344,9 +399,11 @@ bool mfsd_table_forget(struct mfsd_table *t, uint64_t gen, uint64_t slot,
 
 	pthread_mutex_lock(&t->lock);
 	m = mfsd_gen_find(t, gen);
-	if (m)
+	if (m) {
 		mfsd_count_sub(slot == MFSD_SLOT_DIR ? &m->nlookup_dir
 						     : &m->nlookup_files, n);
+		mfsd_handoff_model_sync(t, m);
+	}
 	return mfsd_table_unlock_reap(t, m);
 }
 

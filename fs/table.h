@@ -40,6 +40,7 @@
 #include "modelfs.h"
 
 struct mfsd_cache;
+struct mfsd_handoff;
 struct mfsd_inflight;
 struct mfsd_skipped;
 
@@ -70,6 +71,10 @@ struct mfsd_table {
 	 * closed after a load had to wait for one.  Set before threads. */
 	void (*fd_freed)(void *arg);
 	void *fd_freed_arg;
+
+	/* Where the table is recorded for a successor (handoff.h); NULL:
+	 * nowhere (unit tests).  Set before any load. */
+	struct mfsd_handoff *handoff;
 
 	/* The remote store whose view directory this is (remote.h), or
 	 * NULL for a local store.  Set before any load. */
@@ -205,6 +210,15 @@ bool mfsd_table_release_dir(struct mfsd_table *t, struct mfsd_model *m);
  */
 uint64_t mfsd_table_retire(struct mfsd_table *t, struct mfsd_model *m,
 			   uint64_t grace_ns);
+
+/*
+ * Puts back the model recorded by a predecessor (@r, handoff.h) with its
+ * generation, state and lookup counts, loaded with mfsd_model_adopt from
+ * @fd (taken; -1: reopened by name).  Returns 0, or a negative errno with
+ * @why set (MFSD_WHY_MAX) when it cannot be loaded.
+ */
+int mfsd_table_adopt(struct mfsd_table *t, const struct mfsd_model_record *r,
+		     int fd, char *why);
 
 /*
  * Gives @m (loaded, not yet in the table) the next generation and

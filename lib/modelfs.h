@@ -126,6 +126,9 @@ MFS_API const char *mfs_last_error(void);
 
 /** Keys of the /.status document (MOUNT.md, section 5). */
 #define MFS_ST_PID "pid"
+#define MFS_ST_SERVER_PID "server_pid"
+#define MFS_ST_TAKEOVERS "takeovers"
+#define MFS_ST_RESENT_REQUESTS "resent_requests"
 #define MFS_ST_COMM "comm"
 #define MFS_ST_HANDLES "handles"
 #define MFS_ST_FILES "files"

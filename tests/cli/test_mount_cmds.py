@@ -4,6 +4,7 @@ files (open descriptors and mappings), exactly the pids holding a model,
 the store commands refusing a mountpoint, and every command naming the way
 out of a mount whose daemon was killed.  Models are put before the mount
 (the daemon may not follow later changes)."""
+import errno
 import json
 import os
 import signal
@@ -176,6 +177,20 @@ def wait_holders(mnt, key, pids):
         time.sleep(0.05)
 
 
+def wait_dead(mnt, timeout=5.0):
+    """Waits until the mount at @mnt answers ENOTCONN (statfs is never
+    answered from the kernel's caches)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.statvfs(mnt)
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                return
+        h.check(time.monotonic() < deadline, "%s did not die" % mnt)
+        time.sleep(0.005)
+
+
 def check_dead_mount(work, store):
     """A daemon killed with SIGKILL leaves its mount behind: ls, holders and
     the store commands say so and how to recover, instead of reading it."""
@@ -192,6 +207,8 @@ def check_dead_mount(work, store):
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # Its serving process dies with it, a moment later.
+        wait_dead(mnt)
         # Lazy (-uz): a plain -u fails with EBUSY while files are mapped.
         want = ["daemon has exited", "fusermount3 -uz %s" % mnt]
         for args in (["ls", mnt], ["holders", mnt, "alpha"],

@@ -303,6 +303,10 @@ static int ct_phase2(void)
 /* Phase 3: a mount left behind by a daemon that was killed            */
 /* ------------------------------------------------------------------ */
 
+/* How long the mount may take to die after its daemon: 5 s. */
+#define CT_DEAD_POLLS 500
+#define CT_DEAD_POLL_US 10000
+
 /* Opening it names the dead daemon and the way out; mfs_store_get does
  * not count it as served and falls back to the directory store. */
 static void test_mount_dead(void **state)
@@ -315,6 +319,11 @@ static void test_mount_dead(void **state)
 	assert_int_equal(kill(ct_d.pid, SIGKILL), 0);
 	assert_int_equal(waitpid(ct_d.pid, NULL, 0), ct_d.pid);
 	ct_d.pid = 0;
+	/* The serving process, the daemon's child, is killed with it; the
+	 * mount is dead once that one is gone too. */
+	for (int i = 0; i < CT_DEAD_POLLS &&
+			mfs_mount_probe(ct_d.mnt) != MFS_MOUNT_DEAD; i++)
+		usleep(CT_DEAD_POLL_US);
 	assert_int_equal(mfs_mount_probe(ct_d.mnt), MFS_MOUNT_DEAD);
 	assert_false(mfs_is_modelfs_mount(ct_d.mnt));
 	ct_expect(mfs_store_open_mount(&s, ct_d.mnt), -ENOTCONN,

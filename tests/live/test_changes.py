@@ -129,14 +129,14 @@ def check_retire(work, m, store):
     keeps the kernel from forgetting it; after the grace period the
     model retires (container closed) and the directory looks empty."""
     live.pack_version(work, os.path.join(store, "cwd.mfs"), 41)
-    base = live.store_fds(m.proc.pid, store)
+    base = live.store_fds(m.server_pid(), store)
     p = subprocess.Popen(["sh", "-c", "cd '%s' && echo in && read x && "
                           "ls -a" % m.p("cwd")], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
     try:
         h.check(p.stdout.readline().strip() == b"in", "shell")
         live.remove(store, "cwd")
-        live.wait_for(lambda: live.store_fds(m.proc.pid, store) == base - 1,
+        live.wait_for(lambda: live.store_fds(m.server_pid(), store) == base - 1,
                       10.0, "the removed model to retire")
         h.check(m.status()["totals"]["retired_models"] == 1 and
                 live.status_model(m, "cwd", "removed") is None,

@@ -33,7 +33,7 @@ def main(work):
     live.pack_version(work, os.path.join(store, "stays.mfs"), 8)
     big = arrays[0]
     with h.mounted(work, store) as m:
-        pid = m.proc.pid
+        pid = m.server_pid()
         base = live.store_fds(pid, store)
         h.check(base == 3, "baseline: %d store descriptors (dir + 2)" % base)
         mm = live.map_array(m.p("gone", "arr0.npy"))

@@ -30,7 +30,7 @@ def main(work):
     new = live.pack_version(work, new_src, 2, sizes=(BIG, 5000, 777),
                             lz4=True, chunk_size=65536)
     with h.mounted(work, store) as m:
-        pid = m.proc.pid
+        pid = m.server_pid()
         base = live.store_fds(pid, store)
         ino_old = os.stat(m.p("k")).st_ino
         mm = live.map_array(m.p("k", "arr0.npy"))

@@ -183,7 +183,7 @@ def main(work):
         w.current[key] = 1
     procs = []
     with h.mounted(work, store) as m:
-        pid = m.proc.pid
+        pid = m.server_pid()
         stop, procs = start_readers(work, m)
         try:
             figures = run(m, w, pid, store)

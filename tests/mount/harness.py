@@ -260,6 +260,11 @@ class Mount:
         with open(self.p(".status"), "rb") as f:
             return json.loads(f.read())
 
+    def server_pid(self):
+        """The serving process (the started daemon, self.proc, is its
+        supervisor, which holds the mount)."""
+        return self.status()["server_pid"]
+
 
 @contextlib.contextmanager
 def mounted(work, store, options=(), args=(), name="mnt", nofile=None):

@@ -61,6 +61,9 @@ struct report_ratio_spec {
 /* The measure of the separately timed puts (den_put_metric). */
 #define REPORT_PUT_MEASURE "put"
 #define T_LS_EXT4 1.5
+/* The pause a reader sees when the serving process is replaced. */
+#define T_KILL_PAUSE_MS 200.0
+#define T_UPGRADE_PAUSE_MS 50.0
 /* The remote section: a cold scan through a URL mount at least half as
  * fast as through the local store's; bytes fetched for one array at most
  * 5 % over its size. */
@@ -165,6 +168,10 @@ static const struct report_ratio_spec report_ratios[] = {
 	 "modelfs-mount", NULL, 0, NULL},
 	{"py ready (put incl.): private / modelfs", "python", "ready_ms",
 	 "private", "modelfs-mount", NULL, 0, NULL},
+	{"reader pause, ms: serving process killed", "takeover",
+	 "kill_pause_ms", "modelfs", NULL, R_LT, T_KILL_PAUSE_MS, NULL},
+	{"reader pause, ms: upgrade", "takeover", "upgrade_pause_ms",
+	 "modelfs", NULL, R_LT, T_UPGRADE_PAUSE_MS, NULL},
 	/* The remote section (remote.py): the model at a URL. */
 	{"url first use, 1 array: download+mount / lazy", "remote",
 	 "first_use_ms", "download-local", "modelfs-url", R_GE, T_FASTER,

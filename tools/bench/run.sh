@@ -50,6 +50,11 @@
 #            until the mount shows it: counted in modelfs's time to ready
 #            (shared memory's put is in its own)
 #   pack     modelctl pack of the model, raw and LZ4 (MiB/s of .npy read)
+#   takeover the pause a reader touching new pages of the LZ4 model sees
+#            when the serving process is killed (SIGKILL; its successor
+#            takes over) and when the supervisor is upgraded (SIGUSR2):
+#            the longest gap between two successive page reads
+#            (tools/bench/takeover.py)
 #   python   a Python model (numpy arrays, a scipy CSR matrix, a pandas
 #            DataFrame) shared by 8 workers (tools/bench/pyshare.py):
 #            modelfs.sharing's MountModelStore on a daemon, shared_memory +
@@ -578,6 +583,16 @@ measure_open() {
 	unmount wide
 }
 
+# The takeover section: a reader touches new pages of the LZ4 model while
+# the serving process is killed, then while the supervisor is upgraded.
+measure_takeover() {
+	log "takeover: reader pause across a kill and an upgrade"
+	mount_modelfs tko "$DATA/store-lz4"
+	"$PY" "$SRC_DIR/takeover.py" --samples "$SAMPLES" --rounds "$REPS" \
+		--supervisor "${MOUNTED[tko]}" --file "$DATA/mnt/tko/big/emb.npy"
+	unmount tko
+}
+
 report() {
 	local opts=${MODELFS_BENCH_DAEMON_OPTS:-}
 	"$BENCH" report --json "$JSON" --require-all \
@@ -610,7 +625,7 @@ main() {
 	prepare_data_dir
 	for step in prepare measure_warm measure_cold measure_workers \
 		measure_put measure_python measure_remote measure_attach \
-		measure_open measure_ls measure_pack; do
+		measure_open measure_ls measure_pack measure_takeover; do
 		t=$SECONDS
 		$step
 		log "$step: $((SECONDS - t)) s"
