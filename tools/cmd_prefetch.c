@@ -209,7 +209,7 @@ static int ctl_prefetch_run(const struct ctl_command *cmd, const char *mount,
 
 int ctl_cmd_prefetch(const struct ctl_command *self, int argc, char **argv)
 {
-	bool quiet = false, mount;
+	bool quiet = false;
 	int opt, rc;
 
 	opterr = 0;
@@ -219,24 +219,8 @@ int ctl_cmd_prefetch(const struct ctl_command *self, int argc, char **argv)
 			return ctl_common_option(self, opt, argv);
 		quiet = true;
 	}
-	if (optind + 2 > argc)
-		return ctl_usage_error(self, "missing %s",
-				       optind >= argc ? "MOUNTPOINT and KEY"
-						      : "KEY");
-	if (optind + 2 < argc)
-		return ctl_usage_error(self, "prefetch takes MOUNTPOINT and KEY, "
-				       "got %d arguments", argc - optind);
-	rc = mfs_check_key(argv[optind + 1]);
-	if (rc < 0)
-		return ctl_usage_error(self, "invalid key '%s': %s",
-				       argv[optind + 1], ctl_lib_error(rc));
-	rc = ctl_mount_state(self, argv[optind], &mount);
+	rc = ctl_mount_key_args(self, argc, argv);
 	if (rc != CTL_EXIT_OK)
 		return rc;
-	if (!mount) {
-		ctl_err(self, "'%s' is not a modelfs mount (no fuse.modelfs "
-			"entry for it in /proc/self/mountinfo)", argv[optind]);
-		return CTL_EXIT_FAIL;
-	}
 	return ctl_prefetch_run(self, argv[optind], argv[optind + 1], quiet);
 }

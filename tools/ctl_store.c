@@ -3,6 +3,7 @@
  * a directory (the library's probe) and reading the daemon's /.status.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,4 +114,31 @@ const char *ctl_json_text_value(const json_t *obj, const char *name,
 	const char *s = json_string_value(json_object_get(obj, name));
 
 	return ctl_text(t, s ? s : "?");
+}
+
+int ctl_mount_key_args(const struct ctl_command *cmd, int argc, char **argv)
+{
+	bool mount;
+	int rc;
+
+	if (optind + 2 > argc)
+		return ctl_usage_error(cmd, "missing %s",
+				       optind >= argc ? "MOUNTPOINT and KEY"
+						      : "KEY");
+	if (optind + 2 < argc)
+		return ctl_usage_error(cmd, "%s takes MOUNTPOINT and KEY, got %d "
+				       "arguments", cmd->name, argc - optind);
+	rc = mfs_check_key(argv[optind + 1]);
+	if (rc < 0)
+		return ctl_usage_error(cmd, "invalid key '%s': %s",
+				       argv[optind + 1], ctl_lib_error(rc));
+	rc = ctl_mount_state(cmd, argv[optind], &mount);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (!mount) {
+		ctl_err(cmd, "'%s' is not a modelfs mount (no fuse.modelfs "
+			"entry for it in /proc/self/mountinfo)", argv[optind]);
+		return CTL_EXIT_FAIL;
+	}
+	return CTL_EXIT_OK;
 }

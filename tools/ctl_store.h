@@ -33,6 +33,14 @@ int ctl_mount_state(const struct ctl_command *cmd, const char *path,
 		    bool *mount);
 
 /*
+ * The arguments MOUNTPOINT KEY at argv[optind] of a command that takes
+ * only them: reports a missing or extra argument or an invalid key
+ * (CTL_EXIT_USAGE), a path no live modelfs daemon serves (CTL_EXIT_FAIL);
+ * CTL_EXIT_OK.
+ */
+int ctl_mount_key_args(const struct ctl_command *cmd, int argc, char **argv);
+
+/*
  * Reads and parses MOUNT/.status into *@out (a JSON object; caller
  * json_decref's it).  Reports the failure itself (as @cmd) and returns
  * CTL_EXIT_FAIL; CTL_EXIT_OK on success.
