@@ -1076,7 +1076,7 @@ static int mfsd_adopt_fill(struct mfsd_ctx *ctx, struct mfsd_handle *h,
 	ssize_t n;
 	int rc = 0;
 
-	switch (rec->kind) {
+	switch (atomic_load(&rec->kind)) {
 	case MFSD_HK_STATUS:
 		return mfsd_status_snapshot(ctx, &cred, &h->text, &h->text_len);
 	case MFSD_HK_ROOT_DIR:
