@@ -141,16 +141,16 @@ static void mfsd_chunk_failed(const struct mfsd_data *d, struct mfsd_model *m,
 static ssize_t mfsd_get_chunk(struct mfsd_model *m, size_t index,
 			      uint64_t chunk, void *buf, size_t len)
 {
-	ssize_t n = buf ? mfs_container_read_chunk(m->container, index, chunk,
-						   buf, len)
-			: mfs_container_check_chunk(m->container, index, chunk);
+	for (int again = 0;; again++) {
+		ssize_t n = buf ? mfs_container_read_chunk(m->container, index,
+							   chunk, buf, len)
+				: mfs_container_check_chunk(m->container, index,
+							    chunk);
 
-	if (n != -EIO || !m->remote ||
-	    mfsd_remote_refetch(m->remote, index, chunk) < 0)
-		return n;
-	return buf ? mfs_container_read_chunk(m->container, index, chunk, buf,
-					      len)
-		   : mfs_container_check_chunk(m->container, index, chunk);
+		if (n != -EIO || !m->remote || again ||
+		    mfsd_remote_refetch(m->remote, index, chunk) < 0)
+			return n;
+	}
 }
 
 /*
@@ -458,7 +458,6 @@ static int mfsd_fetch_range(struct mfsd_model *m, size_t index, uint64_t roff,
 			    uint64_t rlen)
 {
 	const mfs_array_info *ai = &m->arrays[index].info;
-
 	int rc;
 
 	if (!m->remote || rlen == 0 || ai->chunk_size == 0)

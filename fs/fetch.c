@@ -5,7 +5,6 @@
  * remote.h).
  */
 #include <errno.h>
-#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,23 +205,6 @@ static bool mfsd_check_cached(struct mfsd_robj *o, const mfs_chunk_info *ci,
 static void mfsd_evict_to(struct mfsd_remote *r, const struct mfsd_keep *keep,
 			  uint64_t limit);
 
-int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Writes checked bytes into the cache file and waits for them to reach
  * the disk, so that the read path's drop of the pages it served leaves
  * no second copy in the page cache.  0 or a negative errno. */
@@ -230,7 +212,7 @@ static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
 			    uint64_t off, const struct mfsd_keep *keep)
 {
 	struct mfsd_remote *r = o->r;
-	int rc = mfsd_pwrite_all(o->fd, buf, len, off);
+	int rc = mfs_pwrite_full(o->fd, buf, len, off);
 
 	if (rc == -ENOSPC) {
 		/* The file system is fuller than --cache-size allows for:
@@ -240,7 +222,7 @@ static int mfsd_cache_write(struct mfsd_robj *o, const void *buf, size_t len,
 		uint64_t used = atomic_load(&r->cache_bytes);
 
 		mfsd_evict_to(r, keep, used > len ? used - len : 0);
-		rc = mfsd_pwrite_all(o->fd, buf, len, off);
+		rc = mfs_pwrite_full(o->fd, buf, len, off);
 	}
 	if (rc < 0) {
 		mfsd_log(MFSD_LOG_ERR, "cache file %s/%s/%s: writing %zu bytes: "
@@ -367,28 +349,30 @@ static int mfsd_take_chunk(struct mfsd_robj *o, size_t array, uint64_t k,
  * (index k - @a) that is now present.  @force: do not trust the file.
  * Room made on a full disk spares @keep.  Returns 0 or the first error.
  */
-static int mfsd_fetch_run(struct mfsd_robj *o, const mfs_container *c,
-			  size_t array, uint64_t a, uint64_t b, bool force,
-			  uint64_t *ok, const struct mfsd_keep *keep)
+static int mfsd_fetch_run(struct mfsd_robj *o, size_t array, uint64_t a,
+			  uint64_t b, bool force, uint64_t *ok,
+			  const struct mfsd_keep *keep)
 {
 	mfs_chunk_info first, last, ci;
-	uint64_t lo = UINT64_MAX, hi = 0, span_off;
-	char *buf = NULL;
+	uint64_t lo = UINT64_MAX, hi = 0, base;
+	char *buf;
 	int rc = 0;
 
+	if (mfsd_chunk_at(o->c, array, a, &first) < 0 ||
+	    mfsd_chunk_at(o->c, array, b, &last) < 0)
+		return -EIO;
+	/* The run's stored bytes, at their offsets from its first chunk. */
+	base = first.file_offset;
+	buf = malloc(last.file_offset + last.stored_length - base + 1);
+	if (!buf)
+		return -ENOMEM;
 	for (uint64_t k = a; k <= b; k++) {
-		if (mfsd_chunk_at(c, array, k, &ci) < 0)
-			return -EIO;
-		if (!buf) {
-			mfsd_chunk_at(c, array, b, &last);
-			mfsd_chunk_at(c, array, a, &first);
-			buf = malloc(last.file_offset + last.stored_length -
-					     first.file_offset + 1);
-			if (!buf)
-				return -ENOMEM;
+		if (mfsd_chunk_at(o->c, array, k, &ci) < 0) {
+			rc = -EIO;
+			goto out;
 		}
-		if (!force && mfsd_check_cached(o, &ci, buf +
-					(ci.file_offset - first.file_offset))) {
+		if (!force &&
+		    mfsd_check_cached(o, &ci, buf + (ci.file_offset - base))) {
 			mfsd_bput(ok, k - a, true);
 			atomic_fetch_add(&o->r->stats.cache_hits, 1);
 			continue;
@@ -398,18 +382,18 @@ static int mfsd_fetch_run(struct mfsd_robj *o, const mfs_container *c,
 	}
 	if (lo == UINT64_MAX)
 		goto out;
-	mfsd_chunk_at(c, array, lo, &first);
-	mfsd_chunk_at(c, array, hi, &last);
-	span_off = first.file_offset;
-	rc = mfsd_fetch_span(o, span_off, (size_t)(last.file_offset +
-						     last.stored_length -
-						     span_off), buf);
+	mfsd_chunk_at(o->c, array, lo, &first);
+	mfsd_chunk_at(o->c, array, hi, &last);
+	rc = mfsd_fetch_span(o, first.file_offset,
+			     (size_t)(last.file_offset + last.stored_length -
+				      first.file_offset),
+			     buf + (first.file_offset - base));
 	for (uint64_t k = lo; rc == 0 && k <= hi; k++) {
 		if (mfsd_bget(ok, k - a))
 			continue;
-		mfsd_chunk_at(c, array, k, &ci);
+		mfsd_chunk_at(o->c, array, k, &ci);
 		rc = mfsd_take_chunk(o, array, k, &ci,
-				     buf + (ci.file_offset - span_off), keep);
+				     buf + (ci.file_offset - base), keep);
 		if (rc == 0) {
 			mfsd_bput(ok, k - a, true);
 			atomic_fetch_add(&o->r->stats.cache_misses, 1);
@@ -536,7 +520,7 @@ static int mfsd_fetch_claimed(struct mfsd_robj *o, size_t array, uint64_t ra,
 	int rc;
 
 	pthread_mutex_unlock(&o->lock);
-	rc = ok ? mfsd_fetch_run(o, o->c, array, ra - o->first[array],
+	rc = ok ? mfsd_fetch_run(o, array, ra - o->first[array],
 				 rb - o->first[array], force, ok, &keep)
 		: -ENOMEM;
 	mfsd_remote_evict(o->r, &keep);

@@ -332,7 +332,7 @@ static int mfsd_fetch_into(struct mfsd_remote *r, const char *object,
 
 	if (rc < 0)
 		return rc;
-	return mfsd_pwrite_all(fd, buf, (size_t)len, off);
+	return mfs_pwrite_full(fd, buf, (size_t)len, off);
 }
 
 /* Header page and index of @e into the new cache file @fd; checks them
@@ -519,8 +519,8 @@ static int mfsd_parse_entry(const char *key, json_t *v,
 
 /* Parses index document @buf; returns its "models" object (a new
  * reference) or NULL with the reason logged. */
-static json_t *mfsd_parse_index(struct mfsd_remote *r, const char *buf,
-				size_t len, const char *where)
+static json_t *mfsd_parse_index(const char *buf, size_t len,
+				const char *where)
 {
 	json_error_t err;
 	json_t *doc = json_loadb(buf, len, 0, &err), *models;
@@ -546,7 +546,6 @@ static json_t *mfsd_parse_index(struct mfsd_remote *r, const char *buf,
 	}
 	json_incref(models);
 	json_decref(doc);
-	(void)r;
 	return models;
 }
 
@@ -759,7 +758,7 @@ static void mfsd_save_file(struct mfsd_remote *r, const char *name,
 		    MFSD_FILE_MODE);
 	if (fd < 0)
 		return;
-	if (mfsd_pwrite_all(fd, buf, len, 0) < 0 || fsync(fd) < 0 ||
+	if (mfs_pwrite_full(fd, buf, len, 0) < 0 || fsync(fd) < 0 ||
 	    renameat(r->site_fd, tmp, r->site_fd, name) < 0)
 		(void)unlinkat(r->site_fd, tmp, 0);
 	close(fd);
@@ -791,14 +790,11 @@ static char *mfsd_load_file(struct mfsd_remote *r, const char *name,
 	return buf;
 }
 
-/* Takes index @models (a reference) as the one served. */
-static void mfsd_take_index(struct mfsd_remote *r, json_t *models,
-			    bool from_cache)
+/* An index was applied (@from_cache: the one cached): says so in
+ * .status and has the prefetcher go over the models again. */
+static void mfsd_index_applied(struct mfsd_remote *r, bool from_cache)
 {
-	json_decref(r->index);
-	r->index = models;
 	r->from_cache = from_cache;
-	r->index_time = (uint64_t)time(NULL);
 	pthread_mutex_lock(&r->lock);
 	r->prefetch_gen++;
 	pthread_cond_broadcast(&r->wake);
@@ -826,7 +822,7 @@ static int mfsd_poll_index(struct mfsd_remote *r)
 	atomic_store(&r->down_until, 0);
 	if (rc == 1)
 		return 0;
-	models = mfsd_parse_index(r, b.data, b.len, r->shown);
+	models = mfsd_parse_index(b.data, b.len, r->shown);
 	if (!models) {
 		atomic_fetch_add(&r->stats.index_errors, 1);
 		mfsd_http_body_free(&b);
@@ -845,7 +841,8 @@ static int mfsd_poll_index(struct mfsd_remote *r)
 		 MFS_INDEX_FILE, sync.served, json_object_size(models),
 		 sync.failed ? "; the others are tried again at the next "
 			       "poll" : "");
-	mfsd_take_index(r, models, false);
+	json_decref(models);
+	mfsd_index_applied(r, false);
 	return 1;
 }
 
@@ -856,7 +853,7 @@ static int mfsd_index_from_cache(struct mfsd_remote *r, int why)
 	size_t len = 0;
 	char *buf = mfsd_load_file(r, MFS_INDEX_FILE, &len);
 	struct mfsd_sync sync;
-	json_t *models = buf ? mfsd_parse_index(r, buf, len, r->site_path)
+	json_t *models = buf ? mfsd_parse_index(buf, len, r->site_path)
 			     : NULL;
 
 	free(buf);
@@ -875,7 +872,8 @@ static int mfsd_index_from_cache(struct mfsd_remote *r, int why)
 		 strerror(-why), sync.served, r->site_path);
 	/* No ETag: the first poll that reaches the origin applies its
 	 * index whatever it is. */
-	mfsd_take_index(r, models, true);
+	json_decref(models);
+	mfsd_index_applied(r, true);
 	return 0;
 }
 
@@ -1177,7 +1175,6 @@ void mfsd_remote_close(struct mfsd_remote *r)
 	free(r->objs);
 	if (r->http)
 		mfsd_http_close(r->http);
-	json_decref(r->index);
 	free(r->etag);
 	if (r->view_fd >= 0)
 		close(r->view_fd);

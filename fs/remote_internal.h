@@ -79,7 +79,6 @@ struct mfsd_robj {
 	uint64_t ra_bytes; /* readahead window of a sequential reader */
 	uint64_t ra_end;   /* last chunk readahead was queued for */
 	_Atomic uint64_t last_use; /* r->clock at its last ensure */
-	_Atomic uint64_t busy_count; /* fetches in progress */
 };
 
 struct mfsd_remote {
@@ -119,8 +118,6 @@ struct mfsd_remote {
 
 	/* Only the poller (or open, before it runs) touches these: */
 	char *etag;
-	json_t *index; /* the index served ("models" object) */
-	uint64_t index_time; /* CLOCK_REALTIME seconds of the last fetch */
 	_Atomic bool from_cache; /* the index served is the cached one (read
 				    by .status) */
 
@@ -148,8 +145,6 @@ struct mfsd_remote {
  * if not known. */
 bool mfsd_robj_name(struct mfsd_robj *o, char *buf);
 
-/* pwrite of all @len bytes.  0 or a negative errno. */
-int mfsd_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 
 /* What bringing the view in line with an index came to. */
 struct mfsd_sync {

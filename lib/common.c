@@ -355,6 +355,8 @@ int mfs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 				continue;
 			return -errno;
 		}
+		if (n == 0)
+			return -EIO; /* nothing written: never loop on it */
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;

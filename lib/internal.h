@@ -103,11 +103,4 @@ static inline bool mfs_chunk_size_ok(uint32_t v)
  */
 MFS_INTERNAL mode_t mfs_umask(void);
 
-/*
- * pwrite of exactly @len bytes, retrying on EINTR and short transfers
- * (mfs_pread_full of modelfs.h is its reading twin).  0 or -errno.
- */
-MFS_INTERNAL int mfs_pwrite_full(int fd, const void *buf, size_t len,
-				 uint64_t off);
-
 #endif /* MFS_INTERNAL_H */

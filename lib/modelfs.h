@@ -316,6 +316,15 @@ MFS_API int mfs_open_regular(int dirfd, const char *path, unsigned flags,
 MFS_API int mfs_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
 /**
+ * Writes exactly @p len bytes of @p buf at offset @p off of @p fd,
+ * retrying on EINTR and short writes (the twin of mfs_pread_full).
+ * Returns 0 or pwrite's negative errno (-EIO for a write of 0 bytes).
+ * Sets no message.  Thread-safe.
+ */
+MFS_API int mfs_pwrite_full(int fd, const void *buf, size_t len,
+			    uint64_t off);
+
+/**
  * Checks that @p json (@p len bytes, no NUL needed) is valid UTF-8 JSON
  * whose top level is an object, at most MFS_MAX_METADATA bytes.
  * Returns 0, or -EINVAL with a message giving line/column of the problem.
